@@ -1,0 +1,1 @@
+//! margay's BGP speaker: sans-IO FSM, RIB and policy plus thin tokio tasks

@@ -1,0 +1,1 @@
+//! CNI 1.1 plugin (margay) and IPAM plugin (margay-ipam)

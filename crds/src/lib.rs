@@ -1,0 +1,1 @@
+//! margay.io/v1 API types (CRDs), the Calico selector language and validation

@@ -1,0 +1,1 @@
+//! margayctl: node status, resources, IPAM and the local lab

@@ -1,0 +1,1 @@
+//! Route programmer: keeps the kernel FIB equal to bgpd's best routes

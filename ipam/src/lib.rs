@@ -1,0 +1,1 @@
+//! Calico-style block-affinity IPAM on the margay datastore

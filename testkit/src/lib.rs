@@ -1,0 +1,65 @@
+//! Test harness shared by margay's integration tests.
+//!
+//! Everything here creates real things (network namespaces, veth pairs,
+//! bridges, an etcd process) and removes them on `Drop`, so a failing or
+//! panicking test leaves nothing behind. Tests that need root call
+//! [`require_root`] first; it prints a `SKIP` line (never a silent pass) when
+//! the process is not root.
+
+mod etcd;
+mod netns;
+
+use std::net::TcpListener;
+use std::time::{Duration, Instant};
+
+pub use etcd::EtcdServer;
+pub use netns::{Netns, Segment, veth_between};
+
+/// True when the effective uid is 0; otherwise prints why `test` is skipped.
+pub fn require_root(test: &str) -> bool {
+    if effective_uid() == Some(0) {
+        return true;
+    }
+    eprintln!(
+        "SKIP {test}: needs root for network namespaces (CI runs as root)"
+    );
+    false
+}
+
+/// The effective uid, read from /proc so that no `unsafe` libc call is needed.
+fn effective_uid() -> Option<u32> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("Uid:"))?;
+    // "Uid: real effective saved fs"
+    line.split_whitespace().nth(2)?.parse().ok()
+}
+
+/// A TCP port on 127.0.0.1 that was free a moment ago.
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("binding an ephemeral loopback port")
+}
+
+/// Polls `cond` every 20 ms until it holds or `timeout` passes; returns
+/// whether it held.
+pub fn wait_until(timeout: Duration, mut cond: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if cond() {
+            return true;
+        }
+        if Instant::now() >= deadline {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Whether `program` is on PATH.
+pub fn have_program(program: &str) -> bool {
+    std::env::var_os("PATH").is_some_and(|paths| {
+        std::env::split_paths(&paths).any(|d| d.join(program).is_file())
+    })
+}

@@ -1,0 +1,1 @@
+//! Test harnesses (etcd, netns, real BGP peers) and cross-crate integration tests

@@ -1,0 +1,69 @@
+//! What a running lab consists of, saved so that `status` and `down` (from
+//! another invocation) know what to look at and remove.
+
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::LabError;
+
+/// The saved state of a lab.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct LabState {
+    pub state_dir: PathBuf,
+    pub etcd_pid: Option<u32>,
+    pub etcd_endpoint: String,
+    pub nodes: Vec<NodeState>,
+    pub pods: Vec<PodState>,
+    pub tor_pid: Option<u32>,
+    pub tor_socket: PathBuf,
+    pub mode: String,
+    pub family: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct NodeState {
+    pub name: String,
+    pub netns: String,
+    pub address: String,
+    pub agent_pid: u32,
+    pub run_dir: PathBuf,
+    pub route_reflector: bool,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct PodState {
+    pub name: String,
+    pub node: String,
+    pub netns: String,
+    pub container_id: String,
+    pub ips: Vec<String>,
+}
+
+const FILE: &str = "lab.json";
+
+impl LabState {
+    pub fn load(state_dir: &Path) -> Result<Option<LabState>, LabError> {
+        let path = state_dir.join(FILE);
+        match std::fs::read(&path) {
+            Ok(bytes) => serde_json::from_slice(&bytes).map(Some).map_err(|e| {
+                LabError::State(format!("{} is corrupt: {e}", path.display()))
+            }),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(LabError::Io {
+                what: format!("reading {}", path.display()),
+                source: e,
+            }),
+        }
+    }
+
+    pub fn save(&self) -> Result<(), LabError> {
+        let path = self.state_dir.join(FILE);
+        let bytes =
+            serde_json::to_vec_pretty(self).expect("lab state serializes");
+        std::fs::write(&path, bytes).map_err(|e| LabError::Io {
+            what: format!("writing {}", path.display()),
+            source: e,
+        })
+    }
+}

@@ -1,0 +1,631 @@
+//! `lab up`: build the fabric step by step, saving state after each step so
+//! that `down` can always undo a partial lab, then prove it works.
+
+use std::collections::BTreeMap;
+use std::io::Write as _;
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use margay_crds::AnyResource;
+use margay_ctlproto::{PeerStatus, Request, Response};
+use margay_datastore::{Datastore, DatastoreSpec};
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+
+use crate::probe;
+use crate::state::{LabState, NodeState, PodState};
+use crate::sys::{missing_programs, ns_run, run, spawn_detached};
+use crate::topology::{self, FABRIC_NS, HOST_LINK, TOR_NS, Topology};
+use crate::{LabError, LabOptions, down};
+
+/// The binaries the lab runs from `bin_dir`.
+const BINARIES: [&str; 5] = ["margay-node", "bgpd", "felix-lite", "margay", "margay-ipam"];
+
+/// The outcome of the proofs.
+#[derive(Debug, Clone)]
+pub struct LabSummary {
+    pub ok: bool,
+    pub report: String,
+}
+
+fn step(msg: &str) {
+    println!("==> {msg}");
+    let _ = std::io::stdout().flush();
+}
+
+fn done(msg: &str) {
+    println!("    ok: {msg}");
+}
+
+/// Builds the lab and proves it. Returns the report; `ok` is false when a
+/// proof failed (the lab is left running for inspection).
+pub async fn up(opts: &LabOptions) -> Result<LabSummary, LabError> {
+    preflight(opts)?;
+    let previous = LabState::load(&opts.state_dir).ok().flatten().is_some()
+        || run("ip", &["netns", "list"])?.contains("mglab-");
+    if previous {
+        step("removing a previous lab");
+        down(opts)?;
+    }
+    let topo = Topology::new(opts.nodes, opts.pods_per_node, opts.mode, opts.family);
+    let dir = &opts.state_dir;
+    mkdir(&dir.join("logs"))?;
+    let mut state = LabState {
+        state_dir: dir.clone(),
+        etcd_endpoint: topo.etcd_endpoint(),
+        tor_socket: dir.join("tor/bird.ctl"),
+        mode: format!("{:?}", opts.mode),
+        family: format!("{:?}", opts.family),
+        ..Default::default()
+    };
+    state.save()?;
+
+    step("creating the fabric segment");
+    run("ip", &["netns", "add", FABRIC_NS])?;
+    ns_run(FABRIC_NS, &["ip", "link", "add", "br0", "type", "bridge"])?;
+    ns_run(FABRIC_NS, &["ip", "link", "set", "br0", "up"])?;
+    attach(HOST_LINK, None, &format!("{}/24", topology::host_v4()))?;
+    if topo.family.v6() {
+        run("ip", &["addr", "add", &format!("{}/64", topology::host_v6()),
+                    "dev", HOST_LINK, "nodad"])?;
+    }
+    done(&format!("bridge br0 in {FABRIC_NS}, host link {HOST_LINK}"));
+
+    step("starting etcd");
+    let etcd_pid = start_etcd(dir)?;
+    state.etcd_pid = Some(etcd_pid);
+    state.save()?;
+    let spec: DatastoreSpec = format!("etcd:{}", topo.etcd_endpoint())
+        .parse()
+        .map_err(|e| LabError::Resources(format!("{e}")))?;
+    let ds = wait_datastore(&spec).await?;
+    apply_resources(&ds, &topo).await?;
+    done(&format!("{} with BGPConfiguration, IPPool and BGPPeer resources", topo.etcd_endpoint()));
+
+    step("starting the ToR (BIRD, AS 65000)");
+    state.tor_pid = Some(start_tor(&topo, dir)?);
+    state.save()?;
+    done("eBGP to every node");
+
+    step(&format!("starting {} nodes", topo.nodes.len()));
+    for n in &topo.nodes {
+        let node = start_node(opts, &topo, n)?;
+        state.nodes.push(node);
+        state.save()?;
+    }
+    wait_sessions(&state, &topo).await?;
+    done("every BGP session Established");
+
+    step(&format!("creating {} pods through the CNI plugin", topo.pods.len()));
+    for p in &topo.pods {
+        let pod = add_pod(opts, &topo, p, dir)?;
+        println!("    {} on {}: {}", pod.name, pod.node, pod.ips.join(", "));
+        state.pods.push(pod);
+        state.save()?;
+    }
+
+    step("proving the fabric");
+    let summary = prove(&ds, &state).await?;
+    println!("{}", summary.report);
+    Ok(summary)
+}
+
+fn preflight(opts: &LabOptions) -> Result<(), LabError> {
+    if !is_root() {
+        return Err(LabError::NotRoot);
+    }
+    let missing = missing_programs(&["ip", "etcd", "bird", "birdc", "ping"]);
+    if !missing.is_empty() {
+        return Err(LabError::MissingPrograms {
+            programs: missing.iter().map(|s| s.to_string()).collect(),
+            packages: "iproute2 etcd-server bird2 iputils-ping".into(),
+        });
+    }
+    let absent: Vec<String> = BINARIES
+        .iter()
+        .filter(|b| !opts.bin_dir.join(b).is_file())
+        .map(|b| b.to_string())
+        .collect();
+    if !absent.is_empty() {
+        return Err(LabError::MissingBinaries {
+            dir: opts.bin_dir.display().to_string(),
+            names: absent,
+        });
+    }
+    if opts.nodes == 0 || opts.nodes > 200 {
+        return Err(LabError::Resources(format!(
+            "--nodes {}: allowed 1 to 200",
+            opts.nodes
+        )));
+    }
+    Ok(())
+}
+
+fn is_root() -> bool {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("Uid:"))
+                .and_then(|l| l.split_whitespace().nth(2).map(|u| u == "0"))
+        })
+        .unwrap_or(false)
+}
+
+fn mkdir(path: &Path) -> Result<(), LabError> {
+    std::fs::create_dir_all(path).map_err(|e| LabError::Io {
+        what: format!("creating {}", path.display()),
+        source: e,
+    })
+}
+
+/// Connects `ifname` (in `netns`, or the host when None) to the fabric
+/// bridge with address `cidr`.
+fn attach(ifname: &str, netns: Option<&str>, cidr: &str) -> Result<(), LabError> {
+    let port = format!("p-{}", netns.unwrap_or("host").trim_start_matches("mglab-"));
+    let port: String = port.chars().take(15).collect();
+    let mut args = vec!["link", "add", ifname];
+    if let Some(ns) = netns {
+        args.extend(["netns", ns]);
+    }
+    args.extend(["type", "veth", "peer", "name", &port, "netns", FABRIC_NS]);
+    run("ip", &args)?;
+    ns_run(FABRIC_NS, &["ip", "link", "set", &port, "master", "br0", "up"])?;
+    match netns {
+        Some(ns) => {
+            ns_run(ns, &["ip", "addr", "add", cidr, "dev", ifname])?;
+            ns_run(ns, &["ip", "link", "set", ifname, "up"])?;
+        }
+        None => {
+            run("ip", &["addr", "add", cidr, "dev", ifname])?;
+            run("ip", &["link", "set", ifname, "up"])?;
+        }
+    }
+    Ok(())
+}
+
+fn start_etcd(dir: &Path) -> Result<u32, LabError> {
+    let addr = format!("{}:{}", topology::host_v4(), topology::ETCD_PORT);
+    if let Err(e) = std::net::TcpListener::bind(&addr) {
+        return Err(LabError::PortBusy { addr, detail: e.to_string() });
+    }
+    let client = format!("http://{addr}");
+    let peer_port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .map_err(|e| LabError::Io { what: "finding a free port".into(), source: e })?;
+    let peer = format!("http://127.0.0.1:{peer_port}");
+    let args = vec![
+        "--name=margay-lab".to_string(),
+        format!("--data-dir={}", dir.join("etcd").display()),
+        format!("--listen-client-urls={client}"),
+        format!("--advertise-client-urls={client}"),
+        format!("--listen-peer-urls={peer}"),
+        format!("--initial-advertise-peer-urls={peer}"),
+        format!("--initial-cluster=margay-lab={peer}"),
+        "--log-level=warn".to_string(),
+    ];
+    spawn_detached(None, Path::new("etcd"), &args, &dir.join("logs/etcd.log"))
+}
+
+async fn wait_datastore(spec: &DatastoreSpec) -> Result<Datastore, LabError> {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let attempt = async {
+            let ds = Datastore::connect(spec).await?;
+            ds.list::<margay_crds::IPPool>().await?;
+            Ok::<_, margay_datastore::DatastoreError>(ds)
+        };
+        match attempt.await {
+            Ok(ds) => return Ok(ds),
+            Err(e) if Instant::now() > deadline => {
+                return Err(LabError::Timeout {
+                    what: "etcd".into(),
+                    detail: e.to_string(),
+                });
+            }
+            Err(_) => tokio::time::sleep(Duration::from_millis(200)).await,
+        }
+    }
+}
+
+async fn apply_resources(ds: &Datastore, topo: &Topology) -> Result<(), LabError> {
+    let docs = margay_crds::parse_documents(&topo.resources_yaml())
+        .map_err(|e| LabError::Resources(e.to_string()))?;
+    for doc in docs {
+        match doc {
+            AnyResource::BGPConfiguration(r) => drop(ds.create(&r).await?),
+            AnyResource::IPPool(r) => drop(ds.create(&r).await?),
+            AnyResource::BGPPeer(r) => drop(ds.create(&r).await?),
+            other => {
+                return Err(LabError::Resources(format!(
+                    "unexpected {} in the lab resources",
+                    other.kind()
+                )));
+            }
+        }
+    }
+    Ok(())
+}
+
+fn start_tor(topo: &Topology, dir: &Path) -> Result<u32, LabError> {
+    run("ip", &["netns", "add", TOR_NS])?;
+    ns_run(TOR_NS, &["ip", "link", "set", "lo", "up"])?;
+    attach("eth0", Some(TOR_NS), &format!("{}/24", topology::tor_v4()))?;
+    if topo.family.v6() {
+        ns_run(TOR_NS, &["ip", "addr", "add", &format!("{}/64", topology::tor_v6()),
+                         "dev", "eth0", "nodad"])?;
+    }
+    for s in ["net.ipv4.ip_forward=1", "net.ipv6.conf.all.forwarding=1"] {
+        ns_run(TOR_NS, &["sysctl", "-qw", s])?;
+    }
+    let tor_dir = dir.join("tor");
+    mkdir(&tor_dir)?;
+    let conf = tor_dir.join("bird.conf");
+    let text = topo.tor_bird_conf(&tor_dir.join("bird.log").display().to_string());
+    std::fs::write(&conf, text).map_err(|e| LabError::Io {
+        what: format!("writing {}", conf.display()),
+        source: e,
+    })?;
+    let args = vec![
+        "-f".to_string(),
+        "-c".to_string(),
+        conf.display().to_string(),
+        "-s".to_string(),
+        tor_dir.join("bird.ctl").display().to_string(),
+        "-P".to_string(),
+        tor_dir.join("bird.pid").display().to_string(),
+    ];
+    spawn_detached(Some(TOR_NS), Path::new("bird"), &args, &dir.join("logs/tor.log"))
+}
+
+fn start_node(
+    opts: &LabOptions,
+    topo: &Topology,
+    n: &topology::NodePlan,
+) -> Result<NodeState, LabError> {
+    run("ip", &["netns", "add", &n.netns])?;
+    ns_run(&n.netns, &["ip", "link", "set", "lo", "up"])?;
+    attach("eth0", Some(&n.netns), &format!("{}/24", n.v4))?;
+    ns_run(&n.netns, &["ip", "route", "add", "default", "via",
+                       &topology::tor_v4().to_string()])?;
+    if topo.family.v6() {
+        ns_run(&n.netns, &["ip", "addr", "add", &format!("{}/64", n.v6), "dev", "eth0", "nodad"])?;
+    }
+    for s in ["net.ipv4.ip_forward=1", "net.ipv6.conf.all.forwarding=1"] {
+        ns_run(&n.netns, &["sysctl", "-qw", s])?;
+    }
+    let run_dir = opts.state_dir.join(&n.name);
+    mkdir(&run_dir.join("endpoints"))?;
+    let mut args = vec![
+        format!("--datastore=etcd:{}", topo.etcd_endpoint()),
+        format!("--node={}", n.name),
+        format!("--run-dir={}", run_dir.display()),
+        format!("--bin-dir={}", opts.bin_dir.display()),
+        format!("--felix-arg=--endpoint-dir={}", run_dir.join("endpoints").display()),
+    ];
+    if topo.family.v6() {
+        args.push(format!("--ipv6-address={}/64", n.v6));
+    }
+    if !topo.family.v4() {
+        args.push("--ipv4-address=none".into());
+    }
+    if n.route_reflector {
+        args.push(format!("--route-reflector-cluster-id={}", topology::RR_CLUSTER_ID));
+        args.push("--label=route-reflector=true".into());
+    }
+    let log = opts.state_dir.join(format!("logs/{}.log", n.name));
+    let agent = opts.bin_dir.join("margay-node");
+    let pid = spawn_detached(Some(&n.netns), &agent, &args, &log)?;
+    Ok(NodeState {
+        name: n.name.clone(),
+        netns: n.netns.clone(),
+        address: n.v4.to_string(),
+        agent_pid: pid,
+        run_dir,
+        route_reflector: n.route_reflector,
+    })
+}
+
+/// bgpd's peer table through its control socket.
+pub async fn query_peers(socket: &Path) -> std::io::Result<Vec<PeerStatus>> {
+    let fut = async {
+        let mut stream = tokio::net::UnixStream::connect(socket).await?;
+        stream
+            .write_all(margay_ctlproto::encode_line(&Request::Peers).as_bytes())
+            .await?;
+        let mut line = String::new();
+        BufReader::new(stream).read_line(&mut line).await?;
+        match margay_ctlproto::decode_line::<Response>(&line) {
+            Ok(Response::Peers { peers }) => Ok(peers),
+            Ok(other) => Err(std::io::Error::other(format!("unexpected {other:?}"))),
+            Err(e) => Err(std::io::Error::other(e)),
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(2), fut)
+        .await
+        .map_err(|_| std::io::Error::other("timed out"))?
+}
+
+/// How many sessions each node should have.
+fn expected_sessions(topo: &Topology, n: &topology::NodePlan) -> usize {
+    let others = topo.nodes.len() - 1;
+    let node_peers = match topo.mode {
+        topology::PeeringMode::Mesh => others,
+        topology::PeeringMode::RouteReflector if n.route_reflector => others,
+        topology::PeeringMode::RouteReflector => 1,
+    };
+    node_peers + 1 // the ToR
+}
+
+async fn wait_sessions(state: &LabState, topo: &Topology) -> Result<(), LabError> {
+    let deadline = Instant::now() + Duration::from_secs(90);
+    loop {
+        let mut pending = Vec::new();
+        for (n, plan) in state.nodes.iter().zip(&topo.nodes) {
+            let want = expected_sessions(topo, plan);
+            match query_peers(&n.run_dir.join("bgpd.ctl")).await {
+                Ok(peers) => {
+                    let up = peers.iter().filter(|p| p.state == "Established").count();
+                    if up < want {
+                        pending.push(format!("{}: {up}/{want} Established", n.name));
+                    }
+                }
+                Err(e) => pending.push(format!("{}: bgpd not answering ({e})", n.name)),
+            }
+        }
+        if pending.is_empty() {
+            return Ok(());
+        }
+        if Instant::now() > deadline {
+            return Err(LabError::Timeout {
+                what: "BGP sessions".into(),
+                detail: format!(
+                    "{}; logs in {}",
+                    pending.join("; "),
+                    state.state_dir.join("logs").display()
+                ),
+            });
+        }
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+}
+
+/// Creates the pod's namespace and runs the CNI plugin's ADD in the node's
+/// namespace, exactly as a runtime does: env variables plus config on stdin.
+fn add_pod(
+    opts: &LabOptions,
+    topo: &Topology,
+    p: &topology::PodPlan,
+    dir: &Path,
+) -> Result<PodState, LabError> {
+    run("ip", &["netns", "add", &p.netns])?;
+    ns_run(&p.netns, &["ip", "link", "set", "lo", "up"])?;
+    let node_ns = topo
+        .nodes
+        .iter()
+        .find(|n| n.name == p.node)
+        .map(|n| n.netns.clone())
+        .expect("pod's node is in the topology");
+    let endpoint_dir = dir.join(&p.node).join("endpoints");
+    let config = topo.cni_config(&p.node, &endpoint_dir.display().to_string());
+    let plugin: PathBuf = opts.bin_dir.join("margay");
+    let mut child = Command::new("ip")
+        .args(["netns", "exec", &node_ns])
+        .arg(&plugin)
+        .env("CNI_COMMAND", "ADD")
+        .env("CNI_CONTAINERID", &p.container_id)
+        .env("CNI_NETNS", format!("/run/netns/{}", p.netns))
+        .env("CNI_IFNAME", "eth0")
+        .env("CNI_PATH", &opts.bin_dir)
+        .env("CNI_ARGS", format!("K8S_POD_NAMESPACE=default;K8S_POD_NAME={}", p.name))
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|e| LabError::Cni { pod: p.name.clone(), detail: e.to_string() })?;
+    child
+        .stdin
+        .take()
+        .expect("stdin piped")
+        .write_all(config.to_string().as_bytes())
+        .map_err(|e| LabError::Cni { pod: p.name.clone(), detail: e.to_string() })?;
+    let out = child
+        .wait_with_output()
+        .map_err(|e| LabError::Cni { pod: p.name.clone(), detail: e.to_string() })?;
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    if !out.status.success() {
+        return Err(LabError::Cni {
+            pod: p.name.clone(),
+            detail: format!("{stdout} {}", String::from_utf8_lossy(&out.stderr).trim()),
+        });
+    }
+    let result: serde_json::Value = serde_json::from_str(&stdout).map_err(|e| LabError::Cni {
+        pod: p.name.clone(),
+        detail: format!("unparseable result {stdout:?}: {e}"),
+    })?;
+    let ips = result["ips"]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .filter_map(|ip| ip["address"].as_str())
+                .filter_map(|s| s.split('/').next())
+                .map(str::to_string)
+                .collect::<Vec<_>>()
+        })
+        .unwrap_or_default();
+    if ips.is_empty() {
+        return Err(LabError::Cni {
+            pod: p.name.clone(),
+            detail: format!("result has no IPs: {stdout}"),
+        });
+    }
+    Ok(PodState {
+        name: p.name.clone(),
+        node: p.node.clone(),
+        netns: p.netns.clone(),
+        container_id: p.container_id.clone(),
+        ips,
+    })
+}
+
+/// Every proof, as a report. Reachability is retried for a while first,
+/// because routes to the newest blocks may still be propagating.
+async fn prove(
+    ds: &Datastore,
+    state: &LabState,
+) -> Result<LabSummary, LabError> {
+    use std::fmt::Write as _;
+    let mut report = String::new();
+    let mut ok = true;
+
+    // Blocks per node, from the datastore (confirmed affinities only).
+    let affinities = ds.list::<margay_crds::BlockAffinity>().await?;
+    let mut blocks: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for a in affinities.items {
+        if a.spec.state == margay_crds::AffinityState::Confirmed && !a.spec.deleted {
+            blocks.entry(a.spec.node.clone()).or_default().push(a.spec.cidr.clone());
+        }
+    }
+
+    // Reachability, with a convergence window.
+    let pods = &state.pods;
+    let pairs: Vec<(usize, usize)> = (0..pods.len())
+        .flat_map(|a| (0..pods.len()).filter(move |&b| b != a).map(move |b| (a, b)))
+        .collect();
+    let deadline = Instant::now() + Duration::from_secs(45);
+    let mut results: BTreeMap<(usize, usize), (Result<(), String>, Result<(), String>)>;
+    let converged_after;
+    let started = Instant::now();
+    loop {
+        results = BTreeMap::new();
+        for (port, &(a, b)) in (20000u16..).zip(&pairs) {
+            let dst: IpAddr = pods[b].ips[0].parse().expect("pod IP from CNI result");
+            let icmp = probe::ping(&pods[a].netns, dst);
+            let tcp = probe::tcp(&pods[a].netns, &pods[b].netns, dst, port);
+            results.insert((a, b), (icmp, tcp));
+        }
+        let all = results.values().all(|(i, t)| i.is_ok() && t.is_ok());
+        if all || Instant::now() > deadline {
+            converged_after = started.elapsed();
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    let _ = writeln!(report, "\nREACHABILITY (ICMP/TCP, from row to column)");
+    let _ = write!(report, "{:<14}", "");
+    for p in pods {
+        let _ = write!(report, "{:<14}", p.name);
+    }
+    let _ = writeln!(report);
+    for (a, pa) in pods.iter().enumerate() {
+        let _ = write!(report, "{:<14}", pa.name);
+        for b in 0..pods.len() {
+            let cell = match results.get(&(a, b)) {
+                None => "-".to_string(),
+                Some((i, t)) => format!(
+                    "{}/{}",
+                    if i.is_ok() { "ok" } else { "FAIL" },
+                    if t.is_ok() { "ok" } else { "FAIL" }
+                ),
+            };
+            let _ = write!(report, "{cell:<14}");
+        }
+        let _ = writeln!(report);
+    }
+    let failures: Vec<String> = results
+        .iter()
+        .filter_map(|((a, b), (i, t))| {
+            let errs: Vec<&String> = [i, t].into_iter().filter_map(|r| r.as_ref().err()).collect();
+            (!errs.is_empty()).then(|| {
+                format!("{} -> {}: {}", pods[*a].name, pods[*b].name,
+                        errs.iter().map(|s| s.as_str()).collect::<Vec<_>>().join("; "))
+            })
+        })
+        .collect();
+    if failures.is_empty() {
+        let _ = writeln!(
+            report,
+            "all {} pod pairs reach each other over ICMP and TCP (converged in {:.1}s)",
+            pairs.len(),
+            converged_after.as_secs_f64()
+        );
+    } else {
+        ok = false;
+        for f in &failures {
+            let _ = writeln!(report, "  FAIL {f}");
+        }
+    }
+
+    // Node FIBs: every other node's blocks via that node's address, and no
+    // tunnel devices anywhere.
+    let _ = writeln!(report, "\nNODE FIBS (remote pod blocks)");
+    for n in &state.nodes {
+        let routes = ns_run(&n.netns, &["ip", "-j", "route", "show"])?;
+        let links = ns_run(&n.netns, &["ip", "-d", "-j", "link", "show"])?;
+        let tunnels = probe::tunnel_devices(&links);
+        if !tunnels.is_empty() {
+            ok = false;
+            let _ = writeln!(report, "  {}: TUNNEL DEVICES {}", n.name, tunnels.join(", "));
+        }
+        for (owner, cidrs) in &blocks {
+            if owner == &n.name {
+                continue;
+            }
+            let owner_addr = state
+                .nodes
+                .iter()
+                .find(|o| &o.name == owner)
+                .map(|o| o.address.clone())
+                .unwrap_or_default();
+            for cidr in cidrs {
+                match probe::route_via(&routes, cidr) {
+                    Some(hops) if hops.iter().any(|(gw, dev)| gw == &owner_addr && dev == "eth0") => {
+                        let _ = writeln!(report, "  {:<8} {cidr:<18} via {owner_addr} dev eth0", n.name);
+                    }
+                    Some(hops) => {
+                        ok = false;
+                        let _ = writeln!(report, "  {:<8} {cidr:<18} WRONG: {hops:?} (want via {owner_addr})", n.name);
+                    }
+                    None => {
+                        ok = false;
+                        let _ = writeln!(report, "  {:<8} {cidr:<18} MISSING", n.name);
+                    }
+                }
+            }
+        }
+    }
+    let _ = writeln!(report, "encapsulation: {}", if ok { "none (no tunnel devices on any node)" } else { "see above" });
+
+    // The ToR learned every block.
+    let tor_routes = ns_run(TOR_NS, &["ip", "-j", "route", "show"])?;
+    let _ = writeln!(report, "\nTOR (BIRD) FIB");
+    for (owner, cidrs) in &blocks {
+        for cidr in cidrs {
+            let learned = probe::route_via(&tor_routes, cidr).is_some();
+            ok &= learned;
+            let _ = writeln!(report, "  {cidr:<18} from {owner:<8} {}", if learned { "learned" } else { "MISSING" });
+        }
+    }
+
+    // Sessions.
+    let _ = writeln!(report, "\nSESSIONS");
+    for n in &state.nodes {
+        for p in query_peers(&n.run_dir.join("bgpd.ctl")).await.unwrap_or_default() {
+            ok &= p.state == "Established";
+            let _ = writeln!(report, "  {:<8} {:<16} {:<24} {}", n.name, p.address.to_string(),
+                             p.peer_type.describe(), p.state);
+        }
+    }
+    let _ = writeln!(
+        report,
+        "\n{}",
+        if ok {
+            "LAB OK: pods reach each other across nodes with plain routing. `margayctl lab status`, `margayctl lab down`."
+        } else {
+            "LAB NOT OK: see the failures above; logs are in the state directory's logs/."
+        }
+    );
+    Ok(LabSummary { ok, report })
+}

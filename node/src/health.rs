@@ -1,0 +1,188 @@
+//! Liveness and readiness over plain HTTP (`/livez`, `/readyz`), for the
+//! DaemonSet's probes and for the lab.
+//!
+//! Live: both supervised processes are running. Ready: bgpd answers on its
+//! control socket and every configured peer is Established, which is the
+//! condition Calico's readiness probe reports as "BGP not established
+//! with ...".
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use margay_ctlproto::{PeerStatus, Request, Response};
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::net::{TcpListener, UnixStream};
+
+use crate::supervise::ChildState;
+
+/// What the probes look at.
+#[derive(Debug, Clone)]
+pub struct HealthCxt {
+    pub children: Vec<(&'static str, Arc<ChildState>)>,
+    pub bgpd_socket: PathBuf,
+}
+
+/// A probe's verdict: HTTP status and a one-line body.
+pub type Verdict = (u16, String);
+
+/// `/livez`.
+pub fn liveness(cxt: &HealthCxt) -> Verdict {
+    let down: Vec<&str> = cxt
+        .children
+        .iter()
+        .filter(|(_, s)| !s.running.load(Ordering::Relaxed))
+        .map(|(n, _)| *n)
+        .collect();
+    if down.is_empty() {
+        (200, "ok".into())
+    } else {
+        (503, format!("not running: {}", down.join(", ")))
+    }
+}
+
+/// The readiness verdict for a peer table.
+pub fn readiness_of(peers: &[PeerStatus]) -> Verdict {
+    let down: Vec<String> = peers
+        .iter()
+        .filter(|p| p.state != "Established")
+        .map(|p| format!("{} ({})", p.address, p.state))
+        .collect();
+    if down.is_empty() {
+        (200, format!("ok: {} peers established", peers.len()))
+    } else {
+        (503, format!("BGP not established with {}", down.join(", ")))
+    }
+}
+
+/// `/readyz`.
+pub async fn readiness(cxt: &HealthCxt) -> Verdict {
+    match query_peers(&cxt.bgpd_socket).await {
+        Ok(peers) => readiness_of(&peers),
+        Err(e) => (
+            503,
+            format!("bgpd not answering on {}: {e}", cxt.bgpd_socket.display()),
+        ),
+    }
+}
+
+/// Asks bgpd for its peer table.
+pub async fn query_peers(socket: &PathBuf) -> std::io::Result<Vec<PeerStatus>> {
+    let fut = async {
+        let mut stream = UnixStream::connect(socket).await?;
+        stream
+            .write_all(margay_ctlproto::encode_line(&Request::Peers).as_bytes())
+            .await?;
+        let mut line = String::new();
+        BufReader::new(stream).read_line(&mut line).await?;
+        match margay_ctlproto::decode_line::<Response>(&line) {
+            Ok(Response::Peers { peers }) => Ok(peers),
+            Ok(other) => Err(std::io::Error::other(format!(
+                "unexpected answer {other:?}"
+            ))),
+            Err(e) => Err(std::io::Error::other(e)),
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(2), fut)
+        .await
+        .map_err(|_| std::io::Error::other("timed out"))?
+}
+
+/// Serves the probes until the task is dropped.
+pub async fn serve(listener: TcpListener, cxt: HealthCxt) {
+    let cxt = Arc::new(cxt);
+    loop {
+        let Ok((mut stream, _)) = listener.accept().await else {
+            continue;
+        };
+        let cxt = cxt.clone();
+        tokio::spawn(async move {
+            let mut buf = [0u8; 1024];
+            let n = match tokio::time::timeout(
+                Duration::from_secs(2),
+                stream.read(&mut buf),
+            )
+            .await
+            {
+                Ok(Ok(n)) => n,
+                _ => return,
+            };
+            let request = String::from_utf8_lossy(&buf[..n]);
+            let path = request.split_whitespace().nth(1).unwrap_or("/");
+            let (code, body) = match path {
+                "/livez" => liveness(&cxt),
+                "/readyz" => readiness(&cxt).await,
+                _ => (404, "try /livez or /readyz".into()),
+            };
+            let reason = match code {
+                200 => "OK",
+                404 => "Not Found",
+                _ => "Service Unavailable",
+            };
+            let resp = format!(
+                "HTTP/1.1 {code} {reason}\r\nContent-Type: text/plain\r\n\
+                 Content-Length: {}\r\nConnection: close\r\n\r\n{body}\n",
+                body.len() + 1
+            );
+            let _ = stream.write_all(resp.as_bytes()).await;
+        });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use margay_ctlproto::PeerType;
+
+    fn peer(addr: &str, state: &str) -> PeerStatus {
+        PeerStatus {
+            name: format!("Mesh_{addr}"),
+            peer_type: PeerType::Mesh,
+            address: addr.parse().unwrap(),
+            port: 179,
+            local_as: 64512,
+            remote_as: 64512,
+            state: state.into(),
+            since_unix: 0,
+            prefixes_received: 0,
+            prefixes_accepted: 0,
+            prefixes_advertised: 0,
+            last_error: None,
+            bfd_state: None,
+        }
+    }
+
+    #[test]
+    fn ready_only_when_every_peer_is_established() {
+        let ok = [peer("10.0.0.2", "Established")];
+        assert_eq!(readiness_of(&ok).0, 200);
+        let mixed = [peer("10.0.0.2", "Established"), peer("10.0.0.3", "Active")];
+        let (code, body) = readiness_of(&mixed);
+        assert_eq!(code, 503);
+        assert_eq!(body, "BGP not established with 10.0.0.3 (Active)");
+    }
+
+    #[test]
+    fn live_only_when_children_run() {
+        let a = Arc::new(ChildState::default());
+        let cxt = HealthCxt {
+            children: vec![("bgpd", a.clone())],
+            bgpd_socket: "/nonexistent".into(),
+        };
+        assert_eq!(liveness(&cxt), (503, "not running: bgpd".into()));
+        a.running.store(true, Ordering::Relaxed);
+        assert_eq!(liveness(&cxt).0, 200);
+    }
+
+    #[tokio::test]
+    async fn readiness_reports_a_missing_socket() {
+        let cxt = HealthCxt {
+            children: vec![],
+            bgpd_socket: "/nonexistent/bgpd.ctl".into(),
+        };
+        let (code, body) = readiness(&cxt).await;
+        assert_eq!(code, 503);
+        assert!(body.contains("/nonexistent/bgpd.ctl"), "{body}");
+    }
+}

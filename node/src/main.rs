@@ -1,0 +1,238 @@
+//! `margay-node`: the per-node agent (see the library docs).
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use clap::Parser;
+use ipnetwork::IpNetwork;
+use margay_datastore::{Datastore, DatastoreSpec};
+use margay_node::cni_install::{CniInstall, conflist};
+use margay_node::health::{self, HealthCxt};
+use margay_node::register::{Registration, register};
+use margay_node::supervise::{ChildSpec, ChildState, supervise};
+use margay_node::autodetect;
+use tokio::sync::watch;
+use tracing::{info, warn};
+
+#[derive(Debug, Parser)]
+#[command(name = "margay-node", version, about = "margay's node agent")]
+struct Args {
+    /// Datastore: etcd:URL[,URL..] | kubernetes[:KUBECONFIG] | file:PATH.
+    #[arg(long, env = "MARGAY_DATASTORE")]
+    datastore: DatastoreSpec,
+    /// This node's name (the Node resource and the CNI nodename).
+    #[arg(long, env = "NODE_NAME")]
+    node: String,
+    /// BGP IPv4 address in CIDR form; "autodetect" uses the interface that
+    /// holds the default route; "none" registers no IPv4 address.
+    #[arg(long, default_value = "autodetect")]
+    ipv4_address: String,
+    /// BGP IPv6 address in CIDR form, "autodetect" or "none".
+    #[arg(long, default_value = "none")]
+    ipv6_address: String,
+    /// Per-node AS number (spec.bgp.asNumber); default: BGPConfiguration's.
+    #[arg(long)]
+    as_number: Option<u32>,
+    /// Make this node a route reflector with this cluster ID (IPv4 form).
+    #[arg(long)]
+    route_reflector_cluster_id: Option<String>,
+    /// Labels for the Node, `key=value`, repeatable.
+    #[arg(long = "label", value_parser = parse_label)]
+    labels: Vec<(String, String)>,
+    /// Directory for the control socket and state.
+    #[arg(long, default_value = "/var/run/margay")]
+    run_dir: PathBuf,
+    /// Where bgpd, felix-lite and the CNI binaries are (default: beside
+    /// this binary).
+    #[arg(long)]
+    bin_dir: Option<PathBuf>,
+    /// Extra argument for bgpd, repeatable.
+    #[arg(long = "bgpd-arg", allow_hyphen_values = true)]
+    bgpd_args: Vec<String>,
+    /// Extra argument for felix-lite, repeatable.
+    #[arg(long = "felix-arg", allow_hyphen_values = true)]
+    felix_args: Vec<String>,
+    /// Install the CNI binaries and conflist, then keep running.
+    #[arg(long)]
+    install_cni: bool,
+    #[arg(long, default_value = "/opt/cni/bin")]
+    cni_bin_dir: PathBuf,
+    #[arg(long, default_value = "/etc/cni/net.d")]
+    cni_conf_dir: PathBuf,
+    /// Pod interface MTU written into the conflist.
+    #[arg(long, default_value_t = 1500)]
+    mtu: u32,
+    /// Address for /livez and /readyz.
+    #[arg(long)]
+    health_addr: Option<std::net::SocketAddr>,
+    /// Log filter (tracing env-filter syntax).
+    #[arg(long, env = "MARGAY_LOG", default_value = "info")]
+    log_level: String,
+}
+
+fn parse_label(s: &str) -> Result<(String, String), String> {
+    let (k, v) = s
+        .split_once('=')
+        .ok_or_else(|| format!("label {s:?} is not key=value"))?;
+    Ok((k.to_string(), v.to_string()))
+}
+
+fn address(arg: &str, v6: bool) -> anyhow::Result<Option<IpNetwork>> {
+    let flag = if v6 { "--ipv6-address" } else { "--ipv4-address" };
+    match arg {
+        "none" => Ok(None),
+        "autodetect" => Ok(Some(
+            autodetect::detect(v6).with_context(|| format!("{flag} autodetect"))?,
+        )),
+        cidr => {
+            let net: IpNetwork = cidr.parse().with_context(|| {
+                format!(
+                    "{flag} {cidr:?}: expected an address in CIDR form \
+                     (e.g. 10.0.0.1/24), \"autodetect\" or \"none\""
+                )
+            })?;
+            if net.is_ipv6() != v6 {
+                bail!("{flag} {cidr}: wrong address family");
+            }
+            Ok(Some(net))
+        }
+    }
+}
+
+#[tokio::main(flavor = "current_thread")]
+async fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::new(&args.log_level))
+        .with_writer(std::io::stderr)
+        .init();
+
+    let bin_dir = match &args.bin_dir {
+        Some(d) => d.clone(),
+        None => std::env::current_exe()?
+            .parent()
+            .context("binary has no directory")?
+            .to_path_buf(),
+    };
+    std::fs::create_dir_all(&args.run_dir)
+        .with_context(|| format!("creating {}", args.run_dir.display()))?;
+    let reg = Registration {
+        name: args.node.clone(),
+        ipv4: address(&args.ipv4_address, false)?,
+        ipv6: address(&args.ipv6_address, true)?,
+        as_number: args.as_number,
+        rr_cluster_id: args.route_reflector_cluster_id.clone(),
+        labels: args.labels.iter().cloned().collect::<BTreeMap<_, _>>(),
+    };
+    if reg.ipv4.is_none() && reg.ipv6.is_none() {
+        bail!("the node needs a BGP address: set --ipv4-address or --ipv6-address");
+    }
+    info!(node = %reg.name, ipv4 = ?reg.ipv4, ipv6 = ?reg.ipv6, "starting");
+
+    let ds = connect(&args.datastore).await?;
+    register(&ds, &reg, Duration::from_secs(120))
+        .await
+        .context("registering the Node resource")?;
+
+    if args.install_cni {
+        CniInstall {
+            source_dir: bin_dir.clone(),
+            bin_dir: args.cni_bin_dir.clone(),
+            conf_dir: args.cni_conf_dir.clone(),
+        }
+        .install(&conflist(&args.node, &args.datastore, args.mtu))
+        .context("installing the CNI plugin")?;
+        info!(dir = %args.cni_bin_dir.display(), "CNI plugin installed");
+    }
+
+    let socket = args.run_dir.join("bgpd.ctl");
+    let common = vec![
+        "--datastore".to_string(),
+        args.datastore.to_string(),
+        "--node".to_string(),
+        args.node.clone(),
+    ];
+    let mut bgpd_args = common.clone();
+    bgpd_args.extend(["--control-socket".into(), socket.display().to_string()]);
+    bgpd_args.extend(args.bgpd_args.iter().cloned());
+    let mut felix_args = common;
+    felix_args.extend(["--bgpd-socket".into(), socket.display().to_string()]);
+    felix_args.extend(args.felix_args.iter().cloned());
+    let specs = [
+        ChildSpec {
+            name: "bgpd",
+            program: bin_dir.join("bgpd"),
+            args: bgpd_args,
+        },
+        ChildSpec {
+            name: "felix-lite",
+            program: bin_dir.join("felix-lite"),
+            args: felix_args,
+        },
+    ];
+
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let mut tasks = Vec::new();
+    let mut children = Vec::new();
+    for spec in specs {
+        let state = Arc::new(ChildState::default());
+        children.push((spec.name, state.clone()));
+        tasks.push(tokio::spawn(supervise(
+            spec,
+            state,
+            stop_rx.clone(),
+            Duration::from_secs(10),
+        )));
+    }
+    if let Some(addr) = args.health_addr {
+        let listener = tokio::net::TcpListener::bind(addr)
+            .await
+            .with_context(|| format!("binding --health-addr {addr}"))?;
+        tokio::spawn(health::serve(
+            listener,
+            HealthCxt {
+                children,
+                bgpd_socket: socket,
+            },
+        ));
+    }
+
+    wait_for_signal().await?;
+    info!("shutting down");
+    let _ = stop_tx.send(true);
+    for t in tasks {
+        let _ = t.await;
+    }
+    Ok(())
+}
+
+/// Connects to the datastore, waiting while it is unreachable (the node
+/// agent often starts before etcd or the apiserver is ready).
+async fn connect(spec: &DatastoreSpec) -> anyhow::Result<Datastore> {
+    let mut delay = Duration::from_millis(200);
+    loop {
+        match Datastore::connect(spec).await {
+            Ok(ds) => return Ok(ds),
+            Err(e) if e.is_transient() => {
+                warn!(datastore = %spec, error = %e, "datastore unavailable; retrying");
+                tokio::time::sleep(delay).await;
+                delay = (delay * 2).min(Duration::from_secs(5));
+            }
+            Err(e) => return Err(e).context(format!("datastore {spec}")),
+        }
+    }
+}
+
+async fn wait_for_signal() -> anyhow::Result<()> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = signal(SignalKind::terminate())?;
+    let mut int = signal(SignalKind::interrupt())?;
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = int.recv() => {}
+    }
+    Ok(())
+}

@@ -56,7 +56,8 @@ pub fn down(opts: &LabOptions) -> Result<Vec<String>, LabError> {
 }
 
 fn kill_if_ours(pid: u32, state_dir: &Path, removed: &mut Vec<String>) {
-    let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+    let cmdline =
+        std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
     let cmdline = String::from_utf8_lossy(&cmdline);
     if !alive(pid) || !cmdline.contains(&*state_dir.to_string_lossy()) {
         return;

@@ -25,7 +25,7 @@ pub use down::down;
 pub use state::LabState;
 pub use status::status;
 pub use topology::{Family, PeeringMode};
-pub use up::{LabSummary, up};
+pub use up::{LabSummary, add_extra_pod, start_etcd_again, stop_etcd, up};
 
 /// How to build the lab.
 #[derive(Debug, Clone)]
@@ -56,7 +56,9 @@ impl Default for LabOptions {
 /// Why the lab could not be built, with what to do about it.
 #[derive(Debug, thiserror::Error)]
 pub enum LabError {
-    #[error("the lab needs root (network namespaces, veth links): run it with sudo")]
+    #[error(
+        "the lab needs root (network namespaces, veth links): run it with sudo"
+    )]
     NotRoot,
     #[error(
         "missing programs: {}; install them with: apt-get install {packages}",
@@ -72,7 +74,9 @@ pub enum LabError {
         names.join(", ")
     )]
     MissingBinaries { dir: String, names: Vec<String> },
-    #[error("{addr} is already in use ({detail}); stop what holds it or run `margayctl lab down`")]
+    #[error(
+        "{addr} is already in use ({detail}); stop what holds it or run `margayctl lab down`"
+    )]
     PortBusy { addr: String, detail: String },
     #[error("`{command}` failed: {detail}")]
     Command { command: String, detail: String },

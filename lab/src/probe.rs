@@ -20,7 +20,8 @@ pub fn in_netns<T: Send + 'static>(
     let path = format!("/run/netns/{netns}");
     std::thread::spawn(move || -> io::Result<T> {
         let file = File::open(&path)?;
-        nix::sched::setns(&file, CloneFlags::CLONE_NEWNET).map_err(io::Error::from)?;
+        nix::sched::setns(&file, CloneFlags::CLONE_NEWNET)
+            .map_err(io::Error::from)?;
         Ok(f())
     })
     .join()
@@ -36,7 +37,12 @@ pub fn ping(src_ns: &str, dst: IpAddr) -> Result<(), String> {
 
 /// A TCP connection from `src_ns` to a listener opened in `dst_ns` on
 /// `dst`, with a few bytes echoed back.
-pub fn tcp(src_ns: &str, dst_ns: &str, dst: IpAddr, port: u16) -> Result<(), String> {
+pub fn tcp(
+    src_ns: &str,
+    dst_ns: &str,
+    dst: IpAddr,
+    port: u16,
+) -> Result<(), String> {
     let addr = SocketAddr::new(dst, port);
     let listener = in_netns(dst_ns, move || TcpListener::bind(addr))
         .and_then(|r| r)
@@ -75,39 +81,56 @@ pub fn tcp(src_ns: &str, dst_ns: &str, dst: IpAddr, port: u16) -> Result<(), Str
         Ok(())
     })
     .and_then(|r| r);
-    let served = server.join().map_err(|_| "server thread panicked".to_string())?;
+    let served = server
+        .join()
+        .map_err(|_| "server thread panicked".to_string())?;
     client.map_err(|e| format!("connect to {addr}: {e}"))?;
     served.map_err(|e| format!("serve on {addr}: {e}"))
 }
 
 /// Tunnel device kinds that would mean encapsulation.
 const TUNNEL_KINDS: [&str; 10] = [
-    "ipip", "gre", "gretap", "vxlan", "geneve", "sit", "ip6tnl", "ip6gre",
-    "wireguard", "ip6gretap",
+    "ipip",
+    "gre",
+    "gretap",
+    "vxlan",
+    "geneve",
+    "sit",
+    "ip6tnl",
+    "ip6gre",
+    "wireguard",
+    "ip6gretap",
 ];
 
 /// Tunnel devices in a namespace (`ip -d -j link` output).
 pub fn tunnel_devices(ip_link_json: &str) -> Vec<String> {
-    let links: Vec<Value> = serde_json::from_str(ip_link_json).unwrap_or_default();
+    let links: Vec<Value> =
+        serde_json::from_str(ip_link_json).unwrap_or_default();
     links
         .iter()
         .filter_map(|l| {
             let kind = l["linkinfo"]["info_kind"].as_str()?;
-            TUNNEL_KINDS
-                .contains(&kind)
-                .then(|| format!("{} ({kind})", l["ifname"].as_str().unwrap_or("?")))
+            TUNNEL_KINDS.contains(&kind).then(|| {
+                format!("{} ({kind})", l["ifname"].as_str().unwrap_or("?"))
+            })
         })
         .collect()
 }
 
 /// For `dst` in an `ip -j route` dump: the gateways and devices of its
 /// route (several when multipath), or None when there is no such route.
-pub fn route_via(ip_route_json: &str, dst: &str) -> Option<Vec<(String, String)>> {
+pub fn route_via(
+    ip_route_json: &str,
+    dst: &str,
+) -> Option<Vec<(String, String)>> {
     let routes: Vec<Value> = serde_json::from_str(ip_route_json).ok()?;
     let r = routes.iter().find(|r| r["dst"].as_str() == Some(dst))?;
     let hop = |h: &Value| {
         (
-            h["gateway"].as_str().unwrap_or(h["type"].as_str().unwrap_or("")).to_string(),
+            h["gateway"]
+                .as_str()
+                .unwrap_or(h["type"].as_str().unwrap_or(""))
+                .to_string(),
             h["dev"].as_str().unwrap_or("").to_string(),
         )
     };

@@ -46,9 +46,14 @@ impl LabState {
     pub fn load(state_dir: &Path) -> Result<Option<LabState>, LabError> {
         let path = state_dir.join(FILE);
         match std::fs::read(&path) {
-            Ok(bytes) => serde_json::from_slice(&bytes).map(Some).map_err(|e| {
-                LabError::State(format!("{} is corrupt: {e}", path.display()))
-            }),
+            Ok(bytes) => {
+                serde_json::from_slice(&bytes).map(Some).map_err(|e| {
+                    LabError::State(format!(
+                        "{} is corrupt: {e}",
+                        path.display()
+                    ))
+                })
+            }
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
             Err(e) => Err(LabError::Io {
                 what: format!("reading {}", path.display()),

@@ -20,8 +20,18 @@ pub async fn status(opts: &LabOptions) -> Result<String, LabError> {
         Some(p) => format!("NOT running (pid {p} gone)"),
         None => "not started".into(),
     };
-    let _ = writeln!(out, "etcd   {}  {}", state.etcd_endpoint, up(state.etcd_pid));
-    let _ = writeln!(out, "ToR    BIRD AS {}  {}", crate::topology::TOR_AS, up(state.tor_pid));
+    let _ = writeln!(
+        out,
+        "etcd   {}  {}",
+        state.etcd_endpoint,
+        up(state.etcd_pid)
+    );
+    let _ = writeln!(
+        out,
+        "ToR    BIRD AS {}  {}",
+        crate::topology::TOR_AS,
+        up(state.tor_pid)
+    );
     let _ = writeln!(out, "mode   {} / {}", state.mode, state.family);
     let _ = writeln!(out);
     let _ = writeln!(
@@ -41,7 +51,10 @@ pub async fn status(opts: &LabOptions) -> Result<String, LabError> {
                         p.address,
                         p.peer_type.describe(),
                         p.state,
-                        format!("{}/{}", p.prefixes_accepted, p.prefixes_advertised),
+                        format!(
+                            "{}/{}",
+                            p.prefixes_accepted, p.prefixes_advertised
+                        ),
                         agent
                     );
                 }
@@ -50,14 +63,19 @@ pub async fn status(opts: &LabOptions) -> Result<String, LabError> {
                 let _ = writeln!(out, "{:<8} (no peers)  {agent}", n.name);
             }
             Err(e) => {
-                let _ = writeln!(out, "{:<8} bgpd not answering: {e}  {agent}", n.name);
+                let _ = writeln!(
+                    out,
+                    "{:<8} bgpd not answering: {e}  {agent}",
+                    n.name
+                );
             }
         }
     }
     let _ = writeln!(out);
     let _ = writeln!(out, "{:<16} {:<8} {}", "POD", "NODE", "IPS");
     for p in &state.pods {
-        let _ = writeln!(out, "{:<16} {:<8} {}", p.name, p.node, p.ips.join(", "));
+        let _ =
+            writeln!(out, "{:<16} {:<8} {}", p.name, p.node, p.ips.join(", "));
     }
     Ok(out)
 }

@@ -10,7 +10,10 @@ use std::process::{Command, Stdio};
 use crate::LabError;
 
 /// Runs `program args` and returns its stdout.
-pub fn run<S: AsRef<OsStr>>(program: &str, args: &[S]) -> Result<String, LabError> {
+pub fn run<S: AsRef<OsStr>>(
+    program: &str,
+    args: &[S],
+) -> Result<String, LabError> {
     let out = Command::new(program).args(args).output().map_err(|e| {
         LabError::Command {
             command: describe(program, args),
@@ -32,7 +35,10 @@ pub fn run<S: AsRef<OsStr>>(program: &str, args: &[S]) -> Result<String, LabErro
 }
 
 /// Runs a command inside a network namespace.
-pub fn ns_run<S: AsRef<OsStr>>(netns: &str, argv: &[S]) -> Result<String, LabError> {
+pub fn ns_run<S: AsRef<OsStr>>(
+    netns: &str,
+    argv: &[S],
+) -> Result<String, LabError> {
     let mut args: Vec<&OsStr> =
         vec![OsStr::new("netns"), OsStr::new("exec"), OsStr::new(netns)];
     args.extend(argv.iter().map(|a| a.as_ref()));

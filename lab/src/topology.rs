@@ -135,7 +135,8 @@ impl Topology {
         let _ = writeln!(c, "router id {};", tor_v4());
         let _ = writeln!(c, "log \"{log_path}\" all;");
         let _ = writeln!(c, "protocol device {{ scan time 10; }}");
-        for (fam, on) in [("ipv4", self.family.v4()), ("ipv6", self.family.v6())]
+        for (fam, on) in
+            [("ipv4", self.family.v4()), ("ipv6", self.family.v6())]
         {
             if on {
                 let _ = writeln!(
@@ -235,7 +236,11 @@ impl Topology {
     }
 
     /// The CNI network configuration for pods of `node`.
-    pub fn cni_config(&self, node: &str, endpoint_dir: &str) -> serde_json::Value {
+    pub fn cni_config(
+        &self,
+        node: &str,
+        endpoint_dir: &str,
+    ) -> serde_json::Value {
         serde_json::json!({
             "cniVersion": "1.0.0",
             "name": "k8s-pod-network",

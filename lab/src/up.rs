@@ -20,7 +20,8 @@ use crate::topology::{self, FABRIC_NS, HOST_LINK, TOR_NS, Topology};
 use crate::{LabError, LabOptions, down};
 
 /// The binaries the lab runs from `bin_dir`.
-const BINARIES: [&str; 5] = ["margay-node", "bgpd", "felix-lite", "margay", "margay-ipam"];
+const BINARIES: [&str; 5] =
+    ["margay-node", "bgpd", "felix-lite", "margay", "margay-ipam"];
 
 /// The outcome of the proofs.
 #[derive(Debug, Clone)]
@@ -48,7 +49,8 @@ pub async fn up(opts: &LabOptions) -> Result<LabSummary, LabError> {
         step("removing a previous lab");
         down(opts)?;
     }
-    let topo = Topology::new(opts.nodes, opts.pods_per_node, opts.mode, opts.family);
+    let topo =
+        Topology::new(opts.nodes, opts.pods_per_node, opts.mode, opts.family);
     let dir = &opts.state_dir;
     mkdir(&dir.join("logs"))?;
     let mut state = LabState {
@@ -67,8 +69,17 @@ pub async fn up(opts: &LabOptions) -> Result<LabSummary, LabError> {
     ns_run(FABRIC_NS, &["ip", "link", "set", "br0", "up"])?;
     attach(HOST_LINK, None, &format!("{}/24", topology::host_v4()))?;
     if topo.family.v6() {
-        run("ip", &["addr", "add", &format!("{}/64", topology::host_v6()),
-                    "dev", HOST_LINK, "nodad"])?;
+        run(
+            "ip",
+            &[
+                "addr",
+                "add",
+                &format!("{}/64", topology::host_v6()),
+                "dev",
+                HOST_LINK,
+                "nodad",
+            ],
+        )?;
     }
     done(&format!("bridge br0 in {FABRIC_NS}, host link {HOST_LINK}"));
 
@@ -81,7 +92,10 @@ pub async fn up(opts: &LabOptions) -> Result<LabSummary, LabError> {
         .map_err(|e| LabError::Resources(format!("{e}")))?;
     let ds = wait_datastore(&spec).await?;
     apply_resources(&ds, &topo).await?;
-    done(&format!("{} with BGPConfiguration, IPPool and BGPPeer resources", topo.etcd_endpoint()));
+    done(&format!(
+        "{} with BGPConfiguration, IPPool and BGPPeer resources",
+        topo.etcd_endpoint()
+    ));
 
     step("starting the ToR (BIRD, AS 65000)");
     state.tor_pid = Some(start_tor(&topo, dir)?);
@@ -97,7 +111,10 @@ pub async fn up(opts: &LabOptions) -> Result<LabSummary, LabError> {
     wait_sessions(&state, &topo).await?;
     done("every BGP session Established");
 
-    step(&format!("creating {} pods through the CNI plugin", topo.pods.len()));
+    step(&format!(
+        "creating {} pods through the CNI plugin",
+        topo.pods.len()
+    ));
     for p in &topo.pods {
         let pod = add_pod(opts, &topo, p, dir)?;
         println!("    {} on {}: {}", pod.name, pod.node, pod.ips.join(", "));
@@ -162,8 +179,13 @@ fn mkdir(path: &Path) -> Result<(), LabError> {
 
 /// Connects `ifname` (in `netns`, or the host when None) to the fabric
 /// bridge with address `cidr`.
-fn attach(ifname: &str, netns: Option<&str>, cidr: &str) -> Result<(), LabError> {
-    let port = format!("p-{}", netns.unwrap_or("host").trim_start_matches("mglab-"));
+fn attach(
+    ifname: &str,
+    netns: Option<&str>,
+    cidr: &str,
+) -> Result<(), LabError> {
+    let port =
+        format!("p-{}", netns.unwrap_or("host").trim_start_matches("mglab-"));
     let port: String = port.chars().take(15).collect();
     let mut args = vec!["link", "add", ifname];
     if let Some(ns) = netns {
@@ -171,7 +193,10 @@ fn attach(ifname: &str, netns: Option<&str>, cidr: &str) -> Result<(), LabError>
     }
     args.extend(["type", "veth", "peer", "name", &port, "netns", FABRIC_NS]);
     run("ip", &args)?;
-    ns_run(FABRIC_NS, &["ip", "link", "set", &port, "master", "br0", "up"])?;
+    ns_run(
+        FABRIC_NS,
+        &["ip", "link", "set", &port, "master", "br0", "up"],
+    )?;
     match netns {
         Some(ns) => {
             ns_run(ns, &["ip", "addr", "add", cidr, "dev", ifname])?;
@@ -185,17 +210,17 @@ fn attach(ifname: &str, netns: Option<&str>, cidr: &str) -> Result<(), LabError>
     Ok(())
 }
 
-fn start_etcd(dir: &Path) -> Result<u32, LabError> {
+pub(crate) fn start_etcd(dir: &Path) -> Result<u32, LabError> {
     let addr = format!("{}:{}", topology::host_v4(), topology::ETCD_PORT);
     if let Err(e) = std::net::TcpListener::bind(&addr) {
-        return Err(LabError::PortBusy { addr, detail: e.to_string() });
+        return Err(LabError::PortBusy {
+            addr,
+            detail: e.to_string(),
+        });
     }
     let client = format!("http://{addr}");
-    let peer_port = std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .map_err(|e| LabError::Io { what: "finding a free port".into(), source: e })?;
-    let peer = format!("http://127.0.0.1:{peer_port}");
+    // A fixed peer port, so a restarted etcd finds its member unchanged.
+    let peer = format!("http://127.0.0.1:{}", topology::ETCD_PORT + 1);
     let args = vec![
         "--name=margay-lab".to_string(),
         format!("--data-dir={}", dir.join("etcd").display()),
@@ -207,6 +232,55 @@ fn start_etcd(dir: &Path) -> Result<u32, LabError> {
         "--log-level=warn".to_string(),
     ];
     spawn_detached(None, Path::new("etcd"), &args, &dir.join("logs/etcd.log"))
+}
+
+/// Kills the lab's etcd (as a crash would); the data stays.
+pub fn stop_etcd(opts: &LabOptions) -> Result<(), LabError> {
+    let mut state = LabState::load(&opts.state_dir)?
+        .ok_or_else(|| LabError::State("no lab is running".into()))?;
+    if let Some(pid) = state.etcd_pid.take() {
+        let _ = run("kill", &["-9", &pid.to_string()]);
+        while crate::sys::alive(pid) {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+    state.save()
+}
+
+/// Starts the lab's etcd again on its data and waits until it answers.
+pub async fn start_etcd_again(opts: &LabOptions) -> Result<(), LabError> {
+    let mut state = LabState::load(&opts.state_dir)?
+        .ok_or_else(|| LabError::State("no lab is running".into()))?;
+    state.etcd_pid = Some(start_etcd(&opts.state_dir)?);
+    state.save()?;
+    let spec: DatastoreSpec =
+        format!("etcd:{}", state.etcd_endpoint)
+            .parse()
+            .map_err(|e| LabError::Resources(format!("{e}")))?;
+    wait_datastore(&spec).await.map(drop)
+}
+
+/// Creates one more pod on `node` of a running lab through the CNI plugin.
+pub fn add_extra_pod(
+    opts: &LabOptions,
+    node: &str,
+    pod: &str,
+) -> Result<PodState, LabError> {
+    let mut state = LabState::load(&opts.state_dir)?
+        .ok_or_else(|| LabError::State("no lab is running".into()))?;
+    let topo = Topology::new(state.nodes.len(), 0, opts.mode, opts.family);
+    let plan = topology::PodPlan {
+        name: pod.to_string(),
+        node: node.to_string(),
+        netns: format!("{}-{node}-{pod}", topology::PREFIX),
+        container_id: format!("lab-{node}-{pod}"),
+    };
+    let result = add_pod(opts, &topo, &plan, &opts.state_dir);
+    if let Ok(p) = &result {
+        state.pods.push(p.clone());
+        state.save()?;
+    }
+    result
 }
 
 async fn wait_datastore(spec: &DatastoreSpec) -> Result<Datastore, LabError> {
@@ -230,7 +304,10 @@ async fn wait_datastore(spec: &DatastoreSpec) -> Result<Datastore, LabError> {
     }
 }
 
-async fn apply_resources(ds: &Datastore, topo: &Topology) -> Result<(), LabError> {
+async fn apply_resources(
+    ds: &Datastore,
+    topo: &Topology,
+) -> Result<(), LabError> {
     let docs = margay_crds::parse_documents(&topo.resources_yaml())
         .map_err(|e| LabError::Resources(e.to_string()))?;
     for doc in docs {
@@ -254,8 +331,18 @@ fn start_tor(topo: &Topology, dir: &Path) -> Result<u32, LabError> {
     ns_run(TOR_NS, &["ip", "link", "set", "lo", "up"])?;
     attach("eth0", Some(TOR_NS), &format!("{}/24", topology::tor_v4()))?;
     if topo.family.v6() {
-        ns_run(TOR_NS, &["ip", "addr", "add", &format!("{}/64", topology::tor_v6()),
-                         "dev", "eth0", "nodad"])?;
+        ns_run(
+            TOR_NS,
+            &[
+                "ip",
+                "addr",
+                "add",
+                &format!("{}/64", topology::tor_v6()),
+                "dev",
+                "eth0",
+                "nodad",
+            ],
+        )?;
     }
     for s in ["net.ipv4.ip_forward=1", "net.ipv6.conf.all.forwarding=1"] {
         ns_run(TOR_NS, &["sysctl", "-qw", s])?;
@@ -263,7 +350,8 @@ fn start_tor(topo: &Topology, dir: &Path) -> Result<u32, LabError> {
     let tor_dir = dir.join("tor");
     mkdir(&tor_dir)?;
     let conf = tor_dir.join("bird.conf");
-    let text = topo.tor_bird_conf(&tor_dir.join("bird.log").display().to_string());
+    let text =
+        topo.tor_bird_conf(&tor_dir.join("bird.log").display().to_string());
     std::fs::write(&conf, text).map_err(|e| LabError::Io {
         what: format!("writing {}", conf.display()),
         source: e,
@@ -277,7 +365,12 @@ fn start_tor(topo: &Topology, dir: &Path) -> Result<u32, LabError> {
         "-P".to_string(),
         tor_dir.join("bird.pid").display().to_string(),
     ];
-    spawn_detached(Some(TOR_NS), Path::new("bird"), &args, &dir.join("logs/tor.log"))
+    spawn_detached(
+        Some(TOR_NS),
+        Path::new("bird"),
+        &args,
+        &dir.join("logs/tor.log"),
+    )
 }
 
 fn start_node(
@@ -288,10 +381,30 @@ fn start_node(
     run("ip", &["netns", "add", &n.netns])?;
     ns_run(&n.netns, &["ip", "link", "set", "lo", "up"])?;
     attach("eth0", Some(&n.netns), &format!("{}/24", n.v4))?;
-    ns_run(&n.netns, &["ip", "route", "add", "default", "via",
-                       &topology::tor_v4().to_string()])?;
+    ns_run(
+        &n.netns,
+        &[
+            "ip",
+            "route",
+            "add",
+            "default",
+            "via",
+            &topology::tor_v4().to_string(),
+        ],
+    )?;
     if topo.family.v6() {
-        ns_run(&n.netns, &["ip", "addr", "add", &format!("{}/64", n.v6), "dev", "eth0", "nodad"])?;
+        ns_run(
+            &n.netns,
+            &[
+                "ip",
+                "addr",
+                "add",
+                &format!("{}/64", n.v6),
+                "dev",
+                "eth0",
+                "nodad",
+            ],
+        )?;
     }
     for s in ["net.ipv4.ip_forward=1", "net.ipv6.conf.all.forwarding=1"] {
         ns_run(&n.netns, &["sysctl", "-qw", s])?;
@@ -303,7 +416,10 @@ fn start_node(
         format!("--node={}", n.name),
         format!("--run-dir={}", run_dir.display()),
         format!("--bin-dir={}", opts.bin_dir.display()),
-        format!("--felix-arg=--endpoint-dir={}", run_dir.join("endpoints").display()),
+        format!(
+            "--felix-arg=--endpoint-dir={}",
+            run_dir.join("endpoints").display()
+        ),
     ];
     if topo.family.v6() {
         args.push(format!("--ipv6-address={}/64", n.v6));
@@ -312,7 +428,10 @@ fn start_node(
         args.push("--ipv4-address=none".into());
     }
     if n.route_reflector {
-        args.push(format!("--route-reflector-cluster-id={}", topology::RR_CLUSTER_ID));
+        args.push(format!(
+            "--route-reflector-cluster-id={}",
+            topology::RR_CLUSTER_ID
+        ));
         args.push("--label=route-reflector=true".into());
     }
     let log = opts.state_dir.join(format!("logs/{}.log", n.name));
@@ -339,7 +458,9 @@ pub async fn query_peers(socket: &Path) -> std::io::Result<Vec<PeerStatus>> {
         BufReader::new(stream).read_line(&mut line).await?;
         match margay_ctlproto::decode_line::<Response>(&line) {
             Ok(Response::Peers { peers }) => Ok(peers),
-            Ok(other) => Err(std::io::Error::other(format!("unexpected {other:?}"))),
+            Ok(other) => {
+                Err(std::io::Error::other(format!("unexpected {other:?}")))
+            }
             Err(e) => Err(std::io::Error::other(e)),
         }
     };
@@ -359,7 +480,10 @@ fn expected_sessions(topo: &Topology, n: &topology::NodePlan) -> usize {
     node_peers + 1 // the ToR
 }
 
-async fn wait_sessions(state: &LabState, topo: &Topology) -> Result<(), LabError> {
+async fn wait_sessions(
+    state: &LabState,
+    topo: &Topology,
+) -> Result<(), LabError> {
     let deadline = Instant::now() + Duration::from_secs(90);
     loop {
         let mut pending = Vec::new();
@@ -367,12 +491,19 @@ async fn wait_sessions(state: &LabState, topo: &Topology) -> Result<(), LabError
             let want = expected_sessions(topo, plan);
             match query_peers(&n.run_dir.join("bgpd.ctl")).await {
                 Ok(peers) => {
-                    let up = peers.iter().filter(|p| p.state == "Established").count();
+                    let up = peers
+                        .iter()
+                        .filter(|p| p.state == "Established")
+                        .count();
                     if up < want {
-                        pending.push(format!("{}: {up}/{want} Established", n.name));
+                        pending.push(format!(
+                            "{}: {up}/{want} Established",
+                            n.name
+                        ));
                     }
                 }
-                Err(e) => pending.push(format!("{}: bgpd not answering ({e})", n.name)),
+                Err(e) => pending
+                    .push(format!("{}: bgpd not answering ({e})", n.name)),
             }
         }
         if pending.is_empty() {
@@ -400,8 +531,12 @@ fn add_pod(
     p: &topology::PodPlan,
     dir: &Path,
 ) -> Result<PodState, LabError> {
-    run("ip", &["netns", "add", &p.netns])?;
-    ns_run(&p.netns, &["ip", "link", "set", "lo", "up"])?;
+    // A retried ADD (after a failure) reuses the pod's namespace, as a
+    // runtime retries with the same sandbox.
+    if !Path::new("/run/netns").join(&p.netns).exists() {
+        run("ip", &["netns", "add", &p.netns])?;
+        ns_run(&p.netns, &["ip", "link", "set", "lo", "up"])?;
+    }
     let node_ns = topo
         .nodes
         .iter()
@@ -419,32 +554,46 @@ fn add_pod(
         .env("CNI_NETNS", format!("/run/netns/{}", p.netns))
         .env("CNI_IFNAME", "eth0")
         .env("CNI_PATH", &opts.bin_dir)
-        .env("CNI_ARGS", format!("K8S_POD_NAMESPACE=default;K8S_POD_NAME={}", p.name))
+        .env(
+            "CNI_ARGS",
+            format!("K8S_POD_NAMESPACE=default;K8S_POD_NAME={}", p.name),
+        )
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
-        .map_err(|e| LabError::Cni { pod: p.name.clone(), detail: e.to_string() })?;
+        .map_err(|e| LabError::Cni {
+            pod: p.name.clone(),
+            detail: e.to_string(),
+        })?;
     child
         .stdin
         .take()
         .expect("stdin piped")
         .write_all(config.to_string().as_bytes())
-        .map_err(|e| LabError::Cni { pod: p.name.clone(), detail: e.to_string() })?;
-    let out = child
-        .wait_with_output()
-        .map_err(|e| LabError::Cni { pod: p.name.clone(), detail: e.to_string() })?;
+        .map_err(|e| LabError::Cni {
+            pod: p.name.clone(),
+            detail: e.to_string(),
+        })?;
+    let out = child.wait_with_output().map_err(|e| LabError::Cni {
+        pod: p.name.clone(),
+        detail: e.to_string(),
+    })?;
     let stdout = String::from_utf8_lossy(&out.stdout);
     if !out.status.success() {
         return Err(LabError::Cni {
             pod: p.name.clone(),
-            detail: format!("{stdout} {}", String::from_utf8_lossy(&out.stderr).trim()),
+            detail: format!(
+                "{stdout} {}",
+                String::from_utf8_lossy(&out.stderr).trim()
+            ),
         });
     }
-    let result: serde_json::Value = serde_json::from_str(&stdout).map_err(|e| LabError::Cni {
-        pod: p.name.clone(),
-        detail: format!("unparseable result {stdout:?}: {e}"),
-    })?;
+    let result: serde_json::Value =
+        serde_json::from_str(&stdout).map_err(|e| LabError::Cni {
+            pod: p.name.clone(),
+            detail: format!("unparseable result {stdout:?}: {e}"),
+        })?;
     let ips = result["ips"]
         .as_array()
         .map(|a| {
@@ -484,24 +633,37 @@ async fn prove(
     let affinities = ds.list::<margay_crds::BlockAffinity>().await?;
     let mut blocks: BTreeMap<String, Vec<String>> = BTreeMap::new();
     for a in affinities.items {
-        if a.spec.state == margay_crds::AffinityState::Confirmed && !a.spec.deleted {
-            blocks.entry(a.spec.node.clone()).or_default().push(a.spec.cidr.clone());
+        if a.spec.state == margay_crds::AffinityState::Confirmed
+            && !a.spec.deleted
+        {
+            blocks
+                .entry(a.spec.node.clone())
+                .or_default()
+                .push(a.spec.cidr.clone());
         }
     }
 
     // Reachability, with a convergence window.
     let pods = &state.pods;
     let pairs: Vec<(usize, usize)> = (0..pods.len())
-        .flat_map(|a| (0..pods.len()).filter(move |&b| b != a).map(move |b| (a, b)))
+        .flat_map(|a| {
+            (0..pods.len())
+                .filter(move |&b| b != a)
+                .map(move |b| (a, b))
+        })
         .collect();
     let deadline = Instant::now() + Duration::from_secs(45);
-    let mut results: BTreeMap<(usize, usize), (Result<(), String>, Result<(), String>)>;
+    let mut results: BTreeMap<
+        (usize, usize),
+        (Result<(), String>, Result<(), String>),
+    >;
     let converged_after;
     let started = Instant::now();
     loop {
         results = BTreeMap::new();
         for (port, &(a, b)) in (20000u16..).zip(&pairs) {
-            let dst: IpAddr = pods[b].ips[0].parse().expect("pod IP from CNI result");
+            let dst: IpAddr =
+                pods[b].ips[0].parse().expect("pod IP from CNI result");
             let icmp = probe::ping(&pods[a].netns, dst);
             let tcp = probe::tcp(&pods[a].netns, &pods[b].netns, dst, port);
             results.insert((a, b), (icmp, tcp));
@@ -537,10 +699,20 @@ async fn prove(
     let failures: Vec<String> = results
         .iter()
         .filter_map(|((a, b), (i, t))| {
-            let errs: Vec<&String> = [i, t].into_iter().filter_map(|r| r.as_ref().err()).collect();
+            let errs: Vec<&String> = [i, t]
+                .into_iter()
+                .filter_map(|r| r.as_ref().err())
+                .collect();
             (!errs.is_empty()).then(|| {
-                format!("{} -> {}: {}", pods[*a].name, pods[*b].name,
-                        errs.iter().map(|s| s.as_str()).collect::<Vec<_>>().join("; "))
+                format!(
+                    "{} -> {}: {}",
+                    pods[*a].name,
+                    pods[*b].name,
+                    errs.iter()
+                        .map(|s| s.as_str())
+                        .collect::<Vec<_>>()
+                        .join("; ")
+                )
             })
         })
         .collect();
@@ -567,7 +739,12 @@ async fn prove(
         let tunnels = probe::tunnel_devices(&links);
         if !tunnels.is_empty() {
             ok = false;
-            let _ = writeln!(report, "  {}: TUNNEL DEVICES {}", n.name, tunnels.join(", "));
+            let _ = writeln!(
+                report,
+                "  {}: TUNNEL DEVICES {}",
+                n.name,
+                tunnels.join(", ")
+            );
         }
         for (owner, cidrs) in &blocks {
             if owner == &n.name {
@@ -581,22 +758,46 @@ async fn prove(
                 .unwrap_or_default();
             for cidr in cidrs {
                 match probe::route_via(&routes, cidr) {
-                    Some(hops) if hops.iter().any(|(gw, dev)| gw == &owner_addr && dev == "eth0") => {
-                        let _ = writeln!(report, "  {:<8} {cidr:<18} via {owner_addr} dev eth0", n.name);
+                    Some(hops)
+                        if hops.iter().any(|(gw, dev)| {
+                            gw == &owner_addr && dev == "eth0"
+                        }) =>
+                    {
+                        let _ = writeln!(
+                            report,
+                            "  {:<8} {cidr:<18} via {owner_addr} dev eth0",
+                            n.name
+                        );
                     }
                     Some(hops) => {
                         ok = false;
-                        let _ = writeln!(report, "  {:<8} {cidr:<18} WRONG: {hops:?} (want via {owner_addr})", n.name);
+                        let _ = writeln!(
+                            report,
+                            "  {:<8} {cidr:<18} WRONG: {hops:?} (want via {owner_addr})",
+                            n.name
+                        );
                     }
                     None => {
                         ok = false;
-                        let _ = writeln!(report, "  {:<8} {cidr:<18} MISSING", n.name);
+                        let _ = writeln!(
+                            report,
+                            "  {:<8} {cidr:<18} MISSING",
+                            n.name
+                        );
                     }
                 }
             }
         }
     }
-    let _ = writeln!(report, "encapsulation: {}", if ok { "none (no tunnel devices on any node)" } else { "see above" });
+    let _ = writeln!(
+        report,
+        "encapsulation: {}",
+        if ok {
+            "none (no tunnel devices on any node)"
+        } else {
+            "see above"
+        }
+    );
 
     // The ToR learned every block.
     let tor_routes = ns_run(TOR_NS, &["ip", "-j", "route", "show"])?;
@@ -605,17 +806,30 @@ async fn prove(
         for cidr in cidrs {
             let learned = probe::route_via(&tor_routes, cidr).is_some();
             ok &= learned;
-            let _ = writeln!(report, "  {cidr:<18} from {owner:<8} {}", if learned { "learned" } else { "MISSING" });
+            let _ = writeln!(
+                report,
+                "  {cidr:<18} from {owner:<8} {}",
+                if learned { "learned" } else { "MISSING" }
+            );
         }
     }
 
     // Sessions.
     let _ = writeln!(report, "\nSESSIONS");
     for n in &state.nodes {
-        for p in query_peers(&n.run_dir.join("bgpd.ctl")).await.unwrap_or_default() {
+        for p in query_peers(&n.run_dir.join("bgpd.ctl"))
+            .await
+            .unwrap_or_default()
+        {
             ok &= p.state == "Established";
-            let _ = writeln!(report, "  {:<8} {:<16} {:<24} {}", n.name, p.address.to_string(),
-                             p.peer_type.describe(), p.state);
+            let _ = writeln!(
+                report,
+                "  {:<8} {:<16} {:<24} {}",
+                n.name,
+                p.address.to_string(),
+                p.peer_type.describe(),
+                p.state
+            );
         }
     }
     let _ = writeln!(

@@ -57,8 +57,7 @@ pub fn default_iface_v6(proc_net_ipv6_route: &str) -> Option<String> {
         .filter_map(|line| {
             let f: Vec<&str> = line.split_whitespace().collect();
             // dest plen src splen next_hop metric refcnt use flags iface
-            if f.len() < 10 || f[1] != "00" || f[0].bytes().any(|b| b != b'0')
-            {
+            if f.len() < 10 || f[1] != "00" || f[0].bytes().any(|b| b != b'0') {
                 return None;
             }
             if f[9] == "lo" {
@@ -116,7 +115,11 @@ fn is_link_local_v6(ip: std::net::Ipv6Addr) -> bool {
 /// Detects this node's address of one family from the default route.
 pub fn detect(v6: bool) -> Result<IpNetwork, AutodetectError> {
     let family = if v6 { 6 } else { 4 };
-    let path = if v6 { "/proc/net/ipv6_route" } else { "/proc/net/route" };
+    let path = if v6 {
+        "/proc/net/ipv6_route"
+    } else {
+        "/proc/net/route"
+    };
     let text = std::fs::read_to_string(path)
         .map_err(|source| AutodetectError::Read { path, source })?;
     let iface = if v6 {
@@ -152,8 +155,9 @@ mod tests {
              fd000000000000000000000000000000 40 {z} 00 {z} 00000100 00000001 00000000 00000001 eth0\n"
         );
         assert_eq!(default_iface_v6(&text).as_deref(), Some("eth0"));
-        let only_lo =
-            format!("{z} 00 {z} 00 {z} ffffffff 00000001 00000000 00200200 lo\n");
+        let only_lo = format!(
+            "{z} 00 {z} 00 {z} ffffffff 00000001 00000000 00200200 lo\n"
+        );
         assert_eq!(default_iface_v6(&only_lo), None);
     }
 

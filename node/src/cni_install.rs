@@ -50,7 +50,10 @@ pub fn conflist(node: &str, datastore: &DatastoreSpec, mtu: u32) -> Value {
         }
         DatastoreSpec::File { path } => {
             obj.insert("datastore_type".into(), "file".into());
-            obj.insert("datastore_file".into(), path.display().to_string().into());
+            obj.insert(
+                "datastore_file".into(),
+                path.display().to_string().into(),
+            );
         }
     }
     json!({
@@ -117,7 +120,8 @@ mod tests {
             "#!margay"
         );
         let written: Value = serde_json::from_slice(
-            &std::fs::read(dir.path().join("net.d").join(CONFLIST_NAME)).unwrap(),
+            &std::fs::read(dir.path().join("net.d").join(CONFLIST_NAME))
+                .unwrap(),
         )
         .unwrap();
         assert_eq!(written["plugins"][0]["nodename"], "node-1");

@@ -157,7 +157,8 @@ mod tests {
     fn ready_only_when_every_peer_is_established() {
         let ok = [peer("10.0.0.2", "Established")];
         assert_eq!(readiness_of(&ok).0, 200);
-        let mixed = [peer("10.0.0.2", "Established"), peer("10.0.0.3", "Active")];
+        let mixed =
+            [peer("10.0.0.2", "Established"), peer("10.0.0.3", "Active")];
         let (code, body) = readiness_of(&mixed);
         assert_eq!(code, 503);
         assert_eq!(body, "BGP not established with 10.0.0.3 (Active)");

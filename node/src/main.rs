@@ -9,11 +9,11 @@ use anyhow::{Context, bail};
 use clap::Parser;
 use ipnetwork::IpNetwork;
 use margay_datastore::{Datastore, DatastoreSpec};
+use margay_node::autodetect;
 use margay_node::cni_install::{CniInstall, conflist};
 use margay_node::health::{self, HealthCxt};
 use margay_node::register::{Registration, register};
 use margay_node::supervise::{ChildSpec, ChildState, supervise};
-use margay_node::autodetect;
 use tokio::sync::watch;
 use tracing::{info, warn};
 
@@ -81,11 +81,16 @@ fn parse_label(s: &str) -> Result<(String, String), String> {
 }
 
 fn address(arg: &str, v6: bool) -> anyhow::Result<Option<IpNetwork>> {
-    let flag = if v6 { "--ipv6-address" } else { "--ipv4-address" };
+    let flag = if v6 {
+        "--ipv6-address"
+    } else {
+        "--ipv4-address"
+    };
     match arg {
         "none" => Ok(None),
         "autodetect" => Ok(Some(
-            autodetect::detect(v6).with_context(|| format!("{flag} autodetect"))?,
+            autodetect::detect(v6)
+                .with_context(|| format!("{flag} autodetect"))?,
         )),
         cidr => {
             let net: IpNetwork = cidr.parse().with_context(|| {
@@ -128,7 +133,9 @@ async fn main() -> anyhow::Result<()> {
         labels: args.labels.iter().cloned().collect::<BTreeMap<_, _>>(),
     };
     if reg.ipv4.is_none() && reg.ipv6.is_none() {
-        bail!("the node needs a BGP address: set --ipv4-address or --ipv6-address");
+        bail!(
+            "the node needs a BGP address: set --ipv4-address or --ipv6-address"
+        );
     }
     info!(node = %reg.name, ipv4 = ?reg.ipv4, ipv6 = ?reg.ipv6, "starting");
 

@@ -23,9 +23,8 @@ pub struct Registration {
 /// set. Fields the agent does not manage, and labels it does not set, are
 /// kept, so an operator's edits survive agent restarts.
 pub fn desired_node(existing: Option<Node>, reg: &Registration) -> Node {
-    let mut node = existing.unwrap_or_else(|| {
-        Node::new(&reg.name, NodeSpec::default())
-    });
+    let mut node =
+        existing.unwrap_or_else(|| Node::new(&reg.name, NodeSpec::default()));
     let labels = node.metadata.labels.get_or_insert_with(BTreeMap::new);
     for (k, v) in &reg.labels {
         labels.insert(k.clone(), v.clone());
@@ -74,8 +73,8 @@ pub async fn register(
                 info!(node = %reg.name, "node registered");
                 return Ok(node);
             }
-            Err(e) if retryable(&e)
-                && tokio::time::Instant::now() < deadline =>
+            Err(e)
+                if retryable(&e) && tokio::time::Instant::now() < deadline =>
             {
                 warn!(node = %reg.name, error = %e, "registering node; retrying");
                 tokio::time::sleep(Duration::from_millis(500)).await;
@@ -89,7 +88,8 @@ fn retryable(e: &DatastoreError) -> bool {
     e.is_transient()
         || matches!(
             e,
-            DatastoreError::Conflict { .. } | DatastoreError::AlreadyExists { .. }
+            DatastoreError::Conflict { .. }
+                | DatastoreError::AlreadyExists { .. }
         )
 }
 

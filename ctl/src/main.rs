@@ -1,0 +1,441 @@
+//! `margayctl`: the command-line front end. Each subcommand calls one
+//! library function and prints what it returns.
+
+use std::net::IpAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::{Context, Result, bail};
+use clap::{Args, Parser, Subcommand};
+use margay_datastore::{Datastore, DatastoreSpec};
+use margayctl::output::Format;
+use margayctl::resources::{self, Kind};
+use margayctl::{import, ipam, routes, status};
+
+/// margay's command-line tool: BGP status, resources, IPAM and routes.
+#[derive(Parser, Debug)]
+#[command(name = "margayctl", version, about)]
+struct Cli {
+    /// Where margay's resources live: etcd:URL[,URL], kubernetes,
+    /// kubernetes:KUBECONFIG or file:PATH.
+    #[arg(
+        long,
+        global = true,
+        env = "MARGAY_DATASTORE",
+        default_value = "etcd:http://127.0.0.1:2379"
+    )]
+    datastore: DatastoreSpec,
+    /// bgpd's control socket.
+    #[arg(long, global = true, default_value = margay_ctlproto::DEFAULT_BGPD_SOCKET)]
+    bgpd_socket: PathBuf,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// This node's BGP daemon.
+    #[command(subcommand)]
+    Node(NodeCmd),
+    /// Show resources: get KIND [NAME] (kinds: ippool, bgppeer, bgpconfig,
+    /// bgpfilter, node, ipamblock, blockaffinity, ipamhandle, ipamconfig,
+    /// ipreservation; plurals work too).
+    Get {
+        kind: String,
+        name: Option<String>,
+        /// Output format: wide, yaml or json (default: a table).
+        #[arg(short, long, value_enum)]
+        output: Option<Format>,
+    },
+    /// Create or update the resources in a YAML file ("-" = stdin).
+    Apply {
+        #[arg(short = 'f', long = "filename")]
+        file: String,
+    },
+    /// Delete KIND NAME, or every resource named in -f FILE.
+    Delete(DeleteArgs),
+    /// IP address management.
+    #[command(subcommand)]
+    Ipam(IpamCmd),
+    /// bgpd's RIB (every path, with the best-path reason) next to the
+    /// kernel routes felix-lite installed.
+    Routes {
+        /// Route protocol number felix-lite tags its kernel routes with.
+        #[arg(long, default_value_t = routes::DEFAULT_FIB_PROTOCOL)]
+        fib_protocol: u8,
+        /// Read the FIB inside this network namespace (e.g. a lab node).
+        #[arg(long)]
+        netns: Option<String>,
+        /// Output format: wide, yaml or json (default: a table).
+        #[arg(short, long, value_enum)]
+        output: Option<Format>,
+    },
+    /// Convert Calico projectcalico.org/v3 YAML (IPPool, BGPPeer,
+    /// BGPConfiguration, BGPFilter) into margay resources; dropped fields
+    /// are listed on stderr.
+    ImportCalico {
+        /// The Calico YAML ("-" = stdin).
+        file: String,
+        /// yaml (default) or json.
+        #[arg(short, long, value_enum, default_value_t = Format::Yaml)]
+        output: Format,
+    },
+    /// The local lab fabric: up, status, down.
+    #[command(subcommand)]
+    Lab(LabCmd),
+}
+
+#[derive(Args, Debug)]
+struct DeleteArgs {
+    kind: Option<String>,
+    name: Option<String>,
+    #[arg(short = 'f', long = "filename", conflicts_with_all = ["kind", "name"])]
+    file: Option<String>,
+}
+
+#[derive(Subcommand, Debug)]
+enum NodeCmd {
+    /// BGP sessions, like `calicoctl node status`.
+    Status {
+        /// Output format: wide, yaml or json (default: a table).
+        #[arg(short, long, value_enum)]
+        output: Option<Format>,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+enum IpamCmd {
+    /// Pool utilisation (and blocks with --show-blocks).
+    Show {
+        #[arg(long)]
+        show_blocks: bool,
+    },
+    /// Report inconsistencies; exits non-zero if there are any.
+    Check,
+    /// Free one address (--ip) or everything a handle holds (--handle).
+    #[command(group(
+        clap::ArgGroup::new("what").required(true).args(["ip", "handle"])
+    ))]
+    Release {
+        #[arg(long)]
+        ip: Option<IpAddr>,
+        #[arg(long)]
+        handle: Option<String>,
+    },
+}
+
+#[tokio::main(flavor = "current_thread")]
+async fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(cli).await {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {}", describe(&e));
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(cli: Cli) -> Result<ExitCode> {
+    let now = now_unix();
+    match cli.command {
+        Command::Lab(cmd) => return run_lab(cmd).await,
+        Command::Node(NodeCmd::Status { output }) => {
+            print!(
+                "{}",
+                status::node_status(
+                    &cli.bgpd_socket,
+                    output.unwrap_or_default(),
+                    now
+                )?
+            );
+        }
+        Command::Routes {
+            fib_protocol,
+            netns,
+            output,
+        } => {
+            let text = routes::show(
+                &cli.bgpd_socket,
+                fib_protocol,
+                netns.as_deref(),
+                output.unwrap_or_default(),
+            )?;
+            print!("{text}");
+        }
+        Command::ImportCalico { file, output } => {
+            let input = resources::read_input(&file)?;
+            let imported = import::import_calico(&input, output)?;
+            for line in &imported.dropped {
+                eprintln!("{line}");
+            }
+            print!("{}", imported.text);
+        }
+        Command::Get { kind, name, output } => {
+            let kind = Kind::parse(&kind)?;
+            let ds = connect(&cli.datastore).await?;
+            let now = i64::try_from(now).unwrap_or(i64::MAX);
+            print!(
+                "{}",
+                resources::get(
+                    &ds,
+                    kind,
+                    name.as_deref(),
+                    output.unwrap_or_default(),
+                    now
+                )
+                .await?
+            );
+        }
+        Command::Apply { file } => {
+            let yaml = resources::read_input(&file)?;
+            let ds = connect(&cli.datastore).await?;
+            print!("{}", resources::apply(&ds, &file, &yaml).await?);
+        }
+        Command::Delete(args) => return delete(&cli.datastore, args).await,
+        Command::Ipam(cmd) => return ipam_cmd(&cli.datastore, cmd).await,
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn delete(spec: &DatastoreSpec, args: DeleteArgs) -> Result<ExitCode> {
+    let ds = connect(spec).await?;
+    match (args.file, args.kind, args.name) {
+        (Some(file), _, _) => {
+            let yaml = resources::read_input(&file)?;
+            let (text, all_found) =
+                resources::delete_file(&ds, &file, &yaml).await?;
+            print!("{text}");
+            Ok(if all_found {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            })
+        }
+        (None, Some(kind), Some(name)) => {
+            let kind = Kind::parse(&kind)?;
+            print!("{}", resources::delete(&ds, kind, &name).await?);
+            Ok(ExitCode::SUCCESS)
+        }
+        _ => bail!("delete needs KIND NAME or -f FILE"),
+    }
+}
+
+async fn ipam_cmd(spec: &DatastoreSpec, cmd: IpamCmd) -> Result<ExitCode> {
+    let ds = connect(spec).await?;
+    match cmd {
+        IpamCmd::Show { show_blocks } => {
+            print!("{}", ipam::show(&ds, show_blocks).await?)
+        }
+        IpamCmd::Check => {
+            let report = ipam::check(&ds).await?;
+            print!("{report}");
+            if !report.is_clean() {
+                return Ok(ExitCode::FAILURE);
+            }
+        }
+        IpamCmd::Release { ip, handle } => {
+            let text = match (ip, handle) {
+                (Some(ip), _) => ipam::release_ip(&ds, ip).await?,
+                (None, Some(h)) => ipam::release_handle(&ds, &h).await?,
+                (None, None) => {
+                    bail!("ipam release needs --ip IP or --handle HANDLE")
+                }
+            };
+            print!("{text}");
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn connect(spec: &DatastoreSpec) -> Result<Datastore> {
+    Datastore::connect(spec)
+        .await
+        .with_context(|| format!("connecting to the datastore {spec}"))
+}
+
+/// The error and those of its causes that its message does not already
+/// include (library errors often embed their source).
+fn describe(e: &anyhow::Error) -> String {
+    let mut msg = e.to_string();
+    for cause in e.chain().skip(1) {
+        let text = cause.to_string();
+        if !msg.contains(&text) {
+            msg.push_str(": ");
+            msg.push_str(&text);
+        }
+    }
+    msg
+}
+
+fn now_unix() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    use super::*;
+
+    #[test]
+    fn cli_definition_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn parses_kubectl_like_forms() {
+        let cli = Cli::try_parse_from([
+            "margayctl",
+            "get",
+            "ippools",
+            "default",
+            "-o",
+            "yaml",
+        ])
+        .unwrap();
+        assert!(matches!(
+            cli.command,
+            Command::Get {
+                output: Some(Format::Yaml),
+                ..
+            }
+        ));
+        assert!(
+            Cli::try_parse_from(["margayctl", "get", "x", "-o", "table"])
+                .is_err()
+        );
+        assert!(
+            Cli::try_parse_from([
+                "margayctl",
+                "delete",
+                "-f",
+                "a.yaml",
+                "ippool"
+            ])
+            .is_err()
+        );
+        assert!(Cli::try_parse_from(["margayctl", "ipam", "release"]).is_err());
+        let err = Cli::try_parse_from([
+            "margayctl",
+            "--datastore",
+            "consul:x",
+            "get",
+            "node",
+        ])
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("unknown datastore type"), "{err}");
+    }
+}
+
+// ===== margayctl lab =====
+
+/// `margayctl lab ...`: the local lab fabric.
+#[derive(Debug, clap::Subcommand)]
+enum LabCmd {
+    /// Build the lab and prove pod-to-pod reachability.
+    Up {
+        /// Number of nodes.
+        #[arg(long, default_value_t = 3)]
+        nodes: usize,
+        /// Pods per node.
+        #[arg(long, default_value_t = 2)]
+        pods_per_node: usize,
+        /// mesh (iBGP full mesh) or route-reflector (node1 reflects).
+        #[arg(long, default_value = "mesh", value_parser = ["mesh", "route-reflector"])]
+        mode: String,
+        /// v4, v6 or dual.
+        #[arg(long, default_value = "v4", value_parser = ["v4", "v6", "dual"])]
+        family: String,
+        #[command(flatten)]
+        common: LabCommon,
+    },
+    /// Show the running lab.
+    Status {
+        #[command(flatten)]
+        common: LabCommon,
+    },
+    /// Remove everything the lab created.
+    Down {
+        #[command(flatten)]
+        common: LabCommon,
+    },
+}
+
+#[derive(Debug, clap::Args)]
+struct LabCommon {
+    /// Where the lab keeps state, logs and etcd data.
+    #[arg(long, default_value = "/var/run/margay-lab")]
+    state_dir: std::path::PathBuf,
+    /// Where the margay binaries are (default: beside margayctl).
+    #[arg(long)]
+    bin_dir: Option<std::path::PathBuf>,
+}
+
+impl LabCommon {
+    fn options(&self) -> anyhow::Result<margay_lab::LabOptions> {
+        let bin_dir = match &self.bin_dir {
+            Some(d) => d.clone(),
+            None => std::env::current_exe()?
+                .parent()
+                .ok_or_else(|| anyhow::anyhow!("margayctl has no directory"))?
+                .to_path_buf(),
+        };
+        Ok(margay_lab::LabOptions {
+            bin_dir,
+            state_dir: self.state_dir.clone(),
+            ..Default::default()
+        })
+    }
+}
+
+async fn run_lab(cmd: LabCmd) -> anyhow::Result<std::process::ExitCode> {
+    use margay_lab::{Family, PeeringMode};
+    use std::process::ExitCode;
+    match cmd {
+        LabCmd::Up {
+            nodes,
+            pods_per_node,
+            mode,
+            family,
+            common,
+        } => {
+            let mut opts = common.options()?;
+            opts.nodes = nodes;
+            opts.pods_per_node = pods_per_node;
+            opts.mode = if mode == "mesh" {
+                PeeringMode::Mesh
+            } else {
+                PeeringMode::RouteReflector
+            };
+            opts.family = match family.as_str() {
+                "v6" => Family::V6,
+                "dual" => Family::Dual,
+                _ => Family::V4,
+            };
+            let summary = margay_lab::up(&opts).await?;
+            Ok(if summary.ok {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            })
+        }
+        LabCmd::Status { common } => {
+            print!("{}", margay_lab::status(&common.options()?).await?);
+            Ok(ExitCode::SUCCESS)
+        }
+        LabCmd::Down { common } => {
+            let removed = margay_lab::down(&common.options()?)?;
+            if removed.is_empty() {
+                println!("nothing to remove: no lab is running");
+            }
+            for r in removed {
+                println!("removed {r}");
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}

@@ -1,0 +1,513 @@
+//! `get`, `apply` and `delete` of margay resources, kubectl-style.
+
+mod columns;
+
+use std::fmt;
+
+use margay_crds::{
+    AnyResource, BGPConfiguration, BGPFilter, BGPPeer, BlockAffinity,
+    DocumentError, IPAMBlock, IPAMConfig, IPAMHandle, IPPool, IPReservation,
+    Node, ValidationError,
+};
+use margay_datastore::{Datastore, DatastoreError, Object};
+use serde_json::Value;
+
+pub use self::columns::Columns;
+use crate::output::{self, Format, OutputError, Table};
+
+/// How many times `apply` re-reads and retries after losing a
+/// compare-and-swap race before giving up.
+const CAS_RETRIES: usize = 10;
+
+/// Why a resource command failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ResourceError {
+    #[error("unknown resource kind {given:?}; allowed: {}", Kind::allowed())]
+    UnknownKind { given: String },
+    #[error("{kind} {name:?} not found")]
+    NotFound { kind: Kind, name: String },
+    #[error("cannot read {path}: {source}")]
+    Read {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{path}: {source}")]
+    Document {
+        path: String,
+        #[source]
+        source: DocumentError,
+    },
+    #[error("{path}: invalid resources:\n{}", join_errors(errors))]
+    Invalid {
+        path: String,
+        errors: Vec<ValidationError>,
+    },
+    #[error(
+        "{kind} {name:?} kept changing under us ({CAS_RETRIES} \
+         compare-and-swap conflicts); try again"
+    )]
+    TooManyConflicts { kind: Kind, name: String },
+    #[error(transparent)]
+    Datastore(#[from] DatastoreError),
+    #[error(transparent)]
+    Output(#[from] OutputError),
+}
+
+fn join_errors(errors: &[ValidationError]) -> String {
+    errors
+        .iter()
+        .map(|e| format!("  - {e}"))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// A margay resource kind.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Kind {
+    IPPool,
+    BGPPeer,
+    BGPConfiguration,
+    BGPFilter,
+    Node,
+    IPAMBlock,
+    BlockAffinity,
+    IPAMHandle,
+    IPAMConfig,
+    IPReservation,
+}
+
+impl Kind {
+    /// Every kind, in the order `get` help lists them.
+    pub const ALL: [Kind; 10] = [
+        Kind::IPPool,
+        Kind::BGPPeer,
+        Kind::BGPConfiguration,
+        Kind::BGPFilter,
+        Kind::Node,
+        Kind::IPAMBlock,
+        Kind::BlockAffinity,
+        Kind::IPAMHandle,
+        Kind::IPAMConfig,
+        Kind::IPReservation,
+    ];
+
+    /// The kind as written in YAML, e.g. `IPPool`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Kind::IPPool => "IPPool",
+            Kind::BGPPeer => "BGPPeer",
+            Kind::BGPConfiguration => "BGPConfiguration",
+            Kind::BGPFilter => "BGPFilter",
+            Kind::Node => "Node",
+            Kind::IPAMBlock => "IPAMBlock",
+            Kind::BlockAffinity => "BlockAffinity",
+            Kind::IPAMHandle => "IPAMHandle",
+            Kind::IPAMConfig => "IPAMConfig",
+            Kind::IPReservation => "IPReservation",
+        }
+    }
+
+    /// The command-line names: singular first (used in `kind/name`
+    /// output), then plural and short forms.
+    pub fn names(self) -> &'static [&'static str] {
+        match self {
+            Kind::IPPool => &["ippool", "ippools", "pool", "pools"],
+            Kind::BGPPeer => &["bgppeer", "bgppeers", "peer", "peers"],
+            Kind::BGPConfiguration => &[
+                "bgpconfig",
+                "bgpconfigs",
+                "bgpconfiguration",
+                "bgpconfigurations",
+            ],
+            Kind::BGPFilter => &["bgpfilter", "bgpfilters"],
+            Kind::Node => &["node", "nodes", "no"],
+            Kind::IPAMBlock => &["ipamblock", "ipamblocks", "block", "blocks"],
+            Kind::BlockAffinity => {
+                &["blockaffinity", "blockaffinities", "affinity", "affinities"]
+            }
+            Kind::IPAMHandle => {
+                &["ipamhandle", "ipamhandles", "handle", "handles"]
+            }
+            Kind::IPAMConfig => &[
+                "ipamconfig",
+                "ipamconfigs",
+                "ipamconfiguration",
+                "ipamconfigurations",
+            ],
+            Kind::IPReservation => &["ipreservation", "ipreservations"],
+        }
+    }
+
+    /// Parses a command-line kind name, case-insensitively; the YAML kind
+    /// (e.g. `IPPool`) is accepted too.
+    pub fn parse(given: &str) -> Result<Kind, ResourceError> {
+        let lower = given.to_ascii_lowercase();
+        Kind::ALL
+            .into_iter()
+            .find(|k| {
+                k.names().contains(&lower.as_str())
+                    || k.as_str().eq_ignore_ascii_case(given)
+            })
+            .ok_or_else(|| ResourceError::UnknownKind {
+                given: given.to_string(),
+            })
+    }
+
+    fn allowed() -> String {
+        Kind::ALL
+            .iter()
+            .map(|k| k.names()[..2].join("/"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+
+    /// The singular command-line name, e.g. `ippool`.
+    pub fn cli_name(self) -> &'static str {
+        self.names()[0]
+    }
+}
+
+impl fmt::Display for Kind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Runs `$body` with `$K` bound to the Rust type of `$kind`.
+macro_rules! with_kind {
+    ($kind:expr, $K:ident => $body:expr) => {
+        match $kind {
+            Kind::IPPool => {
+                type $K = IPPool;
+                $body
+            }
+            Kind::BGPPeer => {
+                type $K = BGPPeer;
+                $body
+            }
+            Kind::BGPConfiguration => {
+                type $K = BGPConfiguration;
+                $body
+            }
+            Kind::BGPFilter => {
+                type $K = BGPFilter;
+                $body
+            }
+            Kind::Node => {
+                type $K = Node;
+                $body
+            }
+            Kind::IPAMBlock => {
+                type $K = IPAMBlock;
+                $body
+            }
+            Kind::BlockAffinity => {
+                type $K = BlockAffinity;
+                $body
+            }
+            Kind::IPAMHandle => {
+                type $K = IPAMHandle;
+                $body
+            }
+            Kind::IPAMConfig => {
+                type $K = IPAMConfig;
+                $body
+            }
+            Kind::IPReservation => {
+                type $K = IPReservation;
+                $body
+            }
+        }
+    };
+}
+
+/// Runs `$body` with `$r` bound to the typed resource inside `$any`.
+macro_rules! with_resource {
+    ($any:expr, $r:ident => $body:expr) => {
+        match $any {
+            AnyResource::IPPool($r) => $body,
+            AnyResource::BGPPeer($r) => $body,
+            AnyResource::BGPConfiguration($r) => $body,
+            AnyResource::BGPFilter($r) => $body,
+            AnyResource::Node($r) => $body,
+            AnyResource::IPAMBlock($r) => $body,
+            AnyResource::BlockAffinity($r) => $body,
+            AnyResource::IPAMHandle($r) => $body,
+            AnyResource::IPAMConfig($r) => $body,
+            AnyResource::IPReservation($r) => $body,
+        }
+    };
+}
+
+// ===== get =====
+
+/// `get KIND [NAME]`: a table, or the objects as YAML/JSON.
+pub async fn get(
+    ds: &Datastore,
+    kind: Kind,
+    name: Option<&str>,
+    format: Format,
+    now_unix: i64,
+) -> Result<String, ResourceError> {
+    with_kind!(kind, K => get_typed::<K>(ds, kind, name, format, now_unix).await)
+}
+
+async fn get_typed<K: Object + Columns>(
+    ds: &Datastore,
+    kind: Kind,
+    name: Option<&str>,
+    format: Format,
+    now_unix: i64,
+) -> Result<String, ResourceError> {
+    let items: Vec<K> = match name {
+        Some(name) => match ds.get::<K>(name).await? {
+            Some(obj) => vec![obj],
+            None => {
+                return Err(ResourceError::NotFound {
+                    kind,
+                    name: name.to_string(),
+                });
+            }
+        },
+        None => {
+            let mut items = ds.list::<K>().await?.items;
+            items.sort_by(|a, b| a.meta().name.cmp(&b.meta().name));
+            items
+        }
+    };
+    Ok(match format {
+        Format::Yaml => output::to_yaml_documents(&items)?,
+        Format::Json => output::to_json(&items)?,
+        Format::Table | Format::Wide => {
+            if items.is_empty() {
+                return Ok(format!(
+                    "No {} resources found.\n",
+                    kind.cli_name()
+                ));
+            }
+            render_table(&items, format == Format::Wide, now_unix)
+        }
+    })
+}
+
+/// NAME, the kind's columns, AGE.
+pub fn render_table<K: Object + Columns>(
+    items: &[K],
+    wide: bool,
+    now_unix: i64,
+) -> String {
+    let mut headers = vec!["NAME"];
+    headers.extend(K::headers(wide));
+    headers.push("AGE");
+    let mut t = Table::new(headers);
+    for item in items {
+        let meta = item.meta();
+        let age = meta.creation_timestamp.as_ref().map_or("-".into(), |ts| {
+            let secs = now_unix.saturating_sub(ts.0.as_second());
+            output::age(u64::try_from(secs).unwrap_or(0))
+        });
+        let mut row = vec![meta.name.clone().unwrap_or_default()];
+        row.extend(item.cells(wide));
+        row.push(age);
+        t.push(row);
+    }
+    t.render_plain()
+}
+
+// ===== apply =====
+
+/// What `apply` did to one resource.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    Created,
+    Configured,
+    Unchanged,
+}
+
+impl fmt::Display for Outcome {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Outcome::Created => "created",
+            Outcome::Configured => "configured",
+            Outcome::Unchanged => "unchanged",
+        })
+    }
+}
+
+/// Reads YAML from `path` ("-" = stdin).
+pub fn read_input(path: &str) -> Result<String, ResourceError> {
+    let read = if path == "-" {
+        std::io::read_to_string(std::io::stdin())
+    } else {
+        std::fs::read_to_string(path)
+    };
+    read.map_err(|source| ResourceError::Read {
+        path: path.to_string(),
+        source,
+    })
+}
+
+/// Parses `yaml` (from `path`, for messages) into resources.
+pub fn parse(
+    path: &str,
+    yaml: &str,
+) -> Result<Vec<AnyResource>, ResourceError> {
+    margay_crds::parse_documents(yaml).map_err(|source| {
+        ResourceError::Document {
+            path: path.to_string(),
+            source,
+        }
+    })
+}
+
+/// `apply -f`: validates every resource, then the set together with the
+/// stored IP pools (overlaps), then creates or updates each one. Returns
+/// kubectl-style lines such as `ippool/default created`.
+pub async fn apply(
+    ds: &Datastore,
+    path: &str,
+    yaml: &str,
+) -> Result<String, ResourceError> {
+    let resources = parse(path, yaml)?;
+    validate(ds, path, &resources).await?;
+    let mut out = String::new();
+    for r in resources {
+        let kind =
+            Kind::parse(r.kind()).expect("every AnyResource kind is known");
+        let name = r.name().to_string();
+        let outcome = with_resource!(r, obj => apply_one(ds, kind, obj).await?);
+        out.push_str(&format!("{}/{name} {outcome}\n", kind.cli_name()));
+    }
+    Ok(out)
+}
+
+/// `validate_set` (each resource alone, then cross-resource checks such
+/// as pool overlaps) over the new resources plus the stored pools they
+/// do not replace.
+async fn validate(
+    ds: &Datastore,
+    path: &str,
+    resources: &[AnyResource],
+) -> Result<(), ResourceError> {
+    let mut set: Vec<AnyResource> = resources.to_vec();
+    let replaced = |name: &str| {
+        resources
+            .iter()
+            .any(|r| matches!(r, AnyResource::IPPool(_)) && r.name() == name)
+    };
+    for pool in ds.list::<IPPool>().await?.items {
+        if !replaced(pool.metadata.name.as_deref().unwrap_or_default()) {
+            set.push(AnyResource::IPPool(pool));
+        }
+    }
+    margay_crds::validate_set(&set).map_err(|errors| ResourceError::Invalid {
+        path: path.to_string(),
+        errors,
+    })
+}
+
+/// Create-or-update with compare-and-swap: a lost race re-reads and
+/// tries again.
+async fn apply_one<K: Object>(
+    ds: &Datastore,
+    kind: Kind,
+    desired: K,
+) -> Result<Outcome, ResourceError> {
+    let name = desired.meta().name.clone().unwrap_or_default();
+    for _ in 0..CAS_RETRIES {
+        let Some(existing) = ds.get::<K>(&name).await? else {
+            let mut obj = desired.clone();
+            obj.meta_mut().resource_version = None;
+            match ds.create(&obj).await {
+                Ok(_) => return Ok(Outcome::Created),
+                Err(e) if e.is_already_exists() => continue,
+                Err(e) => return Err(e.into()),
+            }
+        };
+        if same_content(&existing, &desired)? {
+            return Ok(Outcome::Unchanged);
+        }
+        let mut obj = desired.clone();
+        let (old, new) = (existing.meta(), obj.meta_mut());
+        new.resource_version = old.resource_version.clone();
+        new.uid = old.uid.clone();
+        new.creation_timestamp = old.creation_timestamp.clone();
+        match ds.update(&obj).await {
+            Ok(_) => return Ok(Outcome::Configured),
+            Err(e) if e.is_conflict() || e.is_not_found() => continue,
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Err(ResourceError::TooManyConflicts { kind, name })
+}
+
+/// Whether `a` and `b` have the same spec, labels and annotations (what a
+/// user can set; the rest is the datastore's).
+fn same_content<K: Object>(a: &K, b: &K) -> Result<bool, ResourceError> {
+    let view = |obj: &K| -> Result<Value, ResourceError> {
+        let v = serde_json::to_value(obj).map_err(OutputError::from)?;
+        let meta = v.get("metadata");
+        let field = |f: &str| meta.and_then(|m| m.get(f)).cloned();
+        Ok(serde_json::json!({
+            "spec": v.get("spec").cloned(),
+            "labels": field("labels").filter(non_empty),
+            "annotations": field("annotations").filter(non_empty),
+        }))
+    };
+    Ok(view(a)? == view(b)?)
+}
+
+fn non_empty(v: &Value) -> bool {
+    v.as_object().is_some_and(|m| !m.is_empty())
+}
+
+// ===== delete =====
+
+/// `delete KIND NAME`.
+pub async fn delete(
+    ds: &Datastore,
+    kind: Kind,
+    name: &str,
+) -> Result<String, ResourceError> {
+    let result = with_kind!(kind, K => ds.delete::<K>(name, None).await);
+    match result {
+        Ok(()) => Ok(format!("{}/{name} deleted\n", kind.cli_name())),
+        Err(e) if e.is_not_found() => Err(ResourceError::NotFound {
+            kind,
+            name: name.to_string(),
+        }),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// `delete -f FILE`: deletes every resource the file names. Missing ones
+/// are reported and skipped; the second value is false if any was
+/// missing.
+pub async fn delete_file(
+    ds: &Datastore,
+    path: &str,
+    yaml: &str,
+) -> Result<(String, bool), ResourceError> {
+    let mut out = String::new();
+    let mut all_found = true;
+    for r in parse(path, yaml)? {
+        let kind =
+            Kind::parse(r.kind()).expect("every AnyResource kind is known");
+        match delete(ds, kind, r.name()).await {
+            Ok(line) => out.push_str(&line),
+            Err(ResourceError::NotFound { kind, name }) => {
+                all_found = false;
+                out.push_str(&format!(
+                    "{}/{name} not found\n",
+                    kind.cli_name()
+                ));
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    Ok((out, all_found))
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,111 @@
+//! A one-shot client for bgpd's control socket: write one request line,
+//! read one response line (see margay-ctlproto).
+
+use std::io::{self, BufRead, BufReader, Write};
+use std::os::unix::net::UnixStream;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use margay_ctlproto::{
+    DecodeError, PeerStatus, Request, Response, RibEntry, decode_line,
+    encode_line,
+};
+
+/// How long to wait for bgpd; it answers from memory, so a slow answer
+/// means it is stuck.
+const TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Why a question to bgpd got no answer.
+#[derive(Debug, thiserror::Error)]
+pub enum SocketError {
+    /// Nothing listens at the path (no file, or a stale socket file).
+    #[error(
+        "cannot reach bgpd: is bgpd running? looked for {} ({source}); \
+         pass --bgpd-socket PATH if it listens elsewhere",
+        path.display()
+    )]
+    NotRunning {
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    /// Connected, but reading or writing failed (or timed out).
+    #[error("talking to bgpd at {}: {source}", path.display())]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    /// bgpd closed the connection without answering.
+    #[error("bgpd at {} closed the connection without answering", path.display())]
+    NoAnswer { path: PathBuf },
+    /// The answer is not a control-protocol response.
+    #[error(transparent)]
+    Decode(#[from] DecodeError),
+    /// bgpd answered with an error.
+    #[error("bgpd answered with an error: {0}")]
+    Remote(String),
+    /// bgpd answered a different question.
+    #[error("bgpd sent an unexpected {got} response to a {asked} request")]
+    Unexpected {
+        asked: &'static str,
+        got: &'static str,
+    },
+}
+
+/// Sends `request` to the socket at `path` and returns bgpd's answer.
+pub fn query(path: &Path, request: &Request) -> Result<Response, SocketError> {
+    let io_err = |source| SocketError::Io {
+        path: path.to_path_buf(),
+        source,
+    };
+    let mut stream = UnixStream::connect(path).map_err(|source| {
+        SocketError::NotRunning {
+            path: path.to_path_buf(),
+            source,
+        }
+    })?;
+    stream.set_read_timeout(Some(TIMEOUT)).map_err(io_err)?;
+    stream.set_write_timeout(Some(TIMEOUT)).map_err(io_err)?;
+    stream
+        .write_all(encode_line(request).as_bytes())
+        .map_err(io_err)?;
+    let mut line = String::new();
+    BufReader::new(stream)
+        .read_line(&mut line)
+        .map_err(io_err)?;
+    if line.trim().is_empty() {
+        return Err(SocketError::NoAnswer {
+            path: path.to_path_buf(),
+        });
+    }
+    match decode_line::<Response>(&line)? {
+        Response::Error { message } => Err(SocketError::Remote(message)),
+        other => Ok(other),
+    }
+}
+
+/// The peer table.
+pub fn peers(path: &Path) -> Result<Vec<PeerStatus>, SocketError> {
+    match query(path, &Request::Peers)? {
+        Response::Peers { peers } => Ok(peers),
+        other => Err(unexpected("peers", &other)),
+    }
+}
+
+/// The Loc-RIB with every candidate path.
+pub fn rib(path: &Path) -> Result<Vec<RibEntry>, SocketError> {
+    match query(path, &Request::Rib)? {
+        Response::Rib { routes } => Ok(routes),
+        other => Err(unexpected("rib", &other)),
+    }
+}
+
+fn unexpected(asked: &'static str, got: &Response) -> SocketError {
+    let got = match got {
+        Response::Peers { .. } => "peers",
+        Response::Rib { .. } => "rib",
+        Response::Error { .. } => "error",
+    };
+    SocketError::Unexpected { asked, got }
+}

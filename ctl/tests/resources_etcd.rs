@@ -1,0 +1,160 @@
+//! apply / get / delete against a real etcd (margay_testkit::EtcdServer).
+
+use margay_datastore::{Datastore, DatastoreSpec};
+use margay_testkit::{EtcdServer, have_program};
+use margayctl::output::Format;
+use margayctl::resources::{self, Kind};
+
+const POOLS: &str = "\
+apiVersion: margay.io/v1
+kind: IPPool
+metadata:
+  name: default
+spec:
+  cidr: 10.244.0.0/16
+---
+apiVersion: margay.io/v1
+kind: BGPConfiguration
+metadata:
+  name: default
+spec:
+  asNumber: 64600
+  nodeToNodeMeshEnabled: false
+";
+
+async fn connect(etcd: &EtcdServer) -> Datastore {
+    let spec: DatastoreSpec =
+        format!("etcd:{}", etcd.endpoint()).parse().unwrap();
+    Datastore::connect(&spec).await.unwrap()
+}
+
+#[tokio::test]
+async fn apply_get_delete_round_trip() {
+    if !have_program("etcd") {
+        eprintln!("SKIP apply_get_delete_round_trip: etcd is not installed");
+        return;
+    }
+    let etcd = EtcdServer::start().expect("etcd");
+    let ds = connect(&etcd).await;
+
+    let out = resources::apply(&ds, "pools.yaml", POOLS).await.unwrap();
+    assert_eq!(out, "ippool/default created\nbgpconfig/default created\n");
+    let out = resources::apply(&ds, "pools.yaml", POOLS).await.unwrap();
+    assert_eq!(
+        out,
+        "ippool/default unchanged\nbgpconfig/default unchanged\n"
+    );
+    let changed = POOLS.replace("asNumber: 64600", "asNumber: 64601");
+    let out = resources::apply(&ds, "pools.yaml", &changed).await.unwrap();
+    assert_eq!(
+        out,
+        "ippool/default unchanged\nbgpconfig/default configured\n"
+    );
+
+    let table = resources::get(
+        &ds,
+        Kind::parse("ippools").unwrap(),
+        None,
+        Format::Table,
+        i64::MAX / 2,
+    )
+    .await
+    .unwrap();
+    let mut lines = table.lines();
+    assert!(
+        lines.next().unwrap().starts_with(
+            "NAME      CIDR            BLOCK SIZE   DISABLED   AGE"
+        ),
+        "{table}"
+    );
+    assert!(
+        lines
+            .next()
+            .unwrap()
+            .starts_with("default   10.244.0.0/16   26           false"),
+        "{table}"
+    );
+    let yaml = resources::get(
+        &ds,
+        Kind::BGPConfiguration,
+        Some("default"),
+        Format::Yaml,
+        0,
+    )
+    .await
+    .unwrap();
+    assert!(yaml.contains("asNumber: 64601"), "{yaml}");
+    assert!(yaml.contains("resourceVersion:"), "{yaml}");
+    // What `get -o yaml` prints can be applied again unchanged.
+    let out = resources::apply(&ds, "got.yaml", &yaml).await.unwrap();
+    assert_eq!(out, "bgpconfig/default unchanged\n");
+
+    // An overlapping pool is refused before anything is written.
+    let overlap = "apiVersion: margay.io/v1\nkind: IPPool\nmetadata:\n  name: other\n\
+                   spec:\n  cidr: 10.244.128.0/17\n";
+    let err = resources::apply(&ds, "o.yaml", overlap)
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("o.yaml: invalid resources"), "{err}");
+    assert!(err.contains("10.244.128.0/17"), "{err}");
+    let err =
+        resources::get(&ds, Kind::IPPool, Some("other"), Format::Table, 0)
+            .await
+            .unwrap_err()
+            .to_string();
+    assert_eq!(err, "IPPool \"other\" not found");
+    // Re-applying the same pool name with a new CIDR is checked against
+    // the others, not against its own stored version.
+    let moved = POOLS.replace("10.244.0.0/16", "10.245.0.0/16");
+    let out = resources::apply(&ds, "pools.yaml", &moved).await.unwrap();
+    assert!(out.starts_with("ippool/default configured\n"), "{out}");
+
+    let json = resources::get(&ds, Kind::IPPool, None, Format::Json, 0)
+        .await
+        .unwrap();
+    let v: serde_json::Value = serde_json::from_str(&json).unwrap();
+    assert_eq!(v["spec"]["cidr"], "10.245.0.0/16");
+
+    let out = resources::delete(&ds, Kind::IPPool, "default")
+        .await
+        .unwrap();
+    assert_eq!(out, "ippool/default deleted\n");
+    let err = resources::delete(&ds, Kind::IPPool, "default")
+        .await
+        .unwrap_err()
+        .to_string();
+    assert_eq!(err, "IPPool \"default\" not found");
+    let (out, all_found) = resources::delete_file(&ds, "pools.yaml", POOLS)
+        .await
+        .unwrap();
+    assert_eq!(out, "ippool/default not found\nbgpconfig/default deleted\n");
+    assert!(!all_found);
+    let empty =
+        resources::get(&ds, Kind::BGPConfiguration, None, Format::Table, 0)
+            .await
+            .unwrap();
+    assert_eq!(empty, "No bgpconfig resources found.\n");
+}
+
+#[tokio::test]
+async fn apply_reports_document_errors_with_the_file_name() {
+    if !have_program("etcd") {
+        eprintln!(
+            "SKIP apply_reports_document_errors_with_the_file_name: etcd is not installed"
+        );
+        return;
+    }
+    let etcd = EtcdServer::start().expect("etcd");
+    let ds = connect(&etcd).await;
+    let typo = POOLS.replace("cidr:", "cdir:");
+    let err = resources::apply(&ds, "bad.yaml", &typo)
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(err.starts_with("bad.yaml: "), "{err}");
+    assert!(err.contains("cdir"), "{err}");
+    // Nothing was written.
+    let list = ds.list::<margay_crds::IPPool>().await.unwrap();
+    assert!(list.items.is_empty());
+}

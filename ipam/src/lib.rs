@@ -1,1 +1,46 @@
-//! Calico-style block-affinity IPAM on the margay datastore
+//! Calico-style block-affinity IPAM on the margay datastore.
+//!
+//! Addresses come from IPPools carved into blocks (`blockSize`); each node
+//! claims blocks (two-phase BlockAffinity claim) and allocates from them,
+//! borrowing from other nodes' blocks when it may not claim more. Every
+//! write is a compare-and-swap with bounded retries; a host lock
+//! serialises allocations on one node. See calico.md section 2.
+//!
+//! Layout: the decisions are pure ([`block`], [`search`], [`pools`],
+//! [`gc`], [`check`], [`show`]); [`Ipam`] (in `ipam`, `assign`, `claim`,
+//! `handle`, `release`) reads and writes the datastore around them.
+//!
+//! ```text
+//!  CNI ADD ──> Ipam::auto_assign ──> host lock ──> load pools/config
+//!                 │   affine blocks ─> claim new block ─> borrow
+//!                 └── per block: read ─> Block::allocate ─> handle += n ─> CAS write
+//!  CNI DEL ──> Ipam::release_by_handle ──> blocks named by the handle ─> delete handle
+//! ```
+
+pub mod addr;
+mod assign;
+pub mod block;
+pub mod check;
+mod claim;
+mod convert;
+pub mod error;
+pub mod gc;
+mod handle;
+mod ipam;
+pub mod lock;
+pub mod model;
+pub mod pools;
+mod release;
+pub mod search;
+pub mod show;
+mod store;
+
+pub use crate::addr::Family;
+pub use crate::assign::{AssignArgs, Assigned, AssignedIp};
+pub use crate::check::{Issue, Report};
+pub use crate::error::{IpamError, Result};
+pub use crate::handle::cni_handle;
+pub use crate::ipam::{Ipam, IpamOptions};
+pub use crate::lock::DEFAULT_LOCK_PATH;
+pub use crate::release::{GcStats, ReleaseOutcome, ReleaseRequest};
+pub use crate::show::Usage;

@@ -1,0 +1,440 @@
+//! Allocation (Calico `autoAssign` / `AssignIP`).
+//!
+//! Per family: the node's confirmed blocks first; then new blocks claimed
+//! for the node (up to maxBlocksPerHost, when autoAllocateBlocks allows);
+//! then, unless strictAffinity, addresses borrowed from other nodes'
+//! blocks. Dual stack is all-or-nothing: when one family fails, whatever
+//! the other got is released again.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::IpAddr;
+
+use ipnetwork::IpNetwork;
+use margay_crds::{AffinityState, BlockAffinity, IPAMBlock};
+
+use crate::addr::{self, Family};
+use crate::block::{ATTR_NODE, ATTR_TIMESTAMP};
+use crate::claim::{Claim, ReleaseCond};
+use crate::convert::{self, block_name, handle_name};
+use crate::error::{IpamError, Result};
+use crate::ipam::{Ctx, Ipam};
+use crate::model::PoolView;
+use crate::pools::{describe, select_pools};
+use crate::search::{self, BlockSummary, Pick};
+use crate::store::{DATASTORE_RETRIES, get_live, list_live, retries_exhausted};
+
+/// An allocation request.
+#[derive(Debug, Clone, Default)]
+pub struct AssignArgs {
+    /// Owner of the addresses, e.g. `k8s-pod-network.<containerID>`.
+    pub handle: String,
+    pub num_v4: usize,
+    pub num_v6: usize,
+    /// Pools to use (names or CIDRs); empty = every usable pool.
+    pub v4_pools: Vec<String>,
+    pub v6_pools: Vec<String>,
+    /// Secondary attributes (pod, namespace, ...). `node` and `timestamp`
+    /// are filled in.
+    pub attrs: BTreeMap<String, String>,
+}
+
+/// One allocated address.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AssignedIp {
+    pub ip: IpAddr,
+    /// The block it came from.
+    pub block: IpNetwork,
+    /// Name of the pool the block belongs to.
+    pub pool: String,
+}
+
+/// Result of [`Ipam::auto_assign`].
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Assigned {
+    pub ipv4: Vec<AssignedIp>,
+    pub ipv6: Vec<AssignedIp>,
+}
+
+impl Ipam {
+    /// Allocates `num_v4` IPv4 and `num_v6` IPv6 addresses to
+    /// `args.handle`. Either everything requested is allocated or nothing
+    /// is (what was taken is released before the error returns).
+    pub async fn auto_assign(&self, args: &AssignArgs) -> Result<Assigned> {
+        handle_name(&args.handle)?;
+        if args.num_v4 == 0 && args.num_v6 == 0 {
+            return Err(IpamError::BadRequest(
+                "nothing to assign: both num_v4 and num_v6 are 0".into(),
+            ));
+        }
+        let _lock = self.host_lock().await?;
+        let ctx = self.load_ctx().await?;
+        let mut attrs = args.attrs.clone();
+        attrs.insert(ATTR_NODE.into(), self.node.clone());
+        attrs.insert(ATTR_TIMESTAMP.into(), jiff::Timestamp::now().to_string());
+
+        let mut out = Assigned::default();
+        let res = async {
+            if args.num_v4 > 0 {
+                out.ipv4 = self
+                    .assign_family(
+                        Family::V4,
+                        args.num_v4,
+                        &args.handle,
+                        &args.v4_pools,
+                        &attrs,
+                        &ctx,
+                    )
+                    .await?;
+            }
+            if args.num_v6 > 0 {
+                out.ipv6 = self
+                    .assign_family(
+                        Family::V6,
+                        args.num_v6,
+                        &args.handle,
+                        &args.v6_pools,
+                        &attrs,
+                        &ctx,
+                    )
+                    .await?;
+            }
+            Ok::<_, IpamError>(())
+        }
+        .await;
+        if let Err(e) = res {
+            // Both or neither: undo whatever this request took. Release by
+            // handle also frees a partial allocation of the failed family.
+            if let Err(undo) = self.release_handle_locked(&args.handle).await {
+                tracing::warn!(handle = %args.handle, error = %undo,
+                    "could not undo a failed assignment; DEL will retry");
+            }
+            return Err(e);
+        }
+        Ok(out)
+    }
+
+    /// Allocates `num` addresses of one family.
+    async fn assign_family(
+        &self,
+        fam: Family,
+        num: usize,
+        handle: &str,
+        requested: &[String],
+        attrs: &BTreeMap<String, String>,
+        ctx: &Ctx,
+    ) -> Result<Vec<AssignedIp>> {
+        let pools = select_pools(fam, &self.node, requested, &ctx.pools)?;
+        let mut got = Vec::new();
+
+        // 1. Blocks already affine to this node.
+        let affs = list_live::<BlockAffinity>(&self.ds).await?;
+        let mut mine: Vec<(IpNetwork, AffinityState)> = affs
+            .iter()
+            .filter(|a| a.spec.node == self.node)
+            .filter_map(|a| Some((a.spec.cidr.parse().ok()?, a.spec.state)))
+            .filter(|(c, _)| pool_of(&pools, c).is_some())
+            .collect();
+        mine.sort_by_key(|(c, _)| *c);
+        for (cidr, state) in &mine {
+            if got.len() == num {
+                break;
+            }
+            if *state == AffinityState::PendingDeletion {
+                continue;
+            }
+            if *state == AffinityState::Pending
+                && self.claim_block(*cidr).await? == Claim::Conflict
+            {
+                continue; // An interrupted claim that lost its block.
+            }
+            let need = num - got.len();
+            got.extend(
+                self.alloc_in_block(
+                    *cidr, need, handle, attrs, ctx, true, &pools,
+                )
+                .await?,
+            );
+        }
+
+        // 2. New blocks for this node.
+        let max = ctx.cfg.max_blocks_per_host();
+        let mut held = mine.len() as u32;
+        let mut at_cap = false;
+        let mut tried = BTreeSet::new();
+        while got.len() < num && ctx.cfg.auto_allocate_blocks {
+            if held >= max {
+                at_cap = true;
+                break;
+            }
+            let Some((pick, pool)) =
+                self.pick_block(&pools, &tried, ctx).await?
+            else {
+                break;
+            };
+            let cidr = match pick {
+                Pick::Fresh(c) => c,
+                Pick::Reclaim {
+                    cidr,
+                    owner,
+                    sequence,
+                } => {
+                    let cond = ReleaseCond {
+                        require_empty: true,
+                        sequence: Some(sequence),
+                    };
+                    if !self.release_affinity(&owner, cidr, cond).await? {
+                        tried.insert(cidr);
+                        continue;
+                    }
+                    cidr
+                }
+            };
+            tried.insert(cidr);
+            if self.claim_block(cidr).await? == Claim::Conflict {
+                continue;
+            }
+            held += 1;
+            let need = num - got.len();
+            let pools1 = std::slice::from_ref(pool);
+            got.extend(
+                self.alloc_in_block(
+                    cidr, need, handle, attrs, ctx, true, pools1,
+                )
+                .await?,
+            );
+        }
+
+        // 3. Borrow from other nodes' blocks.
+        if got.len() < num && !ctx.cfg.strict_affinity {
+            let blocks = list_live::<IPAMBlock>(&self.ds).await?;
+            let seed = u64::from(search::fnv1_32(&self.node));
+            let mut others: Vec<IpNetwork> = blocks
+                .iter()
+                .filter(|b| b.spec.affine_host() != Some(self.node.as_str()))
+                .filter_map(|b| b.spec.cidr.parse().ok())
+                .filter(|c| pool_of(&pools, c).is_some())
+                .collect();
+            // Spread borrowers over the blocks instead of piling onto the
+            // lowest one.
+            others
+                .sort_by_key(|c| (addr::base(c) as u64) ^ seed.rotate_left(17));
+            for cidr in others {
+                if got.len() == num {
+                    break;
+                }
+                let need = num - got.len();
+                got.extend(
+                    self.alloc_in_block(
+                        cidr, need, handle, attrs, ctx, false, &pools,
+                    )
+                    .await?,
+                );
+            }
+        }
+
+        if got.len() < num {
+            if at_cap && ctx.cfg.strict_affinity {
+                return Err(IpamError::MaxBlocksPerHost {
+                    family: fam,
+                    node: self.node.clone(),
+                    max,
+                });
+            }
+            return Err(IpamError::PoolExhausted {
+                family: fam,
+                node: self.node.clone(),
+                pools: describe(&pools),
+            });
+        }
+        Ok(got)
+    }
+
+    /// The next block to claim in any of `pools`, in pool order.
+    async fn pick_block<'p>(
+        &self,
+        pools: &'p [PoolView],
+        tried: &BTreeSet<IpNetwork>,
+        ctx: &Ctx,
+    ) -> Result<Option<(Pick, &'p PoolView)>> {
+        let blocks = self.ds.list::<IPAMBlock>().await?.items;
+        let existing: BTreeMap<IpNetwork, BlockSummary> = blocks
+            .iter()
+            .filter_map(|b| {
+                let model = convert::block_from_spec(&b.spec).ok()?;
+                let summary = BlockSummary {
+                    host: model.host().map(str::to_string),
+                    // A soft-deleted block is on its way out: not usable
+                    // until it is gone, so never "empty" for reclaim.
+                    empty: model.is_empty() && !b.spec.deleted,
+                    claim_time: b
+                        .spec
+                        .affinity_claim_time
+                        .as_deref()
+                        .and_then(|t| t.parse().ok()),
+                    sequence: model.sequence_number,
+                };
+                Some((model.cidr, summary))
+            })
+            .collect();
+        let now = jiff::Timestamp::now();
+        for pool in pools {
+            let fam = Family::of_net(&pool.cidr);
+            let entropy = u64::try_from(now.as_nanosecond()).unwrap_or(0);
+            let seed =
+                search::walk_seed(&self.node, pool.block_size, fam, entropy);
+            if let Some(pick) = search::find_usable_block(
+                &pool.cidr,
+                pool.block_size,
+                seed,
+                &self.node,
+                &existing,
+                &ctx.reserved,
+                tried,
+                now,
+                self.opts.min_reclaim_age,
+            ) {
+                return Ok(Some((pick, pool)));
+            }
+        }
+        Ok(None)
+    }
+
+    /// Allocates up to `need` addresses from the block at `cidr` with a
+    /// CAS loop. With `own`, only if the block is affine to this node
+    /// (re-creating it if our confirmed affinity outlived it).
+    #[allow(clippy::too_many_arguments)]
+    async fn alloc_in_block(
+        &self,
+        cidr: IpNetwork,
+        need: usize,
+        handle: &str,
+        attrs: &BTreeMap<String, String>,
+        ctx: &Ctx,
+        own: bool,
+        pools: &[PoolView],
+    ) -> Result<Vec<AssignedIp>> {
+        let name = block_name(&cidr);
+        let pool = pool_of(pools, &cidr)
+            .map(|p| p.name.clone())
+            .unwrap_or_default();
+        for _ in 0..DATASTORE_RETRIES {
+            let Some(mut obj) = get_live::<IPAMBlock>(&self.ds, &name).await?
+            else {
+                if own && self.claim_block(cidr).await? == Claim::Claimed {
+                    continue; // Rebuilt after a crash mid-claim.
+                }
+                return Ok(Vec::new());
+            };
+            let mut b = convert::block_from_spec(&obj.spec)?;
+            if own && b.host() != Some(self.node.as_str()) {
+                return Ok(Vec::new());
+            }
+            let ips = b.allocate(need, handle, attrs, &ctx.reserved);
+            if ips.is_empty() {
+                return Ok(Vec::new());
+            }
+            let n = ips.len() as u32;
+            self.handle_add(handle, cidr, n).await?;
+            convert::block_into_spec(&b, &mut obj.spec);
+            match self.ds.update(&obj).await {
+                Ok(_) => {
+                    return Ok(ips
+                        .into_iter()
+                        .map(|ip| AssignedIp {
+                            ip,
+                            block: cidr,
+                            pool: pool.clone(),
+                        })
+                        .collect());
+                }
+                Err(e) if e.is_conflict() || e.is_not_found() => {
+                    self.handle_remove(handle, cidr, n).await?;
+                }
+                // The write may or may not have happened: the handle keeps
+                // counting this block so that release by handle finds it.
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Err(retries_exhausted::<IPAMBlock>("update", &name))
+    }
+
+    /// Allocates the specific address `ip` to `handle` (claiming its block
+    /// for this node when no block exists yet).
+    pub async fn assign_ip(
+        &self,
+        ip: IpAddr,
+        handle: &str,
+        attrs: &BTreeMap<String, String>,
+    ) -> Result<AssignedIp> {
+        handle_name(handle)?;
+        let _lock = self.host_lock().await?;
+        let ctx = self.load_ctx().await?;
+        let pools: Vec<PoolView> =
+            ctx.pools.iter().map(|p| p.view.clone()).collect();
+        let pool = pools
+            .iter()
+            .find(|p| {
+                p.cidr.contains(ip) && Family::of_net(&p.cidr) == Family::of(ip)
+            })
+            .ok_or_else(|| {
+                IpamError::BadRequest(format!("{ip} is not inside any IPPool"))
+            })?
+            .clone();
+        if ctx.reserved.iter().any(|r| r.contains(ip)) {
+            return Err(IpamError::BadRequest(format!(
+                "{ip} is reserved by an IPReservation"
+            )));
+        }
+        let cidr = IpNetwork::new(ip, pool.block_size)
+            .map(|n| addr::net_at(Family::of(ip), addr::base(&n), n.prefix()))
+            .map_err(|e| IpamError::BadRequest(e.to_string()))?;
+        let mut attrs = attrs.clone();
+        attrs.insert(ATTR_NODE.into(), self.node.clone());
+        attrs.insert(ATTR_TIMESTAMP.into(), jiff::Timestamp::now().to_string());
+        let name = block_name(&cidr);
+        for _ in 0..DATASTORE_RETRIES {
+            let Some(mut obj) = get_live::<IPAMBlock>(&self.ds, &name).await?
+            else {
+                self.claim_block(cidr).await?;
+                continue;
+            };
+            let mut b = convert::block_from_spec(&obj.spec)?;
+            if let Err(e) = b.assign(ip, handle, &attrs, &ctx.reserved) {
+                return Err(match e {
+                    crate::block::BlockError::AlreadyAllocated {
+                        ip,
+                        handle,
+                    } => IpamError::AlreadyAllocated {
+                        ip,
+                        handle: handle.unwrap_or_default(),
+                    },
+                    other => other.into(),
+                });
+            }
+            self.handle_add(handle, cidr, 1).await?;
+            convert::block_into_spec(&b, &mut obj.spec);
+            match self.ds.update(&obj).await {
+                Ok(_) => {
+                    return Ok(AssignedIp {
+                        ip,
+                        block: cidr,
+                        pool: pool.name,
+                    });
+                }
+                Err(e) if e.is_conflict() || e.is_not_found() => {
+                    self.handle_remove(handle, cidr, 1).await?;
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Err(retries_exhausted::<IPAMBlock>("update", &name))
+    }
+}
+
+/// The pool (among `pools`) that contains block `cidr`.
+fn pool_of<'p>(
+    pools: &'p [PoolView],
+    cidr: &IpNetwork,
+) -> Option<&'p PoolView> {
+    pools.iter().find(|p| addr::net_contains(&p.cidr, cidr))
+}

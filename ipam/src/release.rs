@@ -1,0 +1,341 @@
+//! Releasing addresses: by handle (CNI DEL), by address, empty blocks, and
+//! garbage collection of leaked allocations.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::IpAddr;
+use std::time::Duration;
+
+use ipnetwork::IpNetwork;
+use margay_crds::{BlockAffinity, IPAMBlock, IPAMHandle, IPPool};
+
+use crate::addr::{self, Family};
+use crate::block::{BlockError, ReleaseCheck, Released};
+use crate::check::Liveness;
+use crate::claim::ReleaseCond;
+use crate::convert::{self, block_name, handle_name};
+use crate::error::{IpamError, Result};
+use crate::gc::LeakedIp;
+use crate::ipam::{Ipam, pool_view};
+use crate::model::AffinityState;
+use crate::store::{
+    DATASTORE_RETRIES, delete_shared, get_live, list_live, retries_exhausted,
+};
+
+/// One address to release, with optional conditions.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReleaseRequest {
+    pub ip: IpAddr,
+    /// Only if it belongs to this handle.
+    pub handle: Option<String>,
+    /// Only if it carries this sequence number (the ABA guard).
+    pub sequence: Option<u64>,
+}
+
+/// Outcome per address of [`Ipam::release_ips`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReleaseOutcome {
+    pub ip: IpAddr,
+    /// `Freed`/`AlreadyFree`, or why the block refused.
+    pub result: Result<Released, BlockError>,
+}
+
+/// What one [`Ipam::gc`] pass did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct GcStats {
+    /// Leaked handles still inside their grace period.
+    pub candidates: usize,
+    /// Handles whose addresses were freed.
+    pub released_handles: usize,
+    pub released_ips: usize,
+    /// Addresses skipped because they changed since they were read.
+    pub skipped: usize,
+}
+
+impl Ipam {
+    /// Releases everything `handle` holds; an unknown handle is not an
+    /// error (DEL is idempotent). Returns the freed addresses.
+    pub async fn release_by_handle(&self, handle: &str) -> Result<Vec<IpAddr>> {
+        handle_name(handle)?;
+        let _lock = self.host_lock().await?;
+        self.release_handle_locked(handle).await
+    }
+
+    /// [`Ipam::release_by_handle`] for callers that hold the host lock.
+    pub(crate) async fn release_handle_locked(
+        &self,
+        handle: &str,
+    ) -> Result<Vec<IpAddr>> {
+        let name = handle_name(handle)?;
+        let mut freed = Vec::new();
+        for _ in 0..DATASTORE_RETRIES {
+            let Some(h) = get_live::<IPAMHandle>(&self.ds, &name).await? else {
+                return Ok(freed);
+            };
+            for key in h.spec.block.keys() {
+                let Ok(cidr) = key.parse::<IpNetwork>() else {
+                    continue;
+                };
+                freed.extend(self.release_handle_in_block(handle, cidr).await?);
+            }
+            match delete_shared(&self.ds, &h).await {
+                Ok(()) => return Ok(freed),
+                // The handle gained a block meanwhile: go round again.
+                Err(e) if e.is_conflict() => continue,
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Err(retries_exhausted::<IPAMHandle>("delete", &name))
+    }
+
+    /// Frees `handle`'s addresses in one block (CAS loop).
+    async fn release_handle_in_block(
+        &self,
+        handle: &str,
+        cidr: IpNetwork,
+    ) -> Result<Vec<IpAddr>> {
+        let name = block_name(&cidr);
+        for _ in 0..DATASTORE_RETRIES {
+            let Some(mut obj) = get_live::<IPAMBlock>(&self.ds, &name).await?
+            else {
+                return Ok(Vec::new());
+            };
+            let mut b = convert::block_from_spec(&obj.spec)?;
+            let ips = b.release_handle(handle);
+            if ips.is_empty() {
+                return Ok(ips);
+            }
+            convert::block_into_spec(&b, &mut obj.spec);
+            match self.ds.update(&obj).await {
+                Ok(_) => return Ok(ips),
+                Err(e) if e.is_conflict() || e.is_not_found() => continue,
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Err(retries_exhausted::<IPAMBlock>("update", &name))
+    }
+
+    /// Releases specific addresses, each only if its conditions hold.
+    /// Handles are updated to match.
+    pub async fn release_ips(
+        &self,
+        reqs: &[ReleaseRequest],
+    ) -> Result<Vec<ReleaseOutcome>> {
+        let _lock = self.host_lock().await?;
+        let pools: Vec<_> = self
+            .ds
+            .list::<IPPool>()
+            .await?
+            .items
+            .iter()
+            .filter_map(pool_view)
+            .collect();
+        let mut by_block: BTreeMap<IpNetwork, Vec<&ReleaseRequest>> =
+            BTreeMap::new();
+        let mut out = Vec::new();
+        for r in reqs {
+            let fam = Family::of(r.ip);
+            let pool = pools.iter().find(|p| {
+                Family::of_net(&p.cidr) == fam && p.cidr.contains(r.ip)
+            });
+            let Some(pool) = pool else {
+                return Err(IpamError::BadRequest(format!(
+                    "{} is not inside any IPPool",
+                    r.ip
+                )));
+            };
+            let net = IpNetwork::new(r.ip, pool.block_size)
+                .map_err(|e| IpamError::BadRequest(e.to_string()))?;
+            let cidr = addr::net_at(fam, addr::base(&net), net.prefix());
+            by_block.entry(cidr).or_default().push(r);
+        }
+        for (cidr, reqs) in by_block {
+            out.extend(self.release_in_block(cidr, &reqs).await?);
+        }
+        Ok(out)
+    }
+
+    /// Releases `reqs` (all inside block `cidr`) in one CAS write, then
+    /// fixes the handles.
+    async fn release_in_block(
+        &self,
+        cidr: IpNetwork,
+        reqs: &[&ReleaseRequest],
+    ) -> Result<Vec<ReleaseOutcome>> {
+        let name = block_name(&cidr);
+        for _ in 0..DATASTORE_RETRIES {
+            let Some(mut obj) = get_live::<IPAMBlock>(&self.ds, &name).await?
+            else {
+                return Ok(reqs
+                    .iter()
+                    .map(|r| ReleaseOutcome {
+                        ip: r.ip,
+                        result: Ok(Released::AlreadyFree),
+                    })
+                    .collect());
+            };
+            let mut b = convert::block_from_spec(&obj.spec)?;
+            let mut outcomes = Vec::new();
+            let mut per_handle: BTreeMap<String, u32> = BTreeMap::new();
+            for r in reqs {
+                let check = ReleaseCheck {
+                    handle: r.handle.as_deref(),
+                    sequence: r.sequence,
+                };
+                let result = b.release(r.ip, &check);
+                if let Ok(Released::Freed { handle: Some(h) }) = &result {
+                    *per_handle.entry(h.clone()).or_default() += 1;
+                }
+                outcomes.push(ReleaseOutcome { ip: r.ip, result });
+            }
+            let changed = outcomes
+                .iter()
+                .any(|o| matches!(o.result, Ok(Released::Freed { .. })));
+            if changed {
+                convert::block_into_spec(&b, &mut obj.spec);
+                match self.ds.update(&obj).await {
+                    Ok(_) => {}
+                    Err(e) if e.is_conflict() || e.is_not_found() => continue,
+                    Err(e) => return Err(e.into()),
+                }
+            }
+            for (h, n) in per_handle {
+                if handle_name(&h).is_ok() {
+                    self.handle_remove(&h, cidr, n).await?;
+                }
+            }
+            return Ok(outcomes);
+        }
+        Err(retries_exhausted::<IPAMBlock>("update", &name))
+    }
+
+    /// Releases this node's blocks that have been empty for at least
+    /// `min_age` (seen empty, unchanged, on passes at least `min_age`
+    /// apart; zero releases at once). The node always keeps one block, as
+    /// Calico's GC does. Returns the released block CIDRs.
+    pub async fn release_empty_blocks(
+        &self,
+        min_age: Duration,
+    ) -> Result<Vec<IpNetwork>> {
+        let _lock = self.host_lock().await?;
+        let now = jiff::Timestamp::now();
+        let affs = list_live::<BlockAffinity>(&self.ds).await?;
+        let mut mine: Vec<IpNetwork> = affs
+            .iter()
+            .filter(|a| a.spec.node == self.node)
+            .filter(|a| {
+                convert::state_from_crd(a.spec.state)
+                    == AffinityState::Confirmed
+            })
+            .filter_map(|a| a.spec.cidr.parse().ok())
+            .collect();
+        mine.sort();
+        let mut ripe = Vec::new();
+        let mut seen_empty = BTreeSet::new();
+        for cidr in &mine {
+            let Some(obj) =
+                get_live::<IPAMBlock>(&self.ds, &block_name(cidr)).await?
+            else {
+                continue;
+            };
+            let b = convert::block_from_spec(&obj.spec)?;
+            if !b.is_empty() {
+                continue;
+            }
+            seen_empty.insert(*cidr);
+            let mut since = self.empty_since.lock().expect("not poisoned");
+            let first = since.entry(*cidr).or_insert((now, b.sequence_number));
+            if first.1 != b.sequence_number {
+                // Used and emptied again since: the clock restarts.
+                *first = (now, b.sequence_number);
+            }
+            if now.duration_since(first.0).unsigned_abs() >= min_age {
+                ripe.push((*cidr, b.sequence_number));
+            }
+        }
+        self.empty_since
+            .lock()
+            .expect("not poisoned")
+            .retain(|c, _| seen_empty.contains(c));
+
+        let mut released = Vec::new();
+        let mut kept = mine.len();
+        for (cidr, sequence) in ripe {
+            if kept <= 1 {
+                break;
+            }
+            let cond = ReleaseCond {
+                require_empty: true,
+                sequence: Some(sequence),
+            };
+            if self.release_affinity(&self.node, cidr, cond).await? {
+                kept -= 1;
+                released.push(cidr);
+                self.empty_since.lock().expect("not poisoned").remove(&cidr);
+            }
+        }
+        Ok(released)
+    }
+
+    /// One garbage-collection pass: frees addresses whose handle starts
+    /// with `prefix` but is not in `live`, once they have been seen leaked
+    /// for `grace` (zero: at once). Each release is conditioned on the
+    /// handle and the sequence number read, so an address re-allocated in
+    /// the meantime is left alone.
+    pub async fn gc(
+        &self,
+        prefix: &str,
+        live: &BTreeSet<String>,
+        grace: Duration,
+    ) -> Result<GcStats> {
+        let blocks = list_live::<IPAMBlock>(&self.ds)
+            .await?
+            .iter()
+            .map(|b| convert::block_from_spec(&b.spec))
+            .collect::<Result<Vec<_>>>()?;
+        let plan = self.gc_tracker.lock().expect("not poisoned").plan(
+            &blocks,
+            Liveness { prefix, live },
+            jiff::Timestamp::now(),
+            grace,
+        );
+        let mut stats = GcStats {
+            candidates: plan.candidates,
+            ..GcStats::default()
+        };
+        for leak in plan.confirmed {
+            let reqs: Vec<ReleaseRequest> = leak
+                .ips
+                .iter()
+                .map(|LeakedIp { ip, sequence, .. }| ReleaseRequest {
+                    ip: *ip,
+                    handle: Some(leak.handle.clone()),
+                    sequence: *sequence,
+                })
+                .collect();
+            let mut freed = 0;
+            let mut by_block: BTreeMap<IpNetwork, Vec<&ReleaseRequest>> =
+                BTreeMap::new();
+            for (l, r) in leak.ips.iter().zip(&reqs) {
+                by_block.entry(l.block).or_default().push(r);
+            }
+            for (cidr, rs) in by_block {
+                for o in self.release_in_block(cidr, &rs).await? {
+                    match o.result {
+                        Ok(Released::Freed { .. }) => freed += 1,
+                        Ok(Released::AlreadyFree) => {}
+                        Err(e) => {
+                            tracing::info!(error = %e, "GC left an address alone");
+                            stats.skipped += 1;
+                        }
+                    }
+                }
+            }
+            if freed > 0 {
+                tracing::info!(handle = %leak.handle, freed, "GC freed leaked addresses");
+                stats.released_handles += 1;
+                stats.released_ips += freed;
+            }
+        }
+        Ok(stats)
+    }
+}

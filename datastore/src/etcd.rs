@@ -1,0 +1,483 @@
+//! etcd v3 backend.
+//!
+//! Objects live at `/margay/v1/<plural>/<name>` as the JSON an apiserver
+//! would return, minus `metadata.resourceVersion`: that is the key's
+//! `mod_revision`, set on every read. Writes are transactions comparing
+//! `create_revision` (create) or `mod_revision` (update, conditional
+//! delete), so a lost race is a failed compare, reported as `Conflict`.
+
+use std::collections::VecDeque;
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use etcd_client::{
+    Client, Compare, CompareOp, ConnectOptions, EventType, GetOptions,
+    KeyValue, Txn, TxnOp, TxnOpResponse, WatchOptions, WatchStream,
+};
+use futures::stream::{self, BoxStream, StreamExt};
+
+use crate::error::{DatastoreError, Result};
+use crate::object::{
+    self, List, Object, WatchEvent, from_stored_json, kind, name_of,
+    to_stored_json,
+};
+
+/// Root of every margay key.
+pub const KEY_ROOT: &str = "/margay/v1";
+/// Bound on establishing a connection to one endpoint.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
+/// Bound on every unary request, so a dead etcd answers `Unavailable`
+/// instead of hanging (the client waits for a ready endpoint otherwise).
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
+const BACKEND: &str = "etcd";
+
+/// A handle on an etcd cluster; cheap to clone.
+#[derive(Clone)]
+pub struct EtcdStore {
+    // Boxed behind an Arc: the client is several KB and `Datastore`
+    // holds it by value next to much smaller variants.
+    client: Arc<Client>,
+}
+
+impl std::fmt::Debug for EtcdStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EtcdStore").finish_non_exhaustive()
+    }
+}
+
+/// The etcd key of object `name` of type `K`.
+pub fn key<K: Object>(name: &str) -> String {
+    format!("{}{name}", prefix::<K>())
+}
+
+/// The key prefix of all objects of type `K`, ending in '/'.
+fn prefix<K: Object>() -> String {
+    format!("{KEY_ROOT}/{}/", K::plural(&()))
+}
+
+impl EtcdStore {
+    /// Creates a client for `endpoints` (e.g. `http://127.0.0.1:2379`).
+    /// Connections are made lazily; requests to an unreachable cluster
+    /// fail with `Unavailable` after a few seconds.
+    pub async fn connect(endpoints: &[String]) -> Result<Self> {
+        let opts = ConnectOptions::new()
+            .with_connect_timeout(CONNECT_TIMEOUT)
+            .with_keep_alive(Duration::from_secs(10), Duration::from_secs(5))
+            .with_keep_alive_while_idle(true);
+        let client = with_timeout(Client::connect(endpoints, Some(opts)))
+            .await
+            .map_err(|e| match e {
+                // A malformed endpoint is a usage error, not an outage.
+                etcd_client::Error::InvalidUri(_)
+                | etcd_client::Error::InvalidArgs(_) => {
+                    DatastoreError::Invalid {
+                        what: format!("etcd endpoints {endpoints:?}"),
+                        message: e.to_string(),
+                    }
+                }
+                e => map_err(e),
+            })?;
+        Ok(EtcdStore {
+            client: Arc::new(client),
+        })
+    }
+
+    /// Reads one object.
+    pub async fn get<K: Object>(&self, name: &str) -> Result<Option<K>> {
+        let mut kv = self.client.kv_client();
+        let resp = with_timeout(kv.get(key::<K>(name), None))
+            .await
+            .map_err(map_err)?;
+        resp.kvs()
+            .first()
+            .map(|kv| decode::<K>(kv, name))
+            .transpose()
+    }
+
+    /// Reads all objects of type `K` at one revision.
+    pub async fn list<K: Object>(&self) -> Result<List<K>> {
+        let mut kv = self.client.kv_client();
+        let opts = GetOptions::new().with_prefix();
+        let resp = with_timeout(kv.get(prefix::<K>(), Some(opts)))
+            .await
+            .map_err(map_err)?;
+        let revision = resp.header().map_or(0, |h| h.revision());
+        let pfx = prefix::<K>();
+        let items = resp
+            .kvs()
+            .iter()
+            .map(|kv| {
+                let key = String::from_utf8_lossy(kv.key());
+                decode::<K>(kv, key.strip_prefix(&pfx).unwrap_or(&key))
+            })
+            .collect::<Result<Vec<K>>>()?;
+        Ok(List {
+            items,
+            resource_version: revision.to_string(),
+        })
+    }
+
+    /// Stores a new object; `AlreadyExists` if the name is taken.
+    pub async fn create<K: Object>(&self, obj: &K) -> Result<K> {
+        let name = name_of(obj)?;
+        let mut obj = obj.clone();
+        object::set_create_metadata(&mut obj);
+        let key = key::<K>(&name);
+        let txn = Txn::new()
+            .when([Compare::create_revision(key.as_str(), CompareOp::Equal, 0)])
+            .and_then([TxnOp::put(key.as_str(), encode(&obj)?, None)]);
+        let resp = self.txn(txn).await?;
+        if !resp.succeeded() {
+            return Err(DatastoreError::AlreadyExists {
+                kind: kind::<K>(),
+                name,
+            });
+        }
+        obj.meta_mut().resource_version = Some(header_revision(&resp));
+        Ok(obj)
+    }
+
+    /// Replaces an object if its revision is still `resourceVersion`.
+    pub async fn update<K: Object>(&self, obj: &K, rv: &str) -> Result<K> {
+        let name = name_of(obj)?;
+        let rev = parse_revision::<K>(rv, &name)?;
+        // uid and creationTimestamp belong to the server: carry them over
+        // from the stored object. The compare below guarantees it is the
+        // very version read here.
+        let Some(current) = self.get::<K>(&name).await? else {
+            return Err(not_found::<K>(&name));
+        };
+        if object::resource_version_of(&current) != Some(rv) {
+            return Err(conflict::<K>(&name));
+        }
+        let mut obj = obj.clone();
+        obj.meta_mut().uid = current.meta().uid.clone();
+        obj.meta_mut().creation_timestamp =
+            current.meta().creation_timestamp.clone();
+        let key = key::<K>(&name);
+        let txn = Txn::new()
+            .when([Compare::mod_revision(key.as_str(), CompareOp::Equal, rev)])
+            .and_then([TxnOp::put(key.as_str(), encode(&obj)?, None)])
+            .or_else([TxnOp::get(key.as_str(), None)]);
+        let resp = self.txn(txn).await?;
+        if !resp.succeeded() {
+            return Err(failed_compare::<K>(&resp, &name));
+        }
+        obj.meta_mut().resource_version = Some(header_revision(&resp));
+        Ok(obj)
+    }
+
+    /// Deletes an object, only if its revision is `precondition` when set.
+    pub async fn delete<K: Object>(
+        &self,
+        name: &str,
+        precondition: Option<&str>,
+    ) -> Result<()> {
+        let key = key::<K>(name);
+        let mut txn = Txn::new();
+        if let Some(rv) = precondition {
+            let rev = parse_revision::<K>(rv, name)?;
+            txn = txn.when([Compare::mod_revision(
+                key.as_str(),
+                CompareOp::Equal,
+                rev,
+            )]);
+        }
+        let txn = txn
+            .and_then([TxnOp::delete(key.as_str(), None)])
+            .or_else([TxnOp::get(key.as_str(), None)]);
+        let resp = self.txn(txn).await?;
+        if !resp.succeeded() {
+            return Err(failed_compare::<K>(&resp, name));
+        }
+        let deleted = resp.op_responses().iter().any(
+            |op| matches!(op, TxnOpResponse::Delete(d) if d.deleted() > 0),
+        );
+        if !deleted {
+            return Err(not_found::<K>(name));
+        }
+        Ok(())
+    }
+
+    /// Streams every change to objects of type `K` after revision `from`
+    /// (empty: from now on), in revision order.
+    pub fn watch<K: Object>(
+        &self,
+        from: &str,
+    ) -> BoxStream<'static, Result<WatchEvent<K>>> {
+        let start = if from.is_empty() {
+            Ok(0)
+        } else {
+            parse_revision::<K>(from, "").map(|rev| rev + 1)
+        };
+        let state = WatchState::<K> {
+            client: self.client.clone(),
+            from: from.to_string(),
+            start,
+            stream: None,
+            pending: VecDeque::new(),
+            done: false,
+        };
+        stream::unfold(state, WatchState::next).boxed()
+    }
+
+    async fn txn(&self, txn: Txn) -> Result<etcd_client::TxnResponse> {
+        let mut kv = self.client.kv_client();
+        with_timeout(kv.txn(txn)).await.map_err(map_err)
+    }
+}
+
+// ===== watch =====
+
+/// State of one watch stream, driven by `stream::unfold`.
+struct WatchState<K> {
+    client: Arc<Client>,
+    from: String,
+    start: Result<i64>,
+    stream: Option<WatchStream>,
+    pending: VecDeque<Result<WatchEvent<K>>>,
+    done: bool,
+}
+
+impl<K: Object> WatchState<K> {
+    /// Produces the next item: buffered events first, then the next
+    /// response from etcd. The stream ends after its first terminal error.
+    async fn next(mut self) -> Option<(Result<WatchEvent<K>>, Self)> {
+        loop {
+            if let Some(item) = self.pending.pop_front() {
+                return Some((item, self));
+            }
+            if self.done {
+                return None;
+            }
+            let Some(stream) = self.stream.as_mut() else {
+                match self.open().await {
+                    Ok(stream) => self.stream = Some(stream),
+                    Err(e) => {
+                        self.done = true;
+                        return Some((Err(e), self));
+                    }
+                }
+                continue;
+            };
+            match stream.message().await {
+                Ok(Some(resp)) => self.process_response(&resp),
+                Ok(None) => {
+                    self.done = true;
+                    self.pending.push_back(Err(unavailable(
+                        "watch stream closed by the server",
+                    )));
+                }
+                Err(e) => {
+                    self.done = true;
+                    self.pending.push_back(Err(map_err(e)));
+                }
+            }
+        }
+    }
+
+    /// Opens the etcd watch on the prefix of `K`.
+    async fn open(&mut self) -> Result<WatchStream> {
+        let start = match &self.start {
+            Ok(start) => *start,
+            Err(e) => {
+                return Err(DatastoreError::Invalid {
+                    what: format!("watch of {}", kind::<K>()),
+                    message: e.to_string(),
+                });
+            }
+        };
+        let mut opts = WatchOptions::new().with_prefix().with_prev_key();
+        if start > 0 {
+            opts = opts.with_start_revision(start);
+        }
+        let mut watch = self.client.watch_client();
+        with_timeout(watch.watch(prefix::<K>(), Some(opts)))
+            .await
+            .map_err(map_err)
+    }
+
+    /// Queues the events (or the terminal error) of one watch response.
+    fn process_response(&mut self, resp: &etcd_client::WatchResponse) {
+        if resp.canceled() {
+            self.done = true;
+            let err = if resp.compact_revision() > 0 {
+                DatastoreError::Compacted {
+                    kind: kind::<K>(),
+                    revision: self.from.clone(),
+                }
+            } else {
+                DatastoreError::Other {
+                    backend: BACKEND,
+                    message: format!(
+                        "watch canceled by the server: {}",
+                        resp.cancel_reason()
+                    ),
+                }
+            };
+            self.pending.push_back(Err(err));
+            return;
+        }
+        let pfx = prefix::<K>();
+        for ev in resp.events() {
+            let Some(kv) = ev.kv() else { continue };
+            let key = String::from_utf8_lossy(kv.key()).into_owned();
+            let name = key.strip_prefix(&pfx).unwrap_or(&key);
+            let item = match ev.event_type() {
+                EventType::Put => decode::<K>(kv, name).map(|o| {
+                    if kv.create_revision() == kv.mod_revision() {
+                        WatchEvent::Added(o)
+                    } else {
+                        WatchEvent::Modified(o)
+                    }
+                }),
+                EventType::Delete => match ev.prev_kv() {
+                    // The last content, stamped with the deletion's
+                    // revision so that resuming from it skips the delete.
+                    Some(prev) => {
+                        decode_at::<K>(prev.value(), name, kv.mod_revision())
+                            .map(WatchEvent::Deleted)
+                    }
+                    None => Err(DatastoreError::Other {
+                        backend: BACKEND,
+                        message: format!(
+                            "delete of {name:?} at revision {} came \
+                             without its previous value",
+                            kv.mod_revision()
+                        ),
+                    }),
+                },
+            };
+            self.pending.push_back(item);
+        }
+    }
+}
+
+// ===== helper functions =====
+
+/// Runs one etcd request with the request timeout.
+async fn with_timeout<T>(
+    fut: impl Future<Output = Result<T, etcd_client::Error>>,
+) -> Result<T, etcd_client::Error> {
+    match tokio::time::timeout(REQUEST_TIMEOUT, fut).await {
+        Ok(res) => res,
+        Err(_) => Err(etcd_client::Error::IoError(std::io::Error::new(
+            std::io::ErrorKind::TimedOut,
+            format!("no answer within {REQUEST_TIMEOUT:?}"),
+        ))),
+    }
+}
+
+/// gRPC status codes (from the gRPC spec, doc/statuscodes.md) that mean
+/// "the server could not serve this now": retrying later may succeed.
+const TRANSIENT_GRPC_CODES: [i32; 6] = [
+    1,  // CANCELLED
+    2,  // UNKNOWN (connection reset mid-call)
+    4,  // DEADLINE_EXCEEDED
+    8,  // RESOURCE_EXHAUSTED
+    10, // ABORTED
+    14, // UNAVAILABLE
+];
+
+/// Maps a client error: anything about reaching the server is transient.
+fn map_err(e: etcd_client::Error) -> DatastoreError {
+    use etcd_client::Error as E;
+    let transient = match &e {
+        E::IoError(_) | E::TransportError(_) | E::EndpointError(_) => true,
+        E::GRpcStatus(status) => {
+            TRANSIENT_GRPC_CODES.contains(&(status.code() as i32))
+        }
+        _ => false,
+    };
+    if transient {
+        DatastoreError::Unavailable {
+            backend: BACKEND,
+            source: Box::new(e),
+        }
+    } else {
+        DatastoreError::Other {
+            backend: BACKEND,
+            message: e.to_string(),
+        }
+    }
+}
+
+/// A transient error with a plain message.
+fn unavailable(message: &str) -> DatastoreError {
+    DatastoreError::Unavailable {
+        backend: BACKEND,
+        source: message.to_string().into(),
+    }
+}
+
+/// The store revision after a transaction: the revision of its writes.
+fn header_revision(resp: &etcd_client::TxnResponse) -> String {
+    resp.header().map_or(0, |h| h.revision()).to_string()
+}
+
+/// Explains a failed compare from the `or_else` get: gone or changed.
+fn failed_compare<K: Object>(
+    resp: &etcd_client::TxnResponse,
+    name: &str,
+) -> DatastoreError {
+    let exists = resp
+        .op_responses()
+        .iter()
+        .any(|op| matches!(op, TxnOpResponse::Get(g) if !g.kvs().is_empty()));
+    if exists {
+        conflict::<K>(name)
+    } else {
+        not_found::<K>(name)
+    }
+}
+
+fn not_found<K: Object>(name: &str) -> DatastoreError {
+    DatastoreError::NotFound {
+        kind: kind::<K>(),
+        name: name.to_string(),
+    }
+}
+
+fn conflict<K: Object>(name: &str) -> DatastoreError {
+    DatastoreError::Conflict {
+        kind: kind::<K>(),
+        name: name.to_string(),
+    }
+}
+
+/// Parses a resourceVersion as an etcd revision.
+fn parse_revision<K: Object>(rv: &str, name: &str) -> Result<i64> {
+    rv.parse::<i64>().ok().filter(|r| *r >= 0).ok_or_else(|| {
+        DatastoreError::Invalid {
+            what: format!("resourceVersion of {} {name:?}", kind::<K>()),
+            message: format!("{rv:?} is not an etcd revision (a number)"),
+        }
+    })
+}
+
+/// The stored bytes of `obj`.
+fn encode<K: Object>(obj: &K) -> Result<Vec<u8>> {
+    let value = to_stored_json(obj)?;
+    serde_json::to_vec(&value).map_err(|e| DatastoreError::Invalid {
+        what: kind::<K>(),
+        message: format!("cannot serialize: {e}"),
+    })
+}
+
+/// Decodes a key-value at its own mod revision.
+fn decode<K: Object>(kv: &KeyValue, name: &str) -> Result<K> {
+    decode_at(kv.value(), name, kv.mod_revision())
+}
+
+/// Decodes stored bytes, setting resourceVersion to `revision`.
+fn decode_at<K: Object>(bytes: &[u8], name: &str, revision: i64) -> Result<K> {
+    let value = serde_json::from_slice(bytes).map_err(|source| {
+        DatastoreError::Decode {
+            kind: kind::<K>(),
+            name: name.to_string(),
+            source,
+        }
+    })?;
+    from_stored_json(value, name, &revision.to_string())
+}

@@ -1,0 +1,119 @@
+//! `list_and_watch`: the informer pattern over any backend. Lists, then
+//! watches from the list's version; resumes after transient errors from
+//! the last event seen, and lists again when history was compacted.
+
+use std::time::Duration;
+
+use futures::stream::{self, BoxStream, Stream, StreamExt};
+
+use crate::datastore::Datastore;
+use crate::error::{DatastoreError, Result};
+use crate::object::{List, Object, WatchEvent, kind};
+
+const MIN_BACKOFF: Duration = Duration::from_millis(200);
+const MAX_BACKOFF: Duration = Duration::from_secs(5);
+
+/// An item of [`Datastore::list_and_watch`].
+#[derive(Debug, Clone, PartialEq)]
+pub enum ListWatchEvent<K> {
+    /// The full current content: first, and again after the watch could
+    /// not resume (compaction). Replace your cache with it.
+    Listed(List<K>),
+    /// One change after the last `Listed`.
+    Event(WatchEvent<K>),
+}
+
+impl Datastore {
+    /// Lists objects of type `K`, then streams their changes forever.
+    /// Transient errors (backend unreachable) are logged and retried with
+    /// backoff, resuming from the last revision seen; a compacted history
+    /// yields a fresh `Listed`. Other errors (an object that does not
+    /// decode) are yielded as `Err` items and the stream goes on.
+    pub fn list_and_watch<K: Object>(
+        &self,
+    ) -> impl Stream<Item = Result<ListWatchEvent<K>>> + Send + Unpin + 'static
+    {
+        let state = Informer::<K> {
+            store: self.clone(),
+            resource_version: None,
+            watch: None,
+            backoff: MIN_BACKOFF,
+        };
+        stream::unfold(state, Informer::next).boxed()
+    }
+}
+
+/// State of one informer stream.
+struct Informer<K> {
+    store: Datastore,
+    /// The revision delivered so far; `None` = list first.
+    resource_version: Option<String>,
+    watch: Option<BoxStream<'static, Result<WatchEvent<K>>>>,
+    backoff: Duration,
+}
+
+impl<K: Object> Informer<K> {
+    async fn next(mut self) -> Option<(Result<ListWatchEvent<K>>, Self)> {
+        loop {
+            let Some(rv) = self.resource_version.clone() else {
+                match self.store.list::<K>().await {
+                    Ok(list) => {
+                        self.backoff = MIN_BACKOFF;
+                        self.resource_version =
+                            Some(list.resource_version.clone());
+                        return Some((Ok(ListWatchEvent::Listed(list)), self));
+                    }
+                    Err(e) => {
+                        let report = !e.is_transient();
+                        self.retry_later(&e, "list").await;
+                        if report {
+                            return Some((Err(e), self));
+                        }
+                        continue;
+                    }
+                }
+            };
+            let watch = self
+                .watch
+                .get_or_insert_with(|| Box::pin(self.store.watch::<K>(&rv)));
+            match watch.next().await {
+                Some(Ok(ev)) => {
+                    self.backoff = MIN_BACKOFF;
+                    self.resource_version =
+                        Some(ev.resource_version().to_string());
+                    return Some((Ok(ListWatchEvent::Event(ev)), self));
+                }
+                Some(Err(DatastoreError::Compacted { revision, .. })) => {
+                    tracing::info!(
+                        kind = %kind::<K>(), %revision,
+                        "watch history compacted; listing again"
+                    );
+                    self.watch = None;
+                    self.resource_version = None;
+                }
+                Some(Err(e)) if e.is_transient() => {
+                    self.watch = None;
+                    self.retry_later(&e, "watch").await;
+                }
+                // A bad object: report it, the watch itself goes on.
+                Some(Err(e)) => return Some((Err(e), self)),
+                None => {
+                    // The backend ended the watch (e.g. the apiserver's
+                    // timeout): resume from the last revision.
+                    self.watch = None;
+                    tokio::time::sleep(MIN_BACKOFF).await;
+                }
+            }
+        }
+    }
+
+    /// Logs `e` and sleeps with exponential backoff.
+    async fn retry_later(&mut self, e: &DatastoreError, what: &str) {
+        tracing::warn!(
+            kind = %kind::<K>(), error = %e, retry_in = ?self.backoff,
+            "datastore {what} failed"
+        );
+        tokio::time::sleep(self.backoff).await;
+        self.backoff = (self.backoff * 2).min(MAX_BACKOFF);
+    }
+}

@@ -1,0 +1,261 @@
+//! Kubernetes backend: the margay.io/v1 CRDs through the apiserver.
+//!
+//! The apiserver does the compare-and-swap itself (a `replace` carrying a
+//! stale resourceVersion gets HTTP 409); this module only maps its status
+//! codes onto [`DatastoreError`] so callers see the same errors as on etcd.
+
+use std::path::Path;
+use std::time::Duration;
+
+use futures::stream::{self, BoxStream, StreamExt};
+use kube::api::{
+    Api, DeleteParams, ListParams, PostParams, Preconditions, WatchParams,
+};
+use kube::config::{KubeConfigOptions, Kubeconfig};
+use kube::{Client, Config};
+
+use crate::error::{DatastoreError, Result};
+use crate::object::{List, Object, WatchEvent, kind, name_of};
+
+const BACKEND: &str = "kubernetes";
+/// Bound on opening a TCP/TLS connection to the apiserver.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+/// Server-side lifetime of one watch request; callers re-watch after it
+/// (list_and_watch does so transparently).
+const WATCH_TIMEOUT_SECS: u32 = 290;
+
+/// A handle on an apiserver; cheap to clone.
+#[derive(Clone)]
+pub struct KubeStore {
+    client: Client,
+}
+
+impl std::fmt::Debug for KubeStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KubeStore").finish_non_exhaustive()
+    }
+}
+
+/// Which request an apiserver error answers: a 409 means AlreadyExists on
+/// create and Conflict everywhere else.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Op {
+    Create,
+    Other,
+}
+
+impl KubeStore {
+    /// Connects with the kubeconfig at `path`, or when `None` with the
+    /// usual search (KUBECONFIG, ~/.kube/config, then in-cluster).
+    pub async fn connect(kubeconfig: Option<&Path>) -> Result<Self> {
+        let mut config = match kubeconfig {
+            None => {
+                Config::infer().await.map_err(|e| DatastoreError::Invalid {
+                    what: "kubernetes client configuration".into(),
+                    message: format!(
+                        "{e} (set KUBECONFIG, create ~/.kube/config, or run \
+                         in a pod)"
+                    ),
+                })?
+            }
+            Some(path) => {
+                let invalid =
+                    |e: &dyn std::fmt::Display| DatastoreError::Invalid {
+                        what: format!("kubeconfig {}", path.display()),
+                        message: e.to_string(),
+                    };
+                let kc =
+                    Kubeconfig::read_from(path).map_err(|e| invalid(&e))?;
+                Config::from_custom_kubeconfig(
+                    kc,
+                    &KubeConfigOptions::default(),
+                )
+                .await
+                .map_err(|e| invalid(&e))?
+            }
+        };
+        config.connect_timeout = Some(CONNECT_TIMEOUT);
+        let client =
+            Client::try_from(config).map_err(|e| DatastoreError::Invalid {
+                what: "kubernetes client configuration".into(),
+                message: e.to_string(),
+            })?;
+        Ok(KubeStore { client })
+    }
+
+    /// Wraps an existing client (e.g. kube-fake-client in tests).
+    pub fn from_client(client: Client) -> Self {
+        KubeStore { client }
+    }
+
+    /// The underlying client, e.g. to read Secrets for BGP passwords.
+    pub fn client(&self) -> &Client {
+        &self.client
+    }
+
+    fn api<K: Object>(&self) -> Api<K> {
+        Api::all(self.client.clone())
+    }
+
+    /// Reads one object.
+    pub async fn get<K: Object>(&self, name: &str) -> Result<Option<K>> {
+        self.api::<K>()
+            .get_opt(name)
+            .await
+            .map_err(|e| map_err::<K>(e, Op::Other, name))
+    }
+
+    /// Lists all objects of type `K`.
+    pub async fn list<K: Object>(&self) -> Result<List<K>> {
+        let list = self
+            .api::<K>()
+            .list(&ListParams::default())
+            .await
+            .map_err(|e| map_err::<K>(e, Op::Other, ""))?;
+        Ok(List {
+            resource_version: list
+                .metadata
+                .resource_version
+                .unwrap_or_default(),
+            items: list.items,
+        })
+    }
+
+    /// Creates an object; the apiserver sets uid, creationTimestamp and
+    /// resourceVersion.
+    pub async fn create<K: Object>(&self, obj: &K) -> Result<K> {
+        let name = name_of(obj)?;
+        self.api::<K>()
+            .create(&PostParams::default(), obj)
+            .await
+            .map_err(|e| map_err::<K>(e, Op::Create, &name))
+    }
+
+    /// Replaces an object; the apiserver rejects a stale resourceVersion.
+    pub async fn update<K: Object>(&self, obj: &K) -> Result<K> {
+        let name = name_of(obj)?;
+        self.api::<K>()
+            .replace(&name, &PostParams::default(), obj)
+            .await
+            .map_err(|e| map_err::<K>(e, Op::Other, &name))
+    }
+
+    /// Deletes an object, with a resourceVersion delete precondition when
+    /// `precondition` is set.
+    pub async fn delete<K: Object>(
+        &self,
+        name: &str,
+        precondition: Option<&str>,
+    ) -> Result<()> {
+        let dp = DeleteParams {
+            preconditions: precondition.map(|rv| Preconditions {
+                resource_version: Some(rv.to_string()),
+                uid: None,
+            }),
+            ..DeleteParams::default()
+        };
+        self.api::<K>()
+            .delete(name, &dp)
+            .await
+            .map_err(|e| map_err::<K>(e, Op::Other, name))?;
+        Ok(())
+    }
+
+    /// Streams changes after resourceVersion `from` through the watch API.
+    /// Ends when the apiserver closes the watch (after about five minutes).
+    pub fn watch<K: Object>(
+        &self,
+        from: &str,
+    ) -> BoxStream<'static, Result<WatchEvent<K>>> {
+        let api = self.api::<K>();
+        let from = if from.is_empty() { "0" } else { from }.to_string();
+        let wp = WatchParams::default().timeout(WATCH_TIMEOUT_SECS);
+        let open =
+            async move {
+                match api.watch(&wp, &from).await {
+                    Ok(events) => events
+                        .filter_map(move |ev| {
+                            let item = map_watch_event::<K>(ev, &from);
+                            async move { item }
+                        })
+                        .boxed(),
+                    Err(e) => stream::once(async move {
+                        Err(map_err::<K>(e, Op::Other, ""))
+                    })
+                    .boxed(),
+                }
+            };
+        stream::once(open).flatten().boxed()
+    }
+}
+
+// ===== helper functions =====
+
+/// Maps one kube watch event; `None` for bookmarks.
+fn map_watch_event<K: Object>(
+    ev: kube::Result<kube::core::WatchEvent<K>>,
+    from: &str,
+) -> Option<Result<WatchEvent<K>>> {
+    use kube::core::WatchEvent as KubeEvent;
+    match ev {
+        Ok(KubeEvent::Added(o)) => Some(Ok(WatchEvent::Added(o))),
+        Ok(KubeEvent::Modified(o)) => Some(Ok(WatchEvent::Modified(o))),
+        Ok(KubeEvent::Deleted(o)) => Some(Ok(WatchEvent::Deleted(o))),
+        Ok(KubeEvent::Bookmark(_)) => None,
+        // 410 Gone: "too old resource version", the apiserver's compaction.
+        Ok(KubeEvent::Error(status)) if status.code == 410 => {
+            Some(Err(DatastoreError::Compacted {
+                kind: kind::<K>(),
+                revision: from.to_string(),
+            }))
+        }
+        Ok(KubeEvent::Error(status)) => {
+            Some(Err(map_err::<K>(kube::Error::Api(status), Op::Other, "")))
+        }
+        Err(e) => Some(Err(map_err::<K>(e, Op::Other, ""))),
+    }
+}
+
+/// Maps a kube client error for an object `name` of type `K`.
+fn map_err<K: Object>(e: kube::Error, op: Op, name: &str) -> DatastoreError {
+    let kind = kind::<K>();
+    let name = name.to_string();
+    match e {
+        kube::Error::Api(status) => match status.code {
+            404 => DatastoreError::NotFound { kind, name },
+            409 if op == Op::Create => {
+                DatastoreError::AlreadyExists { kind, name }
+            }
+            409 => DatastoreError::Conflict { kind, name },
+            410 => DatastoreError::Compacted {
+                kind,
+                revision: String::new(),
+            },
+            400 | 422 => DatastoreError::Invalid {
+                what: format!("{kind} {name:?}"),
+                message: status.message.clone(),
+            },
+            429 | 500 | 502 | 503 | 504 => DatastoreError::Unavailable {
+                backend: BACKEND,
+                source: Box::new(kube::Error::Api(status)),
+            },
+            _ => DatastoreError::Other {
+                backend: BACKEND,
+                message: kube::Error::Api(status).to_string(),
+            },
+        },
+        kube::Error::SerdeError(source) => {
+            DatastoreError::Decode { kind, name, source }
+        }
+        e @ (kube::Error::HyperError(_)
+        | kube::Error::Service(_)
+        | kube::Error::ReadEvents(_)) => DatastoreError::Unavailable {
+            backend: BACKEND,
+            source: Box::new(e),
+        },
+        e => DatastoreError::Other {
+            backend: BACKEND,
+            message: e.to_string(),
+        },
+    }
+}

@@ -1,0 +1,238 @@
+//! The conformance suite and etcd-specific behaviour against a real etcd
+//! (Debian's etcd-server, started by margay-testkit on loopback).
+
+mod conformance;
+
+use std::time::{Duration, Instant};
+
+use conformance::{
+    Gadget, GadgetSpec, Widget, next_events, rv, summary, widget,
+};
+use futures::StreamExt;
+use margay_datastore::{
+    Datastore, DatastoreError, DatastoreSpec, ListWatchEvent,
+};
+use margay_testkit::EtcdServer;
+
+/// A fresh etcd and a datastore on it. None (after printing SKIP) when
+/// the etcd binary is missing.
+async fn etcd() -> Option<(EtcdServer, Datastore)> {
+    let server = match EtcdServer::start() {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("SKIP etcd datastore test: cannot start etcd: {e}");
+            return None;
+        }
+    };
+    let spec: DatastoreSpec =
+        format!("etcd:{}", server.endpoint()).parse().unwrap();
+    let ds = Datastore::connect(&spec).await.unwrap();
+    Some((server, ds))
+}
+
+macro_rules! conformance_test {
+    ($name:ident $(, $arg:expr)*) => {
+        #[tokio::test]
+        async fn $name() {
+            let Some((_server, ds)) = etcd().await else { return };
+            conformance::$name(&ds $(, $arg)*).await;
+        }
+    };
+}
+
+conformance_test!(create_sets_metadata);
+conformance_test!(create_existing_fails);
+conformance_test!(update_is_compare_and_swap);
+conformance_test!(delete_missing_fails);
+conformance_test!(delete_with_stale_precondition_fails);
+conformance_test!(get_after_delete);
+conformance_test!(watch_orders_and_resumes);
+conformance_test!(list_after_many_writes, 500);
+conformance_test!(watch_after_list_sees_only_new);
+conformance_test!(labels_round_trip);
+conformance_test!(invalid_requests_are_rejected);
+
+/// Objects are stored as apiserver JSON at /margay/v1/<plural>/<name>,
+/// without resourceVersion (that is the key's mod revision).
+#[tokio::test]
+async fn stores_apiserver_json_at_margay_keys() {
+    let Some((server, ds)) = etcd().await else {
+        return;
+    };
+    let created = ds.create(&widget("a", 7)).await.unwrap();
+    let mut client = etcd_client::Client::connect([server.endpoint()], None)
+        .await
+        .unwrap();
+    let resp = client.get("/margay/v1/widgets/a", None).await.unwrap();
+    let kv = &resp.kvs()[0];
+    assert_eq!(kv.mod_revision().to_string(), rv(&created));
+    let json: serde_json::Value = serde_json::from_slice(kv.value()).unwrap();
+    assert_eq!(json["apiVersion"], "test.margay.io/v1");
+    assert_eq!(json["kind"], "Widget");
+    assert_eq!(json["metadata"]["name"], "a");
+    assert_eq!(
+        json["metadata"]["uid"].as_str(),
+        created.metadata.uid.as_deref()
+    );
+    assert!(json["metadata"]["creationTimestamp"].is_string());
+    assert!(json["metadata"].get("resourceVersion").is_none());
+    assert_eq!(json["spec"]["value"], 7);
+}
+
+/// A watch from before a compaction fails with Compacted, not silently.
+#[tokio::test]
+async fn watch_from_compacted_revision_is_compacted() {
+    let Some((server, ds)) = etcd().await else {
+        return;
+    };
+    let first = ds.create(&widget("a", 1)).await.unwrap();
+    let mut last = first.clone();
+    for v in 2..6 {
+        last.spec.value = v;
+        last = ds.update(&last).await.unwrap();
+    }
+    let mut client = etcd_client::Client::connect([server.endpoint()], None)
+        .await
+        .unwrap();
+    let rev: i64 = rv(&last).parse().unwrap();
+    client.compact(rev, None).await.unwrap();
+    let mut watch = ds.watch::<Widget>(&rv(&first));
+    let item = tokio::time::timeout(Duration::from_secs(10), watch.next())
+        .await
+        .expect("answer")
+        .expect("an item");
+    let err = item.unwrap_err();
+    assert!(
+        matches!(&err, DatastoreError::Compacted { kind, revision }
+            if kind == "Widget" && *revision == rv(&first)),
+        "{err:?}"
+    );
+    assert!(err.to_string().contains("list again"), "{err}");
+    assert!(watch.next().await.is_none(), "stream ends after Compacted");
+}
+
+/// With etcd down, requests fail with a transient Unavailable within the
+/// request timeout instead of hanging.
+#[tokio::test]
+async fn dead_etcd_is_unavailable_quickly() {
+    let Some((mut server, ds)) = etcd().await else {
+        return;
+    };
+    ds.create(&widget("a", 1)).await.unwrap();
+    server.stop();
+    let start = Instant::now();
+    let err = ds.get::<Widget>("a").await.unwrap_err();
+    assert!(err.is_transient(), "{err:?}");
+    assert!(err.to_string().contains("etcd datastore is unavailable"));
+    assert!(
+        start.elapsed() < Duration::from_secs(15),
+        "{:?}",
+        start.elapsed()
+    );
+    let err = ds.create(&widget("b", 1)).await.unwrap_err();
+    assert!(err.is_transient(), "{err:?}");
+}
+
+/// list_and_watch lists, streams changes, and rides out an etcd restart
+/// without losing the writes made while it reconnects.
+#[tokio::test]
+async fn list_and_watch_survives_etcd_restart() {
+    let Some((mut server, ds)) = etcd().await else {
+        return;
+    };
+    ds.create(&widget("a", 1)).await.unwrap();
+    let mut informer = ds.list_and_watch::<Widget>();
+    match next_item(&mut informer).await {
+        ListWatchEvent::Listed(list) => {
+            assert_eq!(list.items.len(), 1);
+            assert_eq!(list.items[0].spec.value, 1);
+        }
+        other => panic!("expected Listed first, got {other:?}"),
+    }
+    ds.create(&widget("b", 2)).await.unwrap();
+    match next_item(&mut informer).await {
+        ListWatchEvent::Event(ev) => {
+            assert_eq!(summary(&[ev]), vec![("Added", "b".into(), 2)]);
+        }
+        other => panic!("expected an event, got {other:?}"),
+    }
+    server.restart().unwrap();
+    // The store may still be reconnecting: retry the write until it lands.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        match ds.create(&widget("c", 3)).await {
+            Ok(_) => break,
+            Err(e) if e.is_transient() && Instant::now() < deadline => {
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+            Err(e) => panic!("create after restart: {e}"),
+        }
+    }
+    match next_item(&mut informer).await {
+        ListWatchEvent::Event(ev) => {
+            assert_eq!(summary(&[ev]), vec![("Added", "c".into(), 3)]);
+        }
+        other => panic!("expected the write made during reconnect: {other:?}"),
+    }
+}
+
+/// The next informer item, failing after 30 s.
+async fn next_item<S>(s: &mut S) -> ListWatchEvent<Widget>
+where
+    S: futures::Stream<Item = margay_datastore::Result<ListWatchEvent<Widget>>>
+        + Unpin,
+{
+    tokio::time::timeout(Duration::from_secs(30), s.next())
+        .await
+        .expect("informer answered")
+        .expect("informer still running")
+        .expect("no error item")
+}
+
+/// Types are separate: same names do not collide, and a watch or list of
+/// one type shows nothing of another.
+#[tokio::test]
+async fn types_do_not_mix() {
+    let Some((_server, ds)) = etcd().await else {
+        return;
+    };
+    let list = ds.list::<Widget>().await.unwrap();
+    let mut watch = ds.watch::<Widget>(&list.resource_version);
+    let gadget = Gadget::new("x", GadgetSpec { label: "g".into() });
+    ds.create(&gadget).await.unwrap();
+    assert!(ds.list::<Widget>().await.unwrap().items.is_empty());
+    assert!(ds.get::<Widget>("x").await.unwrap().is_none());
+    ds.create(&widget("x", 1)).await.unwrap();
+    assert_eq!(ds.list::<Gadget>().await.unwrap().items.len(), 1);
+    let ev = next_events(&mut watch, 1).await;
+    assert_eq!(summary(&ev), vec![("Added", "x".into(), 1)]);
+}
+
+/// A real margay type round-trips through etcd at its CRD plural.
+#[tokio::test]
+async fn ippool_round_trips_at_its_plural_key() {
+    let Some((server, ds)) = etcd().await else {
+        return;
+    };
+    let pool = margay_crds::IPPool::new(
+        "pool-a",
+        margay_crds::IPPoolSpec {
+            cidr: "10.244.0.0/16".into(),
+            block_size: Some(26),
+            ..Default::default()
+        },
+    );
+    let created = ds.create(&pool).await.unwrap();
+    let got = ds.get::<margay_crds::IPPool>("pool-a").await.unwrap();
+    assert_eq!(got.as_ref(), Some(&created));
+    let mut client = etcd_client::Client::connect([server.endpoint()], None)
+        .await
+        .unwrap();
+    let resp = client.get("/margay/v1/ippools/pool-a", None).await.unwrap();
+    let json: serde_json::Value =
+        serde_json::from_slice(resp.kvs()[0].value()).unwrap();
+    assert_eq!(json["apiVersion"], "margay.io/v1");
+    assert_eq!(json["kind"], "IPPool");
+    assert_eq!(json["spec"]["cidr"], "10.244.0.0/16");
+    assert_eq!(json["spec"]["blockSize"], 26);
+}

@@ -1,0 +1,254 @@
+//! CNI ADD/DEL latency: margay (IPAM on a local etcd) vs Debian's `ptp` +
+//! `host-local`, doing the same job (veth pair, /32 in the pod, host
+//! route), sequential and 16 concurrent, side by side. Needs root, `etcd`
+//! on PATH and /usr/lib/cni. Usage: `cni-bench [ROUNDS]` (default 64).
+
+use std::io::Write;
+use std::net::TcpStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use margay_crds::{IPPool, IPPoolSpec};
+use margay_datastore::{Datastore, DatastoreSpec};
+use serde_json::{Value, json};
+
+const CONCURRENCY: usize = 16;
+
+struct Etcd(Child, PathBuf);
+impl Drop for Etcd {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+        let _ = std::fs::remove_dir_all(&self.1);
+    }
+}
+
+fn free_port() -> anyhow::Result<u16> {
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port())
+}
+
+fn start_etcd(dir: &Path) -> anyhow::Result<(Etcd, String)> {
+    let (c, p) = (free_port()?, free_port()?);
+    let client = format!("http://127.0.0.1:{c}");
+    let child = Command::new("etcd")
+        .args(["--data-dir", &dir.join("etcd").display().to_string()])
+        .args([
+            "--listen-client-urls",
+            &client,
+            "--advertise-client-urls",
+            &client,
+        ])
+        .args(["--listen-peer-urls", &format!("http://127.0.0.1:{p}")])
+        .args(["--unsafe-no-fsync"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .context("starting etcd")?;
+    let etcd = Etcd(child, dir.join("etcd"));
+    let start = Instant::now();
+    while TcpStream::connect(("127.0.0.1", c)).is_err() {
+        if start.elapsed() > Duration::from_secs(10) {
+            bail!("etcd did not start");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    Ok((etcd, client))
+}
+
+/// Network namespaces named mgbench-N, deleted on drop.
+struct Namespaces(Vec<String>);
+impl Drop for Namespaces {
+    fn drop(&mut self) {
+        for n in &self.0 {
+            let _ = Command::new("ip").args(["netns", "del", n]).status();
+        }
+    }
+}
+
+fn invoke(
+    plugin: &Path,
+    cmd: &str,
+    id: &str,
+    ns: &str,
+    conf: &Value,
+) -> anyhow::Result<Duration> {
+    let start = Instant::now();
+    let mut child = Command::new(plugin)
+        .env_clear()
+        .env("CNI_COMMAND", cmd)
+        .env("CNI_CONTAINERID", id)
+        .env("CNI_NETNS", format!("/run/netns/{ns}"))
+        .env("CNI_IFNAME", "eth0")
+        .env("CNI_PATH", "/usr/lib/cni")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()?;
+    child
+        .stdin
+        .take()
+        .expect("piped")
+        .write_all(conf.to_string().as_bytes())?;
+    let out = child.wait_with_output()?;
+    let took = start.elapsed();
+    if !out.status.success() {
+        bail!(
+            "{} {cmd} {id}: {}",
+            plugin.display(),
+            String::from_utf8_lossy(&out.stdout)
+        );
+    }
+    Ok(took)
+}
+
+/// ADD and DEL latencies of `rounds` attachments over `par` threads.
+fn run(
+    plugin: &Path,
+    conf: &Value,
+    nss: &[String],
+    rounds: usize,
+    par: usize,
+    tag: &str,
+) -> anyhow::Result<(Vec<Duration>, Vec<Duration>)> {
+    let per = rounds.div_ceil(par);
+    let results: Vec<anyhow::Result<(Vec<Duration>, Vec<Duration>)>> =
+        std::thread::scope(|s| {
+            let hs: Vec<_> = (0..par)
+                .map(|t| {
+                    s.spawn(move || {
+                        let (mut adds, mut dels) = (Vec::new(), Vec::new());
+                        for r in 0..per {
+                            let id = format!("{tag}-{t}-{r}");
+                            adds.push(invoke(
+                                plugin, "ADD", &id, &nss[t], conf,
+                            )?);
+                            dels.push(invoke(
+                                plugin, "DEL", &id, &nss[t], conf,
+                            )?);
+                        }
+                        Ok((adds, dels))
+                    })
+                })
+                .collect();
+            hs.into_iter()
+                .map(|h| h.join().expect("no panic"))
+                .collect()
+        });
+    let (mut a, mut d) = (Vec::new(), Vec::new());
+    for r in results {
+        let (x, y) = r?;
+        a.extend(x);
+        d.extend(y);
+    }
+    Ok((a, d))
+}
+
+fn pct(v: &mut [Duration], p: f64) -> f64 {
+    v.sort();
+    let i = ((v.len() as f64 - 1.0) * p).round() as usize;
+    v[i].as_secs_f64() * 1000.0
+}
+
+fn main() -> anyhow::Result<()> {
+    let rounds: usize = std::env::args()
+        .nth(1)
+        .map(|s| s.parse())
+        .transpose()?
+        .unwrap_or(64);
+    let dir =
+        std::env::temp_dir().join(format!("cni-bench-{}", std::process::id()));
+    std::fs::create_dir_all(&dir)?;
+    let (_etcd, endpoint) = start_etcd(&dir)?;
+    let rt = tokio::runtime::Runtime::new()?;
+    rt.block_on(async {
+        let spec: DatastoreSpec = format!("etcd:{endpoint}").parse()?;
+        let ds = Datastore::connect(&spec).await?;
+        let pool = IPPool::new(
+            "bench",
+            IPPoolSpec {
+                cidr: "10.240.0.0/16".into(),
+                block_size: Some(26),
+                ..IPPoolSpec::default()
+            },
+        );
+        ds.create(&pool).await?;
+        anyhow::Ok(())
+    })?;
+    let mut nss = Namespaces(Vec::new());
+    for i in 0..CONCURRENCY {
+        let n = format!("mgbench-{}-{i}", std::process::id());
+        let st = Command::new("ip").args(["netns", "add", &n]).status()?;
+        if !st.success() {
+            bail!("ip netns add {n} failed (root needed)");
+        }
+        nss.0.push(n);
+    }
+    let margay = std::env::current_exe()?.with_file_name("margay");
+    let margay_conf = json!({
+        "cniVersion": "1.0.0", "name": "bench", "type": "margay",
+        "nodename": "bench-node", "etcd_endpoints": endpoint, "log_level": "error",
+        "ipam_lock_file": dir.join("ipam.lock"), "endpoint_dir": dir.join("endpoints"),
+        "ipam": {"type": "margay-ipam"},
+    });
+    let ptp = PathBuf::from("/usr/lib/cni/ptp");
+    let ptp_conf = json!({
+        "cniVersion": "1.0.0", "name": "bench-ptp", "type": "ptp", "mtu": 1500,
+        "ipam": {"type": "host-local", "subnet": "10.241.0.0/16",
+                 "dataDir": dir.join("host-local"), "routes": [{"dst": "0.0.0.0/0"}]},
+    });
+    println!(
+        "rounds per case: {rounds}; margay binary: {}",
+        margay.display()
+    );
+    println!(
+        "{:<22} {:>9} {:>9} {:>9} {:>9}",
+        "case", "ADD p50", "ADD p99", "DEL p50", "DEL p99"
+    );
+    for (par, label) in [(1, "sequential"), (CONCURRENCY, "16 concurrent")] {
+        let (mut ma, mut md) =
+            run(&margay, &margay_conf, &nss.0, rounds, par, "m")?;
+        let (mut pa, mut pd) = run(&ptp, &ptp_conf, &nss.0, rounds, par, "p")?;
+        let m = [
+            pct(&mut ma, 0.5),
+            pct(&mut ma, 0.99),
+            pct(&mut md, 0.5),
+            pct(&mut md, 0.99),
+        ];
+        let p = [
+            pct(&mut pa, 0.5),
+            pct(&mut pa, 0.99),
+            pct(&mut pd, 0.5),
+            pct(&mut pd, 0.99),
+        ];
+        println!(
+            "{:<22} {:>7.2}ms {:>7.2}ms {:>7.2}ms {:>7.2}ms",
+            format!("margay {label}"),
+            m[0],
+            m[1],
+            m[2],
+            m[3]
+        );
+        println!(
+            "{:<22} {:>7.2}ms {:>7.2}ms {:>7.2}ms {:>7.2}ms",
+            format!("ptp+host-local {label}"),
+            p[0],
+            p[1],
+            p[2],
+            p[3]
+        );
+        println!(
+            "{:<22} {:>8.2}x {:>8.2}x {:>8.2}x {:>8.2}x",
+            "ratio ptp/margay",
+            p[0] / m[0],
+            p[1] / m[1],
+            p[2] / m[2],
+            p[3] / m[3]
+        );
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+    Ok(())
+}

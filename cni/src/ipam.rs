@@ -1,0 +1,227 @@
+//! The IPAM calls the plugin makes, behind one trait so that the verbs do
+//! not care whether addresses come from margay's library in-process
+//! ([`MargayIpam`]) or from another IPAM plugin exec'd from CNI_PATH
+//! ([`crate::delegate::Delegate`]).
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::IpAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use ipnetwork::IpNetwork;
+use margay_datastore::{Datastore, DatastoreSpec};
+use margay_ipam::{AssignArgs, Ipam, IpamError, IpamOptions};
+
+use crate::config::{Attachment, MargayIpamConf, NetConf};
+use crate::error::{CniError, Code, Result};
+
+/// The attachment an IPAM call is about.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AttachCtx {
+    pub container_id: String,
+    pub ifname: String,
+    /// `<network>.<containerID>`.
+    pub handle: String,
+    /// Recorded with the allocation (pod, namespace, ...).
+    pub attrs: BTreeMap<String, String>,
+}
+
+/// What the verbs need from IPAM.
+#[allow(async_fn_in_trait)]
+pub trait IpamBackend {
+    /// Allocates the attachment's addresses (host prefixes: /32, /128).
+    async fn add(&self, a: &AttachCtx) -> Result<Vec<IpNetwork>>;
+    /// Releases everything the attachment holds; nothing held is fine.
+    async fn del(&self, a: &AttachCtx) -> Result<()>;
+    /// Errors unless the attachment still holds every one of `ips`.
+    async fn check(&self, a: &AttachCtx, ips: &[IpAddr]) -> Result<()>;
+    /// Frees allocations of attachments not in `valid`.
+    async fn gc(&self, valid: &[Attachment]) -> Result<()>;
+    /// Errors (code 50) unless ADD could allocate.
+    async fn status(&self) -> Result<()>;
+}
+
+/// Maps an IPAM library error to the CNI code a runtime acts on.
+pub fn cni_error(e: IpamError) -> CniError {
+    let code = if e.is_transient() {
+        Code::TryAgainLater
+    } else {
+        match &e {
+            IpamError::PoolExhausted { .. }
+            | IpamError::MaxBlocksPerHost { .. } => Code::PoolExhausted,
+            IpamError::NoUsablePool { .. } | IpamError::BadRequest(_) => {
+                Code::InvalidConfig
+            }
+            _ => Code::IpamFailed,
+        }
+    };
+    CniError::new(code, e.to_string())
+}
+
+/// margay's block-affinity IPAM, in-process.
+#[derive(Debug)]
+pub struct MargayIpam {
+    ipam: Ipam,
+    network: String,
+    conf: MargayIpamConf,
+}
+
+impl MargayIpam {
+    /// Connects to the configured datastore for this node. etcd connects
+    /// lazily, so an unreachable etcd surfaces (as code 11) on first use.
+    pub async fn connect(
+        conf: &NetConf,
+        ipam_conf: &MargayIpamConf,
+    ) -> Result<MargayIpam> {
+        let spec: DatastoreSpec = conf
+            .datastore
+            .spec_string()
+            .parse()
+            .map_err(|e| CniError::config("datastore_type", e))?;
+        let ds = Datastore::connect(&spec).await.map_err(|e| {
+            let code = if e.is_transient() {
+                Code::TryAgainLater
+            } else {
+                Code::InvalidConfig
+            };
+            CniError::new(
+                code,
+                format!("cannot connect to the datastore {spec}: {e}"),
+            )
+        })?;
+        let mut opts = IpamOptions::default();
+        if let Some(lock) = &conf.ipam_lock_file {
+            opts.lock_path = Some(lock.clone());
+        }
+        Ok(MargayIpam {
+            ipam: Ipam::new(ds, conf.node_name()?, opts),
+            network: conf.name.clone(),
+            conf: ipam_conf.clone(),
+        })
+    }
+
+    /// The library instance (tests and the benchmark inspect it).
+    pub fn inner(&self) -> &Ipam {
+        &self.ipam
+    }
+
+    /// Addresses currently held by `handle`.
+    async fn ips_of(&self, handle: &str) -> Result<BTreeSet<IpAddr>> {
+        let snap = self.ipam.snapshot().await.map_err(cni_error)?;
+        Ok(snap
+            .blocks
+            .iter()
+            .flat_map(|b| b.ips_of_handle(handle))
+            .collect())
+    }
+}
+
+impl IpamBackend for MargayIpam {
+    async fn add(&self, a: &AttachCtx) -> Result<Vec<IpNetwork>> {
+        let args = AssignArgs {
+            handle: a.handle.clone(),
+            num_v4: usize::from(self.conf.assign_ipv4),
+            num_v6: usize::from(self.conf.assign_ipv6),
+            v4_pools: self.conf.ipv4_pools.clone(),
+            v6_pools: self.conf.ipv6_pools.clone(),
+            attrs: a.attrs.clone(),
+        };
+        let got = self.ipam.auto_assign(&args).await.map_err(cni_error)?;
+        Ok(got
+            .ipv4
+            .iter()
+            .chain(&got.ipv6)
+            .map(|x| IpNetwork::from(x.ip))
+            .collect())
+    }
+
+    async fn del(&self, a: &AttachCtx) -> Result<()> {
+        let freed = self
+            .ipam
+            .release_by_handle(&a.handle)
+            .await
+            .map_err(cni_error)?;
+        tracing::info!(handle = %a.handle, ?freed, "released");
+        Ok(())
+    }
+
+    async fn check(&self, a: &AttachCtx, ips: &[IpAddr]) -> Result<()> {
+        let held = self.ips_of(&a.handle).await?;
+        let missing: Vec<String> = ips
+            .iter()
+            .filter(|ip| !held.contains(ip))
+            .map(ToString::to_string)
+            .collect();
+        if missing.is_empty() {
+            return Ok(());
+        }
+        Err(CniError::new(
+            Code::CheckFailed,
+            format!(
+                "IPAM: handle {} no longer holds {}",
+                a.handle,
+                missing.join(", ")
+            ),
+        ))
+    }
+
+    async fn gc(&self, valid: &[Attachment]) -> Result<()> {
+        let live: BTreeSet<String> = valid
+            .iter()
+            .map(|v| format!("{}.{}", self.network, v.container_id))
+            .collect();
+        // The runtime never runs GC concurrently with ADD/DEL (SPEC.md
+        // "GC"), so no grace period is needed.
+        let prefix = format!("{}.", self.network);
+        let stats = self
+            .ipam
+            .gc(&prefix, &live, Duration::ZERO)
+            .await
+            .map_err(cni_error)?;
+        tracing::info!(?stats, "gc");
+        Ok(())
+    }
+
+    async fn status(&self) -> Result<()> {
+        let usage = self.ipam.show().await.map_err(|e| {
+            CniError::new(
+                Code::NotAvailable,
+                format!("datastore not reachable: {}", cni_error(e).msg),
+            )
+        })?;
+        let wanted = |name: &str, cidr: &IpNetwork, list: &[String]| {
+            list.is_empty()
+                || list.iter().any(|p| p == name || *p == cidr.to_string())
+        };
+        let usable = |v6: bool, list: &[String]| {
+            usage.pools.iter().any(|p| {
+                p.cidr.is_ipv6() == v6
+                    && !p.disabled
+                    && p.allocated < p.size
+                    && wanted(&p.name, &p.cidr, list)
+            })
+        };
+        let mut missing = Vec::new();
+        if self.conf.assign_ipv4 && !usable(false, &self.conf.ipv4_pools) {
+            missing.push("IPv4");
+        }
+        if self.conf.assign_ipv6 && !usable(true, &self.conf.ipv6_pools) {
+            missing.push("IPv6");
+        }
+        if missing.is_empty() {
+            return Ok(());
+        }
+        Err(CniError::new(
+            Code::NotAvailable,
+            format!(
+                "no enabled {} IP pool with free addresses",
+                missing.join(" or ")
+            ),
+        ))
+    }
+}
+
+/// The lock file used when the config names none.
+pub fn default_lock_path() -> PathBuf {
+    PathBuf::from(margay_ipam::DEFAULT_LOCK_PATH)
+}

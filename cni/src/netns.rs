@@ -1,0 +1,128 @@
+//! Running netlink work inside a container's network namespace.
+//!
+//! A netlink socket belongs to the namespace of the thread that creates
+//! it, and `setns(2)` changes only the calling thread. So each piece of
+//! in-container work gets a fresh OS thread that enters the namespace,
+//! builds a single-threaded tokio runtime, opens its own rtnetlink
+//! connection and exits afterwards; no tokio worker ever changes namespace
+//! (the workaround of rtnetlink issue #68; see crates.md "netns
+//! entering"). Host-side work runs on the caller's runtime in parallel.
+
+use std::fs::File;
+use std::future::Future;
+use std::io;
+use std::path::{Path, PathBuf};
+
+use nix::sched::{CloneFlags, setns};
+use rtnetlink::Handle;
+use tokio::sync::oneshot;
+
+/// Why in-namespace work could not run.
+#[derive(Debug, thiserror::Error)]
+pub enum NetnsError {
+    #[error("cannot open network namespace {path}: {source}")]
+    Open {
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    #[error("cannot enter network namespace {path}: {source}")]
+    Enter {
+        path: PathBuf,
+        #[source]
+        source: nix::Error,
+    },
+    #[error("cannot start netlink in network namespace {path}: {source}")]
+    Netlink {
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    #[error("the worker thread for network namespace {path} died")]
+    ThreadDied { path: PathBuf },
+}
+
+impl NetnsError {
+    /// True when the namespace itself does not exist (any more).
+    pub fn is_missing(&self) -> bool {
+        matches!(self, NetnsError::Open { source, .. }
+            if source.kind() == io::ErrorKind::NotFound)
+    }
+}
+
+/// Opens a namespace file (e.g. /run/netns/x or /proc/PID/ns/net).
+pub fn open(path: &Path) -> Result<File, NetnsError> {
+    File::open(path).map_err(|source| NetnsError::Open {
+        path: path.to_path_buf(),
+        source,
+    })
+}
+
+/// Runs `work` with a netlink handle bound to the namespace `ns` (opened
+/// from `path`) on a dedicated thread, and awaits its result without
+/// blocking the caller's runtime.
+pub async fn run_in<F, Fut, T>(
+    path: &Path,
+    ns: File,
+    work: F,
+) -> Result<T, NetnsError>
+where
+    F: FnOnce(Handle) -> Fut + Send + 'static,
+    Fut: Future<Output = T>,
+    T: Send + 'static,
+{
+    let (tx, rx) = oneshot::channel();
+    let owned = path.to_path_buf();
+    std::thread::Builder::new()
+        .name("netns".into())
+        .spawn(move || {
+            let _ = tx.send(enter_and_run(&owned, ns, work));
+        })
+        .map_err(|source| NetnsError::Netlink {
+            path: path.to_path_buf(),
+            source,
+        })?;
+    rx.await.map_err(|_| NetnsError::ThreadDied {
+        path: path.to_path_buf(),
+    })?
+}
+
+/// The body of the worker thread: setns, then a private runtime.
+fn enter_and_run<F, Fut, T>(
+    path: &Path,
+    ns: File,
+    work: F,
+) -> Result<T, NetnsError>
+where
+    F: FnOnce(Handle) -> Fut,
+    Fut: Future<Output = T>,
+{
+    setns(&ns, CloneFlags::CLONE_NEWNET).map_err(|source| {
+        NetnsError::Enter {
+            path: path.to_path_buf(),
+            source,
+        }
+    })?;
+    let nl_err = |source| NetnsError::Netlink {
+        path: path.to_path_buf(),
+        source,
+    };
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_io()
+        .build()
+        .map_err(nl_err)?;
+    rt.block_on(async move {
+        // Created after setns, so the socket lives in the container.
+        let (conn, handle, _) = rtnetlink::new_connection().map_err(nl_err)?;
+        tokio::spawn(conn);
+        Ok(work(handle).await)
+    })
+}
+
+/// A netlink handle in the caller's (host) namespace, its connection
+/// driven on the current runtime.
+pub fn host_handle() -> io::Result<Handle> {
+    let (conn, handle, _) = rtnetlink::new_connection()?;
+    tokio::spawn(conn);
+    Ok(handle)
+}

@@ -1,0 +1,283 @@
+//! The verbs of the `margay` main plugin: ADD, DEL, CHECK, STATUS, GC.
+//! Each takes the parsed environment and config and an IPAM backend and
+//! returns what goes on stdout (or the CNI error).
+
+use std::collections::BTreeMap;
+use std::net::IpAddr;
+
+use ipnetwork::IpNetwork;
+use rtnetlink::Handle;
+
+use crate::check;
+use crate::config::NetConf;
+use crate::endpoint::{self, Endpoint};
+use crate::error::{CniError, Code, Result};
+use crate::ipam::{AttachCtx, IpamBackend};
+use crate::netns;
+use crate::nl;
+use crate::result::{CniResult, Interface, IpConfig, Route};
+use crate::spec::Env;
+use crate::veth::{self, GATEWAY_V4, HOST_MAC, Plan};
+
+/// The identity the host veth name is derived from: the pod when the
+/// runtime says which (kubelet passes K8S_POD_NAMESPACE/K8S_POD_NAME),
+/// else the container ID.
+pub fn identity(env: &Env) -> String {
+    match (env.arg("K8S_POD_NAMESPACE"), env.arg("K8S_POD_NAME")) {
+        (Some(ns), Some(pod)) if !ns.is_empty() && !pod.is_empty() => {
+            format!("{ns}/{pod}")
+        }
+        _ => env.container_id().to_string(),
+    }
+}
+
+/// The IPAM view of this invocation's attachment.
+pub fn attach_ctx(env: &Env, conf: &NetConf) -> AttachCtx {
+    let mut attrs = BTreeMap::new();
+    for (arg, attr) in
+        [("K8S_POD_NAMESPACE", "namespace"), ("K8S_POD_NAME", "pod")]
+    {
+        if let Some(v) = env.arg(arg).filter(|v| !v.is_empty()) {
+            attrs.insert(attr.to_string(), v.to_string());
+        }
+    }
+    attrs.insert("containerID".into(), env.container_id().into());
+    AttachCtx {
+        container_id: env.container_id().to_string(),
+        ifname: env.ifname().to_string(),
+        handle: conf.handle(env.container_id()),
+        attrs,
+    }
+}
+
+fn host_handle() -> Result<Handle> {
+    netns::host_handle()
+        .map_err(|e| CniError::dataplane("opening a netlink socket", e))
+}
+
+/// ADD: allocate, wire, record; undo everything on any failure.
+pub async fn add<I: IpamBackend>(
+    env: &Env,
+    conf: &NetConf,
+    ipam: &I,
+) -> Result<String> {
+    let mut result = match &conf.prev_result {
+        Some(prev) => CniResult::from_prev(prev)?,
+        None => CniResult::default(),
+    };
+    let ctx = attach_ctx(env, conf);
+    let netns_path = env.netns.clone().unwrap_or_default();
+    // Fail before allocating when the namespace is not there at all.
+    netns::open(&netns_path).map_err(|e| CniError::env("CNI_NETNS", e))?;
+    let ips = ipam.add(&ctx).await?;
+    let plan = Plan {
+        host_ifname: veth::host_ifname(&identity(env), env.ifname()),
+        ifname: env.ifname().to_string(),
+        netns: netns_path,
+        ips: ips.clone(),
+        mtu: conf.mtu,
+        allow_ip_forwarding: conf.allow_ip_forwarding,
+    };
+    let host = match host_handle() {
+        Ok(h) => h,
+        Err(e) => return Err(rollback(None, &plan, conf, &ctx, ipam, e).await),
+    };
+    let created = match veth::setup(&host, &plan).await {
+        Ok(c) => c,
+        Err(e) => {
+            return Err(rollback(Some(&host), &plan, conf, &ctx, ipam, e).await);
+        }
+    };
+    let ep = Endpoint {
+        container_id: ctx.container_id.clone(),
+        ifname: plan.ifname.clone(),
+        host_iface: plan.host_ifname.clone(),
+        ips: ips.clone(),
+    };
+    if let Err(e) = endpoint::write(&conf.endpoint_dir, &ep) {
+        let e = CniError::new(
+            Code::Io,
+            format!(
+                "writing the endpoint record in {}: {e}",
+                conf.endpoint_dir.display()
+            ),
+        );
+        return Err(rollback(Some(&host), &plan, conf, &ctx, ipam, e).await);
+    }
+    tracing::info!(container = %ctx.container_id, host_ifname = %plan.host_ifname, ?ips, "added");
+    append_to_result(&mut result, &plan, conf, created.container_mac);
+    Ok(result.to_json(conf.cni_version))
+}
+
+/// Undoes a partial ADD (veth, routes, record, allocation) and returns the
+/// error that caused it; cleanup failures are logged, not returned.
+async fn rollback<I: IpamBackend>(
+    host: Option<&Handle>,
+    plan: &Plan,
+    conf: &NetConf,
+    ctx: &AttachCtx,
+    ipam: &I,
+    cause: CniError,
+) -> CniError {
+    tracing::warn!(error = %cause, "ADD failed; undoing it");
+    if let Some(h) = host
+        && let Err(e) = veth::teardown(h, &plan.host_ifname).await
+    {
+        tracing::error!(error = %e, "rollback: removing the veth failed");
+    }
+    if let Err(e) =
+        endpoint::remove(&conf.endpoint_dir, &ctx.container_id, &ctx.ifname)
+    {
+        tracing::error!(error = %e, "rollback: removing the endpoint record failed");
+    }
+    if let Err(e) = ipam.del(ctx).await {
+        tracing::error!(error = %e, "rollback: releasing the addresses failed");
+    }
+    cause
+}
+
+/// Adds the host and container interfaces, addresses and routes.
+fn append_to_result(
+    result: &mut CniResult,
+    plan: &Plan,
+    conf: &NetConf,
+    mac: [u8; 6],
+) {
+    let host_idx = result.interfaces.len();
+    result.interfaces.push(Interface {
+        name: plan.host_ifname.clone(),
+        mac: Some(nl::mac_string(&HOST_MAC)),
+        mtu: Some(conf.mtu),
+        ..Default::default()
+    });
+    result.interfaces.push(Interface {
+        name: plan.ifname.clone(),
+        mac: Some(nl::mac_string(&mac)),
+        mtu: Some(conf.mtu),
+        sandbox: Some(plan.netns.display().to_string()),
+        ..Default::default()
+    });
+    for ip in &plan.ips {
+        result.ips.push(IpConfig {
+            address: *ip,
+            gateway: Some(if ip.is_ipv4() {
+                IpAddr::V4(GATEWAY_V4)
+            } else {
+                IpAddr::V6(veth::gateway_v6())
+            }),
+            interface: Some(host_idx + 1),
+        });
+    }
+    let default_route = |dst: &str, gw: IpAddr| Route {
+        dst: dst.parse().expect("a valid default prefix"),
+        gw: Some(gw),
+        mtu: None,
+        advmss: None,
+        priority: None,
+        table: None,
+        scope: None,
+    };
+    if plan.ips.iter().any(IpNetwork::is_ipv4) {
+        result
+            .routes
+            .push(default_route("0.0.0.0/0", IpAddr::V4(GATEWAY_V4)));
+    }
+    if plan.ips.iter().any(IpNetwork::is_ipv6) {
+        result
+            .routes
+            .push(default_route("::/0", IpAddr::V6(veth::gateway_v6())));
+    }
+    if !conf.dns.is_empty() {
+        result.dns = conf.dns.clone();
+    }
+}
+
+/// DEL: best effort and idempotent (SPEC.md "DEL": "plugins should
+/// generally complete a DEL action without error even if some resources
+/// are missing"). The veth goes first so that the address is not handed
+/// out again while a route still points at the old pod; the allocation is
+/// released even if that failed.
+pub async fn del<I: IpamBackend>(
+    env: &Env,
+    conf: &NetConf,
+    ipam: &I,
+) -> Result<String> {
+    let ctx = attach_ctx(env, conf);
+    let host_ifname =
+        endpoint::read(&conf.endpoint_dir, &ctx.container_id, &ctx.ifname)
+            .map(|ep| ep.host_iface)
+            .unwrap_or_else(|| veth::host_ifname(&identity(env), env.ifname()));
+    let dataplane = match host_handle() {
+        Ok(h) => veth::teardown(&h, &host_ifname).await.map(drop),
+        Err(e) => Err(e),
+    };
+    let released = ipam.del(&ctx).await;
+    let record =
+        endpoint::remove(&conf.endpoint_dir, &ctx.container_id, &ctx.ifname)
+            .map_err(|e| {
+                CniError::new(
+                    Code::Io,
+                    format!("removing the endpoint record: {e}"),
+                )
+            });
+    tracing::info!(container = %ctx.container_id, %host_ifname, "deleted");
+    released?;
+    dataplane?;
+    record?;
+    Ok(String::new())
+}
+
+/// CHECK: verifies the attachment described by prevResult, in the
+/// container, on the host and in IPAM, and lists everything wrong.
+pub async fn check<I: IpamBackend>(
+    env: &Env,
+    conf: &NetConf,
+    ipam: &I,
+) -> Result<String> {
+    let prev = conf.prev_result.as_ref().ok_or_else(|| {
+        CniError::config("prevResult", "CHECK needs the ADD result")
+    })?;
+    let prev = CniResult::from_prev(prev)?;
+    let ctx = attach_ctx(env, conf);
+    let expect =
+        check::Expected::from_result(&prev, env, conf, &identity(env))?;
+    let mut problems = check::dataplane(&expect).await;
+    let ips: Vec<IpAddr> = expect.ips.iter().map(IpNetwork::ip).collect();
+    if let Err(e) = ipam.check(&ctx, &ips).await {
+        if e.code == Code::TryAgainLater {
+            return Err(e);
+        }
+        problems.push(e.msg);
+    }
+    if problems.is_empty() {
+        return Ok(String::new());
+    }
+    Err(CniError::new(
+        Code::CheckFailed,
+        format!("CHECK failed: {}", problems.join("; ")),
+    ))
+}
+
+/// STATUS: ready when IPAM could allocate.
+pub async fn status<I: IpamBackend>(ipam: &I) -> Result<String> {
+    ipam.status().await.map_err(|mut e| {
+        if e.code != Code::NotAvailable {
+            e.code = Code::NotAvailable;
+        }
+        e
+    })?;
+    Ok(String::new())
+}
+
+/// GC: releases allocations of attachments not in
+/// `cni.dev/valid-attachments`.
+pub async fn gc<I: IpamBackend>(conf: &NetConf, ipam: &I) -> Result<String> {
+    let valid = conf.valid_attachments.as_deref().ok_or_else(|| {
+        CniError::config(
+            "cni.dev/valid-attachments",
+            "missing: GC needs the list of live attachments",
+        )
+    })?;
+    ipam.gc(valid).await?;
+    Ok(String::new())
+}

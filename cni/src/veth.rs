@@ -1,0 +1,358 @@
+//! The pod's veth pair: naming, creation with each end directly in its
+//! namespace, host-side and container-side configuration, removal.
+//!
+//! Layout of an attachment (Calico's, calico.md section 3):
+//! ```text
+//!  container netns                         host netns
+//!  eth0 10.1.0.5/32 ─────── veth ─────── mg1234abcd567 (ee:ee:ee:ee:ee:ee,
+//!   169.254.1.1/32 dev eth0 scope link       proxy_arp=1, no address)
+//!   default via 169.254.1.1 dev eth0     10.1.0.5/32 dev mg1234abcd567 scope link
+//! ```
+//! The host end answers ARP for 169.254.1.1 by proxy ARP, so the pod's
+//! traffic always goes to the host, which routes it.
+
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::os::fd::AsRawFd;
+use std::path::{Path, PathBuf};
+
+use ipnetwork::IpNetwork;
+use rtnetlink::packet_route::address::{AddressAttribute, AddressFlags};
+use rtnetlink::packet_route::link::{
+    InfoData, InfoVeth, LinkAttribute, LinkInfo as NlLinkInfo,
+};
+use rtnetlink::packet_route::route::RouteScope;
+use rtnetlink::{Handle, LinkUnspec, LinkVeth, RouteMessageBuilder};
+use sha2::{Digest, Sha256};
+
+use crate::error::{CniError, Result};
+use crate::netns;
+use crate::nl::{self, EEXIST};
+use crate::sysctl;
+
+/// The MAC of every host-side veth: the pod only ever talks to the host,
+/// so one well-known address serves all (Calico does the same).
+pub const HOST_MAC: [u8; 6] = [0xee; 6];
+/// The pod's IPv4 next hop, answered by proxy ARP on the host end.
+pub const GATEWAY_V4: Ipv4Addr = Ipv4Addr::new(169, 254, 1, 1);
+/// Host veth names start with this.
+pub const HOST_PREFIX: &str = "mg";
+
+/// The IPv6 link-local address the kernel derives (EUI-64) from
+/// [`HOST_MAC`] on the host end: fe80::ecee:eeff:feee:eeee. It is the
+/// pod's IPv6 gateway.
+pub fn gateway_v6() -> Ipv6Addr {
+    let m = HOST_MAC;
+    Ipv6Addr::new(
+        0xfe80,
+        0,
+        0,
+        0,
+        u16::from_be_bytes([m[0] ^ 0x02, m[1]]),
+        u16::from_be_bytes([m[2], 0xff]),
+        u16::from_be_bytes([0xfe, m[3]]),
+        u16::from_be_bytes([m[4], m[5]]),
+    )
+}
+
+/// The host veth name for an attachment: "mg" + the first 11 hex digits
+/// of sha256("<identity>.<ifname>"), 13 bytes (IFNAMSIZ allows 15). The
+/// identity is "<namespace>/<pod>" when the runtime passes
+/// K8S_POD_NAMESPACE/K8S_POD_NAME in CNI_ARGS (stable across container
+/// ID changes, like Calico's), else the container ID; either way a retried
+/// ADD finds, and replaces, its own leftovers.
+pub fn host_ifname(identity: &str, ifname: &str) -> String {
+    let digest = Sha256::digest(format!("{identity}.{ifname}").as_bytes());
+    format!("{HOST_PREFIX}{}", &hex::encode(digest)[..11])
+}
+
+/// Everything ADD puts on the wire for one attachment.
+#[derive(Debug, Clone)]
+pub struct Plan {
+    pub host_ifname: String,
+    /// CNI_IFNAME.
+    pub ifname: String,
+    /// CNI_NETNS.
+    pub netns: PathBuf,
+    /// The pod's addresses as /32 or /128.
+    pub ips: Vec<IpNetwork>,
+    pub mtu: u32,
+    pub allow_ip_forwarding: bool,
+}
+
+impl Plan {
+    fn has_v6(&self) -> bool {
+        self.ips.iter().any(IpNetwork::is_ipv6)
+    }
+}
+
+/// What ADD created, for the result.
+#[derive(Debug, Clone)]
+pub struct Created {
+    pub container_mac: [u8; 6],
+}
+
+fn nl_err(step: String) -> impl FnOnce(rtnetlink::Error) -> CniError {
+    move |e| CniError::dataplane(step, e)
+}
+
+fn io_err(step: String) -> impl FnOnce(std::io::Error) -> CniError {
+    move |e| CniError::dataplane(step, e)
+}
+
+/// Creates and configures the pair. On error, whatever was created is
+/// left for [`teardown`] (the caller always runs it on failure).
+pub async fn setup(host: &Handle, plan: &Plan) -> Result<Created> {
+    // A leftover from an earlier, failed attempt with the same identity.
+    if nl::delete_link(host, &plan.host_ifname)
+        .await
+        .map_err(nl_err(format!("deleting stale {}", plan.host_ifname)))?
+    {
+        tracing::info!(host_ifname = %plan.host_ifname, "deleted stale host veth");
+    }
+    let ns =
+        netns::open(&plan.netns).map_err(|e| CniError::env("CNI_NETNS", e))?;
+    create_pair(host, plan, &ns).await?;
+    // The host end's sysctls go first: accept_dad=0 must be in place
+    // before the container end comes up and gives the link carrier.
+    configure_host_sysctls(plan)?;
+    let owned = plan.clone();
+    let in_container = netns::run_in(&plan.netns, ns, move |h| async move {
+        configure_container(&h, &owned).await
+    });
+    let (container, host_routes) =
+        tokio::join!(in_container, add_host_routes(host, plan));
+    let container = container
+        .map_err(|e| CniError::dataplane("entering CNI_NETNS", e))??;
+    host_routes?;
+    Ok(container)
+}
+
+/// Creates the veth with the host end in the host namespace and the peer,
+/// already named CNI_IFNAME, in the container's (no namespace move).
+async fn create_pair(
+    host: &Handle,
+    plan: &Plan,
+    ns: &std::fs::File,
+) -> Result<()> {
+    let peer = LinkUnspec::new_with_name(&plan.ifname)
+        .mtu(plan.mtu)
+        .setns_by_fd(ns.as_raw_fd())
+        .build();
+    let mut msg = LinkVeth::new(&plan.host_ifname, &plan.ifname)
+        .mtu(plan.mtu)
+        .address(HOST_MAC.to_vec())
+        .up()
+        .build();
+    // Swap the builder's plain peer for one carrying MTU and netns.
+    for attr in &mut msg.attributes {
+        if let LinkAttribute::LinkInfo(infos) = attr {
+            for info in infos {
+                if let NlLinkInfo::Data(InfoData::Veth(InfoVeth::Peer(p))) =
+                    info
+                {
+                    *p = peer.clone();
+                }
+            }
+        }
+    }
+    match host.link().add(msg).execute().await {
+        Ok(()) => Ok(()),
+        // The host name was just freed, so the clash is in the container.
+        Err(e) if nl::errno(&e) == Some(EEXIST) => Err(CniError::dataplane(
+            format!("creating {} in {}", plan.ifname, plan.netns.display()),
+            "an interface with that name already exists in the container",
+        )),
+        Err(e) => Err(CniError::dataplane(
+            format!("creating veth {} <-> {}", plan.host_ifname, plan.ifname),
+            e,
+        )),
+    }
+}
+
+/// proxy_arp, proxy_delay, forwarding (and the IPv6 equivalents) on the
+/// host end.
+fn configure_host_sysctls(plan: &Plan) -> Result<()> {
+    let ifn = &plan.host_ifname;
+    let mut settings = vec![
+        (format!("ipv4/conf/{ifn}/proxy_arp"), "1"),
+        // Answer ARP at once instead of after a random 0-800 ms delay.
+        (format!("ipv4/neigh/{ifn}/proxy_delay"), "0"),
+        (format!("ipv4/conf/{ifn}/forwarding"), "1"),
+    ];
+    if plan.has_v6() {
+        settings.extend([
+            (format!("ipv6/conf/{ifn}/accept_dad"), "0"),
+            (format!("ipv6/conf/{ifn}/accept_ra"), "0"),
+            (format!("ipv6/conf/{ifn}/proxy_ndp"), "1"),
+            (format!("ipv6/conf/{ifn}/forwarding"), "1"),
+        ]);
+    }
+    for (path, value) in settings {
+        sysctl::set(&path, value)
+            .map_err(io_err(format!("configuring {ifn}")))?;
+    }
+    Ok(())
+}
+
+/// `podIP/32 dev <host veth> scope link` for every address. Replaces an
+/// existing route for the same prefix: IPAM just gave this address to
+/// this pod, so any other /32 for it is a stale leftover.
+async fn add_host_routes(host: &Handle, plan: &Plan) -> Result<()> {
+    let link = nl::link_by_name(host, &plan.host_ifname)
+        .await
+        .map_err(nl_err(format!("looking up {}", plan.host_ifname)))?
+        .ok_or_else(|| {
+            CniError::dataplane(&plan.host_ifname, "vanished after creation")
+        })?;
+    for net in &plan.ips {
+        let msg = match net.ip() {
+            IpAddr::V4(ip) => RouteMessageBuilder::<Ipv4Addr>::new()
+                .destination_prefix(ip, 32)
+                .output_interface(link.index)
+                .scope(RouteScope::Link)
+                .build(),
+            IpAddr::V6(ip) => RouteMessageBuilder::<Ipv6Addr>::new()
+                .destination_prefix(ip, 128)
+                .output_interface(link.index)
+                .scope(RouteScope::Link)
+                .build(),
+        };
+        host.route()
+            .add(msg)
+            .replace()
+            .execute()
+            .await
+            .map_err(nl_err(format!(
+                "adding host route {net} dev {}",
+                plan.host_ifname
+            )))?;
+    }
+    Ok(())
+}
+
+/// Inside the container: addresses, link up, the 169.254.1.1 and default
+/// routes; returns the container end's MAC.
+async fn configure_container(h: &Handle, plan: &Plan) -> Result<Created> {
+    let ifn = &plan.ifname;
+    let link = nl::link_by_name(h, ifn)
+        .await
+        .map_err(nl_err(format!("looking up {ifn} in the container")))?
+        .ok_or_else(|| {
+            CniError::dataplane(
+                ifn,
+                "not found in the container after creation",
+            )
+        })?;
+    if plan.has_v6() {
+        // The /128 is unique by IPAM, so DAD only delays the pod's start.
+        for (p, v) in [
+            (format!("ipv6/conf/{ifn}/disable_ipv6"), "0"),
+            (format!("ipv6/conf/{ifn}/accept_dad"), "0"),
+        ] {
+            sysctl::set(&p, v).map_err(io_err(format!("configuring {ifn}")))?;
+        }
+    }
+    if plan.allow_ip_forwarding {
+        sysctl::set("ipv4/ip_forward", "1")
+            .map_err(io_err("enabling ip_forward".into()))?;
+    }
+    for net in &plan.ips {
+        let mut req = h.address().add(link.index, net.ip(), net.prefix());
+        if net.is_ipv6() {
+            req.message_mut()
+                .attributes
+                .push(AddressAttribute::Flags(AddressFlags::Nodad));
+        }
+        req.execute()
+            .await
+            .map_err(nl_err(format!("adding {net} to {ifn}")))?;
+    }
+    h.link()
+        .set(LinkUnspec::new_with_index(link.index).up().build())
+        .execute()
+        .await
+        .map_err(nl_err(format!("setting {ifn} up")))?;
+    let step = |what: &str| format!("adding route {what} in the container");
+    if plan.ips.iter().any(IpNetwork::is_ipv4) {
+        let gw = RouteMessageBuilder::<Ipv4Addr>::new()
+            .destination_prefix(GATEWAY_V4, 32)
+            .output_interface(link.index)
+            .scope(RouteScope::Link)
+            .build();
+        h.route()
+            .add(gw)
+            .execute()
+            .await
+            .map_err(nl_err(step("169.254.1.1/32")))?;
+        let default = RouteMessageBuilder::<Ipv4Addr>::new()
+            .gateway(GATEWAY_V4)
+            .output_interface(link.index)
+            .build();
+        h.route()
+            .add(default)
+            .execute()
+            .await
+            .map_err(nl_err(step("default")))?;
+    }
+    if plan.has_v6() {
+        let default = RouteMessageBuilder::<Ipv6Addr>::new()
+            .gateway(gateway_v6())
+            .output_interface(link.index)
+            .build();
+        h.route()
+            .add(default)
+            .execute()
+            .await
+            .map_err(nl_err(step("::/0")))?;
+    }
+    Ok(Created {
+        container_mac: link.mac.unwrap_or_default(),
+    })
+}
+
+/// Removes the pair (deleting the host end removes both ends and the host
+/// routes through it). Ok(false) when it was already gone.
+pub async fn teardown(host: &Handle, host_ifname: &str) -> Result<bool> {
+    nl::delete_link(host, host_ifname)
+        .await
+        .map_err(nl_err(format!("deleting {host_ifname}")))
+}
+
+/// Deletes CNI_IFNAME inside the container when the host end is already
+/// gone (a half-removed attachment); a missing netns or link is fine.
+pub async fn teardown_container(netns_path: &Path, ifname: &str) -> Result<()> {
+    let ns = match netns::open(netns_path) {
+        Ok(ns) => ns,
+        Err(e) if e.is_missing() => return Ok(()),
+        Err(e) => return Err(CniError::dataplane("opening CNI_NETNS", e)),
+    };
+    let ifname = ifname.to_string();
+    netns::run_in(netns_path, ns, move |h| async move {
+        nl::delete_link(&h, &ifname).await.map(|_| ())
+    })
+    .await
+    .map_err(|e| CniError::dataplane("entering CNI_NETNS", e))?
+    .map_err(|e| CniError::dataplane("deleting the container interface", e))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn host_ifname_is_stable_and_short() {
+        let a = host_ifname("ns/pod", "eth0");
+        assert_eq!(a, host_ifname("ns/pod", "eth0"));
+        assert_ne!(a, host_ifname("ns/pod", "eth1"));
+        assert_eq!(a.len(), 13);
+        assert!(a.starts_with("mg"));
+        // sha256("ns/pod.eth0") starts with these 11 hex digits.
+        let d = hex::encode(Sha256::digest(b"ns/pod.eth0"));
+        assert_eq!(&a[2..], &d[..11]);
+    }
+
+    #[test]
+    fn v6_gateway_is_the_eui64_of_the_host_mac() {
+        assert_eq!(gateway_v6().to_string(), "fe80::ecee:eeff:feee:eeee");
+    }
+}

@@ -1,0 +1,353 @@
+//! The `margay` binary invoked exactly as a runtime does (CNI_* env +
+//! stdin JSON, stdout read back), with IPAM on a real etcd, wiring pods
+//! in throwaway network namespaces. Needs root; prints SKIP otherwise.
+
+use std::io::Write;
+use std::path::Path;
+use std::process::{Command, Stdio};
+
+use margay_crds::{IPPool, IPPoolSpec};
+use margay_datastore::{Datastore, DatastoreSpec};
+use margay_testkit::{EtcdServer, Netns, require_root};
+use serde_json::{Value, json};
+
+const PLUGIN: &str = env!("CARGO_BIN_EXE_margay");
+
+/// A CNI invocation's outcome.
+struct Out {
+    ok: bool,
+    stdout: String,
+}
+
+fn invoke(
+    cmd: &str,
+    id: &str,
+    netns: Option<&Path>,
+    ifname: &str,
+    conf: &Value,
+) -> Out {
+    let mut c = Command::new(PLUGIN);
+    c.env_clear()
+        .env("CNI_COMMAND", cmd)
+        .env("CNI_CONTAINERID", id)
+        .env("CNI_IFNAME", ifname)
+        .env("CNI_PATH", "/usr/lib/cni")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit());
+    if let Some(ns) = netns {
+        c.env("CNI_NETNS", ns);
+    }
+    let mut child = c.spawn().expect("run margay");
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(conf.to_string().as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    Out {
+        ok: out.status.success(),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+    }
+}
+
+struct Fixture {
+    _etcd: EtcdServer,
+    dir: tempfile::TempDir,
+    conf: Value,
+}
+
+fn fixture(cidr: &str) -> Fixture {
+    let etcd = EtcdServer::start().expect("etcd");
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let spec: DatastoreSpec =
+            format!("etcd:{}", etcd.endpoint()).parse().unwrap();
+        let ds = Datastore::connect(&spec).await.unwrap();
+        let pool = IPPool::new(
+            "pool-a",
+            IPPoolSpec {
+                cidr: cidr.into(),
+                block_size: Some(28),
+                ..IPPoolSpec::default()
+            },
+        );
+        ds.create(&pool).await.unwrap();
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let conf = json!({
+        "cniVersion": "1.1.0",
+        "name": "k8s-pod-network",
+        "type": "margay",
+        "nodename": "node-test",
+        "datastore_type": "etcdv3",
+        "etcd_endpoints": etcd.endpoint(),
+        "mtu": 1400,
+        "log_level": "debug",
+        "ipam_lock_file": dir.path().join("ipam.lock"),
+        "endpoint_dir": dir.path().join("endpoints"),
+        "ipam": {"type": "margay-ipam"},
+    });
+    Fixture {
+        _etcd: etcd,
+        dir,
+        conf,
+    }
+}
+
+fn pod_ip(result: &Value) -> String {
+    let addr = result["ips"][0]["address"].as_str().unwrap();
+    addr.split('/').next().unwrap().to_string()
+}
+
+fn host_ifname(result: &Value) -> String {
+    result["interfaces"][0]["name"]
+        .as_str()
+        .unwrap()
+        .to_string()
+}
+
+fn link_exists(name: &str) -> bool {
+    Command::new("ip")
+        .args(["link", "show", name])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .unwrap()
+        .success()
+}
+
+/// Removes host veths of a test even when it panics.
+struct HostLinks(Vec<String>);
+impl Drop for HostLinks {
+    fn drop(&mut self) {
+        for l in &self.0 {
+            let _ = Command::new("ip")
+                .args(["link", "del", l])
+                .stderr(Stdio::null())
+                .status();
+        }
+    }
+}
+
+#[test]
+fn add_ping_check_del() {
+    if !require_root("add_ping_check_del") {
+        return;
+    }
+    let f = fixture("10.251.0.0/24");
+    let a = Netns::new("cnia").unwrap();
+    let b = Netns::new("cnib").unwrap();
+    let mut links = HostLinks(Vec::new());
+
+    let out = invoke("ADD", "ctr-a", Some(&a.path()), "eth0", &f.conf);
+    assert!(out.ok, "ADD a: {}", out.stdout);
+    let ra: Value = serde_json::from_str(&out.stdout).unwrap();
+    links.0.push(host_ifname(&ra));
+    assert_eq!(ra["cniVersion"], "1.1.0");
+    assert_eq!(ra["interfaces"][0]["mac"], "ee:ee:ee:ee:ee:ee");
+    assert_eq!(ra["interfaces"][1]["name"], "eth0");
+    assert_eq!(
+        ra["interfaces"][1]["sandbox"],
+        a.path().display().to_string()
+    );
+    assert!(ra["ips"][0]["address"].as_str().unwrap().ends_with("/32"));
+    assert_eq!(ra["routes"][0]["gw"], "169.254.1.1");
+    let ip_a = pod_ip(&ra);
+    assert!(ip_a.starts_with("10.251.0."), "{ip_a}");
+
+    let out = invoke("ADD", "ctr-b", Some(&b.path()), "eth0", &f.conf);
+    assert!(out.ok, "ADD b: {}", out.stdout);
+    let rb: Value = serde_json::from_str(&out.stdout).unwrap();
+    links.0.push(host_ifname(&rb));
+    let ip_b = pod_ip(&rb);
+    assert_ne!(ip_a, ip_b);
+
+    // The endpoint record for felix-lite.
+    let rec: Value = serde_json::from_slice(
+        &std::fs::read(f.dir.path().join("endpoints/ctr-a-eth0.json")).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(rec["hostIface"], host_ifname(&ra));
+
+    // Host -> pod and pod -> pod on the same node.
+    let ping = Command::new("ping")
+        .args(["-c1", "-W2", &ip_a])
+        .output()
+        .unwrap();
+    assert!(ping.status.success(), "host -> pod a: {ping:?}");
+    a.exec(&["sysctl", "-qw", "net.ipv4.ping_group_range=0 2147483647"])
+        .ok();
+    b.exec(&["ping", "-c1", "-W2", &ip_a])
+        .expect("pod b -> pod a");
+    a.exec(&["ping", "-c1", "-W2", &ip_b])
+        .expect("pod a -> pod b");
+
+    // CHECK passes, then names a deleted host route.
+    let mut check_conf = f.conf.clone();
+    check_conf["prevResult"] = ra.clone();
+    let out = invoke("CHECK", "ctr-a", Some(&a.path()), "eth0", &check_conf);
+    assert!(out.ok, "CHECK: {}", out.stdout);
+    let st = Command::new("ip")
+        .args(["route", "del", &format!("{ip_a}/32")])
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let out = invoke("CHECK", "ctr-a", Some(&a.path()), "eth0", &check_conf);
+    assert!(!out.ok);
+    let err: Value = serde_json::from_str(&out.stdout).unwrap();
+    assert_eq!(err["code"], 103);
+    let want = format!(
+        "host route {ip_a}/32 dev {} scope link is missing",
+        host_ifname(&ra)
+    );
+    assert!(err["msg"].as_str().unwrap().contains(&want), "{err}");
+
+    // DEL twice, the second finding nothing; the netns may be gone too.
+    for _ in 0..2 {
+        let out = invoke("DEL", "ctr-a", Some(&a.path()), "eth0", &f.conf);
+        assert!(out.ok, "DEL: {}", out.stdout);
+        assert_eq!(out.stdout, "");
+    }
+    assert!(!link_exists(&host_ifname(&ra)));
+    assert!(!f.dir.path().join("endpoints/ctr-a-eth0.json").exists());
+    drop(b);
+    let out = invoke("DEL", "ctr-b", None, "eth0", &f.conf);
+    assert!(out.ok, "DEL without netns: {}", out.stdout);
+    assert!(!link_exists(&host_ifname(&rb)));
+
+    // The released address is free again: a new pod gets an address and
+    // CHECK on the deleted one's IPAM fails.
+    let out = invoke("CHECK", "ctr-a", Some(&a.path()), "eth0", &check_conf);
+    assert!(!out.ok);
+    assert!(
+        out.stdout
+            .contains("IPAM: handle k8s-pod-network.ctr-a no longer holds"),
+        "{}",
+        out.stdout
+    );
+}
+
+#[test]
+fn failed_add_leaves_nothing_behind() {
+    if !require_root("failed_add_leaves_nothing_behind") {
+        return;
+    }
+    let f = fixture("10.252.0.0/24");
+    let a = Netns::new("cnif").unwrap();
+    // CNI_IFNAME already taken inside the container: ADD must fail after
+    // allocating and undo everything.
+    a.exec(&[
+        "ip", "link", "add", "eth0", "type", "veth", "peer", "name", "tmp0",
+    ])
+    .unwrap();
+    let out = invoke("ADD", "ctr-f", Some(&a.path()), "eth0", &f.conf);
+    assert!(!out.ok);
+    let err: Value = serde_json::from_str(&out.stdout).unwrap();
+    assert_eq!(err["code"], 102, "{err}");
+    assert!(
+        err["msg"]
+            .as_str()
+            .unwrap()
+            .contains("already exists in the container"),
+        "{err}"
+    );
+    let derived = margay_cni::veth::host_ifname("ctr-f", "eth0");
+    let _guard = HostLinks(vec![derived.clone()]);
+    assert!(!link_exists(&derived), "host veth left behind");
+    assert!(!f.dir.path().join("endpoints/ctr-f-eth0.json").exists());
+    // The address was released: a fresh ADD in another netns gets the
+    // same first address of the block again.
+    a.exec(&["ip", "link", "del", "eth0"]).unwrap();
+    let out = invoke("ADD", "ctr-f", Some(&a.path()), "eth0", &f.conf);
+    assert!(out.ok, "retry ADD: {}", out.stdout);
+    let r: Value = serde_json::from_str(&out.stdout).unwrap();
+    assert_eq!(host_ifname(&r), derived);
+    let out = invoke("DEL", "ctr-f", Some(&a.path()), "eth0", &f.conf);
+    assert!(out.ok);
+}
+
+#[test]
+fn bad_env_and_config_errors_on_stdout() {
+    // No root needed: these fail before touching anything.
+    let conf = json!({"cniVersion": "1.0.0", "name": "n", "type": "margay",
+        "etcd_endpoints": "http://127.0.0.1:1", "ipam": {"type": "margay-ipam"}, "bogus": 1});
+    let out =
+        invoke("ADD", "c1", Some(Path::new("/nonexistent")), "eth0", &conf);
+    assert!(!out.ok);
+    assert_eq!(
+        out.stdout.trim(),
+        r#"{"cniVersion":"1.0.0","code":2,"msg":"unsupported field \"bogus\" = 1","details":"allowed here: cniVersion, name, type, nodename, nodename_file, datastore_type, etcd_endpoints, datastore_file, kubernetes, mtu, log_level, log_file_path, ipam, ipam_lock_file, container_settings, endpoint_dir, dns, ipMasq, capabilities, runtimeConfig, args, prevResult, cni.dev/valid-attachments"}"#
+    );
+    let out = invoke("ADD", "c1", None, "eth0", &conf);
+    assert_eq!(
+        out.stdout.trim(),
+        r#"{"cniVersion":"1.0.0","code":4,"msg":"CNI_NETNS: not set (required for ADD)"}"#
+    );
+    let out = invoke(
+        "VERSION",
+        "c1",
+        None,
+        "eth0",
+        &json!({"cniVersion": "1.0.0"}),
+    );
+    assert!(out.ok);
+    assert_eq!(
+        out.stdout.trim(),
+        r#"{"cniVersion":"1.0.0","supportedVersions":["0.3.1","0.4.0","1.0.0","1.1.0"]}"#
+    );
+}
+
+#[test]
+fn ipam_plugin_add_check_del() {
+    // margay-ipam as a delegated IPAM plugin: an IPAM result (no
+    // interfaces), CHECK against it, DEL releasing it.
+    let f = fixture("10.254.0.0/24");
+    let mut conf = f.conf.clone();
+    conf["type"] = json!("bridge");
+    conf["bridge"] = json!("cni0"); // the main plugin's field: ignored
+    let run = |cmd: &str, conf: &Value| {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_margay-ipam"))
+            .env_clear()
+            .env("CNI_COMMAND", cmd)
+            .env("CNI_CONTAINERID", "ipam-ctr")
+            .env("CNI_NETNS", "/run/netns/whatever")
+            .env("CNI_IFNAME", "eth0")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(conf.to_string().as_bytes())
+            .unwrap();
+        let out = child.wait_with_output().unwrap();
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+        )
+    };
+    let (ok, out) = run("ADD", &conf);
+    assert!(ok, "{out}");
+    let res: Value = serde_json::from_str(&out).unwrap();
+    assert!(res.get("interfaces").is_none(), "{res}");
+    assert!(res["ips"][0].get("interface").is_none());
+    assert!(
+        res["ips"][0]["address"]
+            .as_str()
+            .unwrap()
+            .starts_with("10.254.0.")
+    );
+    let mut check = conf.clone();
+    check["prevResult"] = res;
+    assert!(run("CHECK", &check).0);
+    assert!(run("DEL", &conf).0);
+    assert!(run("DEL", &conf).0, "second DEL");
+    let (ok, out) = run("CHECK", &check);
+    assert!(!ok);
+    assert!(out.contains("no longer holds"), "{out}");
+}

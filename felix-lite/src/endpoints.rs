@@ -126,11 +126,12 @@ fn read_one(file: &Path, prefix: &str) -> Result<EndpointFile, EndpointError> {
         file: file.to_path_buf(),
         source,
     })?;
-    let ep: EndpointFile =
-        serde_json::from_slice(&text).map_err(|source| EndpointError::Parse {
+    let ep: EndpointFile = serde_json::from_slice(&text).map_err(|source| {
+        EndpointError::Parse {
             file: file.to_path_buf(),
             source,
-        })?;
+        }
+    })?;
     // Routes on other interfaces would not be ours to repair or remove.
     if !ep.host_iface.starts_with(prefix) {
         return Err(EndpointError::Prefix {
@@ -158,15 +159,22 @@ mod tests {
         );
         w("c2-eth0.json.tmp", "half a fi");
         w(".c2.json", "half a fi");
-        w("c3-eth0.json", r#"{"ips":["10.4.0.3"],"hostIface":"mgccc","extra":1}"#);
+        w(
+            "c3-eth0.json",
+            r#"{"ips":["10.4.0.3"],"hostIface":"mgccc","extra":1}"#,
+        );
         w("c4-eth0.json", r#"{"ips":["10.4.0.4"],"hostIface":"eth0"}"#);
         let scan = scan(dir.path(), "mg");
         assert_eq!(scan.pods.len(), 2);
         assert_eq!(scan.pods[&"10.4.0.1/32".parse().unwrap()], "mgaaa");
         assert_eq!(scan.pods[&"fd00::1/128".parse().unwrap()], "mgaaa");
-        let errs: Vec<String> = scan.errors.iter().map(|e| e.to_string()).collect();
+        let errs: Vec<String> =
+            scan.errors.iter().map(|e| e.to_string()).collect();
         assert_eq!(errs.len(), 2, "{errs:?}");
-        assert!(errs.iter().any(|e| e.contains("unknown field `extra`")), "{errs:?}");
+        assert!(
+            errs.iter().any(|e| e.contains("unknown field `extra`")),
+            "{errs:?}"
+        );
         assert!(errs.iter().any(|e| e.contains("\"eth0\"")), "{errs:?}");
     }
 

@@ -62,7 +62,10 @@ impl FakeBgpd {
                         return;
                     }
                     while let Ok(ev) = rx.recv().await {
-                        if w.write_all(encode_line(&ev).as_bytes()).await.is_err() {
+                        if w.write_all(encode_line(&ev).as_bytes())
+                            .await
+                            .is_err()
+                        {
                             return;
                         }
                     }
@@ -159,7 +162,9 @@ impl Node {
     ) -> JoinHandle<()> {
         let cfg = self.cfg(stale);
         tokio::spawn(async move {
-            daemon::run(cfg, blocks, Arc::new(Metrics::new())).await.unwrap();
+            daemon::run(cfg, blocks, Arc::new(Metrics::new()))
+                .await
+                .unwrap();
         })
     }
 
@@ -175,8 +180,12 @@ impl Node {
     fn fib(&self) -> BTreeSet<String> {
         let mut out = BTreeSet::new();
         for family in ["-4", "-6"] {
-            let json = self.ns.exec(&["ip", family, "-j", "route", "show"]).unwrap();
-            let routes: Vec<serde_json::Value> = serde_json::from_str(&json).unwrap();
+            let json = self
+                .ns
+                .exec(&["ip", family, "-j", "route", "show"])
+                .unwrap();
+            let routes: Vec<serde_json::Value> =
+                serde_json::from_str(&json).unwrap();
             for r in routes {
                 out.insert(describe(&r));
             }
@@ -189,7 +198,10 @@ impl Node {
     /// Our routes only.
     fn ours(&self) -> BTreeSet<String> {
         let tag = format!(" proto {PROTO} ");
-        self.fib().into_iter().filter(|l| l.contains(&tag)).collect()
+        self.fib()
+            .into_iter()
+            .filter(|l| l.contains(&tag))
+            .collect()
     }
 }
 
@@ -256,7 +268,11 @@ async fn eventually(timeout: Duration, mut f: impl FnMut() -> bool) -> bool {
 /// Waits until our routes are exactly `want`; panics with the FIB if not.
 async fn assert_ours(node: &Node, want: &BTreeSet<String>) {
     let ok = eventually(Duration::from_secs(10), || node.ours() == *want).await;
-    assert!(ok, "FIB mismatch\n want: {want:#?}\n have: {:#?}", node.ours());
+    assert!(
+        ok,
+        "FIB mismatch\n want: {want:#?}\n have: {:#?}",
+        node.ours()
+    );
 }
 
 const LONG: Duration = Duration::from_secs(120);
@@ -338,7 +354,9 @@ async fn routes_of_other_protocols_are_untouched() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn restart_with_a_changed_snapshot_removes_only_stale_routes() {
-    if !require_root("restart_with_a_changed_snapshot_removes_only_stale_routes") {
+    if !require_root(
+        "restart_with_a_changed_snapshot_removes_only_stale_routes",
+    ) {
         return;
     }
     let node = Node::new("fl-restart");
@@ -380,7 +398,10 @@ async fn restart_with_a_changed_snapshot_removes_only_stale_routes() {
         &expect(&["10.1.0.0/26 via 192.0.2.2", "10.4.0.0/26 via 192.0.2.3"]),
     )
     .await;
-    assert!(node.fib().contains("10.60.0.0/24 proto static via 192.0.2.9"));
+    assert!(
+        node.fib()
+            .contains("10.60.0.0/24 proto static via 192.0.2.9")
+    );
     felix.abort();
 }
 
@@ -409,7 +430,10 @@ async fn stream_dropped_and_restored_with_fewer_routes() {
     // bgpd away for a while: nothing is removed.
     tokio::time::sleep(Duration::from_secs(2)).await;
     assert_eq!(node.ours(), all);
-    let _bgpd = FakeBgpd::start(&node.sock(), vec![route("10.2.0.0/26", &["192.0.2.2"])]);
+    let _bgpd = FakeBgpd::start(
+        &node.sock(),
+        vec![route("10.2.0.0/26", &["192.0.2.2"])],
+    );
     assert_ours(&node, &expect(&["10.2.0.0/26 via 192.0.2.2"])).await;
     felix.abort();
 }
@@ -420,7 +444,10 @@ async fn stale_routes_expire_when_bgpd_stays_away() {
         return;
     }
     let node = Node::new("fl-stale");
-    let bgpd = FakeBgpd::start(&node.sock(), vec![route("10.1.0.0/26", &["192.0.2.2"])]);
+    let bgpd = FakeBgpd::start(
+        &node.sock(),
+        vec![route("10.1.0.0/26", &["192.0.2.2"])],
+    );
     let felix = node.felix(Duration::from_secs(3), None);
     assert_ours(&node, &expect(&["10.1.0.0/26 via 192.0.2.2"])).await;
     drop(bgpd);
@@ -430,7 +457,12 @@ async fn stale_routes_expire_when_bgpd_stays_away() {
     felix.abort();
 }
 
-fn affinity(name: &str, node: &str, cidr: &str, state: AffinityState) -> Affinity {
+fn affinity(
+    name: &str,
+    node: &str,
+    cidr: &str,
+    state: AffinityState,
+) -> Affinity {
     Affinity {
         name: name.into(),
         node: node.into(),
@@ -453,7 +485,10 @@ async fn blackholes_follow_block_affinity() {
     let (tx, rx) = mpsc::channel(16);
     let felix = node.felix(LONG, Some(rx));
     tokio::time::sleep(Duration::from_millis(500)).await;
-    assert!(node.ours().contains("10.4.9.0/26 proto 81 blackhole"), "kept until listed");
+    assert!(
+        node.ours().contains("10.4.9.0/26 proto 81 blackhole"),
+        "kept until listed"
+    );
     tx.send(BlockEvent::Snapshot(vec![
         affinity("a", "node1", "10.4.0.0/26", Confirmed),
         affinity("b", "node1", "10.4.0.64/26", Pending),
@@ -462,12 +497,27 @@ async fn blackholes_follow_block_affinity() {
     ]))
     .await
     .unwrap();
-    assert_ours(&node, &expect(&["10.4.0.0/26 blackhole", "fd00:4::/122 blackhole"])).await;
-    tx.send(BlockEvent::Upsert(affinity("b", "node1", "10.4.0.64/26", Confirmed)))
+    assert_ours(
+        &node,
+        &expect(&["10.4.0.0/26 blackhole", "fd00:4::/122 blackhole"]),
+    )
+    .await;
+    tx.send(BlockEvent::Upsert(affinity(
+        "b",
+        "node1",
+        "10.4.0.64/26",
+        Confirmed,
+    )))
+    .await
+    .unwrap();
+    tx.send(BlockEvent::Delete { name: "a".into() })
         .await
         .unwrap();
-    tx.send(BlockEvent::Delete { name: "a".into() }).await.unwrap();
-    assert_ours(&node, &expect(&["10.4.0.64/26 blackhole", "fd00:4::/122 blackhole"])).await;
+    assert_ours(
+        &node,
+        &expect(&["10.4.0.64/26 blackhole", "fd00:4::/122 blackhole"]),
+    )
+    .await;
     felix.abort();
 }
 

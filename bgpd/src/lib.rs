@@ -1,1 +1,19 @@
-//! margay's BGP speaker: sans-IO FSM, RIB and policy plus thin tokio tasks
+//! margay's BGP speaker: sans-IO FSM, RIB and policy plus thin tokio tasks.
+
+pub mod caps;
+pub mod config;
+pub mod control;
+pub mod decision;
+mod events;
+mod export;
+pub mod fsm;
+pub mod metrics;
+pub mod neighbor;
+pub mod network;
+pub mod notification;
+pub mod policy;
+pub mod rib;
+pub mod sockopt;
+pub mod speaker;
+pub mod tasks;
+pub mod wire;

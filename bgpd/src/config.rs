@@ -1,0 +1,621 @@
+//! From datastore resources to the speaker's desired state, the way
+//! Calico's confd `bgp_processor.go` derives BIRD's configuration
+//! (calico.md section 4): mesh peers, BGPPeers selecting this node,
+//! route-reflector clients, and the originated prefixes.
+
+use std::collections::HashSet;
+use std::net::{IpAddr, Ipv4Addr};
+use std::time::Duration;
+
+use ipnetwork::IpNetwork;
+use margay_crds as crds;
+use margay_crds::{
+    AffinityState, BGPConfiguration, BGPFilter, BGPPeer, BlockAffinity,
+    IPAMBlock, IPPool, Node, PasswordSource, Selector,
+};
+use margay_ctlproto::PeerType;
+
+use crate::caps::Family;
+use crate::policy::{
+    GlobalPolicy, MatchOp, NextHopMode, PeerKind, Pool, PrefixCommunities,
+    Rule, RuleSet, SessionPolicy, Verdict,
+};
+use crate::speaker::PeerCfg;
+
+/// Calico's default AS (confd `client.go`).
+pub const DEFAULT_AS: u32 = 64512;
+/// Hold time margay proposes when no keepalive is configured (BIRD's).
+const DEFAULT_HOLD: u16 = 240;
+/// BIRD's `connect retry time 5` in Calico's template.
+const CONNECT_RETRY: Duration = Duration::from_secs(5);
+
+/// Every resource kind the speaker reads.
+#[derive(Debug, Clone, Default)]
+pub struct Resources {
+    pub nodes: Vec<Node>,
+    pub bgp_configs: Vec<BGPConfiguration>,
+    pub peers: Vec<BGPPeer>,
+    pub filters: Vec<BGPFilter>,
+    pub pools: Vec<IPPool>,
+    pub affinities: Vec<BlockAffinity>,
+    pub blocks: Vec<IPAMBlock>,
+}
+
+/// What the speaker should look like.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Desired {
+    pub router_id: Ipv4Addr,
+    pub local_as: u32,
+    pub listen_port: u16,
+    pub node_v4: Option<Ipv4Addr>,
+    pub peers: Vec<PeerCfg>,
+    pub global: GlobalPolicy,
+    pub local_routes: HashSet<IpNetwork>,
+}
+
+/// Configuration that cannot be turned into sessions.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("node {0:?} not found in the datastore")]
+    NodeNotFound(String),
+    #[error(
+        "node {0:?} has no spec.bgp.ipv4Address and no --router-id was given; \
+         allowed: an IPv4 address such as \"10.0.0.1/24\""
+    )]
+    NoRouterId(String),
+    #[error(transparent)]
+    Invalid(#[from] crds::ValidationError),
+    #[error("BGPPeer {peer:?}: {reason}")]
+    Peer { peer: String, reason: String },
+}
+
+impl Resources {
+    /// Sort parsed documents (e.g. a `file:` datastore) by kind.
+    pub fn from_documents(docs: Vec<crds::AnyResource>) -> Resources {
+        let mut r = Resources::default();
+        for d in docs {
+            match d {
+                crds::AnyResource::Node(x) => r.nodes.push(x),
+                crds::AnyResource::BGPConfiguration(x) => r.bgp_configs.push(x),
+                crds::AnyResource::BGPPeer(x) => r.peers.push(x),
+                crds::AnyResource::BGPFilter(x) => r.filters.push(x),
+                crds::AnyResource::IPPool(x) => r.pools.push(x),
+                crds::AnyResource::BlockAffinity(x) => r.affinities.push(x),
+                crds::AnyResource::IPAMBlock(x) => r.blocks.push(x),
+                _ => {}
+            }
+        }
+        r
+    }
+}
+
+/// Derive the desired state of node `node`.
+pub fn derive(
+    res: &Resources,
+    node: &str,
+    router_id: Option<Ipv4Addr>,
+) -> Result<Desired, ConfigError> {
+    let me = res
+        .nodes
+        .iter()
+        .find(|n| name(&n.metadata) == node)
+        .ok_or_else(|| ConfigError::NodeNotFound(node.into()))?;
+    let my_bgp = me.spec.bgp.clone().unwrap_or_default();
+    let my_v4 = my_bgp.ipv4_addr()?;
+    let my_v6 = my_bgp.ipv6_addr()?;
+    let router_id = router_id
+        .or(my_v4)
+        .ok_or_else(|| ConfigError::NoRouterId(node.into()))?;
+    // Calico: BGPConfiguration "default" is global, "node.<name>" per node.
+    let global_cfg = res
+        .bgp_configs
+        .iter()
+        .find(|c| name(&c.metadata) == "default")
+        .map(|c| c.spec.clone())
+        .unwrap_or_default();
+    let node_cfg = res
+        .bgp_configs
+        .iter()
+        .find(|c| name(&c.metadata) == format!("node.{node}"))
+        .map(|c| c.spec.clone());
+    let cfg_as = global_cfg.as_number.unwrap_or(DEFAULT_AS);
+    let local_as = my_bgp.as_number.unwrap_or(cfg_as);
+    let listen_port = node_cfg
+        .as_ref()
+        .and_then(|c| c.listen_port)
+        .unwrap_or_else(|| global_cfg.listen_port());
+    let my_cluster = my_bgp.rr_cluster_id()?;
+    let my_labels = me.labels();
+    let local_addr = |peer: IpAddr| -> Option<IpAddr> {
+        if peer.is_ipv4() {
+            my_v4.map(IpAddr::V4)
+        } else {
+            my_v6.map(IpAddr::V6)
+        }
+    };
+    let base = |peer_addr: IpAddr, remote_as: u32, cluster_client: bool| {
+        SessionPolicy {
+            local_as,
+            remote_as,
+            router_id,
+            cluster_id: my_cluster,
+            rr_client: cluster_client,
+            import: RuleSet::default(),
+            export: RuleSet::default(),
+            allowed_local_as: 0,
+            next_hop_mode: NextHopMode::Auto,
+            local_addr: local_addr(peer_addr),
+            local_addr_other: if peer_addr.is_ipv4() {
+                my_v6.map(IpAddr::V6)
+            } else {
+                my_v4.map(IpAddr::V4)
+            },
+        }
+    };
+    let mut peers: Vec<PeerCfg> = Vec::new();
+
+    // Mesh: every other node with a BGP address, unless disabled or we
+    // are a route reflector; reflector nodes are skipped (they peer via
+    // BGPPeers / RR clients instead).
+    if global_cfg.mesh_enabled() && my_cluster.is_none() {
+        let mesh_password = match &global_cfg.node_mesh_password {
+            Some(p) => {
+                Some(password(p, "BGPConfiguration", "spec.nodeMeshPassword")?)
+            }
+            None => None,
+        };
+        let restart = global_cfg.node_mesh_max_restart_time()?;
+        for n in &res.nodes {
+            if name(&n.metadata) == node {
+                continue;
+            }
+            let Some(b) = &n.spec.bgp else { continue };
+            if b.rr_cluster_id()?.is_some() {
+                continue;
+            }
+            for addr in [
+                b.ipv4_addr()?.map(IpAddr::V4),
+                b.ipv6_addr()?.map(IpAddr::V6),
+            ]
+            .into_iter()
+            .flatten()
+            {
+                let Some(mine) = local_addr(addr) else {
+                    continue;
+                };
+                let remote_as = b.as_number.unwrap_or(cfg_as);
+                peers.push(PeerCfg {
+                    name: format!("Mesh_{addr}"),
+                    peer_type: PeerType::Mesh,
+                    addr,
+                    port: listen_port,
+                    local_as,
+                    remote_as,
+                    // One-directional mesh: passive towards a peer whose
+                    // address string compares greater than ours (Calico).
+                    passive: addr.to_string() > mine.to_string(),
+                    hold_time: DEFAULT_HOLD,
+                    keepalive: DEFAULT_HOLD / 3,
+                    connect_retry: CONNECT_RETRY,
+                    password: mesh_password.clone(),
+                    ttl_security: None,
+                    source_addr: Some(mine),
+                    restart_time: secs(restart),
+                    max_prefixes: None,
+                    families: vec![family_of(addr)],
+                    policy: base(addr, remote_as, false),
+                });
+            }
+        }
+    }
+
+    // BGPPeers selecting this node.
+    for bp in &res.peers {
+        let s = &bp.spec;
+        let pname = name(&bp.metadata).to_string();
+        let selects_me = match (&s.node, &s.node_selector) {
+            (Some(n), _) => n == node,
+            _ => {
+                let sel = parse_selector(&s.effective_node_selector(), &pname)?;
+                sel.matches(&my_labels)
+            }
+        };
+        if !selects_me {
+            continue;
+        }
+        let targets: Vec<(IpAddr, Option<u16>, Option<u32>, bool)> = match &s
+            .peer_selector
+        {
+            Some(ps) => {
+                // peerSelector: every matching node (not ourselves).
+                let sel = parse_selector(ps, &pname)?;
+                let mut v = Vec::new();
+                for n in &res.nodes {
+                    if name(&n.metadata) == node || !sel.matches(&n.labels()) {
+                        continue;
+                    }
+                    let Some(b) = &n.spec.bgp else { continue };
+                    let client = my_cluster.is_some()
+                        && b.rr_cluster_id()? != my_cluster;
+                    for a in [
+                        b.ipv4_addr()?.map(IpAddr::V4),
+                        b.ipv6_addr()?.map(IpAddr::V6),
+                    ]
+                    .into_iter()
+                    .flatten()
+                    {
+                        v.push((
+                            a,
+                            None,
+                            Some(b.as_number.unwrap_or(cfg_as)),
+                            client,
+                        ));
+                    }
+                }
+                v
+            }
+            None => {
+                let (a, port) = bp.peer_addr()?;
+                vec![(a, port, s.as_number, false)]
+            }
+        };
+        let filters = filter_rules(res, &s.filters, &pname)?;
+        let pw = match &s.password {
+            Some(p) => Some(password(p, "BGPPeer", "spec.password")?),
+            None => None,
+        };
+        for (addr, port, remote_as, client_by_cluster) in targets {
+            if Some(addr) == my_v4.map(IpAddr::V4)
+                || Some(addr) == my_v6.map(IpAddr::V6)
+            {
+                continue;
+            }
+            let remote_as = remote_as.ok_or_else(|| ConfigError::Peer {
+                peer: pname.clone(),
+                reason: "spec.asNumber is required with spec.peerIP".into(),
+            })?;
+            let peer_local_as = s.local_as_number.unwrap_or(local_as);
+            let ibgp = remote_as == peer_local_as;
+            let kind = if s.node.is_some() || s.node_selector.is_some() {
+                "Node"
+            } else {
+                "Global"
+            };
+            let name = match port {
+                Some(p) => format!("{kind}_{addr}_port_{p}"),
+                None => format!("{kind}_{addr}"),
+            };
+            // Calico: an iBGP peer is an RR client when we have a cluster
+            // ID and the peer has none or another one.
+            let rr_client = ibgp
+                && my_cluster.is_some()
+                && (client_by_cluster || s.peer_selector.is_none());
+            let mut policy = base(addr, remote_as, rr_client);
+            policy.local_as = peer_local_as;
+            policy.import = filters.0.clone();
+            policy.export = filters.1.clone();
+            policy.allowed_local_as =
+                s.num_allowed_local_as_numbers.unwrap_or(0).min(255) as u8;
+            policy.next_hop_mode = match s.next_hop_mode() {
+                crds::NextHopMode::Auto => NextHopMode::Auto,
+                crds::NextHopMode::SelfHop => NextHopMode::SelfAddr,
+                crds::NextHopMode::Keep => NextHopMode::Keep,
+            };
+            let keepalive = s.keepalive_time()?.map(secs);
+            let hold =
+                keepalive.map_or(DEFAULT_HOLD, |k| k.saturating_mul(3).max(3));
+            peers.push(PeerCfg {
+                name,
+                peer_type: if rr_client {
+                    PeerType::RouteReflectorClient
+                } else if kind == "Node" {
+                    PeerType::NodeSpecific
+                } else {
+                    PeerType::Global
+                },
+                addr,
+                port: port.unwrap_or(179),
+                local_as: peer_local_as,
+                remote_as,
+                passive: false,
+                hold_time: hold,
+                keepalive: keepalive.unwrap_or(hold / 3),
+                connect_retry: CONNECT_RETRY,
+                password: pw.clone(),
+                ttl_security: s.ttl_security.filter(|t| *t > 0),
+                source_addr: match s.source_address() {
+                    crds::SourceAddress::None => None,
+                    _ => local_addr(addr),
+                },
+                restart_time: secs(s.max_restart_time()?),
+                max_prefixes: max_prefix_annotation(bp),
+                families: vec![family_of(addr)],
+                policy,
+            });
+        }
+    }
+    peers.sort_by(|a, b| a.name.cmp(&b.name));
+    peers.dedup_by(|a, b| a.name == b.name);
+
+    let global = global_policy(res, &global_cfg)?;
+    let local_routes = originated(res, node)?;
+    Ok(Desired {
+        router_id,
+        local_as,
+        listen_port,
+        node_v4: my_v4,
+        peers,
+        global,
+        local_routes,
+    })
+}
+
+/// Pools and prefix communities.
+fn global_policy(
+    res: &Resources,
+    cfg: &crds::BGPConfigurationSpec,
+) -> Result<GlobalPolicy, ConfigError> {
+    let mut pools = Vec::new();
+    for p in &res.pools {
+        pools.push(Pool {
+            cidr: p.spec.cidr_net()?,
+            disabled: p.spec.disabled,
+            disable_bgp_export: p.spec.disable_bgp_export,
+        });
+    }
+    let mut prefix_communities = Vec::new();
+    for (i, pa) in cfg.prefix_advertisements.iter().enumerate() {
+        let field = format!("spec.prefixAdvertisements[{i}]");
+        let cidr: IpNetwork = pa.cidr.parse().map_err(|_| {
+            crds::ValidationError::string(
+                "BGPConfiguration",
+                format!("{field}.cidr"),
+                &pa.cidr,
+                "allowed a CIDR such as \"10.0.0.0/16\"",
+            )
+        })?;
+        let mut pc = PrefixCommunities {
+            cidr,
+            communities: vec![],
+            large: vec![],
+        };
+        for c in &pa.communities {
+            let v = cfg.resolve_community(c).unwrap_or(c);
+            match crds::CommunityValue::parse(v) {
+                Some(crds::CommunityValue::Standard(a, b)) => {
+                    pc.communities.push(bgp_wire::Community::new(a, b))
+                }
+                Some(crds::CommunityValue::Large(a, b, c)) => {
+                    pc.large.push(bgp_wire::LargeCommunity {
+                        global_admin: a,
+                        local_data1: b,
+                        local_data2: c,
+                    })
+                }
+                None => {
+                    return Err(crds::ValidationError::string(
+                        "BGPConfiguration",
+                        format!("{field}.communities"),
+                        c,
+                        crds::COMMUNITY_ALLOWED,
+                    )
+                    .into());
+                }
+            }
+        }
+        prefix_communities.push(pc);
+    }
+    Ok(GlobalPolicy {
+        pools,
+        prefix_communities,
+    })
+}
+
+/// Confirmed blocks affine to `node` (pending never), and the /32s
+/// (/128s) this node borrowed from other nodes' blocks.
+pub fn originated(
+    res: &Resources,
+    node: &str,
+) -> Result<HashSet<IpNetwork>, ConfigError> {
+    let mut out = HashSet::new();
+    for a in &res.affinities {
+        if a.spec.node == node
+            && a.spec.state == AffinityState::Confirmed
+            && !a.spec.deleted
+        {
+            let cidr: IpNetwork = a.spec.cidr.parse().map_err(|_| {
+                crds::ValidationError::string(
+                    "BlockAffinity",
+                    "spec.cidr",
+                    &a.spec.cidr,
+                    "allowed a CIDR",
+                )
+            })?;
+            out.insert(cidr);
+        }
+    }
+    for b in &res.blocks {
+        if b.spec.deleted || b.spec.affine_host() == Some(node) {
+            continue;
+        }
+        let cidr = b.spec.cidr_net()?;
+        for (ord, slot) in b.spec.allocations.iter().enumerate() {
+            let Some(attr) = slot.and_then(|i| b.spec.attributes.get(i)) else {
+                continue;
+            };
+            if attr.secondary.get("node").map(String::as_str) != Some(node) {
+                continue;
+            }
+            if let Some(ip) = nth(&cidr, ord) {
+                let len = if ip.is_ipv4() { 32 } else { 128 };
+                out.insert(IpNetwork::new(ip, len).expect("host prefix"));
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// The peer's filters as import and export rule sets, in order.
+fn filter_rules(
+    res: &Resources,
+    names: &[String],
+    peer: &str,
+) -> Result<(RuleSet, RuleSet), ConfigError> {
+    let mut import = RuleSet::default();
+    let mut export = RuleSet::default();
+    for fname in names {
+        let f = res.filters.iter().find(|f| name(&f.metadata) == fname).ok_or_else(|| ConfigError::Peer {
+            peer: peer.into(),
+            reason: format!("spec.filters names BGPFilter {fname:?}, which does not exist"),
+        })?;
+        let conv = |rules: &[crds::BGPFilterRule],
+                    out: &mut Vec<Rule>|
+         -> Result<(), ConfigError> {
+            for r in rules {
+                out.push(rule(r)?);
+            }
+            Ok(())
+        };
+        conv(&f.spec.import_v4, &mut import.v4)?;
+        conv(&f.spec.import_v6, &mut import.v6)?;
+        conv(&f.spec.export_v4, &mut export.v4)?;
+        conv(&f.spec.export_v6, &mut export.v6)?;
+    }
+    Ok((import, export))
+}
+
+fn rule(r: &crds::BGPFilterRule) -> Result<Rule, ConfigError> {
+    let cidr = match r.cidr.as_deref().filter(|c| !c.is_empty()) {
+        None => None,
+        Some(c) => Some(c.parse::<IpNetwork>().map_err(|_| {
+            crds::ValidationError::string(
+                "BGPFilter",
+                "rule.cidr",
+                c,
+                "allowed a CIDR such as \"10.0.0.0/8\"",
+            )
+        })?),
+    };
+    // Without a CIDR the operator is irrelevant: the rule matches all.
+    let default_op = if cidr.is_some() {
+        crds::MatchOperator::Equal
+    } else {
+        crds::MatchOperator::In
+    };
+    let op = match r.match_operator.unwrap_or(default_op) {
+        crds::MatchOperator::Equal => MatchOp::Equal,
+        crds::MatchOperator::NotEqual => MatchOp::NotEqual,
+        crds::MatchOperator::In => MatchOp::In,
+        crds::MatchOperator::NotIn => MatchOp::NotIn,
+    };
+    Ok(Rule {
+        prefix_len: match (&cidr, &r.prefix_length) {
+            (Some(c), Some(_)) => Some(r.length_bounds(c)),
+            (None, Some(p)) => Some((p.min.unwrap_or(0), p.max.unwrap_or(128))),
+            _ => None,
+        },
+        cidr,
+        op,
+        peer_kind: r.peer_type.map(|t| match t {
+            crds::PeerType::EBgp => PeerKind::Ebgp,
+            crds::PeerType::IBgp => PeerKind::Ibgp,
+        }),
+        action: match r.action {
+            crds::FilterAction::Accept => Verdict::Accept,
+            crds::FilterAction::Reject => Verdict::Reject,
+        },
+    })
+}
+
+/// Resolve a password: inline or from a file (secretKeyRef needs the
+/// Kubernetes datastore, which resolves it before this point).
+fn password(
+    p: &crds::BGPPassword,
+    kind: &str,
+    field: &str,
+) -> Result<String, ConfigError> {
+    let key = match p.source(kind, field)? {
+        PasswordSource::Value(v) => v.to_string(),
+        PasswordSource::File(f) => std::fs::read_to_string(f)
+            .map_err(|e| ConfigError::Peer {
+                peer: field.into(),
+                reason: format!("reading password file {f:?}: {e}"),
+            })?
+            .trim_end_matches(['\n', '\r'])
+            .to_string(),
+        PasswordSource::Secret(s) => {
+            return Err(ConfigError::Peer {
+                peer: field.into(),
+                reason: format!(
+                    "secretKeyRef {}/{} is only resolved with the kubernetes datastore; use file or value here",
+                    s.name, s.key
+                ),
+            });
+        }
+    };
+    if key.len() > crate::sockopt::MD5_MAX_KEY_LEN {
+        return Err(ConfigError::Peer {
+            peer: field.into(),
+            reason: format!(
+                "TCP MD5 key of {} bytes; allowed at most 80 (RFC 2385, Linux)",
+                key.len()
+            ),
+        });
+    }
+    Ok(key)
+}
+
+/// margay extension: annotation `margay.io/max-prefixes` on a BGPPeer.
+fn max_prefix_annotation(bp: &BGPPeer) -> Option<u32> {
+    bp.metadata
+        .annotations
+        .as_ref()?
+        .get("margay.io/max-prefixes")?
+        .parse()
+        .ok()
+}
+
+fn parse_selector(s: &str, peer: &str) -> Result<Selector, ConfigError> {
+    Selector::parse(s).map_err(|e| ConfigError::Peer {
+        peer: peer.into(),
+        reason: format!("selector {s:?}: {e}"),
+    })
+}
+
+fn name(
+    m: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta,
+) -> &str {
+    m.name.as_deref().unwrap_or("")
+}
+
+fn family_of(a: IpAddr) -> Family {
+    if a.is_ipv4() {
+        Family::Ipv4Unicast
+    } else {
+        Family::Ipv6Unicast
+    }
+}
+
+fn secs(d: Duration) -> u16 {
+    d.as_secs().min(u64::from(u16::MAX)) as u16
+}
+
+/// The `n`th address of `net`.
+fn nth(net: &IpNetwork, n: usize) -> Option<IpAddr> {
+    match net {
+        IpNetwork::V4(v) => {
+            let base = u32::from(v.network());
+            let a = base.checked_add(u32::try_from(n).ok()?)?;
+            v.contains(a.into()).then(|| IpAddr::V4(a.into()))
+        }
+        IpNetwork::V6(v) => {
+            let base = u128::from(v.network());
+            let a = base.checked_add(n as u128)?;
+            v.contains(a.into()).then(|| IpAddr::V6(a.into()))
+        }
+    }
+}
+
+#[cfg(test)]
+#[path = "config_tests.rs"]
+mod tests;

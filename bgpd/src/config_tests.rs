@@ -1,0 +1,151 @@
+use super::*;
+
+fn res(yaml: &str) -> Resources {
+    Resources::from_documents(crds::parse_documents(yaml).expect("valid YAML"))
+}
+
+const TRANSIT: &str = r#"
+apiVersion: margay.io/v1
+kind: Node
+metadata: {name: dut}
+spec: {bgp: {ipv4Address: 10.0.0.1/24}}
+---
+apiVersion: margay.io/v1
+kind: BGPConfiguration
+metadata: {name: default}
+spec: {asNumber: 65000, nodeToNodeMeshEnabled: false}
+---
+apiVersion: margay.io/v1
+kind: BGPPeer
+metadata: {name: left}
+spec: {peerIP: 10.0.0.2, asNumber: 65001, filters: [accept-all]}
+---
+apiVersion: margay.io/v1
+kind: BGPPeer
+metadata: {name: right, annotations: {margay.io/max-prefixes: "1000"}}
+spec: {peerIP: "10.0.1.2:1179", asNumber: 65002, filters: [accept-all], keepaliveTime: 1s}
+---
+apiVersion: margay.io/v1
+kind: BGPFilter
+metadata: {name: accept-all}
+spec:
+  importV4: [{action: Accept}]
+  exportV4: [{action: Accept}]
+"#;
+
+#[test]
+fn transit_example_gives_two_global_ebgp_peers_with_filters() {
+    let d = derive(&res(TRANSIT), "dut", None).unwrap();
+    assert_eq!(d.router_id, Ipv4Addr::new(10, 0, 0, 1));
+    assert_eq!(d.local_as, 65000);
+    let names: Vec<_> = d.peers.iter().map(|p| p.name.as_str()).collect();
+    assert_eq!(names, ["Global_10.0.0.2", "Global_10.0.1.2_port_1179"]);
+    let right = &d.peers[1];
+    assert_eq!(
+        (right.port, right.remote_as, right.local_as),
+        (1179, 65002, 65000)
+    );
+    assert_eq!(right.max_prefixes, Some(1000));
+    assert_eq!((right.keepalive, right.hold_time), (1, 3));
+    assert_eq!(right.policy.import.v4, vec![Rule::all(Verdict::Accept)]);
+    assert_eq!(right.policy.export.v4, vec![Rule::all(Verdict::Accept)]);
+    assert!(!right.passive);
+    assert!(d.local_routes.is_empty());
+}
+
+const MESH: &str = r#"
+apiVersion: margay.io/v1
+kind: Node
+metadata: {name: a, labels: {rack: r1}}
+spec: {bgp: {ipv4Address: 10.0.0.5/24}}
+---
+apiVersion: margay.io/v1
+kind: Node
+metadata: {name: b}
+spec: {bgp: {ipv4Address: 10.0.0.6/24, asNumber: 65010}}
+---
+apiVersion: margay.io/v1
+kind: Node
+metadata: {name: c}
+spec: {bgp: {ipv4Address: 10.0.0.4/24}}
+---
+apiVersion: margay.io/v1
+kind: Node
+metadata: {name: rr}
+spec: {bgp: {ipv4Address: 10.0.0.9/24, routeReflectorClusterID: 1.1.1.1}}
+---
+apiVersion: margay.io/v1
+kind: BGPPeer
+metadata: {name: tor}
+spec: {peerIP: 10.0.0.254, asNumber: 65100, nodeSelector: "rack == 'r1'"}
+---
+apiVersion: margay.io/v1
+kind: BGPPeer
+metadata: {name: other-rack}
+spec: {peerIP: 10.0.0.253, asNumber: 65100, nodeSelector: "rack == 'r2'"}
+---
+apiVersion: margay.io/v1
+kind: BlockAffinity
+metadata: {name: a-10-244-1-0-26}
+spec: {state: confirmed, node: a, type: host, cidr: 10.244.1.0/26}
+---
+apiVersion: margay.io/v1
+kind: BlockAffinity
+metadata: {name: a-10-244-2-0-26}
+spec: {state: pending, node: a, type: host, cidr: 10.244.2.0/26}
+---
+apiVersion: margay.io/v1
+kind: IPAMBlock
+metadata: {name: 10-244-3-0-26}
+spec:
+  cidr: 10.244.3.0/26
+  affinity: host:b
+  allocations: [0, null, 1]
+  unallocated: [1]
+  attributes:
+  - {handle_id: h0, secondary: {node: b}}
+  - {handle_id: h2, secondary: {node: a}}
+"#;
+
+#[test]
+fn mesh_skips_self_and_reflectors_and_is_one_directional() {
+    let d = derive(&res(MESH), "a", None).unwrap();
+    let names: Vec<_> = d.peers.iter().map(|p| p.name.as_str()).collect();
+    assert_eq!(names, ["Mesh_10.0.0.4", "Mesh_10.0.0.6", "Node_10.0.0.254"]);
+    let m4 = &d.peers[0];
+    let m6 = &d.peers[1];
+    // "10.0.0.6" > "10.0.0.5": passive toward it; active toward .4.
+    assert!(m6.passive && !m4.passive);
+    assert_eq!((m6.remote_as, m6.local_as), (65010, DEFAULT_AS));
+    assert_eq!(d.peers[2].peer_type, PeerType::NodeSpecific);
+    // Originated: the confirmed block and the IP borrowed from b's block
+    // (ordinal 2 = 10.244.3.2), never the pending affinity.
+    let mut r: Vec<_> = d.local_routes.iter().map(|n| n.to_string()).collect();
+    r.sort();
+    assert_eq!(r, ["10.244.1.0/26", "10.244.3.2/32"]);
+}
+
+#[test]
+fn reflector_has_no_mesh_and_mesh_can_be_disabled() {
+    let d = derive(&res(MESH), "rr", None).unwrap();
+    assert!(
+        d.peers.iter().all(|p| p.peer_type != PeerType::Mesh),
+        "{:?}",
+        d.peers
+    );
+    let off = format!(
+        "{MESH}---\napiVersion: margay.io/v1\nkind: BGPConfiguration\nmetadata: {{name: default}}\nspec: {{nodeToNodeMeshEnabled: false}}\n"
+    );
+    let d = derive(&res(&off), "a", None).unwrap();
+    assert_eq!(d.peers.len(), 1);
+}
+
+#[test]
+fn missing_node_and_filter_are_clear_errors() {
+    let e = derive(&res(TRANSIT), "nope", None).unwrap_err();
+    assert!(e.to_string().contains("\"nope\" not found"), "{e}");
+    let broken =
+        TRANSIT.replace("filters: [accept-all]}", "filters: [missing]}");
+    let e = derive(&res(&broken), "dut", None).unwrap_err();
+    assert!(e.to_string().contains("BGPFilter \"missing\""), "{e}");
+}

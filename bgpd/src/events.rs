@@ -1,0 +1,394 @@
+//! The speaker's `process_*` handlers: FSM actions, received frames,
+//! UPDATEs (RFC 7606 verdicts, loop checks, import policy, max-prefix),
+//! session up/down and graceful restart.
+
+use std::time::Duration;
+
+use bgp_wire::{DecodeCxt, Message, NextHop, UpdateMsg, Verdict};
+use bytes::Bytes;
+
+use crate::caps::Family;
+use crate::fsm::{Action, ConnId, DownReason, Event, State};
+use crate::neighbor::NbrAction;
+use crate::notification::Notification;
+use crate::policy;
+use crate::rib::{Attrs, Change, PeerId, SourceInfo};
+use crate::speaker::{
+    ConnectSpec, Output, Session, Speaker, TimerKey, TimerKind, now,
+};
+use crate::wire;
+
+/// RFC 4271 4.4: a KEEPALIVE is just the header.
+const KEEPALIVE: [u8; 19] = {
+    let mut k = [0xff; 19];
+    k[16] = 0;
+    k[17] = 19;
+    k[18] = 4;
+    k
+};
+
+impl Speaker {
+    /// Perform FSM actions for peer `id`.
+    pub(crate) fn apply(&mut self, id: PeerId, acts: Vec<NbrAction>) {
+        for (fsm_id, act) in acts {
+            self.apply_one(id, fsm_id, act);
+        }
+        self.sync_state(id);
+    }
+
+    fn apply_one(&mut self, id: PeerId, fsm_id: u64, act: Action) {
+        let Some(p) = self.peers.get_mut(&id) else {
+            return;
+        };
+        let key = |t| TimerKey {
+            peer: id,
+            kind: TimerKind::Fsm(fsm_id, t),
+        };
+        match act {
+            Action::Connect(conn) => {
+                p.conns.insert(conn, Default::default());
+                self.out.push(Output::Connect {
+                    peer: id,
+                    conn,
+                    spec: ConnectSpec {
+                        remote: (p.cfg.addr, p.cfg.port).into(),
+                        source: p.cfg.source_addr,
+                        password: p.cfg.password.clone(),
+                        ttl_security: p.cfg.ttl_security,
+                    },
+                });
+            }
+            Action::SendOpen(conn, params) => {
+                let open = wire::open_to_wire(&params);
+                let bytes = Message::Open(open.clone())
+                    .to_bytes(&DecodeCxt::default())
+                    .expect("our OPEN fits in 4096 octets");
+                p.sent_open = Some(open);
+                self.send(id, conn, bytes.freeze());
+            }
+            Action::SendKeepalive(conn) => {
+                self.send(id, conn, Bytes::from_static(&KEEPALIVE))
+            }
+            Action::SendNotification(conn, n) => {
+                tracing::warn!(peer = %p.cfg.name, "sending {n}");
+                p.last_error = Some(format!("sent {n}"));
+                let msg = Message::Notification((&n).into());
+                if let Ok(b) = msg.to_bytes(&DecodeCxt::default()) {
+                    self.send(id, conn, b.freeze());
+                }
+            }
+            Action::ArmTimer(t, d) => {
+                self.out.push(Output::ArmTimer(key(t), d))
+            }
+            Action::StopTimer(t) => self.out.push(Output::StopTimer(key(t))),
+            Action::CloseConnection(conn) => {
+                p.conns.remove(&conn);
+                self.out.push(Output::Close { peer: id, conn });
+            }
+            Action::Established(neg) => self.process_session_up(id, *neg),
+            Action::Down {
+                reason,
+                established,
+            } => {
+                if !matches!(reason, DownReason::NotificationSent(_)) {
+                    p.last_error = Some(reason.to_string());
+                }
+                if established {
+                    self.process_session_down(id, &reason);
+                }
+            }
+        }
+    }
+
+    fn send(&mut self, peer: PeerId, conn: ConnId, bytes: Bytes) {
+        self.out.push(Output::Send { peer, conn, bytes });
+    }
+
+    /// Record state changes (for `since` and metrics).
+    fn sync_state(&mut self, id: PeerId) {
+        if let Some(p) = self.peers.get_mut(&id) {
+            let s = p.nbr.state();
+            if s != p.state {
+                tracing::info!(peer = %p.cfg.name, from = p.state.name(), to = s.name(), "state");
+                p.state = s;
+                p.since = now();
+                self.counters.fsm_transitions += 1;
+            }
+        }
+    }
+
+    /// One complete BGP message arrived on `conn`.
+    pub fn on_frame(&mut self, id: PeerId, conn: ConnId, frame: &[u8]) {
+        let Some(p) = self.peers.get_mut(&id) else {
+            return;
+        };
+        let cxt = match &p.session {
+            Some(s) if s.conn == conn => s.rx,
+            _ => DecodeCxt::default(),
+        };
+        let ev = match Message::decode(frame, &cxt) {
+            Err(e) => {
+                tracing::warn!(peer = %p.cfg.name, "bad message: {e}");
+                p.last_error = Some(format!("bad message: {e}"));
+                Event::MessageError(e.to_notification().into())
+            }
+            Ok(Message::Open(o)) => {
+                let ev = Event::OpenReceived(wire::peer_open(&o));
+                p.conns.entry(conn).or_default().open_rx = Some(o);
+                ev
+            }
+            Ok(Message::Keepalive) => Event::KeepaliveReceived,
+            Ok(Message::Notification(n)) => {
+                let n = Notification::from(n);
+                tracing::warn!(peer = %p.cfg.name, "received {n}");
+                p.last_error = Some(format!("received {n}"));
+                Event::NotificationReceived(n)
+            }
+            Ok(Message::RouteRefresh(r)) => {
+                let ok = p.session.as_ref().is_some_and(|s| s.conn == conn);
+                if ok && let Some(f) = wire::family_from_wire(r.family) {
+                    self.reexport_family(id, f);
+                }
+                return;
+            }
+            Ok(Message::Update(u)) => {
+                let acts = p.nbr.conn_event(conn, Event::UpdateReceived);
+                let established =
+                    p.session.as_ref().is_some_and(|s| s.conn == conn);
+                self.apply(id, acts);
+                if established {
+                    self.process_update(id, conn, u);
+                }
+                return;
+            }
+        };
+        let acts = p.nbr.conn_event(conn, ev);
+        self.apply(id, acts);
+    }
+
+    /// RFC 4271 9: process one UPDATE from an established peer.
+    fn process_update(&mut self, id: PeerId, conn: ConnId, mut u: UpdateMsg) {
+        self.counters.updates_in += 1;
+        let p = self.peers.get_mut(&id).expect("caller checked");
+        let s = p.session.as_ref().expect("established");
+        if let Some(f) = u.end_of_rib_family() {
+            if let Some(f) = wire::family_from_wire(f) {
+                tracing::debug!(peer = %p.cfg.name, ?f, "End-of-RIB");
+                self.purge_stale(id, Some(f));
+            }
+            return;
+        }
+        tracing::debug!(
+            peer = %p.cfg.name,
+            nlri = u.nlri.len(),
+            mp = u.mp_reach.as_ref().map_or(0, |m| m.nlri.len()),
+            withdrawn = u.withdrawn.len(),
+            "UPDATE"
+        );
+        let verdict = u.verdict();
+        for e in &u.errors {
+            // RFC 7606 2: errors handled without a reset "MUST be logged".
+            tracing::warn!(peer = %p.cfg.name, "UPDATE error, {:?}: {e}", e.action);
+            p.last_error = Some(format!("UPDATE error ({:?}): {e}", e.action));
+        }
+        for n in u.withdrawn_all() {
+            if self.rib.withdraw(id, &n.prefix) != Change::None {
+                self.dirty.insert(n.prefix);
+            }
+        }
+        if verdict == Verdict::TreatAsWithdraw {
+            return;
+        }
+        let announced =
+            u.nlri.len() + u.mp_reach.as_ref().map_or(0, |m| m.nlri.len());
+        if announced == 0 {
+            return;
+        }
+        p.received += announced as u64;
+        // RFC 6793 4.2.3: rebuild the 4-octet path on a 2-octet session.
+        if !s.neg.four_octet_as {
+            u.attrs.merge_as4();
+        }
+        let loop_ok = policy::import_loop_check(&s.policy, &u.attrs);
+        let mut attrs =
+            policy::import_attrs(&s.policy, std::mem::take(&mut u.attrs));
+        attrs.pass_on_unknown();
+        let v4_nh = attrs.next_hop.take().map(NextHop::V4);
+        let policy = s.policy.clone();
+        let mut batches = Vec::new();
+        if !u.nlri.is_empty() {
+            batches.push((v4_nh, std::mem::take(&mut u.nlri)));
+        }
+        if let Some(mp) = u.mp_reach.take() {
+            batches.push((Some(mp.next_hop), mp.nlri));
+        }
+        for (nh, nlri) in batches {
+            let shared = self.rib.intern(Attrs {
+                path: attrs.clone(),
+                next_hop: nh,
+            });
+            for n in nlri {
+                let ok = loop_ok.is_ok()
+                    && policy::import_prefix(&policy, &self.global, &n.prefix)
+                        .is_ok();
+                let c = if ok {
+                    self.rib.update(id, n.prefix, shared.clone())
+                } else {
+                    // Rejected: an implicit withdraw of what we had.
+                    self.rib.withdraw(id, &n.prefix)
+                };
+                if c != Change::None {
+                    self.dirty.insert(n.prefix);
+                }
+            }
+        }
+        self.check_max_prefix(id, conn);
+    }
+
+    /// Margay's max-prefix limit: RFC 4486 Cease / Maximum Number of
+    /// Prefixes Reached, then the routes go with the session.
+    fn check_max_prefix(&mut self, id: PeerId, conn: ConnId) {
+        let count = self.rib.count_from(id);
+        let p = self.peers.get_mut(&id).expect("caller checked");
+        let Some(limit) = p.cfg.max_prefixes else {
+            return;
+        };
+        if count as u64 <= u64::from(limit) {
+            return;
+        }
+        tracing::warn!(peer = %p.cfg.name, count, limit, "maximum prefixes exceeded");
+        let fam = p
+            .cfg
+            .families
+            .first()
+            .copied()
+            .unwrap_or(Family::Ipv4Unicast);
+        let n = Notification::max_prefixes(fam.afi(), fam.safi(), limit);
+        let acts = p.nbr.conn_event(conn, Event::MessageError(n));
+        self.apply(id, acts);
+    }
+
+    /// The FSM reached Established.
+    fn process_session_up(&mut self, id: PeerId, neg: crate::caps::Negotiated) {
+        let p = self.peers.get_mut(&id).expect("caller checked");
+        let Some(conn) = p.nbr.established().and_then(|f| f.conn()) else {
+            return;
+        };
+        let info = p.conns.get(&conn);
+        let local = info.and_then(|i| i.local);
+        let (rx, tx) =
+            match (&p.sent_open, info.and_then(|i| i.open_rx.as_ref())) {
+                (Some(ours), Some(theirs)) => bgp_wire::negotiate(ours, theirs),
+                _ => (DecodeCxt::default(), DecodeCxt::default()),
+            };
+        let mut policy = p.cfg.policy.clone();
+        policy.local_addr = local;
+        tracing::info!(peer = %p.cfg.name, families = ?neg.families, hold = neg.hold_time, "session established");
+        self.rib.set_source(
+            id,
+            SourceInfo {
+                ebgp: !neg.ibgp,
+                router_id: neg.remote_id,
+                addr: p.cfg.addr,
+            },
+        );
+        let peer_gr = neg.peer_gr.clone();
+        p.session = Some(Session {
+            conn,
+            neg,
+            rx,
+            tx,
+            policy,
+            send_eor: true,
+        });
+        p.advertised = 0;
+        if p.gr_stale {
+            match peer_gr {
+                // RFC 4724 4.2: no GR capability in the new OPEN, or the
+                // forwarding state was not kept: "MUST immediately remove
+                // all the stale routes".
+                None => self.purge_stale(id, None),
+                Some(g) => {
+                    let fams = self.peers[&id].cfg.families.clone();
+                    for f in fams {
+                        let kept =
+                            g.families.iter().any(|(gf, fwd)| *gf == f && *fwd);
+                        if !kept {
+                            self.purge_stale(id, Some(f));
+                        }
+                    }
+                }
+            }
+        }
+        self.reexport_peer(id);
+    }
+
+    /// The session left Established: withdraw its routes, or keep them
+    /// stale when the peer can restart gracefully (RFC 4724 4.2).
+    fn process_session_down(&mut self, id: PeerId, reason: &DownReason) {
+        let p = self.peers.get_mut(&id).expect("caller checked");
+        let Some(s) = p.session.take() else {
+            return;
+        };
+        p.pending.clear();
+        p.advertised = 0;
+        self.rib.clear_advertised(id as usize);
+        let gr = s.neg.peer_gr.as_ref().filter(|g| g.restart_time > 0);
+        if let (true, Some(g)) = (reason.is_graceful(), gr) {
+            let n = self.rib.mark_stale(id);
+            p.gr_stale = true;
+            tracing::info!(peer = %p.cfg.name, routes = n, restart_time = g.restart_time, "peer restarting: routes kept stale");
+            // RFC 4724 4.2: "If the session does not get re-established
+            // within the 'Restart Time' ... the Receiving Speaker MUST
+            // delete all the stale routes".
+            self.out.push(Output::ArmTimer(
+                TimerKey {
+                    peer: id,
+                    kind: TimerKind::GrStale,
+                },
+                Duration::from_secs(g.restart_time.into()),
+            ));
+        } else {
+            p.gr_stale = false;
+            for (prefix, _) in self.rib.remove_peer(id, false) {
+                self.dirty.insert(prefix);
+            }
+        }
+    }
+
+    /// Ask an established peer to resend everything (RFC 2918), or restart
+    /// the session when it cannot.
+    pub(crate) fn request_refresh(&mut self, id: PeerId) {
+        let Some(p) = self.peers.get_mut(&id) else {
+            return;
+        };
+        let Some(s) = p.session.as_ref() else {
+            return;
+        };
+        if s.neg.route_refresh {
+            let conn = s.conn;
+            let mut out = bytes::BytesMut::new();
+            for f in s.neg.families.clone() {
+                let m =
+                    bgp_wire::RouteRefreshMsg::request(wire::family_to_wire(f));
+                let _ = Message::RouteRefresh(m).encode(&s.tx, &mut out);
+            }
+            self.send(id, conn, out.freeze());
+        } else {
+            let conn = s.conn;
+            let n = Notification::new(
+                crate::notification::code::CEASE,
+                crate::notification::cease::OTHER_CONFIG_CHANGE,
+            );
+            let acts = p.nbr.conn_event(conn, Event::MessageError(n));
+            self.apply(id, acts);
+        }
+    }
+
+    /// Whether peer `id` is established.
+    pub fn is_established(&self, id: PeerId) -> bool {
+        self.peers
+            .get(&id)
+            .is_some_and(|p| p.state == State::Established)
+    }
+}

@@ -1,0 +1,657 @@
+//! The RFC 4271 section 8 finite state machine of one BGP connection.
+//!
+//! Sans-IO: [`Fsm::handle`] takes an [`Event`] (already decoded messages,
+//! TCP outcomes, timer expiries) and returns the [`Action`]s the IO layer
+//! must perform. Connection collisions (two FSMs for one peer) are resolved
+//! one level up, in `neighbor.rs`.
+
+use std::net::Ipv4Addr;
+use std::time::Duration;
+
+use serde::Serialize;
+
+use crate::caps::{Capabilities, Negotiated};
+use crate::notification::{Notification, cease, code, fsm_err, open_err};
+
+/// RFC 6793 section 9: the 2-octet placeholder for a 4-octet AS.
+pub const AS_TRANS: u16 = 23456;
+
+/// RFC 4271 section 8.2.2: "suggested value for the HoldTimer when
+/// set to a large value is 4 minutes".
+const LARGE_HOLD: Duration = Duration::from_secs(240);
+
+/// The six states of RFC 4271 section 8.2.2.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+pub enum State {
+    Idle,
+    Connect,
+    Active,
+    OpenSent,
+    OpenConfirm,
+    Established,
+}
+
+impl State {
+    /// The RFC's name, as the control socket reports it.
+    pub fn name(self) -> &'static str {
+        match self {
+            State::Idle => "Idle",
+            State::Connect => "Connect",
+            State::Active => "Active",
+            State::OpenSent => "OpenSent",
+            State::OpenConfirm => "OpenConfirm",
+            State::Established => "Established",
+        }
+    }
+
+    /// All states, for metrics.
+    pub const ALL: [State; 6] = [
+        State::Idle,
+        State::Connect,
+        State::Active,
+        State::OpenSent,
+        State::OpenConfirm,
+        State::Established,
+    ];
+}
+
+/// The FSM timers (RFC 4271 section 10), plus the idle hold timer that
+/// drives the AutomaticStart event after an error (section 8.1.3).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+pub enum Timer {
+    ConnectRetry,
+    Hold,
+    Keepalive,
+    IdleHold,
+}
+
+/// A TCP connection, numbered by the neighbor that owns it.
+pub type ConnId = u64;
+
+/// What the peer sent in its OPEN, already decoded.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PeerOpen {
+    pub version: u8,
+    /// The 2-octet "My Autonomous System" field.
+    pub my_as: u16,
+    pub hold_time: u16,
+    pub bgp_id: Ipv4Addr,
+    pub caps: Capabilities,
+}
+
+/// The inputs of the FSM (RFC 4271 section 8.1, by number where it has one).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Event {
+    /// Event 1 (and 3 when `passive`, ManualStart_with_PassiveTcpEstablishment).
+    ManualStart { passive: bool },
+    /// Event 2; `message` is the RFC 9003 shutdown communication.
+    ManualStop {
+        message: Option<String>,
+        subcode: u8,
+    },
+    /// Events 16/17: our connect succeeded or we accepted one.
+    TcpConnected(ConnId),
+    /// Event 18.
+    TcpFailed(ConnId),
+    /// Event 19.
+    OpenReceived(PeerOpen),
+    /// Event 26.
+    KeepaliveReceived,
+    /// Event 27.
+    UpdateReceived,
+    /// Events 24/25.
+    NotificationReceived(Notification),
+    /// Events 21/22/28: a message that must reset the session.
+    MessageError(Notification),
+    /// Events 9, 10, 11 and the idle hold timer.
+    TimerExpired(Timer),
+}
+
+/// Why a session left Established (or failed to get there).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub enum DownReason {
+    AdminStop,
+    /// The TCP connection closed or failed without a NOTIFICATION.
+    TcpFailure,
+    HoldTimerExpired,
+    NotificationSent(Notification),
+    NotificationReceived(Notification),
+}
+
+impl DownReason {
+    /// RFC 4724 section 4.2: only a TCP termination (no NOTIFICATION)
+    /// lets a helper keep the restarting peer's routes.
+    pub fn is_graceful(&self) -> bool {
+        matches!(self, DownReason::TcpFailure)
+    }
+}
+
+impl std::fmt::Display for DownReason {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            DownReason::AdminStop => write!(f, "administratively stopped"),
+            DownReason::TcpFailure => write!(f, "TCP connection closed"),
+            DownReason::HoldTimerExpired => write!(f, "hold timer expired"),
+            DownReason::NotificationSent(n) => write!(f, "sent {n}"),
+            DownReason::NotificationReceived(n) => write!(f, "received {n}"),
+        }
+    }
+}
+
+/// The outputs of the FSM, performed by the IO layer in order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Action {
+    /// Open a TCP connection to the peer, to be reported as `conn`.
+    Connect(ConnId),
+    SendOpen(ConnId, OpenParams),
+    SendKeepalive(ConnId),
+    SendNotification(ConnId, Notification),
+    ArmTimer(Timer, Duration),
+    StopTimer(Timer),
+    CloseConnection(ConnId),
+    /// The session is up with these negotiated parameters.
+    Established(Box<Negotiated>),
+    /// The session failed; `established` says whether it had been
+    /// Established (its routes must go, or turn stale under RFC 4724).
+    Down {
+        reason: DownReason,
+        established: bool,
+    },
+}
+
+/// What we put in our OPEN.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OpenParams {
+    pub my_as: u16,
+    pub hold_time: u16,
+    pub bgp_id: Ipv4Addr,
+    pub caps: Capabilities,
+}
+
+/// Per-peer FSM configuration.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FsmConfig {
+    pub local_as: u32,
+    pub remote_as: u32,
+    pub router_id: Ipv4Addr,
+    /// Our proposed hold time (0 or >= 3 s, RFC 4271 section 4.2).
+    pub hold_time: u16,
+    /// Our keepalive interval; capped to a third of the negotiated hold.
+    pub keepalive: u16,
+    pub connect_retry: Duration,
+    /// How long to stay Idle after an error before AutomaticStart.
+    pub idle_hold: Duration,
+    pub caps: Capabilities,
+}
+
+/// One connection's state machine.
+#[derive(Debug)]
+pub struct Fsm {
+    id: u64,
+    cfg: FsmConfig,
+    /// Whether the current connection is one we initiated (RFC 4271 6.8
+    /// collision resolution keeps one direction).
+    outgoing: bool,
+    state: State,
+    conn: Option<ConnId>,
+    passive: bool,
+    /// Set when a start happened and no ManualStop since: errors then
+    /// lead to AutomaticStart after the idle hold time.
+    started: bool,
+    negotiated: Option<Negotiated>,
+    next_conn: ConnIdSource,
+}
+
+/// Hands out connection numbers; shared with the owning neighbor.
+#[derive(Debug, Clone)]
+pub struct ConnIdSource(std::sync::Arc<std::sync::atomic::AtomicU64>);
+
+impl ConnIdSource {
+    pub fn new() -> Self {
+        ConnIdSource(std::sync::Arc::new(std::sync::atomic::AtomicU64::new(1)))
+    }
+
+    pub fn next(&self) -> ConnId {
+        self.0.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+    }
+}
+
+impl Default for ConnIdSource {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+// ===== impl Fsm =====
+
+impl Fsm {
+    /// A new FSM in Idle.
+    pub fn new(cfg: FsmConfig, ids: ConnIdSource) -> Fsm {
+        Fsm {
+            id: ids.next(),
+            outgoing: false,
+            cfg,
+            state: State::Idle,
+            conn: None,
+            passive: false,
+            started: false,
+            negotiated: None,
+            next_conn: ids,
+        }
+    }
+
+    /// This FSM instance's number (timers are keyed by it).
+    pub fn id(&self) -> u64 {
+        self.id
+    }
+
+    /// Whether the current connection was initiated by us.
+    pub fn outgoing(&self) -> bool {
+        self.outgoing
+    }
+
+    pub fn state(&self) -> State {
+        self.state
+    }
+
+    pub fn conn(&self) -> Option<ConnId> {
+        self.conn
+    }
+
+    pub fn config(&self) -> &FsmConfig {
+        &self.cfg
+    }
+
+    /// The negotiated parameters once the peer's OPEN was accepted.
+    pub fn negotiated(&self) -> Option<&Negotiated> {
+        self.negotiated.as_ref()
+    }
+
+    /// Replace the capabilities we advertise (e.g. the GR restart flag),
+    /// effective from the next OPEN.
+    pub fn set_caps(&mut self, caps: Capabilities) {
+        self.cfg.caps = caps;
+    }
+
+    /// Feed one event; returns the actions to perform.
+    pub fn handle(&mut self, ev: Event) -> Vec<Action> {
+        let mut out = Vec::new();
+        match ev {
+            Event::ManualStart { passive } => self.start(passive, &mut out),
+            Event::ManualStop { message, subcode } => {
+                self.started = false;
+                if matches!(
+                    self.state,
+                    State::OpenSent | State::OpenConfirm | State::Established
+                ) {
+                    // RFC 4271 8.2.2: "sends the NOTIFICATION with a Cease";
+                    // RFC 9003 adds the shutdown communication.
+                    let n = Notification::shutdown(subcode, message.as_deref());
+                    self.send_notification(n, &mut out);
+                }
+                self.go_idle(DownReason::AdminStop, &mut out);
+            }
+            Event::TimerExpired(t) => self.timer(t, &mut out),
+            Event::TcpConnected(conn) => self.tcp_connected(conn, &mut out),
+            Event::TcpFailed(conn) => {
+                if self.conn != Some(conn) {
+                    return out;
+                }
+                match self.state {
+                    State::Connect | State::OpenSent => {
+                        // RFC 4271 8.2.2 Connect/OpenSent: TcpConnectionFails
+                        // restarts the ConnectRetryTimer and moves to Active.
+                        self.close(&mut out);
+                        out.push(Action::StopTimer(Timer::Hold));
+                        out.push(Action::ArmTimer(
+                            Timer::ConnectRetry,
+                            self.cfg.connect_retry,
+                        ));
+                        if self.state == State::OpenSent {
+                            out.push(Action::Down {
+                                reason: DownReason::TcpFailure,
+                                established: false,
+                            });
+                        }
+                        self.state = State::Active;
+                    }
+                    State::OpenConfirm | State::Established => {
+                        self.go_idle(DownReason::TcpFailure, &mut out);
+                    }
+                    State::Idle | State::Active => {}
+                }
+            }
+            Event::OpenReceived(open) => self.open_received(open, &mut out),
+            Event::KeepaliveReceived => match self.state {
+                State::OpenConfirm => {
+                    self.restart_hold(&mut out);
+                    self.state = State::Established;
+                    let neg = self.negotiated.clone().expect("set in OpenSent");
+                    out.push(Action::Established(Box::new(neg)));
+                }
+                State::Established => self.restart_hold(&mut out),
+                _ => self.fsm_error(&mut out),
+            },
+            Event::UpdateReceived => match self.state {
+                State::Established => self.restart_hold(&mut out),
+                _ => self.fsm_error(&mut out),
+            },
+            Event::NotificationReceived(n) => {
+                if self.state != State::Idle {
+                    self.go_idle(DownReason::NotificationReceived(n), &mut out);
+                }
+            }
+            Event::MessageError(n) => {
+                if self.conn.is_some() {
+                    self.send_notification(n.clone(), &mut out);
+                    self.go_idle(DownReason::NotificationSent(n), &mut out);
+                }
+            }
+        }
+        out
+    }
+
+    /// ManualStart / AutomaticStart (RFC 4271 8.2.2, Idle state).
+    fn start(&mut self, passive: bool, out: &mut Vec<Action>) {
+        if self.state != State::Idle {
+            return;
+        }
+        self.started = true;
+        self.passive = passive;
+        out.push(Action::StopTimer(Timer::IdleHold));
+        out.push(Action::ArmTimer(
+            Timer::ConnectRetry,
+            self.cfg.connect_retry,
+        ));
+        if passive {
+            self.state = State::Active;
+        } else {
+            let id = self.next_conn.next();
+            self.conn = Some(id);
+            self.state = State::Connect;
+            out.push(Action::Connect(id));
+        }
+    }
+
+    fn timer(&mut self, t: Timer, out: &mut Vec<Action>) {
+        match (self.state, t) {
+            (State::Idle, Timer::IdleHold) if self.started => {
+                // RFC 4271 8.1.2 event 3/5: AutomaticStart after an error.
+                self.start(self.passive, out);
+            }
+            (State::Connect, Timer::ConnectRetry) => {
+                // RFC 4271 8.2.2 Connect: "drops the TCP connection, restarts
+                // the ConnectRetryTimer, ... initiates a TCP connection".
+                self.close(out);
+                let id = self.next_conn.next();
+                self.conn = Some(id);
+                out.push(Action::ArmTimer(
+                    Timer::ConnectRetry,
+                    self.cfg.connect_retry,
+                ));
+                out.push(Action::Connect(id));
+            }
+            (State::Active, Timer::ConnectRetry) => {
+                out.push(Action::ArmTimer(
+                    Timer::ConnectRetry,
+                    self.cfg.connect_retry,
+                ));
+                if !self.passive {
+                    let id = self.next_conn.next();
+                    self.conn = Some(id);
+                    self.state = State::Connect;
+                    out.push(Action::Connect(id));
+                }
+            }
+            (
+                State::OpenSent | State::OpenConfirm | State::Established,
+                Timer::Hold,
+            ) => {
+                // RFC 4271 6.5: "If ... the Hold Timer expires, the local
+                // system sends a NOTIFICATION message with the Error Code
+                // Hold Timer Expired".
+                let n = Notification::new(code::HOLD_TIMER_EXPIRED, 0);
+                self.send_notification(n, out);
+                self.go_idle(DownReason::HoldTimerExpired, out);
+            }
+            (State::OpenConfirm | State::Established, Timer::Keepalive) => {
+                if let Some(c) = self.conn {
+                    out.push(Action::SendKeepalive(c));
+                }
+                if let Some(k) = self.keepalive_interval() {
+                    out.push(Action::ArmTimer(Timer::Keepalive, k));
+                }
+            }
+            _ => {}
+        }
+    }
+
+    fn tcp_connected(&mut self, conn: ConnId, out: &mut Vec<Action>) {
+        let ours = self.conn == Some(conn);
+        let accept = match self.state {
+            State::Connect => true,
+            // A connection we accepted while listening.
+            State::Active => true,
+            _ => false,
+        };
+        if !accept {
+            if !ours {
+                out.push(Action::CloseConnection(conn));
+            }
+            return;
+        }
+        if !ours {
+            // An accepted connection replaces a pending outgoing attempt.
+            self.close(out);
+            self.conn = Some(conn);
+        }
+        self.outgoing = ours;
+        // RFC 4271 8.2.2: "stops the ConnectRetryTimer, ... sends an OPEN
+        // message, sets the HoldTimer to a large value, changes to OpenSent".
+        out.push(Action::StopTimer(Timer::ConnectRetry));
+        out.push(Action::SendOpen(conn, self.open_params()));
+        out.push(Action::ArmTimer(Timer::Hold, LARGE_HOLD));
+        self.state = State::OpenSent;
+    }
+
+    /// The OPEN we send.
+    pub fn open_params(&self) -> OpenParams {
+        // RFC 6793 section 4.1: a 4-octet AS goes in the capability and
+        // AS_TRANS in "My Autonomous System".
+        let my_as = u16::try_from(self.cfg.local_as).unwrap_or(AS_TRANS);
+        OpenParams {
+            my_as,
+            hold_time: self.cfg.hold_time,
+            bgp_id: self.cfg.router_id,
+            caps: self.cfg.caps.clone(),
+        }
+    }
+
+    fn open_received(&mut self, open: PeerOpen, out: &mut Vec<Action>) {
+        if self.state != State::OpenSent {
+            // RFC 4271 8.2.2 OpenConfirm/Established: an OPEN here is an FSM
+            // error (collisions are detected before the event gets here).
+            self.fsm_error(out);
+            return;
+        }
+        match self.check_open(&open) {
+            Err(n) => {
+                self.send_notification(n.clone(), out);
+                self.go_idle(DownReason::NotificationSent(n), out);
+            }
+            Ok(neg) => {
+                let conn = self.conn.expect("OpenSent has a connection");
+                out.push(Action::SendKeepalive(conn));
+                self.negotiated = Some(neg);
+                self.restart_hold(out);
+                if let Some(k) = self.keepalive_interval() {
+                    out.push(Action::ArmTimer(Timer::Keepalive, k));
+                }
+                self.state = State::OpenConfirm;
+            }
+        }
+    }
+
+    /// RFC 4271 section 6.2 OPEN message error handling.
+    pub fn check_open(
+        &self,
+        open: &PeerOpen,
+    ) -> Result<Negotiated, Notification> {
+        if open.version != 4 {
+            // "the Data field is a 2-octet unsigned integer, which indicates
+            // the largest, locally-supported version number".
+            return Err(Notification::with_data(
+                code::OPEN,
+                open_err::UNSUPPORTED_VERSION,
+                vec![0, 4],
+            ));
+        }
+        // RFC 6793 section 4.1: the 4-octet AS capability carries the real
+        // AS; "My Autonomous System" then is AS_TRANS if it doesn't fit.
+        let peer_as = open.caps.four_octet_as.unwrap_or(u32::from(open.my_as));
+        if peer_as != self.cfg.remote_as {
+            return Err(Notification::new(code::OPEN, open_err::BAD_PEER_AS));
+        }
+        let ibgp = peer_as == self.cfg.local_as;
+        // RFC 6286 section 2.2: zero, or equal to ours from an internal
+        // peer, is a Bad BGP Identifier.
+        if open.bgp_id.is_unspecified()
+            || (ibgp && open.bgp_id == self.cfg.router_id)
+        {
+            return Err(Notification::new(code::OPEN, open_err::BAD_BGP_ID));
+        }
+        // RFC 4271 6.2: "An implementation MUST reject Hold Time values of
+        // one or two seconds."
+        if open.hold_time == 1 || open.hold_time == 2 {
+            return Err(Notification::new(
+                code::OPEN,
+                open_err::UNACCEPTABLE_HOLD_TIME,
+            ));
+        }
+        // RFC 4271 4.2: the hold time is the smaller of the two.
+        let hold = self.cfg.hold_time.min(open.hold_time);
+        let keepalive = if hold == 0 {
+            0
+        } else {
+            self.cfg.keepalive.min(hold / 3).max(1)
+        };
+        Ok(Negotiated::new(
+            &self.cfg.caps,
+            &open.caps,
+            peer_as,
+            open.bgp_id,
+            hold,
+            keepalive,
+            ibgp,
+        ))
+    }
+
+    fn restart_hold(&mut self, out: &mut Vec<Action>) {
+        match self.negotiated.as_ref().map(|n| n.hold_time) {
+            // RFC 4271 4.4: a zero hold time means no timers at all.
+            Some(0) => out.push(Action::StopTimer(Timer::Hold)),
+            Some(h) => out.push(Action::ArmTimer(
+                Timer::Hold,
+                Duration::from_secs(h.into()),
+            )),
+            None => {}
+        }
+    }
+
+    fn keepalive_interval(&self) -> Option<Duration> {
+        match self.negotiated.as_ref().map(|n| n.keepalive) {
+            Some(0) | None => None,
+            Some(k) => Some(Duration::from_secs(k.into())),
+        }
+    }
+
+    /// RFC 4271 6.6 and RFC 6608: an unexpected message for the state.
+    fn fsm_error(&mut self, out: &mut Vec<Action>) {
+        let sub = match self.state {
+            State::OpenSent => fsm_err::UNEXPECTED_IN_OPENSENT,
+            State::OpenConfirm => fsm_err::UNEXPECTED_IN_OPENCONFIRM,
+            State::Established => fsm_err::UNEXPECTED_IN_ESTABLISHED,
+            // No connection to complain on.
+            _ => return,
+        };
+        let n = Notification::new(code::FSM, sub);
+        self.send_notification(n.clone(), out);
+        self.go_idle(DownReason::NotificationSent(n), out);
+    }
+
+    /// Close the connection because another one won a collision
+    /// (RFC 4271 6.8, RFC 4486 subcode 7).
+    pub fn lose_collision(&mut self) -> Vec<Action> {
+        let mut out = Vec::new();
+        let n = Notification::new(code::CEASE, cease::COLLISION_RESOLUTION);
+        self.send_notification(n.clone(), &mut out);
+        // The winner carries on, so this FSM does not restart by itself.
+        self.started = false;
+        self.go_idle(DownReason::NotificationSent(n), &mut out);
+        out
+    }
+
+    /// Close an Established session because the peer reconnected: RFC 4724
+    /// section 4.2 "the Receiving Speaker MUST close the TCP connection
+    /// associated with the previous session" and keep its routes stale.
+    pub fn close_for_restart(&mut self) -> Vec<Action> {
+        let mut out = Vec::new();
+        self.started = false;
+        self.go_idle(DownReason::TcpFailure, &mut out);
+        out
+    }
+
+    /// Adopt the state of `winner`, which took over this peer (used when the
+    /// secondary FSM of a collision wins).
+    pub fn replace_with(&mut self, winner: Fsm) {
+        let started = self.started;
+        let passive = self.passive;
+        *self = winner;
+        self.started = started;
+        self.passive = passive;
+    }
+
+    /// Mark this FSM as started (for a collision FSM that inherits the
+    /// peer's automatic restart).
+    pub fn set_started(&mut self, passive: bool) {
+        self.started = true;
+        self.passive = passive;
+    }
+
+    fn send_notification(&mut self, n: Notification, out: &mut Vec<Action>) {
+        if let Some(c) = self.conn {
+            out.push(Action::SendNotification(c, n));
+        }
+    }
+
+    fn close(&mut self, out: &mut Vec<Action>) {
+        if let Some(c) = self.conn.take() {
+            out.push(Action::CloseConnection(c));
+        }
+    }
+
+    /// Release everything and go to Idle (RFC 4271 8.2.2 "changes its
+    /// state to Idle"), emitting Down if the session was Established.
+    fn go_idle(&mut self, reason: DownReason, out: &mut Vec<Action>) {
+        self.close(out);
+        for t in [Timer::ConnectRetry, Timer::Hold, Timer::Keepalive] {
+            out.push(Action::StopTimer(t));
+        }
+        let was = self.state;
+        self.state = State::Idle;
+        self.negotiated = None;
+        if was != State::Idle {
+            out.push(Action::Down {
+                reason,
+                established: was == State::Established,
+            });
+        }
+        if self.started {
+            out.push(Action::ArmTimer(Timer::IdleHold, self.cfg.idle_hold));
+        }
+    }
+}
+
+#[cfg(test)]
+#[path = "fsm_tests.rs"]
+pub(crate) mod tests;

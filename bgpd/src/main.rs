@@ -1,0 +1,160 @@
+//! `bgpd`: margay's BGP speaker daemon.
+
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use clap::Parser;
+use margay_bgpd::config::{self, Desired, Resources};
+use margay_bgpd::speaker::{Speaker, SpeakerCfg};
+use margay_bgpd::tasks::{Daemon, Input};
+use margay_bgpd::{control, metrics, network};
+use margay_crds::{
+    BGPConfiguration, BGPFilter, BGPPeer, BlockAffinity, IPAMBlock, IPPool,
+    Node,
+};
+use margay_datastore::{Datastore, DatastoreSpec};
+use tokio::sync::mpsc;
+
+/// margay's BGP speaker: peers, routes and policy from the datastore.
+#[derive(Debug, Parser)]
+#[command(name = "bgpd", version)]
+struct Args {
+    /// `etcd:URL[,URL]`, `kubernetes[:KUBECONFIG]` or `file:PATH`.
+    #[arg(long, env = "MARGAY_DATASTORE")]
+    datastore: DatastoreSpec,
+    /// This node's name (the Node resource to act as).
+    #[arg(long, env = "MARGAY_NODE")]
+    node: String,
+    /// BGP identifier; default: the node's spec.bgp.ipv4Address.
+    #[arg(long)]
+    router_id: Option<Ipv4Addr>,
+    /// Address to listen on; default: the node's IPv4 address.
+    #[arg(long)]
+    listen_addr: Option<IpAddr>,
+    /// Unix control socket (margay-ctlproto).
+    #[arg(long, default_value = margay_ctlproto::DEFAULT_BGPD_SOCKET)]
+    control_socket: PathBuf,
+    /// Serve Prometheus metrics on this address, e.g. 127.0.0.1:9179.
+    #[arg(long)]
+    metrics_addr: Option<SocketAddr>,
+    /// trace, debug, info, warn or error (or an EnvFilter directive).
+    #[arg(long, default_value = "info")]
+    log_level: String,
+    /// Restarting speaker (RFC 4724, like `bird -R`): set the Restart
+    /// State bit and the forwarding-preserved flags in the first OPENs,
+    /// because felix-lite kept the FIB while bgpd was down.
+    #[arg(long)]
+    graceful_restart: bool,
+    /// How often to re-read the datastore for changes, in seconds.
+    #[arg(long, default_value_t = 2)]
+    poll_seconds: u64,
+}
+
+fn main() -> Result<()> {
+    let args = Args::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_new(&args.log_level)
+                .with_context(|| format!("--log-level {:?}", args.log_level))?,
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    // One thread: the daemon is single-threaded by design (2-core nodes).
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    rt.block_on(run(args))
+}
+
+async fn run(args: Args) -> Result<()> {
+    let ds = Datastore::connect(&args.datastore).await.with_context(|| {
+        format!("connecting to datastore {:?}", args.datastore)
+    })?;
+    let first = desired(&ds, &args).await?;
+    tracing::info!(router_id = %first.router_id, asn = first.local_as, peers = first.peers.len(), "configuration loaded");
+    let speaker = Speaker::new(SpeakerCfg {
+        router_id: first.router_id,
+        restarting: args.graceful_restart,
+        idle_hold: Duration::from_secs(5),
+    });
+    let listen_ip = args
+        .listen_addr
+        .or(first.node_v4.map(IpAddr::V4))
+        .unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED));
+    let listen = SocketAddr::new(listen_ip, first.listen_port);
+    let listener = network::listen(listen)
+        .with_context(|| format!("listening on {listen}"))?;
+    tracing::info!(%listen, "listening");
+    let (tx, rx) = mpsc::unbounded_channel();
+    let ctl = control::bind(&args.control_socket).with_context(|| {
+        format!("control socket {}", args.control_socket.display())
+    })?;
+    tokio::spawn(control::serve(ctl, tx.clone()));
+    let m = match args.metrics_addr {
+        Some(addr) => {
+            let mut reg = prometheus_client::registry::Registry::default();
+            let m = metrics::Metrics::new(&mut reg);
+            let reg = Arc::new(reg);
+            tokio::spawn(async move {
+                if let Err(e) = metrics::serve(addr, reg).await {
+                    tracing::error!(%addr, "metrics endpoint: {e}");
+                }
+            });
+            Some(m)
+        }
+        None => None,
+    };
+    let _ = tx.send(Input::Config(Box::new(first.clone())));
+    tokio::spawn(config_poller(ds, args, first, tx.clone()));
+    Daemon::new(speaker, tx, Some(Arc::new(listener)), m)
+        .run(rx)
+        .await;
+    Ok(())
+}
+
+/// Re-read the datastore and push changed configuration to the main loop.
+async fn config_poller(
+    ds: Datastore,
+    args: Args,
+    mut last: Desired,
+    tx: mpsc::UnboundedSender<Input>,
+) {
+    let mut tick =
+        tokio::time::interval(Duration::from_secs(args.poll_seconds.max(1)));
+    loop {
+        tick.tick().await;
+        match desired(&ds, &args).await {
+            Ok(d) if d != last => {
+                if d.router_id != last.router_id
+                    || d.listen_port != last.listen_port
+                {
+                    tracing::warn!(
+                        "router ID or listen port changed: restart bgpd to apply"
+                    );
+                }
+                last = d.clone();
+                if tx.send(Input::Config(Box::new(d))).is_err() {
+                    return;
+                }
+            }
+            Ok(_) => {}
+            Err(e) => tracing::warn!("configuration not applied: {e:#}"),
+        }
+    }
+}
+
+async fn desired(ds: &Datastore, args: &Args) -> Result<Desired> {
+    let res = Resources {
+        nodes: ds.list::<Node>().await?.items,
+        bgp_configs: ds.list::<BGPConfiguration>().await?.items,
+        peers: ds.list::<BGPPeer>().await?.items,
+        filters: ds.list::<BGPFilter>().await?.items,
+        pools: ds.list::<IPPool>().await?.items,
+        affinities: ds.list::<BlockAffinity>().await?.items,
+        blocks: ds.list::<IPAMBlock>().await?.items,
+    };
+    Ok(config::derive(&res, &args.node, args.router_id)?)
+}

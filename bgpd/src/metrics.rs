@@ -1,0 +1,124 @@
+//! Prometheus metrics (sessions by state, UPDATEs in/out, prefixes, FSM
+//! transitions) and a minimal HTTP responder for `/metrics`.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::registry::Registry;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpListener;
+
+use crate::speaker::Speaker;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct StateLabel {
+    state: String,
+}
+
+/// The metric handles the main loop updates.
+#[derive(Clone)]
+pub struct Metrics {
+    sessions: Family<StateLabel, Gauge>,
+    updates_in: Counter,
+    updates_out: Counter,
+    transitions: Counter,
+    prefixes: Gauge,
+}
+
+impl std::fmt::Debug for Metrics {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Metrics")
+    }
+}
+
+impl Metrics {
+    /// Create the metrics and register them.
+    pub fn new(reg: &mut Registry) -> Metrics {
+        let m = Metrics {
+            sessions: Family::default(),
+            updates_in: Counter::default(),
+            updates_out: Counter::default(),
+            transitions: Counter::default(),
+            prefixes: Gauge::default(),
+        };
+        reg.register(
+            "bgpd_sessions",
+            "BGP sessions by FSM state",
+            m.sessions.clone(),
+        );
+        reg.register(
+            "bgpd_updates_received",
+            "UPDATE messages received",
+            m.updates_in.clone(),
+        );
+        reg.register(
+            "bgpd_updates_sent",
+            "UPDATE messages sent",
+            m.updates_out.clone(),
+        );
+        reg.register(
+            "bgpd_fsm_transitions",
+            "FSM state changes",
+            m.transitions.clone(),
+        );
+        reg.register(
+            "bgpd_rib_prefixes",
+            "prefixes in the Loc-RIB",
+            m.prefixes.clone(),
+        );
+        m
+    }
+
+    /// Copy the speaker's counters into the metrics.
+    pub fn update(&self, s: &Speaker) {
+        for (state, n) in s.states() {
+            self.sessions
+                .get_or_create(&StateLabel {
+                    state: state.name().to_string(),
+                })
+                .set(n as i64);
+        }
+        let sync = |c: &Counter, v: u64| {
+            let cur = c.get();
+            if v > cur {
+                c.inc_by(v - cur);
+            }
+        };
+        sync(&self.updates_in, s.counters.updates_in);
+        sync(&self.updates_out, s.counters.updates_out);
+        sync(&self.transitions, s.counters.fsm_transitions);
+        self.prefixes.set(s.rib().len() as i64);
+    }
+}
+
+/// Serve `GET /metrics` (any path) in the text exposition format.
+pub async fn serve(
+    addr: SocketAddr,
+    reg: Arc<Registry>,
+) -> std::io::Result<()> {
+    let l = TcpListener::bind(addr).await?;
+    loop {
+        let (mut s, _) = l.accept().await?;
+        let reg = reg.clone();
+        tokio::spawn(async move {
+            let mut buf = [0u8; 2048];
+            let _ = s.read(&mut buf).await;
+            let mut body = String::new();
+            if prometheus_client::encoding::text::encode(&mut body, &reg)
+                .is_err()
+            {
+                return;
+            }
+            let head = format!(
+                "HTTP/1.1 200 OK\r\nContent-Type: application/openmetrics-text; version=1.0.0; charset=utf-8\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+                body.len()
+            );
+            let _ = s.write_all(head.as_bytes()).await;
+            let _ = s.write_all(body.as_bytes()).await;
+        });
+    }
+}

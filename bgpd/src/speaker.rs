@@ -1,0 +1,541 @@
+//! The whole speaker as one sans-IO object: peers (each a [`Neighbor`]),
+//! the RIB, policy and graceful restart. The IO layer feeds it TCP events,
+//! frames and timer expiries and performs the [`Output`]s it returns.
+//! Message handling is in `events.rs`, UPDATE generation in `export.rs`.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use bgp_wire::{DecodeCxt, OpenMsg};
+use bytes::Bytes;
+use foldhash::fast::RandomState;
+use ipnetwork::IpNetwork;
+use margay_ctlproto::{PeerStatus, PeerType, RibEvent};
+
+use crate::caps::{Capabilities, Family, GracefulRestartCap, Negotiated};
+use crate::fsm::{self, ConnId, FsmConfig, State};
+use crate::neighbor::Neighbor;
+use crate::notification::cease;
+use crate::policy::{GlobalPolicy, SessionPolicy};
+use crate::rib::{Attrs, LOCAL, PeerId, Rib};
+
+/// Everything configured about one peer. Two equal configs mean the
+/// session need not change.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PeerCfg {
+    /// Calico-style name: `Mesh_<ip>`, `Global_<ip>`, `Node_<ip>[_port_<n>]`.
+    pub name: String,
+    pub peer_type: PeerType,
+    pub addr: IpAddr,
+    pub port: u16,
+    pub local_as: u32,
+    pub remote_as: u32,
+    pub passive: bool,
+    pub hold_time: u16,
+    pub keepalive: u16,
+    pub connect_retry: Duration,
+    /// RFC 2385 TCP MD5 key (at most 80 octets).
+    pub password: Option<String>,
+    /// RFC 5082 GTSM: the peer is at most this many hops away.
+    pub ttl_security: Option<u8>,
+    /// Our source address for outgoing connections.
+    pub source_addr: Option<IpAddr>,
+    /// RFC 4724 restart time we advertise (`maxRestartTime`).
+    pub restart_time: u16,
+    pub max_prefixes: Option<u32>,
+    pub families: Vec<Family>,
+    /// Import/export policy (`local_addr` is filled in per connection).
+    pub policy: SessionPolicy,
+}
+
+impl PeerCfg {
+    /// Whether `other` differs only in policy (which applies without a
+    /// session restart).
+    pub fn same_session(&self, other: &PeerCfg) -> bool {
+        let strip = |c: &PeerCfg| {
+            let mut c = c.clone();
+            c.policy.import = Default::default();
+            c.policy.export = Default::default();
+            c.max_prefixes = None;
+            c
+        };
+        strip(self) == strip(other)
+    }
+}
+
+/// Speaker-wide settings.
+#[derive(Debug, Clone)]
+pub struct SpeakerCfg {
+    pub router_id: Ipv4Addr,
+    /// Started with graceful-restart recovery (BIRD's `-R`): the first
+    /// OPEN to each peer sets the Restart State bit and the forwarding
+    /// state preserved flags (RFC 4724 4.1), since felix-lite kept the FIB.
+    pub restarting: bool,
+    /// Idle time after a session error before AutomaticStart.
+    pub idle_hold: Duration,
+}
+
+/// A timer the IO layer runs for the speaker.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct TimerKey {
+    pub peer: PeerId,
+    pub kind: TimerKind,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum TimerKind {
+    /// An FSM timer of FSM instance `.0`.
+    Fsm(u64, fsm::Timer),
+    /// RFC 4724 4.2 restart / stale-routes timer of a helper.
+    GrStale,
+}
+
+/// How to open a connection.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConnectSpec {
+    pub remote: SocketAddr,
+    pub source: Option<IpAddr>,
+    pub password: Option<String>,
+    pub ttl_security: Option<u8>,
+}
+
+/// What the IO layer must do.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Output {
+    Connect {
+        peer: PeerId,
+        conn: ConnId,
+        spec: ConnectSpec,
+    },
+    Send {
+        peer: PeerId,
+        conn: ConnId,
+        bytes: Bytes,
+    },
+    Close {
+        peer: PeerId,
+        conn: ConnId,
+    },
+    ArmTimer(TimerKey, Duration),
+    StopTimer(TimerKey),
+    /// A best-route change for control-socket subscribers.
+    Rib(RibEvent),
+    /// The listener must accept (and MD5-sign) this peer, or not.
+    ListenPeer {
+        addr: IpAddr,
+        password: Option<String>,
+        ttl_security: Option<u8>,
+        add: bool,
+    },
+}
+
+/// Counters for the metrics endpoint.
+#[derive(Debug, Clone, Default)]
+pub struct Counters {
+    pub updates_in: u64,
+    pub updates_out: u64,
+    pub fsm_transitions: u64,
+}
+
+/// Per-connection facts.
+#[derive(Debug, Default)]
+pub(crate) struct ConnInfo {
+    pub local: Option<IpAddr>,
+    pub open_rx: Option<OpenMsg>,
+}
+
+/// The established session's facts.
+#[derive(Debug)]
+pub(crate) struct Session {
+    pub conn: ConnId,
+    pub neg: Negotiated,
+    pub rx: DecodeCxt,
+    pub tx: DecodeCxt,
+    pub policy: SessionPolicy,
+    /// Initial table dump queued; End-of-RIB follows it (RFC 4724 2).
+    pub send_eor: bool,
+}
+
+/// One configured peer.
+#[derive(Debug)]
+pub(crate) struct Peer {
+    pub id: PeerId,
+    pub cfg: PeerCfg,
+    pub nbr: Neighbor,
+    pub state: State,
+    pub since: SystemTime,
+    pub last_error: Option<String>,
+    pub conns: HashMap<ConnId, ConnInfo>,
+    pub sent_open: Option<OpenMsg>,
+    pub session: Option<Session>,
+    /// Helper side of RFC 4724: our copy of its routes is stale.
+    pub gr_stale: bool,
+    pub received: u64,
+    pub advertised: u64,
+    /// Announce (Some) or withdraw (None), flushed by `export.rs`.
+    pub pending: HashMap<IpNetwork, Option<Arc<Attrs>>, RandomState>,
+}
+
+/// The speaker.
+#[derive(Debug)]
+pub struct Speaker {
+    pub(crate) cfg: SpeakerCfg,
+    pub(crate) global: GlobalPolicy,
+    pub(crate) peers: BTreeMap<PeerId, Peer>,
+    next_id: PeerId,
+    pub(crate) rib: Rib,
+    pub(crate) local_routes: HashSet<IpNetwork, RandomState>,
+    pub(crate) local_attrs: Arc<Attrs>,
+    pub(crate) dirty: HashSet<IpNetwork, RandomState>,
+    pub(crate) out: Vec<Output>,
+    pub counters: Counters,
+}
+
+// ===== impl Speaker =====
+
+impl Speaker {
+    pub fn new(cfg: SpeakerCfg) -> Speaker {
+        let mut rib = Rib::new();
+        let local_attrs = rib.intern(Attrs::default());
+        Speaker {
+            cfg,
+            global: GlobalPolicy::default(),
+            peers: BTreeMap::new(),
+            next_id: LOCAL + 1,
+            rib,
+            local_routes: HashSet::default(),
+            local_attrs,
+            dirty: HashSet::default(),
+            out: Vec::new(),
+            counters: Counters::default(),
+        }
+    }
+
+    pub fn router_id(&self) -> Ipv4Addr {
+        self.cfg.router_id
+    }
+
+    /// Take the outputs accumulated so far.
+    pub fn take_outputs(&mut self) -> Vec<Output> {
+        std::mem::take(&mut self.out)
+    }
+
+    pub fn rib(&self) -> &Rib {
+        &self.rib
+    }
+
+    /// Replace the speaker-wide policy (pools, communities); re-exports.
+    pub fn set_global(&mut self, global: GlobalPolicy) {
+        if global != self.global {
+            self.global = global;
+            self.reexport_all();
+        }
+    }
+
+    /// Replace the set of originated prefixes (own blocks, borrowed IPs).
+    pub fn set_local_routes(&mut self, routes: HashSet<IpNetwork>) {
+        let gone: Vec<IpNetwork> = self
+            .local_routes
+            .iter()
+            .filter(|p| !routes.contains(*p))
+            .copied()
+            .collect();
+        for p in gone {
+            self.local_routes.remove(&p);
+            if self.rib.withdraw(LOCAL, &p) != crate::rib::Change::None {
+                self.dirty.insert(p);
+            }
+        }
+        for p in routes {
+            if self.local_routes.insert(p) {
+                let a = self.local_attrs.clone();
+                if self.rib.update(LOCAL, p, a) != crate::rib::Change::None {
+                    self.dirty.insert(p);
+                }
+            }
+        }
+    }
+
+    /// Apply a new peer set: removed peers stop (Cease / Peer
+    /// De-configured), changed ones restart (Other Configuration Change),
+    /// policy-only changes apply in place, new ones start.
+    pub fn set_peers(&mut self, cfgs: Vec<PeerCfg>) {
+        let mut wanted: HashMap<String, PeerCfg> =
+            cfgs.into_iter().map(|c| (c.name.clone(), c)).collect();
+        let ids: Vec<PeerId> = self.peers.keys().copied().collect();
+        for id in ids {
+            let name = self.peers[&id].cfg.name.clone();
+            match wanted.remove(&name) {
+                None => self.remove_peer(id, cease::PEER_DECONFIGURED),
+                Some(c) if c == self.peers[&id].cfg => {}
+                Some(c) if c.same_session(&self.peers[&id].cfg) => {
+                    self.update_policy(id, c)
+                }
+                Some(c) => {
+                    self.remove_peer(id, cease::OTHER_CONFIG_CHANGE);
+                    self.add_peer(c);
+                }
+            }
+        }
+        let mut rest: Vec<PeerCfg> = wanted.into_values().collect();
+        rest.sort_by(|a, b| a.name.cmp(&b.name));
+        for c in rest {
+            self.add_peer(c);
+        }
+    }
+
+    fn add_peer(&mut self, cfg: PeerCfg) {
+        let id = self.next_id;
+        self.next_id += 1;
+        let gr_families = if self.cfg.restarting {
+            cfg.families.iter().map(|f| (*f, true)).collect()
+        } else {
+            cfg.families.iter().map(|f| (*f, false)).collect()
+        };
+        let fsm_cfg = FsmConfig {
+            local_as: cfg.local_as,
+            remote_as: cfg.remote_as,
+            router_id: self.cfg.router_id,
+            hold_time: cfg.hold_time,
+            keepalive: cfg.keepalive,
+            connect_retry: cfg.connect_retry,
+            idle_hold: self.cfg.idle_hold,
+            caps: Capabilities {
+                families: cfg.families.clone(),
+                four_octet_as: Some(cfg.local_as),
+                route_refresh: true,
+                enhanced_route_refresh: false,
+                graceful_restart: Some(GracefulRestartCap {
+                    restarting: self.cfg.restarting,
+                    restart_time: cfg.restart_time,
+                    families: gr_families,
+                }),
+                extended_next_hop: vec![],
+                mp_other: false,
+            },
+        };
+        let mut nbr = Neighbor::new(fsm_cfg);
+        let acts = nbr.start(cfg.passive);
+        self.out.push(Output::ListenPeer {
+            addr: cfg.addr,
+            password: cfg.password.clone(),
+            ttl_security: cfg.ttl_security,
+            add: true,
+        });
+        tracing::info!(peer = %cfg.name, addr = %cfg.addr, "peer added");
+        self.peers.insert(
+            id,
+            Peer {
+                id,
+                cfg,
+                nbr,
+                state: State::Idle,
+                since: SystemTime::now(),
+                last_error: None,
+                conns: HashMap::new(),
+                sent_open: None,
+                session: None,
+                gr_stale: false,
+                received: 0,
+                advertised: 0,
+                pending: HashMap::default(),
+            },
+        );
+        self.apply(id, acts);
+    }
+
+    fn remove_peer(&mut self, id: PeerId, subcode: u8) {
+        let Some(p) = self.peers.get_mut(&id) else {
+            return;
+        };
+        let acts = p.nbr.stop(subcode, None);
+        self.apply(id, acts);
+        let Some(p) = self.peers.remove(&id) else {
+            return;
+        };
+        tracing::info!(peer = %p.cfg.name, "peer removed");
+        self.out.push(Output::ListenPeer {
+            addr: p.cfg.addr,
+            password: None,
+            ttl_security: None,
+            add: false,
+        });
+        self.out.push(Output::StopTimer(TimerKey {
+            peer: id,
+            kind: TimerKind::GrStale,
+        }));
+        for (prefix, _) in self.rib.remove_peer(id, false) {
+            self.dirty.insert(prefix);
+        }
+        self.rib.clear_advertised(id as usize);
+    }
+
+    fn update_policy(&mut self, id: PeerId, cfg: PeerCfg) {
+        let p = self.peers.get_mut(&id).expect("caller checked");
+        let import_changed = p.cfg.policy.import != cfg.policy.import;
+        let local = p.session.as_ref().and_then(|s| s.policy.local_addr);
+        p.cfg = cfg;
+        if let Some(s) = p.session.as_mut() {
+            s.policy = p.cfg.policy.clone();
+            s.policy.local_addr = local;
+        }
+        if import_changed {
+            // Routes rejected before may be accepted now: ask the peer to
+            // resend (RFC 2918), which re-runs import on everything.
+            self.request_refresh(id);
+        }
+        self.reexport_peer(id);
+    }
+
+    /// The peer table for the control socket.
+    pub fn peer_status(&self) -> Vec<PeerStatus> {
+        self.peers
+            .values()
+            .map(|p| PeerStatus {
+                name: p.cfg.name.clone(),
+                peer_type: p.cfg.peer_type,
+                address: p.cfg.addr,
+                port: p.cfg.port,
+                local_as: p.cfg.local_as,
+                remote_as: p.cfg.remote_as,
+                state: p.state.name().to_string(),
+                since_unix: p
+                    .since
+                    .duration_since(UNIX_EPOCH)
+                    .map_or(0, |d| d.as_secs()),
+                prefixes_received: p.received,
+                prefixes_accepted: self.rib.count_from(p.id) as u64,
+                prefixes_advertised: p.advertised,
+                last_error: p.last_error.clone(),
+                bfd_state: None,
+            })
+            .collect()
+    }
+
+    /// Sessions per state, for metrics.
+    pub fn states(&self) -> Vec<(State, usize)> {
+        State::ALL
+            .iter()
+            .map(|s| {
+                (*s, self.peers.values().filter(|p| p.state == *s).count())
+            })
+            .collect()
+    }
+
+    /// A timer fired.
+    pub fn on_timer(&mut self, key: TimerKey) {
+        match key.kind {
+            TimerKind::Fsm(fsm_id, t) => {
+                let Some(p) = self.peers.get_mut(&key.peer) else {
+                    return;
+                };
+                let acts = p.nbr.timer(fsm_id, t);
+                self.apply(key.peer, acts);
+            }
+            TimerKind::GrStale => self.purge_stale(key.peer, None),
+        }
+    }
+
+    /// RFC 4724 4.2: the restart time ran out or End-of-RIB arrived:
+    /// delete the peer's routes that are still stale (one family or all).
+    pub(crate) fn purge_stale(&mut self, id: PeerId, family: Option<Family>) {
+        let Some(p) = self.peers.get_mut(&id) else {
+            return;
+        };
+        if !p.gr_stale {
+            return;
+        }
+        let changed = match family {
+            None => self.rib.remove_peer(id, true),
+            Some(f) => self.rib.remove_peer_where(id, true, |n| {
+                n.is_ipv4() == (f == Family::Ipv4Unicast)
+            }),
+        };
+        tracing::info!(peer = %p.cfg.name, removed = changed.len(), "stale routes purged");
+        // Done when nothing of this peer is stale any more (all families
+        // had their End-of-RIB, or the timer fired).
+        if family.is_none() || !self.rib.has_stale(id) {
+            p.gr_stale = false;
+            self.out.push(Output::StopTimer(TimerKey {
+                peer: id,
+                kind: TimerKind::GrStale,
+            }));
+        }
+        for (prefix, _) in changed {
+            self.dirty.insert(prefix);
+        }
+    }
+
+    /// A TCP connection from `remote` was accepted; returns the peer and
+    /// connection id to use, or `None` (the IO layer closes it).
+    pub fn on_accept(
+        &mut self,
+        remote: IpAddr,
+        local: IpAddr,
+    ) -> Option<(PeerId, ConnId)> {
+        let id = self
+            .peers
+            .values()
+            .find(|p| p.cfg.addr == remote)
+            .map(|p| p.id)?;
+        let p = self.peers.get_mut(&id).expect("found");
+        let conn = p.nbr.new_conn_id();
+        p.conns.insert(
+            conn,
+            ConnInfo {
+                local: Some(local),
+                open_rx: None,
+            },
+        );
+        let acts = p.nbr.incoming(conn);
+        self.apply(id, acts);
+        Some((id, conn))
+    }
+
+    /// The outcome of a `Connect` output.
+    pub fn on_connected(
+        &mut self,
+        peer: PeerId,
+        conn: ConnId,
+        result: Result<IpAddr, String>,
+    ) {
+        let Some(p) = self.peers.get_mut(&peer) else {
+            self.out.push(Output::Close { peer, conn });
+            return;
+        };
+        let acts = match result {
+            Ok(local) => {
+                p.conns.entry(conn).or_default().local = Some(local);
+                p.nbr.connected(conn, true)
+            }
+            Err(e) => {
+                p.last_error = Some(format!("connect: {e}"));
+                p.conns.remove(&conn);
+                p.nbr.connected(conn, false)
+            }
+        };
+        self.apply(peer, acts);
+    }
+
+    /// The connection closed or failed.
+    pub fn on_closed(&mut self, peer: PeerId, conn: ConnId, why: &str) {
+        let Some(p) = self.peers.get_mut(&peer) else {
+            return;
+        };
+        if p.conns.remove(&conn).is_none() {
+            return;
+        }
+        if p.state == State::Established {
+            p.last_error = Some(format!("connection closed: {why}"));
+        }
+        let acts = p.nbr.conn_event(conn, fsm::Event::TcpFailed(conn));
+        self.apply(peer, acts);
+    }
+}
+
+/// The speaker-wide view of Unix time for `since`.
+pub(crate) fn now() -> SystemTime {
+    SystemTime::now()
+}

@@ -1,0 +1,400 @@
+//! The IO tasks around the sans-IO [`Speaker`].
+//!
+//! ```text
+//!  tcp_listener ---Accepted------------+
+//!  tcp_connect  ---Connected-----------+
+//!  nbr_rx (per conn) ---Frames/Closed--+--> main loop (owns Speaker, timers,
+//!  control clients ---Control----------+    connections, subscribers)
+//!  config_poller ---Config-------------+        |
+//!                                               +--> nbr_tx (per conn): bytes
+//!                                               +--> control subscribers: RibEvent
+//! ```
+//!
+//! Only the main loop owns state. The other tasks move bytes: `nbr_rx`
+//! cuts the stream into frames (bgp-wire's `frame_len`), `nbr_tx` writes
+//! what the speaker encoded. Everything runs on one thread.
+
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::{Bytes, BytesMut};
+use margay_ctlproto::{Request, Response, RibEvent};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{mpsc, oneshot};
+use tokio::task::JoinHandle;
+use tokio::time::Instant;
+use tracing::Instrument;
+
+use crate::config::Desired;
+use crate::fsm::ConnId;
+use crate::metrics::Metrics;
+use crate::network;
+use crate::rib::PeerId;
+use crate::speaker::{Output, Speaker, TimerKey};
+
+/// Messages into the main loop.
+#[derive(Debug)]
+pub enum Input {
+    Accepted {
+        stream: TcpStream,
+        remote: SocketAddr,
+        local: SocketAddr,
+    },
+    Connected {
+        peer: PeerId,
+        conn: ConnId,
+        result: std::io::Result<TcpStream>,
+    },
+    Frames {
+        peer: PeerId,
+        conn: ConnId,
+        frames: Vec<Bytes>,
+    },
+    Closed {
+        peer: PeerId,
+        conn: ConnId,
+        why: String,
+    },
+    Query(Request, oneshot::Sender<Response>),
+    Subscribe(mpsc::UnboundedSender<RibEvent>),
+    Config(Box<Desired>),
+}
+
+/// One live TCP connection.
+struct Conn {
+    tx: mpsc::UnboundedSender<Bytes>,
+    rx_task: JoinHandle<()>,
+}
+
+/// The main loop's state.
+pub struct Daemon {
+    speaker: Speaker,
+    inputs: mpsc::UnboundedSender<Input>,
+    listener: Option<Arc<TcpListener>>,
+    conns: HashMap<(PeerId, ConnId), Conn>,
+    timers: HashMap<TimerKey, Instant>,
+    subscribers: Vec<mpsc::UnboundedSender<RibEvent>>,
+    gtsm: HashMap<IpAddr, u8>,
+    connect_timeout: Duration,
+    metrics: Option<Metrics>,
+}
+
+impl Daemon {
+    pub fn new(
+        speaker: Speaker,
+        inputs: mpsc::UnboundedSender<Input>,
+        listener: Option<Arc<TcpListener>>,
+        metrics: Option<Metrics>,
+    ) -> Daemon {
+        Daemon {
+            speaker,
+            inputs,
+            listener,
+            conns: HashMap::new(),
+            timers: HashMap::new(),
+            subscribers: Vec::new(),
+            gtsm: HashMap::new(),
+            connect_timeout: Duration::from_secs(5),
+            metrics,
+        }
+    }
+
+    /// Run until the input channel closes.
+    pub async fn run(mut self, mut rx: mpsc::UnboundedReceiver<Input>) {
+        if let Some(l) = self.listener.clone() {
+            tokio::spawn(tcp_listener(l, self.inputs.clone()));
+        }
+        loop {
+            let next = self.timers.values().min().copied();
+            tokio::select! {
+                inp = rx.recv() => {
+                    let Some(inp) = inp else { break };
+                    self.input(inp);
+                    // Batch what is already queued before flushing, so one
+                    // flush packs many UPDATEs' worth of prefixes.
+                    for _ in 0..1024 {
+                        match rx.try_recv() {
+                            Ok(i) => self.input(i),
+                            Err(_) => break,
+                        }
+                    }
+                }
+                _ = tokio::time::sleep_until(next.unwrap_or_else(Instant::now)), if next.is_some() => {
+                    let now = Instant::now();
+                    let due: Vec<TimerKey> = self.timers.iter().filter(|(_, t)| **t <= now).map(|(k, _)| *k).collect();
+                    for k in due {
+                        self.timers.remove(&k);
+                        self.speaker.on_timer(k);
+                    }
+                }
+            }
+            self.speaker.flush();
+            self.perform();
+            if let Some(m) = &self.metrics {
+                m.update(&self.speaker);
+            }
+        }
+    }
+
+    fn input(&mut self, inp: Input) {
+        match inp {
+            Input::Accepted {
+                stream,
+                remote,
+                local,
+            } => match self.speaker.on_accept(remote.ip(), local.ip()) {
+                Some((peer, conn)) => {
+                    if let Some(h) = self.gtsm.get(&remote.ip())
+                        && let Err(e) =
+                            network::apply_gtsm(&stream, remote.is_ipv6(), *h)
+                    {
+                        tracing::warn!(%remote, "GTSM: {e}");
+                    }
+                    self.register(peer, conn, stream);
+                }
+                None => {
+                    tracing::info!(%remote, "connection from unknown peer refused")
+                }
+            },
+            Input::Connected { peer, conn, result } => match result {
+                Ok(stream) => {
+                    let local = stream.local_addr().map(|a| a.ip());
+                    match local {
+                        Ok(ip) => {
+                            self.register(peer, conn, stream);
+                            self.speaker.on_connected(peer, conn, Ok(ip));
+                        }
+                        Err(e) => self.speaker.on_connected(
+                            peer,
+                            conn,
+                            Err(e.to_string()),
+                        ),
+                    }
+                }
+                Err(e) => {
+                    self.speaker.on_connected(peer, conn, Err(e.to_string()))
+                }
+            },
+            Input::Frames { peer, conn, frames } => {
+                for f in frames {
+                    if !self.conns.contains_key(&(peer, conn)) {
+                        break;
+                    }
+                    self.speaker.on_frame(peer, conn, &f);
+                }
+            }
+            Input::Closed { peer, conn, why } => {
+                if let Some(c) = self.conns.remove(&(peer, conn)) {
+                    c.rx_task.abort();
+                    self.speaker.on_closed(peer, conn, &why);
+                }
+            }
+            Input::Query(req, reply) => {
+                let resp = match req {
+                    Request::Peers => Response::Peers {
+                        peers: self.speaker.peer_status(),
+                    },
+                    Request::Rib => Response::Rib {
+                        routes: self.speaker.rib_dump(),
+                    },
+                    Request::SubscribeRib => Response::Error {
+                        message:
+                            "subscribe_rib switches the connection to a stream"
+                                .into(),
+                    },
+                };
+                let _ = reply.send(resp);
+            }
+            Input::Subscribe(tx) => {
+                for ev in self.speaker.rib_snapshot() {
+                    let _ = tx.send(ev);
+                }
+                if tx.send(RibEvent::EndOfSnapshot).is_ok() {
+                    self.subscribers.push(tx);
+                }
+            }
+            Input::Config(d) => {
+                self.speaker.set_global(d.global);
+                self.speaker.set_peers(d.peers);
+                self.speaker.set_local_routes(d.local_routes);
+            }
+        }
+    }
+
+    /// Start the rx/tx tasks of a new connection.
+    fn register(&mut self, peer: PeerId, conn: ConnId, stream: TcpStream) {
+        let _ = stream.set_nodelay(true);
+        let remote = stream.peer_addr().ok();
+        let (rd, wr) = stream.into_split();
+        let (tx, txrx) = mpsc::unbounded_channel();
+        let span = tracing::debug_span!("neighbor", addr = ?remote, conn);
+        tokio::spawn(nbr_tx(wr, txrx).instrument(span.clone()));
+        let rx_task = tokio::spawn(
+            nbr_rx(peer, conn, rd, self.inputs.clone()).instrument(span),
+        );
+        self.conns.insert((peer, conn), Conn { tx, rx_task });
+    }
+
+    /// Carry out the speaker's outputs.
+    fn perform(&mut self) {
+        for out in self.speaker.take_outputs() {
+            match out {
+                Output::Connect { peer, conn, spec } => {
+                    let inputs = self.inputs.clone();
+                    let timeout = self.connect_timeout;
+                    tokio::spawn(async move {
+                        let result = network::connect(&spec, timeout).await;
+                        let _ = inputs.send(Input::Connected {
+                            peer,
+                            conn,
+                            result,
+                        });
+                    });
+                }
+                Output::Send { peer, conn, bytes } => {
+                    if let Some(c) = self.conns.get(&(peer, conn)) {
+                        let _ = c.tx.send(bytes);
+                    }
+                }
+                Output::Close { peer, conn } => {
+                    // Dropping the sender lets nbr_tx write what is queued
+                    // (a NOTIFICATION) and then shut the socket down.
+                    if let Some(c) = self.conns.remove(&(peer, conn)) {
+                        c.rx_task.abort();
+                    }
+                }
+                Output::ArmTimer(k, d) => {
+                    self.timers.insert(k, Instant::now() + d);
+                }
+                Output::StopTimer(k) => {
+                    self.timers.remove(&k);
+                }
+                Output::Rib(ev) => {
+                    self.subscribers.retain(|s| s.send(ev.clone()).is_ok());
+                }
+                Output::ListenPeer {
+                    addr,
+                    password,
+                    ttl_security,
+                    add,
+                } => {
+                    if let Some(l) = &self.listener {
+                        if add {
+                            if let Some(k) = password.as_deref()
+                                && let Err(e) =
+                                    network::listener_md5(l, addr, Some(k))
+                            {
+                                tracing::warn!(%addr, "TCP MD5 on listener: {e}");
+                            }
+                        } else {
+                            // Removing a key that was never set fails
+                            // harmlessly.
+                            let _ = network::listener_md5(l, addr, None);
+                        }
+                    }
+                    match (add, ttl_security) {
+                        (true, Some(h)) => {
+                            self.gtsm.insert(addr, h);
+                        }
+                        _ => {
+                            self.gtsm.remove(&addr);
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Accept connections and hand them to the main loop.
+async fn tcp_listener(
+    l: Arc<TcpListener>,
+    inputs: mpsc::UnboundedSender<Input>,
+) {
+    loop {
+        match l.accept().await {
+            Ok((stream, remote)) => {
+                let local = match stream.local_addr() {
+                    Ok(a) => a,
+                    Err(_) => continue,
+                };
+                if inputs
+                    .send(Input::Accepted {
+                        stream,
+                        remote,
+                        local,
+                    })
+                    .is_err()
+                {
+                    return;
+                }
+            }
+            Err(e) => {
+                tracing::warn!("accept: {e}");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+    }
+}
+
+/// Read the stream and cut it into BGP messages (RFC 4271 4.1 framing).
+async fn nbr_rx(
+    peer: PeerId,
+    conn: ConnId,
+    mut rd: OwnedReadHalf,
+    inputs: mpsc::UnboundedSender<Input>,
+) {
+    let mut buf = BytesMut::with_capacity(1 << 16);
+    let why = loop {
+        match rd.read_buf(&mut buf).await {
+            Ok(0) => break "closed by peer".to_string(),
+            Ok(_) => {}
+            Err(e) => break e.to_string(),
+        }
+        let mut frames = Vec::new();
+        let mut bad = false;
+        loop {
+            match bgp_wire::frame_len(&buf, false) {
+                Ok(Some(n)) => frames.push(buf.split_to(n).freeze()),
+                Ok(None) => break,
+                Err(_) => {
+                    // Hand the broken bytes over: decoding them yields the
+                    // Message Header Error NOTIFICATION (RFC 4271 6.1).
+                    frames.push(buf.split().freeze());
+                    bad = true;
+                    break;
+                }
+            }
+        }
+        if !frames.is_empty()
+            && inputs.send(Input::Frames { peer, conn, frames }).is_err()
+        {
+            return;
+        }
+        if bad {
+            // Leave the socket to the main loop, which closes it.
+            std::future::pending::<()>().await;
+        }
+        if buf.capacity() - buf.len() < 4096 {
+            buf.reserve(1 << 16);
+        }
+    };
+    let _ = inputs.send(Input::Closed { peer, conn, why });
+}
+
+/// Write what the main loop sends, then shut the connection down.
+async fn nbr_tx(
+    mut wr: OwnedWriteHalf,
+    mut rx: mpsc::UnboundedReceiver<Bytes>,
+) {
+    while let Some(b) = rx.recv().await {
+        if wr.write_all(&b).await.is_err() {
+            return;
+        }
+    }
+    let _ = wr.shutdown().await;
+}

@@ -1,0 +1,168 @@
+//! bgpd against FRR's bgpd (`-Z`, no zebra) and GoBGP in network
+//! namespaces: session Established and IPv4 routes both ways.
+
+mod common;
+
+use std::process::Command;
+use std::time::Duration;
+
+use common::{Lab, dut_yaml};
+use margay_testkit::{have_program, require_root, wait_until};
+
+fn skip(name: &str, program: &str) -> bool {
+    if !require_root(name) {
+        return true;
+    }
+    if !have_program(program) && !std::path::Path::new(program).exists() {
+        eprintln!("SKIP {name}: {program} not installed");
+        return true;
+    }
+    false
+}
+
+const FRR_BGPD: &str = "/usr/lib/frr/bgpd";
+
+#[test]
+fn frr_ipv4_routes_both_ways() {
+    if skip("frr_ipv4_routes_both_ways", FRR_BGPD) {
+        return;
+    }
+    let mut lab = Lab::new("bgf").unwrap();
+    lab.start_bgpd(&dut_yaml("10.0.0.2", 65002, ""), &[])
+        .unwrap();
+    let conf = r#"hostname frr
+log stdout debugging
+router bgp 65002
+ bgp router-id 10.0.0.2
+ no bgp ebgp-requires-policy
+ no bgp network import-check
+ neighbor 10.0.0.1 remote-as 65000
+ neighbor 10.0.0.1 timers connect 1
+ address-family ipv4 unicast
+  network 192.168.60.0/24
+ exit-address-family
+"#;
+    std::fs::write(lab.path("frr.conf"), conf).unwrap();
+    let vty = lab.path("frrvty");
+    std::fs::create_dir_all(&vty).unwrap();
+    // FRR drops privileges to user frr (a member of frrvty): let it write
+    // its pid file and vty socket in our temp dir.
+    use std::os::unix::fs::PermissionsExt;
+    for d in [lab.dir.path(), vty.as_path()] {
+        std::fs::set_permissions(d, std::fs::Permissions::from_mode(0o777))
+            .unwrap();
+    }
+    let mut c = Command::new(FRR_BGPD);
+    c.arg("-Z")
+        .arg("-f")
+        .arg(lab.path("frr.conf"))
+        .arg("-i")
+        .arg(lab.path("frr.pid"))
+        .arg("--vty_socket")
+        .arg(&vty)
+        .args(["-u", "frr", "-g", "frr", "-l", "10.0.0.2", "-n"]);
+    let frr = lab.peer.spawn(c).unwrap();
+    let ok = wait_until(Duration::from_secs(40), || {
+        lab.rib_entry("192.168.60.0/24").is_some()
+    });
+    assert!(
+        ok,
+        "no route from FRR\nfrr: {}\nbgpd: {}",
+        lab.peer.log(frr),
+        lab.bgpd_log()
+    );
+    lab.wait_established("frr");
+    let e = lab.rib_entry("192.168.60.0/24").unwrap();
+    assert_eq!(e.paths[0].as_path, vec![65002]);
+    // bgpd -> FRR: our block. FRR logs the received prefix at debug level;
+    // without vtysh access we ask FRR's own log.
+    let ok = wait_until(Duration::from_secs(20), || {
+        let log = lab.peer.log(frr);
+        log.contains("10.244.1.0/26")
+    });
+    if !ok {
+        // Fall back to vtysh when FRR does not log UPDATEs.
+        let out = lab
+            .peer
+            .exec(&[
+                "vtysh",
+                "--vty_socket",
+                &vty.display().to_string(),
+                "-c",
+                "show bgp ipv4 unicast",
+            ])
+            .unwrap_or_default();
+        assert!(
+            out.contains("10.244.1.0/26"),
+            "FRR lacks our block:\n{out}\nfrr log:\n{}",
+            lab.peer.log(frr)
+        );
+    }
+}
+
+#[test]
+fn gobgp_ipv4_routes_both_ways() {
+    if skip("gobgp_ipv4_routes_both_ways", "gobgpd") {
+        return;
+    }
+    let mut lab = Lab::new("bgg").unwrap();
+    lab.start_bgpd(&dut_yaml("10.0.0.2", 65003, ""), &[])
+        .unwrap();
+    let conf = r#"[global.config]
+  as = 65003
+  router-id = "10.0.0.2"
+  port = 179
+  local-address-list = ["10.0.0.2"]
+[[neighbors]]
+  [neighbors.config]
+    neighbor-address = "10.0.0.1"
+    peer-as = 65000
+  [neighbors.timers.config]
+    connect-retry = 1
+"#;
+    std::fs::write(lab.path("gobgp.toml"), conf).unwrap();
+    let mut c = Command::new("gobgpd");
+    c.arg("-f")
+        .arg(lab.path("gobgp.toml"))
+        .args(["--api-hosts", "127.0.0.1:50051"]);
+    let g = lab.peer.spawn(c).unwrap();
+    let gobgp = |args: &[&str]| {
+        let mut argv = vec!["gobgp", "-u", "127.0.0.1", "-p", "50051"];
+        argv.extend_from_slice(args);
+        lab.peer.exec(&argv).unwrap_or_else(|e| e.to_string())
+    };
+    let ok = wait_until(Duration::from_secs(20), || {
+        !gobgp(&["global", "rib", "add", "192.168.70.0/24", "-a", "ipv4"])
+            .contains("rror")
+    });
+    assert!(ok, "gobgp API not reachable: {}", lab.peer.log(g));
+    // Re-adding is idempotent; it covers an add accepted by the API before
+    // gobgpd finished starting its global instance.
+    let ok = wait_until(Duration::from_secs(40), || {
+        gobgp(&["global", "rib", "add", "192.168.70.0/24", "-a", "ipv4"]);
+        lab.rib_entry("192.168.70.0/24").is_some()
+    });
+    assert!(
+        ok,
+        "no route from GoBGP\ngobgp: {}\nbgpd: {}",
+        gobgp(&["neighbor"]),
+        lab.bgpd_log()
+    );
+    lab.wait_established("gobgp");
+    let ok = wait_until(Duration::from_secs(20), || {
+        gobgp(&["global", "rib", "-a", "ipv4"]).contains("10.244.1.0/26")
+    });
+    assert!(
+        ok,
+        "GoBGP lacks our block:\n{}",
+        gobgp(&["global", "rib", "-a", "ipv4"])
+    );
+    let rib = gobgp(&["global", "rib", "-a", "ipv4"]);
+    assert!(rib.contains("10.0.0.1"), "next hop self expected:\n{rib}");
+    // Withdraw at GoBGP: bgpd drops the route.
+    gobgp(&["global", "rib", "del", "192.168.70.0/24", "-a", "ipv4"]);
+    let ok = wait_until(Duration::from_secs(20), || {
+        lab.rib_entry("192.168.70.0/24").is_none()
+    });
+    assert!(ok, "withdrawal not processed");
+}

@@ -3,7 +3,7 @@
 //! (calico.md section 4): mesh peers, BGPPeers selecting this node,
 //! route-reflector clients, and the originated prefixes.
 
-use std::collections::HashSet;
+use std::collections::{BTreeMap, HashSet};
 use std::net::{IpAddr, Ipv4Addr};
 use std::time::Duration;
 
@@ -213,52 +213,71 @@ pub fn derive(
     for bp in &res.peers {
         let s = &bp.spec;
         let pname = name(&bp.metadata).to_string();
-        let selects_me = match (&s.node, &s.node_selector) {
-            (Some(n), _) => n == node,
-            _ => {
-                let sel = parse_selector(&s.effective_node_selector(), &pname)?;
-                sel.matches(&my_labels)
-            }
+        let node_sel = match &s.node {
+            Some(_) => None,
+            None => Some(parse_selector(&s.effective_node_selector(), &pname)?),
         };
-        if !selects_me {
+        // Whether a node is on the BGPPeer's "node" side.
+        let on_node_side =
+            |n_name: &str, labels: &BTreeMap<String, String>| match (
+                &s.node, &node_sel,
+            ) {
+                (Some(want), _) => want == n_name,
+                (None, Some(sel)) => sel.matches(labels),
+                (None, None) => false,
+            };
+        let selects_me = on_node_side(node, &my_labels);
+        let peer_sel = match &s.peer_selector {
+            Some(ps) => Some(parse_selector(ps, &pname)?),
+            None => None,
+        };
+        // Calico's reversePeering: Auto: a node selected by peerSelector
+        // also peers with the nodes on the BGPPeer's node side, so a route
+        // reflector selected by its clients' BGPPeer peers back with them.
+        let reverse = s.reverse_peering() == crds::ReversePeering::Auto
+            && peer_sel.as_ref().is_some_and(|ps| ps.matches(&my_labels));
+        if !selects_me && !reverse {
             continue;
         }
-        let targets: Vec<(IpAddr, Option<u16>, Option<u32>, bool)> = match &s
-            .peer_selector
-        {
-            Some(ps) => {
-                // peerSelector: every matching node (not ourselves).
-                let sel = parse_selector(ps, &pname)?;
-                let mut v = Vec::new();
-                for n in &res.nodes {
-                    if name(&n.metadata) == node || !sel.matches(&n.labels()) {
-                        continue;
+        let targets: Vec<(IpAddr, Option<u16>, Option<u32>, bool)> =
+            match &peer_sel {
+                Some(sel) => {
+                    // peerSelector: every matching node (not ourselves), and in
+                    // reverse every node on the node side.
+                    let mut v = Vec::new();
+                    for n in &res.nodes {
+                        let n_name = name(&n.metadata);
+                        let labels = n.labels();
+                        let forward = selects_me && sel.matches(&labels);
+                        let backward = reverse && on_node_side(n_name, &labels);
+                        if n_name == node || !(forward || backward) {
+                            continue;
+                        }
+                        let Some(b) = &n.spec.bgp else { continue };
+                        let client = my_cluster.is_some()
+                            && b.rr_cluster_id()? != my_cluster;
+                        for a in [
+                            b.ipv4_addr()?.map(IpAddr::V4),
+                            b.ipv6_addr()?.map(IpAddr::V6),
+                        ]
+                        .into_iter()
+                        .flatten()
+                        {
+                            v.push((
+                                a,
+                                None,
+                                Some(b.as_number.unwrap_or(cfg_as)),
+                                client,
+                            ));
+                        }
                     }
-                    let Some(b) = &n.spec.bgp else { continue };
-                    let client = my_cluster.is_some()
-                        && b.rr_cluster_id()? != my_cluster;
-                    for a in [
-                        b.ipv4_addr()?.map(IpAddr::V4),
-                        b.ipv6_addr()?.map(IpAddr::V6),
-                    ]
-                    .into_iter()
-                    .flatten()
-                    {
-                        v.push((
-                            a,
-                            None,
-                            Some(b.as_number.unwrap_or(cfg_as)),
-                            client,
-                        ));
-                    }
+                    v
                 }
-                v
-            }
-            None => {
-                let (a, port) = bp.peer_addr()?;
-                vec![(a, port, s.as_number, false)]
-            }
-        };
+                None => {
+                    let (a, port) = bp.peer_addr()?;
+                    vec![(a, port, s.as_number, false)]
+                }
+            };
         let filters = filter_rules(res, &s.filters, &pname)?;
         let pw = match &s.password {
             Some(p) => Some(password(p, "BGPPeer", "spec.password")?),
@@ -267,6 +286,9 @@ pub fn derive(
         for (addr, port, remote_as, client_by_cluster) in targets {
             if Some(addr) == my_v4.map(IpAddr::V4)
                 || Some(addr) == my_v6.map(IpAddr::V6)
+                // Two BGPPeers (or both directions of one) naming the
+                // same session: the first one wins, as in Calico.
+                || peers.iter().any(|p| p.addr == addr && p.port == port.unwrap_or(179))
             {
                 continue;
             }

@@ -149,3 +149,52 @@ fn missing_node_and_filter_are_clear_errors() {
     let e = derive(&res(&broken), "dut", None).unwrap_err();
     assert!(e.to_string().contains("BGPFilter \"missing\""), "{e}");
 }
+
+const RR: &str = r#"
+apiVersion: margay.io/v1
+kind: Node
+metadata: {name: rr, labels: {route-reflector: "true"}}
+spec: {bgp: {ipv4Address: 10.0.0.9/24, routeReflectorClusterID: 244.0.0.1}}
+---
+apiVersion: margay.io/v1
+kind: Node
+metadata: {name: c1}
+spec: {bgp: {ipv4Address: 10.0.0.11/24}}
+---
+apiVersion: margay.io/v1
+kind: Node
+metadata: {name: c2}
+spec: {bgp: {ipv4Address: 10.0.0.12/24}}
+---
+apiVersion: margay.io/v1
+kind: BGPConfiguration
+metadata: {name: default}
+spec: {nodeToNodeMeshEnabled: false}
+---
+apiVersion: margay.io/v1
+kind: BGPPeer
+metadata: {name: peer-with-route-reflectors}
+spec: {nodeSelector: all(), peerSelector: "route-reflector == 'true'"}
+"#;
+
+#[test]
+fn peer_selector_peering_is_reversed_for_route_reflectors() {
+    // A client peers with the reflector (forward direction)...
+    let d = derive(&res(RR), "c1", None).unwrap();
+    let addrs: Vec<String> = d.peers.iter().map(|p| p.addr.to_string()).collect();
+    assert_eq!(addrs, ["10.0.0.9"]);
+    assert!(!d.peers[0].policy.rr_client);
+    // ...and the reflector, selected by peerSelector, peers back with every
+    // node on the node side, each as its route-reflector client.
+    let d = derive(&res(RR), "rr", None).unwrap();
+    let addrs: Vec<String> = d.peers.iter().map(|p| p.addr.to_string()).collect();
+    assert_eq!(addrs, ["10.0.0.11", "10.0.0.12"]);
+    assert!(d.peers.iter().all(|p| p.policy.rr_client));
+    // reversePeering: Manual turns the reverse direction off.
+    let manual = RR.replace(
+        "peerSelector: \"route-reflector == 'true'\"}",
+        "peerSelector: \"route-reflector == 'true'\", reversePeering: Manual}",
+    );
+    let d = derive(&res(&manual), "rr", None).unwrap();
+    assert!(d.peers.is_empty(), "{:?}", d.peers);
+}

@@ -104,7 +104,7 @@ pub struct PathAttrs {
     pub as4_path: Option<AsPath>,
     pub as4_aggregator: Option<Aggregator>,
     pub large_communities: Vec<LargeCommunity>,
-    /// Unrecognized attributes, in the order received.
+    /// Unrecognized attributes, sorted by type code.
     pub unknown: Vec<RawAttr>,
 }
 

@@ -9,5 +9,4 @@ pub mod ipam;
 pub mod output;
 pub mod resources;
 pub mod routes;
-pub mod socket;
 pub mod status;

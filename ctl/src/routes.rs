@@ -12,7 +12,7 @@ use margay_ctlproto::{RibEntry, RibPath};
 use serde::{Deserialize, Serialize};
 
 use crate::output::{self, Format, OutputError, Table};
-use crate::socket::{self, SocketError};
+use margay_ctlproto::client::{self as socket, SocketError};
 
 /// The route protocol number felix-lite tags its kernel routes with.
 pub const DEFAULT_FIB_PROTOCOL: u8 = felix_lite::route::DEFAULT_PROTOCOL;

@@ -6,7 +6,7 @@ use std::path::Path;
 use margay_ctlproto::PeerStatus;
 
 use crate::output::{self, Format, OutputError, Table};
-use crate::socket::{self, SocketError};
+use margay_ctlproto::client::{self as socket, SocketError};
 
 /// Why `node status` failed.
 #[derive(Debug, thiserror::Error)]

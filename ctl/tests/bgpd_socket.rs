@@ -133,7 +133,7 @@ fn node_status_reports_bgpd_errors_and_bad_answers() {
         .unwrap_err()
         .to_string();
     assert_eq!(err, "bgpd answered with an error: shutting down");
-    let err = margayctl::socket::rib(&path).unwrap_err().to_string();
+    let err = margay_ctlproto::client::rib(&path).unwrap_err().to_string();
     assert!(err.contains("bad control-protocol line"), "{err}");
     // A Peers answer to a Rib question is reported, not misread.
     drop(server.join().unwrap());
@@ -141,7 +141,7 @@ fn node_status_reports_bgpd_errors_and_bad_answers() {
     let server = serve(&path, 1, |_| {
         encode_line(&Response::Peers { peers: vec![] })
     });
-    let err = margayctl::socket::rib(&path).unwrap_err().to_string();
+    let err = margay_ctlproto::client::rib(&path).unwrap_err().to_string();
     assert!(
         err.contains("unexpected peers response to a rib request"),
         "{err}"

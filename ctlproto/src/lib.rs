@@ -13,6 +13,8 @@
 //! `Withdraw` removes it. A consumer must not delete routes it learned before
 //! a reconnect until the new `EndOfSnapshot` arrives.
 
+pub mod client;
+
 use std::net::IpAddr;
 
 use ipnetwork::IpNetwork;
@@ -189,7 +191,10 @@ mod tests {
     fn request_round_trip_and_error() {
         let line = encode_line(&Request::SubscribeRib);
         assert_eq!(line, "{\"request\":\"subscribe_rib\"}\n");
-        assert_eq!(decode_line::<Request>(&line).unwrap(), Request::SubscribeRib);
+        assert_eq!(
+            decode_line::<Request>(&line).unwrap(),
+            Request::SubscribeRib
+        );
         let err = decode_line::<Request>("{\"request\":\"nope\"}").unwrap_err();
         assert!(err.to_string().contains("nope"), "{err}");
     }

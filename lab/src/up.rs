@@ -9,9 +9,8 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use margay_crds::AnyResource;
-use margay_ctlproto::{PeerStatus, Request, Response};
+use margay_ctlproto::PeerStatus;
 use margay_datastore::{Datastore, DatastoreSpec};
-use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 
 use crate::probe;
 use crate::state::{LabState, NodeState, PodState};
@@ -448,25 +447,12 @@ fn start_node(
 }
 
 /// bgpd's peer table through its control socket.
-pub async fn query_peers(socket: &Path) -> std::io::Result<Vec<PeerStatus>> {
-    let fut = async {
-        let mut stream = tokio::net::UnixStream::connect(socket).await?;
-        stream
-            .write_all(margay_ctlproto::encode_line(&Request::Peers).as_bytes())
-            .await?;
-        let mut line = String::new();
-        BufReader::new(stream).read_line(&mut line).await?;
-        match margay_ctlproto::decode_line::<Response>(&line) {
-            Ok(Response::Peers { peers }) => Ok(peers),
-            Ok(other) => {
-                Err(std::io::Error::other(format!("unexpected {other:?}")))
-            }
-            Err(e) => Err(std::io::Error::other(e)),
-        }
-    };
-    tokio::time::timeout(Duration::from_secs(2), fut)
+pub async fn query_peers(socket: &Path) -> Result<Vec<PeerStatus>, String> {
+    let socket = socket.to_path_buf();
+    tokio::task::spawn_blocking(move || margay_ctlproto::client::peers(&socket))
         .await
-        .map_err(|_| std::io::Error::other("timed out"))?
+        .map_err(|e| e.to_string())?
+        .map_err(|e| e.to_string())
 }
 
 /// How many sessions each node should have.

@@ -6,14 +6,15 @@
 //! condition Calico's readiness probe reports as "BGP not established
 //! with ...".
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use margay_ctlproto::{PeerStatus, Request, Response};
-use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
-use tokio::net::{TcpListener, UnixStream};
+use margay_ctlproto::PeerStatus;
+use margay_ctlproto::client;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpListener;
 
 use crate::supervise::ChildState;
 
@@ -60,33 +61,17 @@ pub fn readiness_of(peers: &[PeerStatus]) -> Verdict {
 pub async fn readiness(cxt: &HealthCxt) -> Verdict {
     match query_peers(&cxt.bgpd_socket).await {
         Ok(peers) => readiness_of(&peers),
-        Err(e) => (
-            503,
-            format!("bgpd not answering on {}: {e}", cxt.bgpd_socket.display()),
-        ),
+        Err(e) => (503, format!("bgpd not ready: {e}")),
     }
 }
 
-/// Asks bgpd for its peer table.
-pub async fn query_peers(socket: &PathBuf) -> std::io::Result<Vec<PeerStatus>> {
-    let fut = async {
-        let mut stream = UnixStream::connect(socket).await?;
-        stream
-            .write_all(margay_ctlproto::encode_line(&Request::Peers).as_bytes())
-            .await?;
-        let mut line = String::new();
-        BufReader::new(stream).read_line(&mut line).await?;
-        match margay_ctlproto::decode_line::<Response>(&line) {
-            Ok(Response::Peers { peers }) => Ok(peers),
-            Ok(other) => Err(std::io::Error::other(format!(
-                "unexpected answer {other:?}"
-            ))),
-            Err(e) => Err(std::io::Error::other(e)),
-        }
-    };
-    tokio::time::timeout(Duration::from_secs(2), fut)
+/// Asks bgpd for its peer table (the blocking client, off the runtime).
+pub async fn query_peers(socket: &Path) -> Result<Vec<PeerStatus>, String> {
+    let socket = socket.to_path_buf();
+    tokio::task::spawn_blocking(move || client::peers(&socket))
         .await
-        .map_err(|_| std::io::Error::other("timed out"))?
+        .map_err(|e| e.to_string())?
+        .map_err(|e| e.to_string())
 }
 
 /// Serves the probes until the task is dropped.

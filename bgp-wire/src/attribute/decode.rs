@@ -146,6 +146,9 @@ pub fn decode_path_attrs(
             sec.errors.push(e);
         }
     }
+    // Encoding emits attributes in type code order; keep the decoded list
+    // in that order too so that decode(encode(m)) == m.
+    sec.attrs.unknown.sort_by_key(|r| r.type_code);
     Ok(sec)
 }
 

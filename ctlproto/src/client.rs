@@ -1,12 +1,13 @@
-//! A one-shot client for bgpd's control socket: write one request line,
-//! read one response line (see margay-ctlproto).
+//! A one-shot, blocking client for bgpd's control socket: write one
+//! request line, read one response line. Used by margayctl, the node
+//! agent's readiness probe and the lab.
 
 use std::io::{self, BufRead, BufReader, Write};
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use margay_ctlproto::{
+use crate::{
     DecodeError, PeerStatus, Request, Response, RibEntry, decode_line,
     encode_line,
 };

@@ -181,13 +181,15 @@ spec: {nodeSelector: all(), peerSelector: "route-reflector == 'true'"}
 fn peer_selector_peering_is_reversed_for_route_reflectors() {
     // A client peers with the reflector (forward direction)...
     let d = derive(&res(RR), "c1", None).unwrap();
-    let addrs: Vec<String> = d.peers.iter().map(|p| p.addr.to_string()).collect();
+    let addrs: Vec<String> =
+        d.peers.iter().map(|p| p.addr.to_string()).collect();
     assert_eq!(addrs, ["10.0.0.9"]);
     assert!(!d.peers[0].policy.rr_client);
     // ...and the reflector, selected by peerSelector, peers back with every
     // node on the node side, each as its route-reflector client.
     let d = derive(&res(RR), "rr", None).unwrap();
-    let addrs: Vec<String> = d.peers.iter().map(|p| p.addr.to_string()).collect();
+    let addrs: Vec<String> =
+        d.peers.iter().map(|p| p.addr.to_string()).collect();
     assert_eq!(addrs, ["10.0.0.11", "10.0.0.12"]);
     assert!(d.peers.iter().all(|p| p.policy.rr_client));
     // reversePeering: Manual turns the reverse direction off.

@@ -13,6 +13,7 @@
 
 mod down;
 mod probe;
+mod prove;
 mod state;
 mod status;
 mod sys;

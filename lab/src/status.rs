@@ -36,8 +36,8 @@ pub async fn status(opts: &LabOptions) -> Result<String, LabError> {
     let _ = writeln!(out);
     let _ = writeln!(
         out,
-        "{:<8} {:<16} {:<22} {:<18} {:<12} {}",
-        "NODE", "PEER", "TYPE", "STATE", "PREFIXES", "AGENT"
+        "{:<8} {:<16} {:<22} {:<18} {:<12} AGENT",
+        "NODE", "PEER", "TYPE", "STATE", "PREFIXES"
     );
     for n in &state.nodes {
         let agent = up(Some(n.agent_pid));
@@ -72,7 +72,7 @@ pub async fn status(opts: &LabOptions) -> Result<String, LabError> {
         }
     }
     let _ = writeln!(out);
-    let _ = writeln!(out, "{:<16} {:<8} {}", "POD", "NODE", "IPS");
+    let _ = writeln!(out, "{:<16} {:<8} IPS", "POD", "NODE");
     for p in &state.pods {
         let _ =
             writeln!(out, "{:<16} {:<8} {}", p.name, p.node, p.ips.join(", "));

@@ -1,9 +1,7 @@
 //! `lab up`: build the fabric step by step, saving state after each step so
 //! that `down` can always undo a partial lab, then prove it works.
 
-use std::collections::BTreeMap;
 use std::io::Write as _;
-use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -12,7 +10,6 @@ use margay_crds::AnyResource;
 use margay_ctlproto::PeerStatus;
 use margay_datastore::{Datastore, DatastoreSpec};
 
-use crate::probe;
 use crate::state::{LabState, NodeState, PodState};
 use crate::sys::{missing_programs, ns_run, run, spawn_detached};
 use crate::topology::{self, FABRIC_NS, HOST_LINK, TOR_NS, Topology};
@@ -122,7 +119,7 @@ pub async fn up(opts: &LabOptions) -> Result<LabSummary, LabError> {
     }
 
     step("proving the fabric");
-    let summary = prove(&ds, &state).await?;
+    let summary = crate::prove::prove(&ds, &state).await?;
     println!("{}", summary.report);
     Ok(summary)
 }
@@ -603,229 +600,4 @@ fn add_pod(
         container_id: p.container_id.clone(),
         ips,
     })
-}
-
-/// Every proof, as a report. Reachability is retried for a while first,
-/// because routes to the newest blocks may still be propagating.
-async fn prove(
-    ds: &Datastore,
-    state: &LabState,
-) -> Result<LabSummary, LabError> {
-    use std::fmt::Write as _;
-    let mut report = String::new();
-    let mut ok = true;
-
-    // Blocks per node, from the datastore (confirmed affinities only).
-    let affinities = ds.list::<margay_crds::BlockAffinity>().await?;
-    let mut blocks: BTreeMap<String, Vec<String>> = BTreeMap::new();
-    for a in affinities.items {
-        if a.spec.state == margay_crds::AffinityState::Confirmed
-            && !a.spec.deleted
-        {
-            blocks
-                .entry(a.spec.node.clone())
-                .or_default()
-                .push(a.spec.cidr.clone());
-        }
-    }
-
-    // Reachability, with a convergence window.
-    let pods = &state.pods;
-    let pairs: Vec<(usize, usize)> = (0..pods.len())
-        .flat_map(|a| {
-            (0..pods.len())
-                .filter(move |&b| b != a)
-                .map(move |b| (a, b))
-        })
-        .collect();
-    let deadline = Instant::now() + Duration::from_secs(45);
-    let mut results: BTreeMap<
-        (usize, usize),
-        (Result<(), String>, Result<(), String>),
-    >;
-    let converged_after;
-    let started = Instant::now();
-    loop {
-        results = BTreeMap::new();
-        for (port, &(a, b)) in (20000u16..).zip(&pairs) {
-            let dst: IpAddr =
-                pods[b].ips[0].parse().expect("pod IP from CNI result");
-            let icmp = probe::ping(&pods[a].netns, dst);
-            let tcp = probe::tcp(&pods[a].netns, &pods[b].netns, dst, port);
-            results.insert((a, b), (icmp, tcp));
-        }
-        let all = results.values().all(|(i, t)| i.is_ok() && t.is_ok());
-        if all || Instant::now() > deadline {
-            converged_after = started.elapsed();
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(500)).await;
-    }
-    let _ = writeln!(report, "\nREACHABILITY (ICMP/TCP, from row to column)");
-    let _ = write!(report, "{:<14}", "");
-    for p in pods {
-        let _ = write!(report, "{:<14}", p.name);
-    }
-    let _ = writeln!(report);
-    for (a, pa) in pods.iter().enumerate() {
-        let _ = write!(report, "{:<14}", pa.name);
-        for b in 0..pods.len() {
-            let cell = match results.get(&(a, b)) {
-                None => "-".to_string(),
-                Some((i, t)) => format!(
-                    "{}/{}",
-                    if i.is_ok() { "ok" } else { "FAIL" },
-                    if t.is_ok() { "ok" } else { "FAIL" }
-                ),
-            };
-            let _ = write!(report, "{cell:<14}");
-        }
-        let _ = writeln!(report);
-    }
-    let failures: Vec<String> = results
-        .iter()
-        .filter_map(|((a, b), (i, t))| {
-            let errs: Vec<&String> = [i, t]
-                .into_iter()
-                .filter_map(|r| r.as_ref().err())
-                .collect();
-            (!errs.is_empty()).then(|| {
-                format!(
-                    "{} -> {}: {}",
-                    pods[*a].name,
-                    pods[*b].name,
-                    errs.iter()
-                        .map(|s| s.as_str())
-                        .collect::<Vec<_>>()
-                        .join("; ")
-                )
-            })
-        })
-        .collect();
-    if failures.is_empty() {
-        let _ = writeln!(
-            report,
-            "all {} pod pairs reach each other over ICMP and TCP (converged in {:.1}s)",
-            pairs.len(),
-            converged_after.as_secs_f64()
-        );
-    } else {
-        ok = false;
-        for f in &failures {
-            let _ = writeln!(report, "  FAIL {f}");
-        }
-    }
-
-    // Node FIBs: every other node's blocks via that node's address, and no
-    // tunnel devices anywhere.
-    let _ = writeln!(report, "\nNODE FIBS (remote pod blocks)");
-    for n in &state.nodes {
-        let routes = ns_run(&n.netns, &["ip", "-j", "route", "show"])?;
-        let links = ns_run(&n.netns, &["ip", "-d", "-j", "link", "show"])?;
-        let tunnels = probe::tunnel_devices(&links);
-        if !tunnels.is_empty() {
-            ok = false;
-            let _ = writeln!(
-                report,
-                "  {}: TUNNEL DEVICES {}",
-                n.name,
-                tunnels.join(", ")
-            );
-        }
-        for (owner, cidrs) in &blocks {
-            if owner == &n.name {
-                continue;
-            }
-            let owner_addr = state
-                .nodes
-                .iter()
-                .find(|o| &o.name == owner)
-                .map(|o| o.address.clone())
-                .unwrap_or_default();
-            for cidr in cidrs {
-                match probe::route_via(&routes, cidr) {
-                    Some(hops)
-                        if hops.iter().any(|(gw, dev)| {
-                            gw == &owner_addr && dev == "eth0"
-                        }) =>
-                    {
-                        let _ = writeln!(
-                            report,
-                            "  {:<8} {cidr:<18} via {owner_addr} dev eth0",
-                            n.name
-                        );
-                    }
-                    Some(hops) => {
-                        ok = false;
-                        let _ = writeln!(
-                            report,
-                            "  {:<8} {cidr:<18} WRONG: {hops:?} (want via {owner_addr})",
-                            n.name
-                        );
-                    }
-                    None => {
-                        ok = false;
-                        let _ = writeln!(
-                            report,
-                            "  {:<8} {cidr:<18} MISSING",
-                            n.name
-                        );
-                    }
-                }
-            }
-        }
-    }
-    let _ = writeln!(
-        report,
-        "encapsulation: {}",
-        if ok {
-            "none (no tunnel devices on any node)"
-        } else {
-            "see above"
-        }
-    );
-
-    // The ToR learned every block.
-    let tor_routes = ns_run(TOR_NS, &["ip", "-j", "route", "show"])?;
-    let _ = writeln!(report, "\nTOR (BIRD) FIB");
-    for (owner, cidrs) in &blocks {
-        for cidr in cidrs {
-            let learned = probe::route_via(&tor_routes, cidr).is_some();
-            ok &= learned;
-            let _ = writeln!(
-                report,
-                "  {cidr:<18} from {owner:<8} {}",
-                if learned { "learned" } else { "MISSING" }
-            );
-        }
-    }
-
-    // Sessions.
-    let _ = writeln!(report, "\nSESSIONS");
-    for n in &state.nodes {
-        for p in query_peers(&n.run_dir.join("bgpd.ctl"))
-            .await
-            .unwrap_or_default()
-        {
-            ok &= p.state == "Established";
-            let _ = writeln!(
-                report,
-                "  {:<8} {:<16} {:<24} {}",
-                n.name,
-                p.address.to_string(),
-                p.peer_type.describe(),
-                p.state
-            );
-        }
-    }
-    let _ = writeln!(
-        report,
-        "\n{}",
-        if ok {
-            "LAB OK: pods reach each other across nodes with plain routing. `margayctl lab status`, `margayctl lab down`."
-        } else {
-            "LAB NOT OK: see the failures above; logs are in the state directory's logs/."
-        }
-    );
-    Ok(LabSummary { ok, report })
 }

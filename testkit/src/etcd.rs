@@ -25,7 +25,9 @@ impl EtcdServer {
         // in between: try a few times.
         for _ in 0..3 {
             let mut server = EtcdServer {
-                dir: tempfile::Builder::new().prefix("margay-etcd-").tempdir()?,
+                dir: tempfile::Builder::new()
+                    .prefix("margay-etcd-")
+                    .tempdir()?,
                 client_port: free_port(),
                 peer_port: free_port(),
                 child: None,
@@ -84,7 +86,9 @@ impl EtcdServer {
             .map_err(|e| {
                 io::Error::new(
                     e.kind(),
-                    format!("cannot run etcd (install Debian's etcd-server): {e}"),
+                    format!(
+                        "cannot run etcd (install Debian's etcd-server): {e}"
+                    ),
                 )
             })?;
         self.child = Some(child);
@@ -113,8 +117,7 @@ fn healthy(port: u16) -> bool {
         return false;
     };
     let _ = s.set_read_timeout(Some(Duration::from_secs(1)));
-    if s
-        .write_all(b"GET /health HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n")
+    if s.write_all(b"GET /health HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n")
         .is_err()
     {
         return false;

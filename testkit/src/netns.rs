@@ -12,7 +12,10 @@ static NEXT_ID: AtomicU32 = AtomicU32::new(0);
 
 /// Runs `ip` (or any command) and returns stdout, or an error carrying the
 /// command line and its stderr.
-pub(crate) fn run<S: AsRef<OsStr>>(program: &str, args: &[S]) -> io::Result<String> {
+pub(crate) fn run<S: AsRef<OsStr>>(
+    program: &str,
+    args: &[S],
+) -> io::Result<String> {
     let out = Command::new(program).args(args).output()?;
     if out.status.success() {
         return Ok(String::from_utf8_lossy(&out.stdout).into_owned());
@@ -63,8 +66,11 @@ impl Netns {
 
     /// Runs a command inside the namespace and returns its stdout.
     pub fn exec<S: AsRef<OsStr>>(&self, argv: &[S]) -> io::Result<String> {
-        let mut args: Vec<&OsStr> =
-            vec![OsStr::new("netns"), OsStr::new("exec"), OsStr::new(&self.name)];
+        let mut args: Vec<&OsStr> = vec![
+            OsStr::new("netns"),
+            OsStr::new("exec"),
+            OsStr::new(&self.name),
+        ];
         args.extend(argv.iter().map(|a| a.as_ref()));
         run("ip", &args)
     }
@@ -163,8 +169,18 @@ pub fn veth_between(
     run(
         "ip",
         &[
-            "link", "add", a_if, "netns", a.name(), "type", "veth", "peer",
-            "name", b_if, "netns", b.name(),
+            "link",
+            "add",
+            a_if,
+            "netns",
+            a.name(),
+            "type",
+            "veth",
+            "peer",
+            "name",
+            b_if,
+            "netns",
+            b.name(),
         ],
     )?;
     for (ns, ifname, cidr) in [(a, a_if, a_cidr), (b, b_if, b_cidr)] {
@@ -201,10 +217,16 @@ impl Segment {
 
     /// Connects `node` to the segment through `ifname` with address `cidr`
     /// ("" for none).
-    pub fn attach(&self, node: &Netns, ifname: &str, cidr: &str) -> io::Result<()> {
+    pub fn attach(
+        &self,
+        node: &Netns,
+        ifname: &str,
+        cidr: &str,
+    ) -> io::Result<()> {
         let port = format!("p{}", self.ports.fetch_add(1, Ordering::Relaxed));
         veth_between(&self.hub, &port, "", node, ifname, cidr)?;
-        self.hub.exec(&["ip", "link", "set", &port, "master", "br0"])?;
+        self.hub
+            .exec(&["ip", "link", "set", &port, "master", "br0"])?;
         Ok(())
     }
 }

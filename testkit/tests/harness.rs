@@ -58,7 +58,8 @@ fn etcd_starts_stops_and_restarts() {
         panic!("etcd is not installed: apt-get install etcd-server");
     }
     let mut etcd = EtcdServer::start().unwrap();
-    let port: u16 = etcd.endpoint().rsplit(':').next().unwrap().parse().unwrap();
+    let port: u16 =
+        etcd.endpoint().rsplit(':').next().unwrap().parse().unwrap();
     let up = || std::net::TcpStream::connect(("127.0.0.1", port)).is_ok();
     assert!(up());
     etcd.stop();

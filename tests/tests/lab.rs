@@ -5,7 +5,11 @@
 
 use margay_lab::{Family, LabOptions, PeeringMode};
 
-fn options(state: &tempfile::TempDir, nodes: usize, mode: PeeringMode) -> LabOptions {
+fn options(
+    state: &tempfile::TempDir,
+    nodes: usize,
+    mode: PeeringMode,
+) -> LabOptions {
     LabOptions {
         nodes,
         pods_per_node: 2,
@@ -38,7 +42,11 @@ async fn lab_mesh_then_route_reflector() {
     let mesh = options(&state, 3, PeeringMode::Mesh);
     let guard = Down(mesh.clone());
     let summary = margay_lab::up(&mesh).await.expect("lab up (mesh)");
-    assert!(summary.ok, "mesh lab failed its proofs:\n{}", summary.report);
+    assert!(
+        summary.ok,
+        "mesh lab failed its proofs:\n{}",
+        summary.report
+    );
     let status = margay_lab::status(&mesh).await.unwrap();
     assert!(status.contains("node3"), "{status}");
     drop(guard);

@@ -79,7 +79,8 @@ pub struct LargeCommunity {
 /// MP_REACH/MP_UNREACH of address families we do not decode.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct RawAttr {
-    /// Flags as received; the Extended Length bit is recomputed on encode.
+    /// Flags as received, without the Extended Length bit: that bit only
+    /// says how the length was written, and encode recomputes it.
     pub flags: u8,
     pub type_code: u8,
     pub value: Vec<u8>,

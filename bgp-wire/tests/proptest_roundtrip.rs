@@ -118,3 +118,26 @@ proptest! {
         let _ = Message::decode(&m, &DecodeCxt::default());
     }
 }
+
+/// Fuzz regression (fuzz/corpus/roundtrip/ext-length-flag-on-raw-attr): an
+/// unknown attribute written with the Extended Length flag but a short value
+/// must survive decode -> encode -> decode unchanged; the flag only says how
+/// the length was written.
+#[test]
+fn raw_attribute_extended_length_flag_is_not_kept() {
+    let mut frame = vec![0xff; 16];
+    frame.extend_from_slice(&[0x00, 0x2a, 0x02, 0x00, 0x00, 0x00, 0x13]);
+    frame.extend_from_slice(&[0x40, 0x01, 0x01, 0x02]); // ORIGIN incomplete
+    frame.extend_from_slice(&[0x40, 0x02, 0x06, 0x02, 0x01, 0x00, 0x00, 0xfd, 0xe9]);
+    frame.extend_from_slice(&[0xd0, 0x63, 0x00, 0x02, 0xab, 0xcd]); // ext-len, 2 octets
+    assert_eq!(frame.len(), 0x2a);
+    let cxt = bgp_wire::DecodeCxt::four_octet();
+    let m = bgp_wire::Message::decode(&frame, &cxt).unwrap();
+    let bgp_wire::Message::Update(u) = &m else {
+        panic!("not an UPDATE: {m:?}");
+    };
+    assert_eq!(u.attrs.unknown[0].flags, 0xc0, "{:?}", u.attrs.unknown);
+    let again =
+        bgp_wire::Message::decode(&m.to_bytes(&cxt).unwrap(), &cxt).unwrap();
+    assert_eq!(again, m);
+}

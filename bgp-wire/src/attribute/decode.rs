@@ -189,7 +189,7 @@ fn decode_one(
             return Err(r.err(K::UnrecognizedWellKnown, A::TreatAsWithdraw));
         }
         sec.attrs.unknown.push(RawAttr {
-            flags: r.flags,
+            flags: r.flags & !F::EXTENDED_LENGTH,
             type_code: r.code,
             value: r.value.to_vec(),
         });
@@ -339,7 +339,7 @@ fn decode_mp_reach(
         // RFC 4760 7: AFI/SAFI we did not negotiate are ignored; keep the
         // attribute raw (it is non-transitive, so never passed on).
         sec.attrs.unknown.push(RawAttr {
-            flags: r.flags,
+            flags: r.flags & !F::EXTENDED_LENGTH,
             type_code: r.code,
             value: v.to_vec(),
         });
@@ -394,7 +394,7 @@ fn decode_mp_unreach(
         Family::new(u16::from_be_bytes([v[0], v[1]]).into(), v[2].into());
     if !decodable(family) {
         sec.attrs.unknown.push(RawAttr {
-            flags: r.flags,
+            flags: r.flags & !F::EXTENDED_LENGTH,
             type_code: r.code,
             value: v.to_vec(),
         });

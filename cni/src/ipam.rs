@@ -69,6 +69,7 @@ pub struct MargayIpam {
 impl MargayIpam {
     /// Connects to the configured datastore for this node. etcd connects
     /// lazily, so an unreachable etcd surfaces (as code 11) on first use.
+    #[tracing::instrument(level = "debug", name = "ipam_connect", skip_all)]
     pub async fn connect(
         conf: &NetConf,
         ipam_conf: &MargayIpamConf,

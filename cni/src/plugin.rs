@@ -56,6 +56,7 @@ fn host_handle() -> Result<Handle> {
 }
 
 /// ADD: allocate, wire, record; undo everything on any failure.
+#[tracing::instrument(level = "debug", name = "cni_add", skip_all)]
 pub async fn add<I: IpamBackend>(
     env: &Env,
     conf: &NetConf,
@@ -197,6 +198,7 @@ fn append_to_result(
 /// are missing"). The veth goes first so that the address is not handed
 /// out again while a route still points at the old pod; the allocation is
 /// released even if that failed.
+#[tracing::instrument(level = "debug", name = "cni_del", skip_all)]
 pub async fn del<I: IpamBackend>(
     env: &Env,
     conf: &NetConf,

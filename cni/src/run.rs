@@ -6,8 +6,10 @@
 use std::fs::OpenOptions;
 use std::io::{Read, Write};
 use std::sync::Mutex;
+use std::time::Instant;
 
 use tracing_subscriber::filter::LevelFilter;
+use tracing_subscriber::fmt::format::FmtSpan;
 
 use crate::config::{self, IpamConf, LogLevel, NetConf, Strictness};
 use crate::delegate::Delegate;
@@ -29,8 +31,10 @@ pub enum Role {
 
 /// Runs one invocation and returns the exit status.
 pub fn main_entry(role: Role) -> i32 {
+    let start = Instant::now();
     let mut stdin = Vec::new();
-    let outcome = invoke(role, &mut stdin);
+    let outcome = invoke(role, &mut stdin, start);
+    tracing::debug!(took = ?start.elapsed(), "finished");
     let version = config::peek_version(&stdin)
         .filter(|v| v.parse::<Version>().is_ok())
         .unwrap_or_else(|| Version::LATEST.as_str().to_string());
@@ -51,7 +55,7 @@ pub fn main_entry(role: Role) -> i32 {
 }
 
 /// Everything up to the output.
-fn invoke(role: Role, stdin: &mut Vec<u8>) -> Result<String> {
+fn invoke(role: Role, stdin: &mut Vec<u8>, start: Instant) -> Result<String> {
     // stdin first, so that even an environment error is reported in the
     // config's cniVersion.
     let read = std::io::stdin().read_to_end(stdin);
@@ -69,7 +73,8 @@ fn invoke(role: Role, stdin: &mut Vec<u8>) -> Result<String> {
     let conf = config::parse(stdin, strictness)?;
     init_logging(&conf);
     check_verb_version(env.command, conf.cni_version)?;
-    tracing::debug!(command = %env.command, container = ?env.container_id, "invoked");
+    tracing::debug!(command = %env.command, container = ?env.container_id,
+        since_start = ?start.elapsed(), "invoked");
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -139,8 +144,17 @@ fn init_logging(conf: &NetConf) {
         LogLevel::Error => LevelFilter::ERROR,
         LogLevel::None => LevelFilter::OFF,
     };
+    // At debug level every instrumented step (datastore requests, IPAM
+    // phases, netlink work) logs its duration when it closes: the
+    // profile of one invocation.
+    let spans = if level >= LevelFilter::DEBUG {
+        FmtSpan::CLOSE
+    } else {
+        FmtSpan::NONE
+    };
     let builder = tracing_subscriber::fmt()
         .with_max_level(level)
+        .with_span_events(spans)
         .with_ansi(false)
         .with_target(false);
     let file = conf.log_file_path.as_ref().and_then(|p| {

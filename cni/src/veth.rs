@@ -101,6 +101,7 @@ fn io_err(step: String) -> impl FnOnce(std::io::Error) -> CniError {
 
 /// Creates and configures the pair. On error, whatever was created is
 /// left for [`teardown`] (the caller always runs it on failure).
+#[tracing::instrument(level = "debug", name = "veth_setup", skip_all)]
 pub async fn setup(host: &Handle, plan: &Plan) -> Result<Created> {
     // A leftover from an earlier, failed attempt with the same identity.
     if nl::delete_link(host, &plan.host_ifname)
@@ -129,6 +130,7 @@ pub async fn setup(host: &Handle, plan: &Plan) -> Result<Created> {
 
 /// Creates the veth with the host end in the host namespace and the peer,
 /// already named CNI_IFNAME, in the container's (no namespace move).
+#[tracing::instrument(level = "debug", skip_all)]
 async fn create_pair(
     host: &Handle,
     plan: &Plan,
@@ -171,6 +173,7 @@ async fn create_pair(
 
 /// proxy_arp, proxy_delay, forwarding (and the IPv6 equivalents) on the
 /// host end.
+#[tracing::instrument(level = "debug", skip_all)]
 fn configure_host_sysctls(plan: &Plan) -> Result<()> {
     let ifn = &plan.host_ifname;
     let mut settings = vec![
@@ -197,6 +200,7 @@ fn configure_host_sysctls(plan: &Plan) -> Result<()> {
 /// `podIP/32 dev <host veth> scope link` for every address. Replaces an
 /// existing route for the same prefix: IPAM just gave this address to
 /// this pod, so any other /32 for it is a stale leftover.
+#[tracing::instrument(level = "debug", skip_all)]
 async fn add_host_routes(host: &Handle, plan: &Plan) -> Result<()> {
     let link = nl::link_by_name(host, &plan.host_ifname)
         .await
@@ -232,6 +236,7 @@ async fn add_host_routes(host: &Handle, plan: &Plan) -> Result<()> {
 
 /// Inside the container: addresses, link up, the 169.254.1.1 and default
 /// routes; returns the container end's MAC.
+#[tracing::instrument(level = "debug", skip_all)]
 async fn configure_container(h: &Handle, plan: &Plan) -> Result<Created> {
     let ifn = &plan.ifname;
     let link = nl::link_by_name(h, ifn)
@@ -312,6 +317,7 @@ async fn configure_container(h: &Handle, plan: &Plan) -> Result<Created> {
 
 /// Removes the pair (deleting the host end removes both ends and the host
 /// routes through it). Ok(false) when it was already gone.
+#[tracing::instrument(level = "debug", skip_all)]
 pub async fn teardown(host: &Handle, host_ifname: &str) -> Result<bool> {
     nl::delete_link(host, host_ifname)
         .await

@@ -8,7 +8,7 @@ use kube::CustomResource;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use crate::bgppeer::DEFAULT_MAX_RESTART_TIME;
+use crate::bgppeer::{BFDSettings, DEFAULT_MAX_RESTART_TIME};
 use crate::duration::duration_field;
 use crate::error::ValidationError;
 use crate::password::BGPPassword;
@@ -69,6 +69,20 @@ pub struct BGPConfigurationSpec {
     /// Named community values, usable in `prefixAdvertisements`.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub communities: Vec<Community>,
+    /// margay extension (not in Calico): keepalive interval of mesh
+    /// sessions; the proposed hold time is three times it (at least 3s,
+    /// RFC 4271 section 4.2). Unset: hold 240s, keepalive 80s (BIRD's
+    /// defaults, as in Calico).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub node_mesh_keepalive_time: Option<String>,
+    /// margay extension (not in Calico): BFD liveness detection (RFC
+    /// 5880, 5881) on every mesh session.
+    #[serde(
+        default,
+        rename = "nodeMeshBFD",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub node_mesh_bfd: Option<BFDSettings>,
     /// Communities to attach to advertised prefixes.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub prefix_advertisements: Vec<PrefixAdvertisement>,
@@ -177,6 +191,11 @@ pub enum Aggregation {
     Disabled,
 }
 
+/// Smallest mesh keepalive: hold time 3 s (RFC 4271 section 4.2).
+pub const MIN_KEEPALIVE: Duration = Duration::from_secs(1);
+/// Largest mesh keepalive: hold time 65535 s (a 16-bit OPEN field).
+pub const MAX_KEEPALIVE: Duration = Duration::from_secs(65535 / 3);
+
 /// The log levels `logSeverityScreen` accepts.
 pub const LOG_SEVERITIES: [&str; 5] =
     ["Debug", "Info", "Warning", "Error", "Fatal"];
@@ -219,6 +238,36 @@ impl BGPConfigurationSpec {
             self.node_mesh_max_restart_time.as_deref(),
             DEFAULT_MAX_RESTART_TIME,
         )
+    }
+
+    /// Keepalive interval of mesh sessions if set. RFC 4271 section 4.2:
+    /// the hold time (three keepalives) MUST be zero or at least three
+    /// seconds, so a keepalive below 1s is rejected, as is one whose hold
+    /// time would not fit the OPEN's 16-bit field.
+    pub fn node_mesh_keepalive_time(
+        &self,
+    ) -> Result<Option<Duration>, ValidationError> {
+        let Some(raw) = self.node_mesh_keepalive_time.as_deref() else {
+            return Ok(None);
+        };
+        let field = "spec.nodeMeshKeepaliveTime";
+        let d = duration_field(
+            "BGPConfiguration",
+            field,
+            Some(raw),
+            Duration::ZERO,
+        )?;
+        if d < MIN_KEEPALIVE || d > MAX_KEEPALIVE {
+            return Err(ValidationError::string(
+                "BGPConfiguration",
+                field,
+                raw,
+                "allowed 1s to 21845s: the hold time is three times the \
+                 keepalive and must be 3-65535 seconds (RFC 4271 section \
+                 4.2)",
+            ));
+        }
+        Ok(Some(d))
     }
 
     /// Resolves a community name or literal used in a prefix

@@ -19,6 +19,9 @@ pub const DEFAULT_MAX_RESTART_TIME: Duration = Duration::from_secs(120);
 pub const DEFAULT_BFD_MIN_INTERVAL: Duration = Duration::from_millis(300);
 /// Default BFD detection multiplier (margay extension).
 pub const DEFAULT_BFD_MULTIPLIER: u8 = 3;
+/// Largest BFD interval margay accepts (fits the 32-bit microsecond
+/// fields of RFC 5880 section 4.1 with room to spare).
+pub const MAX_BFD_INTERVAL: Duration = Duration::from_secs(3600);
 
 /// A BGP peering. With neither `node` nor `nodeSelector` it applies to
 /// every node; `peerIP` + `asNumber` name an external peer, while
@@ -302,9 +305,19 @@ impl BGPPeerSpec {
 impl BFDSettings {
     /// BFD interval, default 300 ms.
     pub fn min_interval(&self) -> Result<Duration, ValidationError> {
+        self.min_interval_of("BGPPeer", "spec.bfd")
+    }
+
+    /// BFD interval, default 300 ms; errors name `kind` and the field
+    /// under `at` (e.g. `spec.nodeMeshBFD`).
+    pub fn min_interval_of(
+        &self,
+        kind: &str,
+        at: &str,
+    ) -> Result<Duration, ValidationError> {
         duration_field(
-            "BGPPeer",
-            "spec.bfd.minInterval",
+            kind,
+            &format!("{at}.minInterval"),
             self.min_interval.as_deref(),
             DEFAULT_BFD_MIN_INTERVAL,
         )
@@ -313,6 +326,38 @@ impl BFDSettings {
     /// Detection multiplier, default 3.
     pub fn multiplier(&self) -> u8 {
         self.multiplier.unwrap_or(DEFAULT_BFD_MULTIPLIER)
+    }
+
+    /// Every problem of these settings, for resource `kind` with the
+    /// settings at field path `at`.
+    pub fn check(&self, kind: &str, at: &str) -> Vec<ValidationError> {
+        let mut errs = Vec::new();
+        match self.min_interval_of(kind, at) {
+            Ok(d) if d.is_zero() || d > MAX_BFD_INTERVAL => {
+                // RFC 5880 section 6.8.1: bfd.DesiredMinTxInterval MUST
+                // be nonzero; the wire field is 32-bit microseconds.
+                errs.push(ValidationError::string(
+                    kind,
+                    format!("{at}.minInterval"),
+                    self.min_interval.as_deref().unwrap_or(""),
+                    "allowed a non-zero interval of at most 1h (RFC 5880 \
+                     section 6.8.1)",
+                ));
+            }
+            Ok(_) => {}
+            Err(e) => errs.push(e),
+        }
+        if self.multiplier() == 0 {
+            // RFC 5880 section 6.8.6: a zero Detect Mult MUST be
+            // discarded.
+            errs.push(ValidationError::new(
+                kind,
+                format!("{at}.multiplier"),
+                0,
+                "allowed 1-255 (RFC 5880 section 6.8.6)",
+            ));
+        }
+        errs
     }
 }
 

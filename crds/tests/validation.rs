@@ -405,3 +405,54 @@ fn set_errors_duplicates_and_missing_filters() {
         ],
     );
 }
+
+#[test]
+fn mesh_fast_timer_and_bfd_errors() {
+    let cfg = |spec: &str| {
+        format!(
+            "apiVersion: margay.io/v1\nkind: BGPConfiguration\nmetadata:\n  \
+             name: default\nspec:\n{spec}"
+        )
+    };
+    assert_errors(
+        &cfg("  nodeMeshKeepaliveTime: 1s\n  nodeMeshBFD:\n    enabled: \
+              true\n    minInterval: 100ms\n    multiplier: 3\n"),
+        &[],
+    );
+    assert_errors(
+        &cfg("  nodeMeshKeepaliveTime: 500ms\n  nodeMeshBFD:\n    \
+              minInterval: 0s\n    multiplier: 0\n"),
+        &[
+            "BGPConfiguration \"default\": spec.nodeMeshKeepaliveTime = \
+             \"500ms\" is invalid: allowed 1s to 21845s: the hold time is \
+             three times the keepalive and must be 3-65535 seconds (RFC 4271 \
+             section 4.2)",
+            "BGPConfiguration \"default\": spec.nodeMeshBFD.minInterval = \
+             \"0s\" is invalid: allowed a non-zero interval of at most 1h \
+             (RFC 5880 section 6.8.1)",
+            "BGPConfiguration \"default\": spec.nodeMeshBFD.multiplier = 0 \
+             is invalid: allowed 1-255 (RFC 5880 section 6.8.6)",
+        ],
+    );
+    assert_errors(
+        &cfg("  nodeMeshKeepaliveTime: 7h\n"),
+        &[
+            "BGPConfiguration \"default\": spec.nodeMeshKeepaliveTime = \
+           \"7h\" is invalid: allowed 1s to 21845s: the hold time is three \
+           times the keepalive and must be 3-65535 seconds (RFC 4271 section \
+           4.2)",
+        ],
+    );
+    // The BGPPeer's own BFD field keeps its name in errors.
+    assert_errors(
+        &peer(
+            "  peerIP: 192.0.2.1\n  asNumber: 65001\n  bfd:\n    \
+               enabled: true\n    minInterval: fast\n",
+        ),
+        &[
+            "BGPPeer \"tor\": spec.bfd.minInterval = \"fast\" is invalid: \
+           expected a number at byte 0; allowed a duration such as \"90s\", \
+           \"2m\" or \"1h30m\" (units ns, us, ms, s, m, h)",
+        ],
+    );
+}

@@ -60,6 +60,7 @@ impl EtcdStore {
     /// Creates a client for `endpoints` (e.g. `http://127.0.0.1:2379`).
     /// Connections are made lazily; requests to an unreachable cluster
     /// fail with `Unavailable` after a few seconds.
+    #[tracing::instrument(level = "debug", name = "etcd_connect", skip_all)]
     pub async fn connect(endpoints: &[String]) -> Result<Self> {
         let opts = ConnectOptions::new()
             .with_connect_timeout(CONNECT_TIMEOUT)
@@ -84,6 +85,8 @@ impl EtcdStore {
     }
 
     /// Reads one object.
+    #[tracing::instrument(level = "debug", name = "etcd_get", skip_all,
+        fields(key = %key::<K>(name)))]
     pub async fn get<K: Object>(&self, name: &str) -> Result<Option<K>> {
         let mut kv = self.client.kv_client();
         let resp = with_timeout(kv.get(key::<K>(name), None))
@@ -96,6 +99,8 @@ impl EtcdStore {
     }
 
     /// Reads all objects of type `K` at one revision.
+    #[tracing::instrument(level = "debug", name = "etcd_list", skip_all,
+        fields(prefix = %prefix::<K>()))]
     pub async fn list<K: Object>(&self) -> Result<List<K>> {
         let mut kv = self.client.kv_client();
         let opts = GetOptions::new().with_prefix();
@@ -222,6 +227,7 @@ impl EtcdStore {
         stream::unfold(state, WatchState::next).boxed()
     }
 
+    #[tracing::instrument(level = "debug", name = "etcd_txn", skip_all)]
     async fn txn(&self, txn: Txn) -> Result<etcd_client::TxnResponse> {
         let mut kv = self.client.kv_client();
         with_timeout(kv.txn(txn)).await.map_err(map_err)

@@ -59,6 +59,7 @@ impl Ipam {
     /// Allocates `num_v4` IPv4 and `num_v6` IPv6 addresses to
     /// `args.handle`. Either everything requested is allocated or nothing
     /// is (what was taken is released before the error returns).
+    #[tracing::instrument(level = "debug", skip_all, fields(handle = %args.handle))]
     pub async fn auto_assign(&self, args: &AssignArgs) -> Result<Assigned> {
         handle_name(&args.handle)?;
         if args.num_v4 == 0 && args.num_v6 == 0 {
@@ -303,6 +304,7 @@ impl Ipam {
     /// CAS loop. With `own`, only if the block is affine to this node
     /// (re-creating it if our confirmed affinity outlived it).
     #[allow(clippy::too_many_arguments)]
+    #[tracing::instrument(level = "debug", skip_all, fields(%cidr))]
     async fn alloc_in_block(
         &self,
         cidr: IpNetwork,

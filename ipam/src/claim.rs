@@ -49,6 +49,7 @@ pub struct ReleaseCond {
 
 impl Ipam {
     /// Claims the block at `cidr` for this node.
+    #[tracing::instrument(level = "debug", skip_all, fields(%cidr))]
     pub(crate) async fn claim_block(&self, cidr: IpNetwork) -> Result<Claim> {
         let aff_name = affinity_name(&self.node, &cidr);
         self.set_affinity_pending(&aff_name, cidr).await?;

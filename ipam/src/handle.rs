@@ -23,6 +23,7 @@ pub fn cni_handle(network: &str, container_id: &str) -> String {
 
 impl Ipam {
     /// Adds `n` addresses in `block` to `handle`, creating it if needed.
+    #[tracing::instrument(level = "debug", skip_all)]
     pub(crate) async fn handle_add(
         &self,
         handle: &str,

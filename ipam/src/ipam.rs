@@ -95,6 +95,7 @@ impl Ipam {
     }
 
     /// Takes the host lock (if configured) without blocking the runtime.
+    #[tracing::instrument(level = "debug", skip_all)]
     pub(crate) async fn host_lock(&self) -> Result<Option<HostLock>> {
         let Some(path) = self.opts.lock_path.clone() else {
             return Ok(None);
@@ -111,6 +112,7 @@ impl Ipam {
 
     /// Reads IPAMConfig, the pools (with whether this node may use them),
     /// and the reservations.
+    #[tracing::instrument(level = "debug", skip_all)]
     pub(crate) async fn load_ctx(&self) -> Result<Ctx> {
         let (cfg, pools, node, reservations) = tokio::try_join!(
             self.ds.get::<IPAMConfig>(IPAM_CONFIG_NAME),

@@ -54,6 +54,7 @@ pub struct GcStats {
 impl Ipam {
     /// Releases everything `handle` holds; an unknown handle is not an
     /// error (DEL is idempotent). Returns the freed addresses.
+    #[tracing::instrument(level = "debug", skip_all)]
     pub async fn release_by_handle(&self, handle: &str) -> Result<Vec<IpAddr>> {
         handle_name(handle)?;
         let _lock = self.host_lock().await?;

@@ -1,11 +1,14 @@
 //! Liveness and readiness over plain HTTP (`/livez`, `/readyz`), for the
-//! DaemonSet's probes and for the lab.
+//! DaemonSet's probes and for the lab, and `/metrics` (see
+//! [`crate::metrics`]) on the same address, where the DaemonSet's
+//! Prometheus annotations point.
 //!
 //! Live: both supervised processes are running. Ready: bgpd answers on its
 //! control socket and every configured peer is Established, which is the
 //! condition Calico's readiness probe reports as "BGP not established
 //! with ...".
 
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -16,6 +19,7 @@ use margay_ctlproto::client;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
 
+use crate::metrics::{self, AgentFacts, ChildFacts, Scrape};
 use crate::supervise::ChildState;
 
 /// What the probes look at.
@@ -23,6 +27,8 @@ use crate::supervise::ChildState;
 pub struct HealthCxt {
     pub children: Vec<(&'static str, Arc<ChildState>)>,
     pub bgpd_socket: PathBuf,
+    /// The children's own metrics endpoints, merged into `/metrics`.
+    pub metrics_targets: Vec<(&'static str, SocketAddr)>,
 }
 
 /// A probe's verdict: HTTP status and a one-line body.
@@ -65,6 +71,31 @@ pub async fn readiness(cxt: &HealthCxt) -> Verdict {
     }
 }
 
+/// `/metrics`: the agent's families, then each child's endpoint.
+pub async fn metrics_text(cxt: &HealthCxt) -> String {
+    let children = cxt
+        .children
+        .iter()
+        .map(|(name, s)| ChildFacts {
+            name: name.to_string(),
+            running: s.running.load(Ordering::Relaxed),
+            restarts: s.restarts.load(Ordering::Relaxed),
+        })
+        .collect();
+    let facts = AgentFacts {
+        children,
+        peers: query_peers(&cxt.bgpd_socket).await,
+    };
+    let mut scrapes = Vec::new();
+    for (target, addr) in &cxt.metrics_targets {
+        scrapes.push(Scrape {
+            target: target.to_string(),
+            body: metrics::scrape(*addr, Duration::from_secs(2)).await,
+        });
+    }
+    metrics::merge(&metrics::render_agent(&facts, &scrapes), &scrapes)
+}
+
 /// Asks bgpd for its peer table (the blocking client, off the runtime).
 pub async fn query_peers(socket: &Path) -> Result<Vec<PeerStatus>, String> {
     let socket = socket.to_path_buf();
@@ -95,20 +126,28 @@ pub async fn serve(listener: TcpListener, cxt: HealthCxt) {
             };
             let request = String::from_utf8_lossy(&buf[..n]);
             let path = request.split_whitespace().nth(1).unwrap_or("/");
+            let mut content_type = "text/plain";
             let (code, body) = match path {
                 "/livez" => liveness(&cxt),
                 "/readyz" => readiness(&cxt).await,
-                _ => (404, "try /livez or /readyz".into()),
+                "/metrics" => {
+                    content_type = metrics::CONTENT_TYPE;
+                    (200, metrics_text(&cxt).await)
+                }
+                _ => (404, "try /livez, /readyz or /metrics".into()),
             };
+            // The probes' one-line bodies get a newline; the exposition
+            // already ends with one.
+            let body = if body.ends_with('\n') { body } else { body + "\n" };
             let reason = match code {
                 200 => "OK",
                 404 => "Not Found",
                 _ => "Service Unavailable",
             };
             let resp = format!(
-                "HTTP/1.1 {code} {reason}\r\nContent-Type: text/plain\r\n\
-                 Content-Length: {}\r\nConnection: close\r\n\r\n{body}\n",
-                body.len() + 1
+                "HTTP/1.1 {code} {reason}\r\nContent-Type: {content_type}\r\n\
+                 Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                body.len()
             );
             let _ = stream.write_all(resp.as_bytes()).await;
         });
@@ -155,6 +194,7 @@ mod tests {
         let cxt = HealthCxt {
             children: vec![("bgpd", a.clone())],
             bgpd_socket: "/nonexistent".into(),
+            metrics_targets: vec![],
         };
         assert_eq!(liveness(&cxt), (503, "not running: bgpd".into()));
         a.running.store(true, Ordering::Relaxed);
@@ -166,6 +206,7 @@ mod tests {
         let cxt = HealthCxt {
             children: vec![],
             bgpd_socket: "/nonexistent/bgpd.ctl".into(),
+            metrics_targets: vec![],
         };
         let (code, body) = readiness(&cxt).await;
         assert_eq!(code, 503);

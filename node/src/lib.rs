@@ -9,5 +9,6 @@
 pub mod autodetect;
 pub mod cni_install;
 pub mod health;
+pub mod metrics;
 pub mod register;
 pub mod supervise;

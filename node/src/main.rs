@@ -1,6 +1,7 @@
 //! `margay-node`: the per-node agent (see the library docs).
 
 use std::collections::BTreeMap;
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
@@ -65,9 +66,17 @@ struct Args {
     /// Pod interface MTU written into the conflist.
     #[arg(long, default_value_t = 1500)]
     mtu: u32,
-    /// Address for /livez and /readyz.
+    /// Address for /livez, /readyz and /metrics.
     #[arg(long)]
-    health_addr: Option<std::net::SocketAddr>,
+    health_addr: Option<SocketAddr>,
+    /// Where bgpd serves its metrics (its --metrics-addr), merged into
+    /// /metrics on --health-addr; "none" to leave bgpd's metrics off. Used
+    /// only with --health-addr.
+    #[arg(long, default_value = "127.0.0.1:9179")]
+    bgpd_metrics_addr: String,
+    /// Where felix-lite serves its metrics, merged likewise; "none" for off.
+    #[arg(long, default_value = "127.0.0.1:9098")]
+    felix_metrics_addr: String,
     /// Log filter (tracing env-filter syntax).
     #[arg(long, env = "MARGAY_LOG", default_value = "info")]
     log_level: String,
@@ -78,6 +87,16 @@ fn parse_label(s: &str) -> Result<(String, String), String> {
         .split_once('=')
         .ok_or_else(|| format!("label {s:?} is not key=value"))?;
     Ok((k.to_string(), v.to_string()))
+}
+
+/// A child's metrics address flag: an `IP:PORT`, or "none".
+fn metrics_addr(flag: &str, arg: &str) -> anyhow::Result<Option<SocketAddr>> {
+    match arg {
+        "none" => Ok(None),
+        a => a.parse().map(Some).with_context(|| {
+            format!("{flag} {a:?}: expected IP:PORT (e.g. 127.0.0.1:9179) or \"none\"")
+        }),
+    }
 }
 
 fn address(arg: &str, v6: bool) -> anyhow::Result<Option<IpNetwork>> {
@@ -155,6 +174,27 @@ async fn main() -> anyhow::Result<()> {
         info!(dir = %args.cni_bin_dir.display(), "CNI plugin installed");
     }
 
+    // The children serve metrics only when the agent has somewhere to
+    // merge them (/metrics on --health-addr).
+    let mut metrics_targets = Vec::new();
+    if args.health_addr.is_some() {
+        for (name, flag, arg) in [
+            ("bgpd", "--bgpd-metrics-addr", &args.bgpd_metrics_addr),
+            ("felix-lite", "--felix-metrics-addr", &args.felix_metrics_addr),
+        ] {
+            if let Some(a) = metrics_addr(flag, arg)? {
+                metrics_targets.push((name, a));
+            }
+        }
+    }
+    let child_metrics = |name: &str| {
+        metrics_targets
+            .iter()
+            .find(|(n, _)| *n == name)
+            .map(|(_, a)| vec!["--metrics-addr".to_string(), a.to_string()])
+            .unwrap_or_default()
+    };
+
     let socket = args.run_dir.join("bgpd.ctl");
     let common = vec![
         "--datastore".to_string(),
@@ -164,9 +204,11 @@ async fn main() -> anyhow::Result<()> {
     ];
     let mut bgpd_args = common.clone();
     bgpd_args.extend(["--control-socket".into(), socket.display().to_string()]);
+    bgpd_args.extend(child_metrics("bgpd"));
     bgpd_args.extend(args.bgpd_args.iter().cloned());
     let mut felix_args = common;
     felix_args.extend(["--bgpd-socket".into(), socket.display().to_string()]);
+    felix_args.extend(child_metrics("felix-lite"));
     felix_args.extend(args.felix_args.iter().cloned());
     let specs = [
         ChildSpec {
@@ -203,6 +245,7 @@ async fn main() -> anyhow::Result<()> {
             HealthCxt {
                 children,
                 bgpd_socket: socket,
+                metrics_targets,
             },
         ));
     }

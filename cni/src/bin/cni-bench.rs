@@ -1,7 +1,10 @@
 //! CNI ADD/DEL latency: margay (IPAM on a local etcd) vs Debian's `ptp` +
 //! `host-local`, doing the same job (veth pair, /32 in the pod, host
 //! route), sequential and 16 concurrent, side by side. Needs root, `etcd`
-//! on PATH and /usr/lib/cni. Usage: `cni-bench [ROUNDS]` (default 64).
+//! on PATH and /usr/lib/cni. Usage: `cni-bench [ROUNDS]` (default 64), or
+//! `cni-bench trace`: three ADD/DEL rounds of margay alone at log level
+//! debug, printing each invocation's log (every datastore request, IPAM
+//! phase and netlink step with its duration) to find where time goes.
 
 use std::io::Write;
 use std::net::TcpStream;
@@ -76,6 +79,18 @@ fn invoke(
     ns: &str,
     conf: &Value,
 ) -> anyhow::Result<Duration> {
+    invoke_logged(plugin, cmd, id, ns, conf, false)
+}
+
+/// One invocation; with `show_log`, its stderr is printed.
+fn invoke_logged(
+    plugin: &Path,
+    cmd: &str,
+    id: &str,
+    ns: &str,
+    conf: &Value,
+    show_log: bool,
+) -> anyhow::Result<Duration> {
     let start = Instant::now();
     let mut child = Command::new(plugin)
         .env_clear()
@@ -86,7 +101,11 @@ fn invoke(
         .env("CNI_PATH", "/usr/lib/cni")
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
-        .stderr(Stdio::null())
+        .stderr(if show_log {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        })
         .spawn()?;
     child
         .stdin
@@ -95,6 +114,10 @@ fn invoke(
         .write_all(conf.to_string().as_bytes())?;
     let out = child.wait_with_output()?;
     let took = start.elapsed();
+    if show_log {
+        println!("----- {cmd} {id}: {took:?} wall");
+        print!("{}", String::from_utf8_lossy(&out.stderr));
+    }
     if !out.status.success() {
         bail!(
             "{} {cmd} {id}: {}",
@@ -154,8 +177,10 @@ fn pct(v: &mut [Duration], p: f64) -> f64 {
 }
 
 fn main() -> anyhow::Result<()> {
-    let rounds: usize = std::env::args()
-        .nth(1)
+    let arg = std::env::args().nth(1);
+    let trace = arg.as_deref() == Some("trace");
+    let rounds: usize = arg
+        .filter(|_| !trace)
         .map(|s| s.parse())
         .transpose()?
         .unwrap_or(64);
@@ -194,6 +219,16 @@ fn main() -> anyhow::Result<()> {
         "ipam_lock_file": dir.join("ipam.lock"), "endpoint_dir": dir.join("endpoints"),
         "ipam": {"type": "margay-ipam"},
     });
+    if trace {
+        let mut conf = margay_conf.clone();
+        conf["log_level"] = "debug".into();
+        for r in 0..3 {
+            let id = format!("trace-{r}");
+            invoke_logged(&margay, "ADD", &id, &nss.0[0], &conf, true)?;
+            invoke_logged(&margay, "DEL", &id, &nss.0[0], &conf, true)?;
+        }
+        return Ok(());
+    }
     let ptp = PathBuf::from("/usr/lib/cni/ptp");
     let ptp_conf = json!({
         "cniVersion": "1.0.0", "name": "bench-ptp", "type": "ptp", "mtu": 1500,

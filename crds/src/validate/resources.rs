@@ -176,30 +176,8 @@ impl Validate for BGPPeer {
             }
         }
         if let Some(bfd) = &s.bfd {
-            match bfd.min_interval() {
-                Ok(d) if d.is_zero() => {
-                    // RFC 5880 section 6.8.1: bfd.DesiredMinTxInterval
-                    // MUST be nonzero.
-                    errs.push(ValidationError::string(
-                        K,
-                        "spec.bfd.minInterval",
-                        bfd.min_interval.as_deref().unwrap_or(""),
-                        "allowed a non-zero interval (RFC 5880 section \
-                         6.8.1)",
-                    ));
-                }
-                Ok(_) => {}
-                Err(e) => errs.push(e),
-            }
-            if bfd.multiplier() == 0 {
-                // RFC 5880 section 6.8.6: a zero Detect Mult MUST be
-                // discarded.
-                errs.push(ValidationError::new(
-                    K,
-                    "spec.bfd.multiplier",
-                    0,
-                    "allowed 1-255 (RFC 5880 section 6.8.6)",
-                ));
+            for e in bfd.check(K, "spec.bfd") {
+                errs.push(e);
             }
         }
         errs.finish(resource_name(&self.metadata))
@@ -238,6 +216,12 @@ impl Validate for BGPConfiguration {
             errs.check(pw.source(K, "spec.nodeMeshPassword"));
         }
         errs.check(s.node_mesh_max_restart_time());
+        errs.check(s.node_mesh_keepalive_time());
+        if let Some(bfd) = &s.node_mesh_bfd {
+            for e in bfd.check(K, "spec.nodeMeshBFD") {
+                errs.push(e);
+            }
+        }
         let mut names = std::collections::BTreeSet::new();
         for (i, c) in s.communities.iter().enumerate() {
             if c.name.is_empty() || !names.insert(c.name.as_str()) {

@@ -4,7 +4,7 @@
 //! route-reflector clients, and the originated prefixes.
 
 use std::collections::{BTreeMap, HashSet};
-use std::net::{IpAddr, Ipv4Addr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::time::Duration;
 
 use ipnetwork::IpNetwork;
@@ -15,10 +15,11 @@ use margay_crds::{
 };
 use margay_ctlproto::PeerType;
 
+use crate::bfd::SessionCfg;
 use crate::caps::Family;
 use crate::policy::{
-    GlobalPolicy, MatchOp, NextHopMode, PeerKind, Pool, PrefixCommunities,
-    Rule, RuleSet, SessionPolicy, Verdict,
+    GlobalPolicy, NextHopMode, Pool, PrefixCommunities, Rule, RuleSet,
+    SessionPolicy,
 };
 use crate::speaker::PeerCfg;
 
@@ -48,9 +49,13 @@ pub struct Desired {
     pub local_as: u32,
     pub listen_port: u16,
     pub node_v4: Option<Ipv4Addr>,
+    /// The node's IPv6 address: a dual-stack node listens on both.
+    pub node_v6: Option<Ipv6Addr>,
     pub peers: Vec<PeerCfg>,
     pub global: GlobalPolicy,
     pub local_routes: HashSet<IpNetwork>,
+    /// BFD settings of the peers (by name) that run BFD.
+    pub bfd: BTreeMap<String, SessionCfg>,
 }
 
 /// Configuration that cannot be turned into sessions.
@@ -153,6 +158,7 @@ pub fn derive(
         }
     };
     let mut peers: Vec<PeerCfg> = Vec::new();
+    let mut bfd: BTreeMap<String, SessionCfg> = BTreeMap::new();
 
     // Mesh: every other node with a BGP address, unless disabled or we
     // are a route reflector; reflector nodes are skipped (they peer via
@@ -165,6 +171,20 @@ pub fn derive(
             None => None,
         };
         let restart = global_cfg.node_mesh_max_restart_time()?;
+        // margay extension: fast mesh timers, hold = 3 x keepalive.
+        let (mesh_hold, mesh_keepalive) =
+            match global_cfg.node_mesh_keepalive_time()? {
+                Some(k) => {
+                    let hold = secs(k * 3).max(3);
+                    (hold, (hold / 3).max(1))
+                }
+                None => (DEFAULT_HOLD, DEFAULT_HOLD / 3),
+            };
+        let mesh_bfd = bfd_cfg(
+            global_cfg.node_mesh_bfd.as_ref(),
+            "BGPConfiguration",
+            "spec.nodeMeshBFD",
+        )?;
         for n in &res.nodes {
             if name(&n.metadata) == node {
                 continue;
@@ -194,8 +214,8 @@ pub fn derive(
                     // One-directional mesh: passive towards a peer whose
                     // address string compares greater than ours (Calico).
                     passive: addr.to_string() > mine.to_string(),
-                    hold_time: DEFAULT_HOLD,
-                    keepalive: DEFAULT_HOLD / 3,
+                    hold_time: mesh_hold,
+                    keepalive: mesh_keepalive,
                     connect_retry: CONNECT_RETRY,
                     password: mesh_password.clone(),
                     ttl_security: None,
@@ -205,6 +225,9 @@ pub fn derive(
                     families: vec![family_of(addr)],
                     policy: base(addr, remote_as, false),
                 });
+                if let (Some(b), Some(p)) = (mesh_bfd, peers.last()) {
+                    bfd.entry(p.name.clone()).or_insert(b);
+                }
             }
         }
     }
@@ -279,6 +302,8 @@ pub fn derive(
                 }
             };
         let filters = filter_rules(res, &s.filters, &pname)?;
+        let peer_bfd = bfd_cfg(s.bfd.as_ref(), "BGPPeer", "spec.bfd")
+            .map_err(|e| ConfigError::Invalid(e.named(&pname)))?;
         let pw = match &s.password {
             Some(p) => Some(password(p, "BGPPeer", "spec.password")?),
             None => None,
@@ -354,6 +379,9 @@ pub fn derive(
                 families: vec![family_of(addr)],
                 policy,
             });
+            if let (Some(b), Some(p)) = (peer_bfd, peers.last()) {
+                bfd.entry(p.name.clone()).or_insert(b);
+            }
         }
     }
     peers.sort_by(|a, b| a.name.cmp(&b.name));
@@ -366,9 +394,11 @@ pub fn derive(
         local_as,
         listen_port,
         node_v4: my_v4,
+        node_v6: my_v6,
         peers,
         global,
         local_routes,
+        bfd,
     })
 }
 
@@ -399,31 +429,14 @@ fn global_policy(
         let mut pc = PrefixCommunities {
             cidr,
             communities: vec![],
-            large: vec![],
         };
         for c in &pa.communities {
             let v = cfg.resolve_community(c).unwrap_or(c);
-            match crds::CommunityValue::parse(v) {
-                Some(crds::CommunityValue::Standard(a, b)) => {
-                    pc.communities.push(bgp_wire::Community::new(a, b))
-                }
-                Some(crds::CommunityValue::Large(a, b, c)) => {
-                    pc.large.push(bgp_wire::LargeCommunity {
-                        global_admin: a,
-                        local_data1: b,
-                        local_data2: c,
-                    })
-                }
-                None => {
-                    return Err(crds::ValidationError::string(
-                        "BGPConfiguration",
-                        format!("{field}.communities"),
-                        c,
-                        crds::COMMUNITY_ALLOWED,
-                    )
-                    .into());
-                }
-            }
+            pc.communities.push(crate::filter::community(
+                "BGPConfiguration",
+                &format!("{field}.communities"),
+                v,
+            )?);
         }
         prefix_communities.push(pc);
     }
@@ -494,7 +507,7 @@ fn filter_rules(
                     out: &mut Vec<Rule>|
          -> Result<(), ConfigError> {
             for r in rules {
-                out.push(rule(r)?);
+                out.push(crate::filter::compile(r)?);
             }
             Ok(())
         };
@@ -504,49 +517,6 @@ fn filter_rules(
         conv(&f.spec.export_v6, &mut export.v6)?;
     }
     Ok((import, export))
-}
-
-fn rule(r: &crds::BGPFilterRule) -> Result<Rule, ConfigError> {
-    let cidr = match r.cidr.as_deref().filter(|c| !c.is_empty()) {
-        None => None,
-        Some(c) => Some(c.parse::<IpNetwork>().map_err(|_| {
-            crds::ValidationError::string(
-                "BGPFilter",
-                "rule.cidr",
-                c,
-                "allowed a CIDR such as \"10.0.0.0/8\"",
-            )
-        })?),
-    };
-    // Without a CIDR the operator is irrelevant: the rule matches all.
-    let default_op = if cidr.is_some() {
-        crds::MatchOperator::Equal
-    } else {
-        crds::MatchOperator::In
-    };
-    let op = match r.match_operator.unwrap_or(default_op) {
-        crds::MatchOperator::Equal => MatchOp::Equal,
-        crds::MatchOperator::NotEqual => MatchOp::NotEqual,
-        crds::MatchOperator::In => MatchOp::In,
-        crds::MatchOperator::NotIn => MatchOp::NotIn,
-    };
-    Ok(Rule {
-        prefix_len: match (&cidr, &r.prefix_length) {
-            (Some(c), Some(_)) => Some(r.length_bounds(c)),
-            (None, Some(p)) => Some((p.min.unwrap_or(0), p.max.unwrap_or(128))),
-            _ => None,
-        },
-        cidr,
-        op,
-        peer_kind: r.peer_type.map(|t| match t {
-            crds::PeerType::EBgp => PeerKind::Ebgp,
-            crds::PeerType::IBgp => PeerKind::Ibgp,
-        }),
-        action: match r.action {
-            crds::FilterAction::Accept => Verdict::Accept,
-            crds::FilterAction::Reject => Verdict::Reject,
-        },
-    })
 }
 
 /// Resolve a password: inline or from a file (secretKeyRef needs the
@@ -595,6 +565,25 @@ fn max_prefix_annotation(bp: &BGPPeer) -> Option<u32> {
         .get("margay.io/max-prefixes")?
         .parse()
         .ok()
+}
+
+/// The session settings of enabled BFD, validated (RFC 5880 6.8.1 and
+/// 6.8.6 limits, see [`crds::BFDSettings::check`]).
+fn bfd_cfg(
+    b: Option<&crds::BFDSettings>,
+    kind: &str,
+    at: &str,
+) -> Result<Option<SessionCfg>, crds::ValidationError> {
+    let Some(b) = b.filter(|b| b.enabled) else {
+        return Ok(None);
+    };
+    if let Some(e) = b.check(kind, at).into_iter().next() {
+        return Err(e);
+    }
+    Ok(Some(SessionCfg {
+        min_interval: b.min_interval_of(kind, at)?,
+        multiplier: b.multiplier(),
+    }))
 }
 
 fn parse_selector(s: &str, peer: &str) -> Result<Selector, ConfigError> {

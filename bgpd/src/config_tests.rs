@@ -1,4 +1,5 @@
 use super::*;
+use crate::policy::{AnyCommunity, Operation, Verdict};
 
 fn res(yaml: &str) -> Resources {
     Resources::from_documents(crds::parse_documents(yaml).expect("valid YAML"))
@@ -199,4 +200,170 @@ fn peer_selector_peering_is_reversed_for_route_reflectors() {
     );
     let d = derive(&res(&manual), "rr", None).unwrap();
     assert!(d.peers.is_empty(), "{:?}", d.peers);
+}
+
+#[test]
+fn filter_communities_as_path_and_operations_compile() {
+    let yaml = TRANSIT.replace(
+        "  importV4: [{action: Accept}]",
+        r#"  importV4:
+  - action: Reject
+    communities: {values: ["65000:666"]}
+  - action: Accept
+    source: RemotePeers
+    asPathPrefix: [65001]
+    operations:
+    - addCommunity: {value: "65000:1:2"}
+    - prependASPath: {prefix: [65000, 65000]}"#,
+    );
+    let d = derive(&res(&yaml), "dut", None).unwrap();
+    let import = &d.peers[0].policy.import.v4;
+    assert_eq!(
+        import[0].community,
+        Some(AnyCommunity::Standard(bgp_wire::Community::new(65000, 666)))
+    );
+    assert!(import[1].remote_peers_only);
+    assert_eq!(import[1].as_path_prefix, vec![65001]);
+    assert_eq!(
+        import[1].operations,
+        vec![
+            Operation::AddCommunity(AnyCommunity::Large(
+                bgp_wire::LargeCommunity {
+                    global_admin: 65000,
+                    local_data1: 1,
+                    local_data2: 2,
+                }
+            )),
+            Operation::PrependAsPath(vec![65000, 65000]),
+        ]
+    );
+}
+
+#[test]
+fn kernel_route_filter_fields_are_refused_by_name() {
+    for (rule, field) in [
+        ("{action: Accept, interface: eth0}", "rule.interface"),
+        ("{action: Accept, priority: 10}", "rule.priority"),
+        (
+            "{action: Accept, operations: [{setPriority: {value: 5}}]}",
+            "rule.operations.setPriority",
+        ),
+    ] {
+        let yaml = TRANSIT.replace(
+            "  importV4: [{action: Accept}]",
+            &format!("  importV4: [{rule}]"),
+        );
+        let err = derive(&res(&yaml), "dut", None).unwrap_err().to_string();
+        assert!(err.contains(field), "{err}");
+        assert!(err.contains("not supported by margay"), "{err}");
+    }
+}
+
+/// MESH plus a default BGPConfiguration with `spec`.
+fn mesh_with(spec: &str) -> Resources {
+    res(&format!(
+        "{MESH}---\napiVersion: margay.io/v1\nkind: BGPConfiguration\n\
+         metadata: {{name: default}}\nspec: {spec}\n"
+    ))
+}
+
+#[test]
+fn mesh_keepalive_sets_fast_timers_on_mesh_sessions_only() {
+    let slow = derive(&res(MESH), "a", None).unwrap();
+    for p in &slow.peers {
+        assert_eq!((p.hold_time, p.keepalive), (240, 80), "{}", p.name);
+    }
+    let fast =
+        derive(&mesh_with("{nodeMeshKeepaliveTime: 1s}"), "a", None).unwrap();
+    let timers: Vec<_> = fast
+        .peers
+        .iter()
+        .map(|p| (p.name.as_str(), p.hold_time, p.keepalive))
+        .collect();
+    assert_eq!(
+        timers,
+        [
+            ("Mesh_10.0.0.4", 3, 1),
+            ("Mesh_10.0.0.6", 3, 1),
+            ("Node_10.0.0.254", 240, 80),
+        ]
+    );
+    // Applied live, `Speaker::set_peers` restarts a peer whose config is
+    // not the same session: the mesh ones, not the ToR.
+    for (old, new) in slow.peers.iter().zip(&fast.peers) {
+        let is_mesh = new.peer_type == PeerType::Mesh;
+        assert_eq!(old.same_session(new), !is_mesh, "{}", new.name);
+        assert_eq!(old == new, !is_mesh, "{}", new.name);
+    }
+    // Fractions round down to whole seconds of hold time.
+    let d = derive(&mesh_with("{nodeMeshKeepaliveTime: 1500ms}"), "a", None)
+        .unwrap();
+    assert_eq!((d.peers[0].hold_time, d.peers[0].keepalive), (4, 1));
+}
+
+#[test]
+fn mesh_keepalive_below_one_second_is_rejected_by_name() {
+    let e = derive(&mesh_with("{nodeMeshKeepaliveTime: 900ms}"), "a", None)
+        .unwrap_err()
+        .to_string();
+    assert_eq!(
+        e,
+        "BGPConfiguration: spec.nodeMeshKeepaliveTime = \"900ms\" is \
+         invalid: allowed 1s to 21845s: the hold time is three times the \
+         keepalive and must be 3-65535 seconds (RFC 4271 section 4.2)"
+    );
+}
+
+#[test]
+fn bfd_from_mesh_setting_and_bgp_peer() {
+    let none = derive(&res(MESH), "a", None).unwrap();
+    assert!(none.bfd.is_empty());
+    let yaml = format!(
+        "{MESH}---\napiVersion: margay.io/v1\nkind: BGPConfiguration\n\
+         metadata: {{name: default}}\nspec: {{nodeMeshBFD: {{enabled: true, \
+         minInterval: 100ms, multiplier: 4}}}}\n"
+    )
+    .replace(
+        "nodeSelector: \"rack == 'r1'\"}",
+        "nodeSelector: \"rack == 'r1'\", bfd: {enabled: true}}",
+    );
+    let d = derive(&res(&yaml), "a", None).unwrap();
+    let fast = SessionCfg {
+        min_interval: Duration::from_millis(100),
+        multiplier: 4,
+    };
+    // The BGPPeer's defaults: 300 ms x 3.
+    let default = SessionCfg {
+        min_interval: Duration::from_millis(300),
+        multiplier: 3,
+    };
+    let got: Vec<_> = d.bfd.iter().map(|(n, c)| (n.as_str(), *c)).collect();
+    assert_eq!(
+        got,
+        [
+            ("Mesh_10.0.0.4", fast),
+            ("Mesh_10.0.0.6", fast),
+            ("Node_10.0.0.254", default),
+        ]
+    );
+    // Disabled settings run no BFD; BFD changes never touch the BGP
+    // session config.
+    let off = yaml.replace("enabled: true", "enabled: false");
+    let d2 = derive(&res(&off), "a", None).unwrap();
+    assert!(d2.bfd.is_empty());
+    assert_eq!(d.peers, d2.peers);
+}
+
+#[test]
+fn bad_bfd_settings_name_resource_and_field() {
+    let yaml = MESH.replace(
+        "nodeSelector: \"rack == 'r1'\"}",
+        "nodeSelector: \"rack == 'r1'\", bfd: {enabled: true, multiplier: 0}}",
+    );
+    let e = derive(&res(&yaml), "a", None).unwrap_err().to_string();
+    assert_eq!(
+        e,
+        "BGPPeer \"tor\": spec.bfd.multiplier = 0 is invalid: allowed 1-255 \
+         (RFC 5880 section 6.8.6)"
+    );
 }

@@ -228,14 +228,29 @@ impl Speaker {
                 next_hop: nh,
             });
             for n in nlri {
-                let ok = loop_ok.is_ok()
-                    && policy::import_prefix(&policy, &self.global, &n.prefix)
-                        .is_ok();
-                let c = if ok {
-                    self.rib.update(id, n.prefix, shared.clone())
-                } else {
+                let verdict = loop_ok.and_then(|()| {
+                    policy::import_prefix(
+                        &policy,
+                        &self.global,
+                        &n.prefix,
+                        &attrs,
+                    )
+                });
+                let c = match verdict {
+                    Ok([]) => self.rib.update(id, n.prefix, shared.clone()),
+                    Ok(ops) => {
+                        // A filter rewrote this route: its own (interned)
+                        // attribute set.
+                        let mut path = attrs.clone();
+                        ops.iter().for_each(|op| op.apply(&mut path));
+                        let own = self.rib.intern(Attrs {
+                            path,
+                            next_hop: shared.next_hop,
+                        });
+                        self.rib.update(id, n.prefix, own)
+                    }
                     // Rejected: an implicit withdraw of what we had.
-                    self.rib.withdraw(id, &n.prefix)
+                    Err(_) => self.rib.withdraw(id, &n.prefix),
                 };
                 if c != Change::None {
                     self.dirty.insert(n.prefix);

@@ -24,7 +24,8 @@ use crate::wire;
 
 /// Cache of exported attribute sets for one flush: (source set, peer,
 /// which prefix-community rules matched) -> rewritten set.
-type ExportCache = HashMap<(usize, PeerId, u64), Arc<Attrs>, RandomState>;
+type ExportCache =
+    HashMap<(usize, PeerId, u64, usize), Arc<Attrs>, RandomState>;
 
 impl Speaker {
     /// Process every changed prefix: RIB-stream events and UPDATEs.
@@ -168,15 +169,13 @@ impl Speaker {
             };
             (o, Some(src.router_id))
         };
-        if !policy::export_prefix(
+        let ops = policy::export_prefix(
             &s.policy,
             &self.global,
             prefix,
             origin,
             &best.attrs.path,
-        ) {
-            return None;
-        }
+        )?;
         let mut mask = 0u64;
         for (i, pc) in
             self.global.prefix_communities.iter().enumerate().take(64)
@@ -185,7 +184,14 @@ impl Speaker {
                 mask |= 1 << i;
             }
         }
-        let key = (Arc::as_ptr(&best.attrs) as usize, id, mask);
+        // Rules with operations make the result depend on the matching
+        // rule too; every empty operation list shares one key.
+        let key = (
+            Arc::as_ptr(&best.attrs) as usize,
+            id,
+            mask,
+            ops.as_ptr() as usize,
+        );
         if let Some(a) = cache.get(&key) {
             return Some(a.clone());
         }
@@ -196,6 +202,7 @@ impl Speaker {
             origin,
             source_id,
             &best.attrs,
+            ops,
         );
         // A next hop of the wrong family cannot be sent (no RFC 8950 here).
         let nh_ok = match a.next_hop {

@@ -1,11 +1,13 @@
 //! margay's BGP speaker: sans-IO FSM, RIB and policy plus thin tokio tasks.
 
+pub mod bfd;
 pub mod caps;
 pub mod config;
 pub mod control;
 pub mod decision;
 mod events;
 mod export;
+pub mod filter;
 pub mod fsm;
 pub mod metrics;
 pub mod neighbor;

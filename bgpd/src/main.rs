@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use anyhow::{Context, Result};
 use clap::Parser;
+use futures::StreamExt;
 use margay_bgpd::config::{self, Desired, Resources};
 use margay_bgpd::speaker::{Speaker, SpeakerCfg};
 use margay_bgpd::tasks::{Daemon, Input};
@@ -48,8 +49,9 @@ struct Args {
     /// because felix-lite kept the FIB while bgpd was down.
     #[arg(long)]
     graceful_restart: bool,
-    /// How often to re-read the datastore for changes, in seconds.
-    #[arg(long, default_value_t = 2)]
+    /// How often to re-read the datastore even without a watch event, in
+    /// seconds (a safety net: changes are watched).
+    #[arg(long, default_value_t = 30)]
     poll_seconds: u64,
 }
 
@@ -80,14 +82,32 @@ async fn run(args: Args) -> Result<()> {
         restarting: args.graceful_restart,
         idle_hold: Duration::from_secs(5),
     });
-    let listen_ip = args
-        .listen_addr
-        .or(first.node_v4.map(IpAddr::V4))
-        .unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED));
-    let listen = SocketAddr::new(listen_ip, first.listen_port);
-    let listener = network::listen(listen)
-        .with_context(|| format!("listening on {listen}"))?;
-    tracing::info!(%listen, "listening");
+    // One listener per node address: a dual-stack node has IPv6 sessions
+    // (mesh, IPv6 peers) as well as IPv4 ones, and each side of a session
+    // may be the one that connects (RFC 4271 6.8).
+    let listen_ips: Vec<IpAddr> = match args.listen_addr {
+        Some(ip) => vec![ip],
+        None => {
+            let mut ips: Vec<IpAddr> = first
+                .node_v4
+                .map(IpAddr::V4)
+                .into_iter()
+                .chain(first.node_v6.map(IpAddr::V6))
+                .collect();
+            if ips.is_empty() {
+                ips.push(IpAddr::V4(Ipv4Addr::UNSPECIFIED));
+            }
+            ips
+        }
+    };
+    let mut listeners = Vec::new();
+    for ip in listen_ips {
+        let listen = SocketAddr::new(ip, first.listen_port);
+        let listener = network::listen(listen)
+            .with_context(|| format!("listening on {listen}"))?;
+        tracing::info!(%listen, "listening");
+        listeners.push(Arc::new(listener));
+    }
     let (tx, rx) = mpsc::unbounded_channel();
     let ctl = control::bind(&args.control_socket).with_context(|| {
         format!("control socket {}", args.control_socket.display())
@@ -109,23 +129,35 @@ async fn run(args: Args) -> Result<()> {
     };
     let _ = tx.send(Input::Config(Box::new(first.clone())));
     tokio::spawn(config_poller(ds, args, first, tx.clone()));
-    Daemon::new(speaker, tx, Some(Arc::new(listener)), m)
-        .run(rx)
-        .await;
+    Daemon::new(speaker, tx, listeners, m).run(rx).await;
     Ok(())
 }
 
-/// Re-read the datastore and push changed configuration to the main loop.
+/// Re-read the datastore whenever a watched resource changes (and every
+/// `--poll-seconds` regardless) and push changed configuration to the main
+/// loop. A new block affinity thus reaches the peers within one datastore
+/// round trip, not one poll period.
 async fn config_poller(
     ds: Datastore,
     args: Args,
     mut last: Desired,
     tx: mpsc::UnboundedSender<Input>,
 ) {
+    let changed = Arc::new(tokio::sync::Notify::new());
+    watch_for_changes::<Node>(&ds, &changed);
+    watch_for_changes::<BGPConfiguration>(&ds, &changed);
+    watch_for_changes::<BGPPeer>(&ds, &changed);
+    watch_for_changes::<BGPFilter>(&ds, &changed);
+    watch_for_changes::<IPPool>(&ds, &changed);
+    watch_for_changes::<BlockAffinity>(&ds, &changed);
+    watch_for_changes::<IPAMBlock>(&ds, &changed);
     let mut tick =
         tokio::time::interval(Duration::from_secs(args.poll_seconds.max(1)));
     loop {
-        tick.tick().await;
+        tokio::select! {
+            _ = tick.tick() => {}
+            () = changed.notified() => {}
+        }
         match desired(&ds, &args).await {
             Ok(d) if d != last => {
                 if d.router_id != last.router_id
@@ -144,6 +176,27 @@ async fn config_poller(
             Err(e) => tracing::warn!("configuration not applied: {e:#}"),
         }
     }
+}
+
+/// Wakes `changed` on every change to objects of kind `K`. The events
+/// themselves are not used: the poller re-lists everything, so that the
+/// derived configuration always comes from one consistent read.
+fn watch_for_changes<K: margay_datastore::Object>(
+    ds: &Datastore,
+    changed: &Arc<tokio::sync::Notify>,
+) {
+    let mut events = ds.list_and_watch::<K>();
+    let changed = changed.clone();
+    tokio::spawn(async move {
+        while let Some(ev) = events.next().await {
+            match ev {
+                // A list (the first, or after compaction) may hold changes
+                // made since the last read: re-read as for an event.
+                Ok(_) => changed.notify_one(),
+                Err(e) => tracing::warn!("watch: {e}"),
+            }
+        }
+    });
 }
 
 async fn desired(ds: &Datastore, args: &Args) -> Result<Desired> {

@@ -22,6 +22,12 @@ pub fn listen(addr: SocketAddr) -> io::Result<TcpListener> {
     if addr.is_ipv6() {
         // Dual-stack on "::" so IPv4 peers reach us too.
         s.set_only_v6(false)?;
+        // The node's IPv6 address may still be tentative (duplicate
+        // address detection) or not configured yet when bgpd starts: bind
+        // anyway, sessions come up once the address is usable.
+        s.set_freebind_v6(true)?;
+    } else {
+        s.set_freebind_v4(true)?;
     }
     s.set_nonblocking(true)?;
     s.bind(&addr.into())?;

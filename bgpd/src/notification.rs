@@ -42,6 +42,8 @@ pub mod cease {
     pub const OTHER_CONFIG_CHANGE: u8 = 6;
     pub const COLLISION_RESOLUTION: u8 = 7;
     pub const OUT_OF_RESOURCES: u8 = 8;
+    /// RFC 9384: the session was torn down because BFD went Down.
+    pub const BFD_DOWN: u8 = 10;
 }
 
 /// A NOTIFICATION message's contents.
@@ -151,6 +153,7 @@ impl Notification {
                 "Connection Collision Resolution"
             }
             (code::CEASE, cease::OUT_OF_RESOURCES) => "Out of Resources",
+            (code::CEASE, cease::BFD_DOWN) => "BFD Down",
             _ => "subcode",
         };
         (c, s)

@@ -4,104 +4,15 @@
 
 use std::net::{IpAddr, Ipv4Addr};
 
-use bgp_wire::{Community, LargeCommunity, NextHop, PathAttrs};
+use bgp_wire::{Community, NextHop, PathAttrs};
 use ipnetwork::IpNetwork;
 use serde::Serialize;
 
+pub use crate::filter::{
+    AnyCommunity, MatchOp, Operation, PeerKind, RouteFacts, Rule, RuleSet,
+    Verdict,
+};
 use crate::rib::Attrs;
-
-/// A BGPFilter rule's verdict.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-pub enum Verdict {
-    Accept,
-    Reject,
-}
-
-/// BGPFilter `matchOperator`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-pub enum MatchOp {
-    Equal,
-    NotEqual,
-    In,
-    NotIn,
-}
-
-/// Which kind of peer a rule applies to (BGPFilter `peerType`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-pub enum PeerKind {
-    Ebgp,
-    Ibgp,
-}
-
-/// One compiled BGPFilter rule. An empty match accepts everything.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct Rule {
-    pub cidr: Option<IpNetwork>,
-    pub op: MatchOp,
-    /// `prefixLength {min, max}`, inclusive.
-    pub prefix_len: Option<(u8, u8)>,
-    pub peer_kind: Option<PeerKind>,
-    pub action: Verdict,
-}
-
-impl Rule {
-    /// A rule matching every prefix.
-    pub fn all(action: Verdict) -> Rule {
-        Rule {
-            cidr: None,
-            op: MatchOp::In,
-            prefix_len: None,
-            peer_kind: None,
-            action,
-        }
-    }
-
-    /// Whether this rule matches `prefix` on a `kind` session.
-    pub fn matches(&self, prefix: &IpNetwork, kind: PeerKind) -> bool {
-        if self.peer_kind.is_some_and(|k| k != kind) {
-            return false;
-        }
-        if let Some((min, max)) = self.prefix_len
-            && (prefix.prefix() < min || prefix.prefix() > max)
-        {
-            return false;
-        }
-        let Some(cidr) = self.cidr else {
-            return true;
-        };
-        let same_family = cidr.is_ipv4() == prefix.is_ipv4();
-        let inside = same_family && contains(&cidr, prefix);
-        match self.op {
-            MatchOp::Equal => same_family && cidr == *prefix,
-            MatchOp::NotEqual => !(same_family && cidr == *prefix),
-            MatchOp::In => inside,
-            MatchOp::NotIn => !inside,
-        }
-    }
-}
-
-/// The rules of a peer's filters for one direction, in order.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
-pub struct RuleSet {
-    pub v4: Vec<Rule>,
-    pub v6: Vec<Rule>,
-}
-
-impl RuleSet {
-    /// Calico semantics: the first matching rule decides; `None` when no
-    /// rule matched and the default applies.
-    pub fn evaluate(
-        &self,
-        prefix: &IpNetwork,
-        kind: PeerKind,
-    ) -> Option<Verdict> {
-        let rules = if prefix.is_ipv4() { &self.v4 } else { &self.v6 };
-        rules
-            .iter()
-            .find(|r| r.matches(prefix, kind))
-            .map(|r| r.action)
-    }
-}
 
 /// An IPPool as policy sees it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -116,8 +27,7 @@ pub struct Pool {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PrefixCommunities {
     pub cidr: IpNetwork,
-    pub communities: Vec<Community>,
-    pub large: Vec<LargeCommunity>,
+    pub communities: Vec<AnyCommunity>,
 }
 
 /// Speaker-wide policy inputs.
@@ -227,16 +137,24 @@ pub fn import_attrs(sess: &SessionPolicy, mut attrs: PathAttrs) -> PathAttrs {
 }
 
 /// Per-prefix import decision: filters first, then the safe default of
-/// accepting only prefixes inside enabled IPPools (RFC 8212 spirit).
-pub fn import_prefix(
-    sess: &SessionPolicy,
+/// accepting only prefixes inside enabled IPPools (RFC 8212 spirit). On
+/// accept, the operations of the accepting rule (none by default), to be
+/// applied to the route's attributes.
+pub fn import_prefix<'a>(
+    sess: &'a SessionPolicy,
     global: &GlobalPolicy,
     prefix: &IpNetwork,
-) -> Result<(), ImportReject> {
-    match sess.import.evaluate(prefix, sess.kind()) {
-        Some(Verdict::Accept) => Ok(()),
-        Some(Verdict::Reject) => Err(ImportReject::Filter),
-        None if in_enabled_pool(global, prefix) => Ok(()),
+    attrs: &PathAttrs,
+) -> Result<&'a [Operation], ImportReject> {
+    let facts = RouteFacts {
+        kind: sess.kind(),
+        from_peer: true,
+        attrs,
+    };
+    match sess.import.evaluate(prefix, &facts) {
+        Some(r) if r.action == Verdict::Accept => Ok(&r.operations),
+        Some(_) => Err(ImportReject::Filter),
+        None if in_enabled_pool(global, prefix) => Ok(&[]),
         None => Err(ImportReject::NotInPool),
     }
 }
@@ -255,23 +173,24 @@ pub enum Origin {
 }
 
 /// Whether `prefix` (best path from `origin` with `attrs`) goes to the
-/// peer of `sess`. Filters decide first; by default our own routes and
-/// routes inside enabled pools go out, never those of a pool with
-/// `disableBGPExport` (Calico's `calico_export_to_bgp_peers`).
-pub fn export_prefix(
-    sess: &SessionPolicy,
+/// peer of `sess`, and if so with which filter operations. Filters decide
+/// first; by default our own routes and routes inside enabled pools go
+/// out, never those of a pool with `disableBGPExport` (Calico's
+/// `calico_export_to_bgp_peers`).
+pub fn export_prefix<'a>(
+    sess: &'a SessionPolicy,
     global: &GlobalPolicy,
     prefix: &IpNetwork,
     origin: Origin,
     attrs: &PathAttrs,
-) -> bool {
+) -> Option<&'a [Operation]> {
     // RFC 1997: NO_ADVERTISE "MUST NOT be advertised to other BGP peers";
     // NO_EXPORT "MUST NOT be advertised outside a BGP confederation".
     if attrs.communities.contains(&Community::NO_ADVERTISE) {
-        return false;
+        return None;
     }
     if !sess.ibgp() && attrs.communities.contains(&Community::NO_EXPORT) {
-        return false;
+        return None;
     }
     if let Origin::Ibgp { client } = origin
         && sess.ibgp()
@@ -281,25 +200,33 @@ pub fn export_prefix(
         // from a client to everyone, from a non-client to clients.
         let reflector = sess.cluster_id.is_some();
         if !(reflector && (client || sess.rr_client)) {
-            return false;
+            return None;
         }
     }
-    match sess.export.evaluate(prefix, sess.kind()) {
-        Some(v) => v == Verdict::Accept,
+    let facts = RouteFacts {
+        kind: sess.kind(),
+        from_peer: origin != Origin::Local,
+        attrs,
+    };
+    match sess.export.evaluate(prefix, &facts) {
+        Some(r) => (r.action == Verdict::Accept).then_some(&r.operations[..]),
         None => {
             let no_export = global
                 .pools
                 .iter()
                 .any(|p| p.disable_bgp_export && contains(&p.cidr, prefix));
-            !no_export
-                && (origin == Origin::Local || in_enabled_pool(global, prefix))
+            let default = !no_export
+                && (origin == Origin::Local || in_enabled_pool(global, prefix));
+            default.then_some(&[][..])
         }
     }
 }
 
 /// Rewrite a best path's attributes for the peer of `sess` (RFC 4271
 /// 5.1, RFC 4456 8). `source_id` is the BGP Identifier of the peer the
-/// route came from (for ORIGINATOR_ID).
+/// route came from (for ORIGINATOR_ID). The export filter's `ops` apply
+/// first, as BIRD runs an export filter before its own BGP rewriting (so
+/// our AS still goes in front of a filter's prepend towards eBGP peers).
 pub fn export_attrs(
     sess: &SessionPolicy,
     global: &GlobalPolicy,
@@ -307,9 +234,13 @@ pub fn export_attrs(
     origin: Origin,
     source_id: Option<Ipv4Addr>,
     attrs: &Attrs,
+    ops: &[Operation],
 ) -> Attrs {
     let mut out = attrs.clone();
     let a = &mut out.path;
+    for op in ops {
+        op.apply(a);
+    }
     a.as4_path = None;
     a.as4_aggregator = None;
     if origin == Origin::Local && a.origin.is_none() {
@@ -356,14 +287,7 @@ pub fn export_attrs(
     for pc in &global.prefix_communities {
         if pc.cidr.is_ipv4() == prefix.is_ipv4() && contains(&pc.cidr, prefix) {
             for c in &pc.communities {
-                if !a.communities.contains(c) {
-                    a.communities.push(*c);
-                }
-            }
-            for c in &pc.large {
-                if !a.large_communities.contains(c) {
-                    a.large_communities.push(*c);
-                }
+                c.add_to(a);
             }
         }
     }

@@ -47,38 +47,43 @@ fn n(s: &str) -> IpNetwork {
     s.parse().unwrap()
 }
 
+/// Import verdict of a prefix carrying no attributes of note.
+fn imports(
+    s: &SessionPolicy,
+    g: &GlobalPolicy,
+    p: &IpNetwork,
+) -> Result<(), ImportReject> {
+    import_prefix(s, g, p, &PathAttrs::default()).map(|_| ())
+}
+
+fn exports(
+    s: &SessionPolicy,
+    g: &GlobalPolicy,
+    p: &IpNetwork,
+    o: Origin,
+    a: &PathAttrs,
+) -> bool {
+    export_prefix(s, g, p, o, a).is_some()
+}
+
+/// Export rewriting without filter operations.
+fn rewrite(
+    s: &SessionPolicy,
+    g: &GlobalPolicy,
+    p: &IpNetwork,
+    o: Origin,
+    id: Option<Ipv4Addr>,
+    a: &Attrs,
+) -> Attrs {
+    export_attrs(s, g, p, o, id, a, &[])
+}
+
 fn path(asns: &[u32]) -> PathAttrs {
     PathAttrs {
         origin: Some(bgp_wire::Origin::Igp),
         as_path: Some(AsPath::from_sequence(asns)),
         ..Default::default()
     }
-}
-
-#[test]
-fn match_operators_and_prefix_length() {
-    let mut r = Rule::all(Verdict::Accept);
-    r.cidr = Some(n("10.0.0.0/8"));
-    assert!(r.matches(&n("10.1.0.0/16"), PeerKind::Ebgp));
-    assert!(!r.matches(&n("11.0.0.0/16"), PeerKind::Ebgp));
-    assert!(
-        !r.matches(&n("10.0.0.0/7"), PeerKind::Ebgp),
-        "less specific is not In"
-    );
-    r.op = MatchOp::Equal;
-    assert!(r.matches(&n("10.0.0.0/8"), PeerKind::Ebgp));
-    assert!(!r.matches(&n("10.1.0.0/16"), PeerKind::Ebgp));
-    r.op = MatchOp::NotEqual;
-    assert!(r.matches(&n("10.1.0.0/16"), PeerKind::Ebgp));
-    r.op = MatchOp::NotIn;
-    assert!(r.matches(&n("11.0.0.0/16"), PeerKind::Ebgp));
-    assert!(r.matches(&n("fd00::/64"), PeerKind::Ebgp));
-    r.op = MatchOp::In;
-    r.prefix_len = Some((16, 24));
-    assert!(r.matches(&n("10.1.2.0/24"), PeerKind::Ebgp));
-    assert!(!r.matches(&n("10.1.2.128/25"), PeerKind::Ebgp));
-    r.peer_kind = Some(PeerKind::Ibgp);
-    assert!(!r.matches(&n("10.1.2.0/24"), PeerKind::Ebgp));
 }
 
 #[test]
@@ -92,26 +97,26 @@ fn first_matching_rule_wins_then_pool_default() {
     s.import.v4 = vec![reject, accept];
     let g = global();
     assert_eq!(
-        import_prefix(&s, &g, &n("10.244.5.0/24")),
+        imports(&s, &g, &n("10.244.5.0/24")),
         Err(ImportReject::Filter)
     );
-    assert_eq!(import_prefix(&s, &g, &n("10.244.6.0/24")), Ok(()));
-    assert_eq!(import_prefix(&s, &g, &n("192.168.1.0/24")), Ok(()));
+    assert_eq!(imports(&s, &g, &n("10.244.6.0/24")), Ok(()));
+    assert_eq!(imports(&s, &g, &n("192.168.1.0/24")), Ok(()));
     assert_eq!(
-        import_prefix(&s, &g, &n("8.8.8.0/24")),
+        imports(&s, &g, &n("8.8.8.0/24")),
         Err(ImportReject::NotInPool)
     );
     assert_eq!(
-        import_prefix(&s, &g, &n("10.98.0.0/24")),
+        imports(&s, &g, &n("10.98.0.0/24")),
         Err(ImportReject::NotInPool)
     );
     // IPv6 rules are separate: no v6 rule, so the default applies.
     assert_eq!(
-        import_prefix(&s, &g, &n("fd00::/64")),
+        imports(&s, &g, &n("fd00::/64")),
         Err(ImportReject::NotInPool)
     );
     s.import.v4 = vec![Rule::all(Verdict::Accept)];
-    assert_eq!(import_prefix(&s, &g, &n("8.8.8.0/24")), Ok(()));
+    assert_eq!(imports(&s, &g, &n("8.8.8.0/24")), Ok(()));
 }
 
 #[test]
@@ -148,41 +153,17 @@ fn ibgp_split_horizon_and_route_reflection() {
     let pfx = n("10.244.1.0/26");
     let p = path(&[]);
     let ib = sess(65000, 65000);
-    assert!(!export_prefix(
-        &ib,
-        &g,
-        &pfx,
-        Origin::Ibgp { client: false },
-        &p
-    ));
-    assert!(export_prefix(&ib, &g, &pfx, Origin::Local, &p));
-    assert!(export_prefix(&ib, &g, &pfx, Origin::Ebgp, &p));
+    assert!(!exports(&ib, &g, &pfx, Origin::Ibgp { client: false }, &p));
+    assert!(exports(&ib, &g, &pfx, Origin::Local, &p));
+    assert!(exports(&ib, &g, &pfx, Origin::Ebgp, &p));
     let mut rr = ib.clone();
     rr.cluster_id = Some(Ipv4Addr::new(1, 1, 1, 1));
     // Reflector: from a client to a non-client, from a non-client to a
     // client, but not from a non-client to a non-client.
-    assert!(export_prefix(
-        &rr,
-        &g,
-        &pfx,
-        Origin::Ibgp { client: true },
-        &p
-    ));
-    assert!(!export_prefix(
-        &rr,
-        &g,
-        &pfx,
-        Origin::Ibgp { client: false },
-        &p
-    ));
+    assert!(exports(&rr, &g, &pfx, Origin::Ibgp { client: true }, &p));
+    assert!(!exports(&rr, &g, &pfx, Origin::Ibgp { client: false }, &p));
     rr.rr_client = true;
-    assert!(export_prefix(
-        &rr,
-        &g,
-        &pfx,
-        Origin::Ibgp { client: false },
-        &p
-    ));
+    assert!(exports(&rr, &g, &pfx, Origin::Ibgp { client: false }, &p));
 }
 
 #[test]
@@ -190,35 +171,17 @@ fn export_defaults_pools_and_communities() {
     let g = global();
     let eb = sess(65000, 65001);
     let p = path(&[65002]);
-    assert!(export_prefix(
-        &eb,
-        &g,
-        &n("10.244.1.0/26"),
-        Origin::Ebgp,
-        &p
-    ));
-    assert!(!export_prefix(&eb, &g, &n("8.8.8.0/24"), Origin::Ebgp, &p));
+    assert!(exports(&eb, &g, &n("10.244.1.0/26"), Origin::Ebgp, &p));
+    assert!(!exports(&eb, &g, &n("8.8.8.0/24"), Origin::Ebgp, &p));
     assert!(
-        !export_prefix(&eb, &g, &n("10.99.1.0/26"), Origin::Local, &p),
+        !exports(&eb, &g, &n("10.99.1.0/26"), Origin::Local, &p),
         "disableBGPExport"
     );
-    assert!(export_prefix(
-        &eb,
-        &g,
-        &n("172.16.0.0/24"),
-        Origin::Local,
-        &p
-    ));
+    assert!(exports(&eb, &g, &n("172.16.0.0/24"), Origin::Local, &p));
     let mut ne = p.clone();
     ne.communities.push(Community::NO_EXPORT);
-    assert!(!export_prefix(
-        &eb,
-        &g,
-        &n("10.244.1.0/26"),
-        Origin::Ebgp,
-        &ne
-    ));
-    assert!(export_prefix(
+    assert!(!exports(&eb, &g, &n("10.244.1.0/26"), Origin::Ebgp, &ne));
+    assert!(exports(
         &sess(65000, 65000),
         &g,
         &n("10.244.1.0/26"),
@@ -227,7 +190,7 @@ fn export_defaults_pools_and_communities() {
     ));
     let mut na = p.clone();
     na.communities.push(Community::NO_ADVERTISE);
-    assert!(!export_prefix(
+    assert!(!exports(
         &sess(65000, 65000),
         &g,
         &n("10.244.1.0/26"),
@@ -236,7 +199,7 @@ fn export_defaults_pools_and_communities() {
     ));
     let mut f = eb.clone();
     f.export.v4 = vec![Rule::all(Verdict::Accept)];
-    assert!(export_prefix(&f, &g, &n("8.8.8.0/24"), Origin::Ebgp, &p));
+    assert!(exports(&f, &g, &n("8.8.8.0/24"), Origin::Ebgp, &p));
 }
 
 #[test]
@@ -244,8 +207,9 @@ fn export_attribute_rewriting() {
     let g = GlobalPolicy {
         prefix_communities: vec![PrefixCommunities {
             cidr: n("10.244.0.0/16"),
-            communities: vec![Community::new(65000, 100)],
-            large: vec![],
+            communities: vec![AnyCommunity::Standard(Community::new(
+                65000, 100,
+            ))],
         }],
         ..global()
     };
@@ -258,8 +222,7 @@ fn export_attribute_rewriting() {
     };
     let pfx = n("10.244.1.0/26");
     // eBGP: prepend, next hop self, no LOCAL_PREF, no MED.
-    let out =
-        export_attrs(&sess(65000, 65001), &g, &pfx, Origin::Ebgp, None, &a);
+    let out = rewrite(&sess(65000, 65001), &g, &pfx, Origin::Ebgp, None, &a);
     assert_eq!(
         out.path.as_path.as_ref().unwrap().segments[0].asns,
         vec![65000, 65002]
@@ -270,14 +233,13 @@ fn export_attribute_rewriting() {
     // eBGP with nextHopMode Keep keeps it.
     let mut keep = sess(65000, 65001);
     keep.next_hop_mode = NextHopMode::Keep;
-    let out = export_attrs(&keep, &g, &pfx, Origin::Ebgp, None, &a);
+    let out = rewrite(&keep, &g, &pfx, Origin::Ebgp, None, &a);
     assert_eq!(out.next_hop, a.next_hop);
     // iBGP reflection: keep next hop, set ORIGINATOR_ID and CLUSTER_LIST.
     let mut rr = sess(65000, 65000);
     rr.cluster_id = Some(Ipv4Addr::new(1, 1, 1, 1));
     let src = Some(Ipv4Addr::new(10, 0, 0, 7));
-    let out =
-        export_attrs(&rr, &g, &pfx, Origin::Ibgp { client: true }, src, &a);
+    let out = rewrite(&rr, &g, &pfx, Origin::Ibgp { client: true }, src, &a);
     assert_eq!(out.next_hop, a.next_hop);
     assert_eq!(out.path.originator_id, src);
     assert_eq!(out.path.cluster_list, vec![Ipv4Addr::new(1, 1, 1, 1)]);
@@ -289,18 +251,65 @@ fn export_attribute_rewriting() {
     // iBGP next hop self on request; local routes always self.
     let mut s = sess(65000, 65000);
     s.next_hop_mode = NextHopMode::SelfAddr;
-    let out = export_attrs(&s, &g, &pfx, Origin::Ebgp, None, &a);
+    let out = rewrite(&s, &g, &pfx, Origin::Ebgp, None, &a);
     assert_eq!(out.next_hop, Some(NextHop::V4(Ipv4Addr::new(10, 0, 0, 1))));
     let local = Attrs::default();
-    let out = export_attrs(
-        &sess(65000, 65000),
-        &g,
-        &pfx,
-        Origin::Local,
-        None,
-        &local,
-    );
+    let out =
+        rewrite(&sess(65000, 65000), &g, &pfx, Origin::Local, None, &local);
     assert_eq!(out.next_hop, Some(NextHop::V4(Ipv4Addr::new(10, 0, 0, 1))));
     assert_eq!(out.path.local_pref, Some(100));
     assert_eq!(out.path.origin, Some(bgp_wire::Origin::Igp));
+}
+
+#[test]
+fn filter_operations_apply_on_import_and_before_export_rewriting() {
+    let mut s = sess(65000, 65001);
+    let mut tag = Rule::all(Verdict::Accept);
+    tag.as_path_prefix = vec![65001];
+    tag.operations = vec![
+        Operation::AddCommunity(AnyCommunity::Standard(Community::new(
+            65000, 7,
+        ))),
+        Operation::PrependAsPath(vec![65010, 65011]),
+    ];
+    s.import.v4 = vec![tag.clone()];
+    s.export.v4 = vec![tag];
+    let g = global();
+    let from_peer = path(&[65001, 7]);
+    // Import: the accepting rule's operations come back to the caller.
+    let ops = import_prefix(&s, &g, &n("8.8.8.0/24"), &from_peer).unwrap();
+    assert_eq!(ops.len(), 2);
+    // A path not starting with 65001 misses the rule: pool default.
+    assert_eq!(
+        import_prefix(&s, &g, &n("8.8.8.0/24"), &path(&[7])),
+        Err(ImportReject::NotInPool)
+    );
+    // Export to eBGP: the filter's prepend first, then our own AS in
+    // front (BIRD's order), and the community added.
+    let ops = export_prefix(&s, &g, &n("8.8.8.0/24"), Origin::Ebgp, &from_peer)
+        .unwrap();
+    let a = Attrs {
+        path: from_peer.clone(),
+        next_hop: Some(NextHop::V4(Ipv4Addr::new(192, 0, 2, 2))),
+    };
+    let out =
+        export_attrs(&s, &g, &n("8.8.8.0/24"), Origin::Ebgp, None, &a, ops);
+    assert_eq!(
+        out.path.as_path.as_ref().unwrap().segments[0].asns,
+        vec![65000, 65010, 65011, 65001, 7]
+    );
+    assert_eq!(out.path.communities, vec![Community::new(65000, 7)]);
+}
+
+#[test]
+fn source_remote_peers_skips_local_routes_on_export() {
+    let mut s = sess(65000, 65001);
+    let mut r = Rule::all(Verdict::Reject);
+    r.remote_peers_only = true;
+    s.export.v4 = vec![r];
+    let g = global();
+    let p = path(&[]);
+    let pfx = n("10.244.1.0/26");
+    assert!(exports(&s, &g, &pfx, Origin::Local, &p));
+    assert!(!exports(&s, &g, &pfx, Origin::Ebgp, &path(&[65002])));
 }

@@ -8,7 +8,8 @@
 //!
 //! Attribute sets are interned: one UPDATE carries thousands of prefixes
 //! with the same attributes, and every one of them points at the same
-//! `Arc<Attrs>`, so a route costs a pointer and not a copy.
+//! `Arc<Attrs>`, so a route costs a pointer and not a copy. The table
+//! itself is a compact prefix map (see `rib_table.rs`).
 
 use std::collections::{HashMap, HashSet};
 use std::net::{IpAddr, Ipv4Addr};
@@ -20,6 +21,10 @@ use ipnetwork::IpNetwork;
 use smallvec::SmallVec;
 
 use crate::decision::{self, Candidate, RouteCmp, Source};
+
+#[path = "rib_table.rs"]
+mod table;
+use table::Table;
 
 /// Index of a route source; [`LOCAL`] is this speaker.
 pub type PeerId = u32;
@@ -62,16 +67,24 @@ pub struct SourceInfo {
     pub addr: IpAddr,
 }
 
-/// Per-prefix state.
-#[derive(Debug, Default)]
+/// Per-prefix state. Kept small (64 octets with its prefix): a full
+/// table has a million of these.
+#[derive(Debug)]
 pub struct Entry {
+    prefix: IpNetwork,
     /// Best first, then multipath members, then the rest.
     paths: SmallVec<[Path; 1]>,
     /// How many leading paths form the ECMP set (0 when empty).
     ecmp: u8,
-    /// Outgoing peer slots this prefix is advertised to.
-    advertised: SmallVec<[u64; 1]>,
+    /// Outgoing peer slots 0 to 63 this prefix is advertised to.
+    advertised: u64,
+    /// Slots from 64 on, only with that many sessions.
+    more: Option<Box<MoreSlots>>,
 }
+
+/// Advertised bits of slots 64 and up, 64 per word.
+#[derive(Debug, Default)]
+struct MoreSlots(Vec<u64>);
 
 /// What a change did to a prefix's selection.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -86,7 +99,7 @@ pub enum Change {
 /// The table.
 #[derive(Debug, Default)]
 pub struct Rib {
-    table: HashMap<IpNetwork, Entry, RandomState>,
+    table: Table<Entry>,
     sources: HashMap<PeerId, SourceInfo, RandomState>,
     interned: HashSet<Arc<Attrs>, RandomState>,
     /// Paths per source, for the peer table and max-prefix.
@@ -110,24 +123,70 @@ impl Entry {
     }
 
     pub fn is_advertised(&self, slot: usize) -> bool {
-        self.advertised
-            .get(slot / 64)
-            .is_some_and(|w| w & (1 << (slot % 64)) != 0)
+        let word = match slot / 64 {
+            0 => self.advertised,
+            w => self
+                .more
+                .as_ref()
+                .and_then(|m| m.0.get(w - 1))
+                .copied()
+                .unwrap_or(0),
+        };
+        word & (1 << (slot % 64)) != 0
     }
 
     pub fn set_advertised(&mut self, slot: usize, on: bool) {
-        let word = slot / 64;
-        if self.advertised.len() <= word {
-            if !on {
-                return;
+        let bit = 1u64 << (slot % 64);
+        let word = match slot / 64 {
+            0 => &mut self.advertised,
+            w => {
+                let more = match &mut self.more {
+                    Some(m) => m,
+                    None if !on => return,
+                    None => self.more.insert(Box::default()),
+                };
+                if more.0.len() < w {
+                    if !on {
+                        return;
+                    }
+                    more.0.resize(w, 0);
+                }
+                &mut more.0[w - 1]
             }
-            self.advertised.resize(word + 1, 0);
-        }
+        };
         if on {
-            self.advertised[word] |= 1 << (slot % 64);
+            *word |= bit;
         } else {
-            self.advertised[word] &= !(1 << (slot % 64));
+            *word &= !bit;
+            if self
+                .more
+                .as_ref()
+                .is_some_and(|m| m.0.iter().all(|w| *w == 0))
+            {
+                self.more = None;
+            }
         }
+    }
+
+    fn new(prefix: IpNetwork) -> Entry {
+        Entry {
+            prefix,
+            paths: SmallVec::new(),
+            ecmp: 0,
+            advertised: 0,
+            more: None,
+        }
+    }
+
+    /// No paths and advertised nowhere: nothing left to remember.
+    fn unused(&self) -> bool {
+        self.paths.is_empty() && self.advertised == 0 && self.more.is_none()
+    }
+}
+
+impl table::Keyed for Entry {
+    fn key(&self) -> &IpNetwork {
+        &self.prefix
     }
 }
 
@@ -190,7 +249,7 @@ impl Rib {
         prefix: IpNetwork,
         attrs: Arc<Attrs>,
     ) -> Change {
-        let entry = self.table.entry(prefix).or_default();
+        let entry = self.table.get_or_insert_with(prefix, Entry::new);
         let snap = Snapshot::of(entry);
         let path = Path {
             attrs,
@@ -226,7 +285,7 @@ impl Rib {
             *c = c.saturating_sub(1);
         }
         let change = reselect(&self.sources, entry, snap);
-        if entry.paths.is_empty() && entry.advertised.iter().all(|w| *w == 0) {
+        if entry.unused() {
             self.table.remove(prefix);
         }
         change
@@ -265,8 +324,9 @@ impl Rib {
         let mut changed = Vec::new();
         let mut removed = 0;
         let sources = &self.sources;
-        self.table.retain(|prefix, e| {
-            if !pick(prefix) {
+        self.table.retain(|e| {
+            let prefix = e.prefix;
+            if !pick(&prefix) {
                 return true;
             }
             let before = e.paths.len();
@@ -277,12 +337,12 @@ impl Rib {
             if e.paths.len() != before {
                 let c = reselect(sources, e, snap);
                 if c != Change::None {
-                    changed.push((*prefix, c));
+                    changed.push((prefix, c));
                 }
             }
             // Keep empty entries still advertised: the caller withdraws
             // them and then calls `forget_if_unused`.
-            !e.paths.is_empty() || e.advertised.iter().any(|w| *w != 0)
+            !e.unused()
         });
         if let Some(c) = self.counts.get_mut(&peer) {
             *c = c.saturating_sub(removed);
@@ -293,17 +353,15 @@ impl Rib {
     /// Forget what was advertised to outgoing slot `slot` (its session
     /// went down); drops entries left with nothing.
     pub fn clear_advertised(&mut self, slot: usize) {
-        self.table.retain(|_, e| {
+        self.table.retain(|e| {
             e.set_advertised(slot, false);
-            !e.paths.is_empty() || e.advertised.iter().any(|w| *w != 0)
+            !e.unused()
         });
     }
 
     /// Drop an entry that has no paths and is advertised nowhere.
     pub fn forget_if_unused(&mut self, prefix: &IpNetwork) {
-        if self.table.get(prefix).is_some_and(|e| {
-            e.paths.is_empty() && e.advertised.iter().all(|w| *w == 0)
-        }) {
+        if self.table.get(prefix).is_some_and(Entry::unused) {
             self.table.remove(prefix);
         }
     }

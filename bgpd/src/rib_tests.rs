@@ -110,3 +110,14 @@ fn advertised_bits_keep_entry_until_withdrawn() {
     r.forget_if_unused(&p("10.0.1.0/24"));
     assert!(r.is_empty());
 }
+
+/// A route's memory: the entry (with its prefix) must stay within one
+/// 64-octet line; a million of them are most of a full table.
+#[test]
+fn entry_fits_in_64_octets() {
+    assert!(
+        std::mem::size_of::<Entry>() <= 64,
+        "{}",
+        std::mem::size_of::<Entry>()
+    );
+}

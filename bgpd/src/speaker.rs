@@ -14,6 +14,7 @@ use foldhash::fast::RandomState;
 use ipnetwork::IpNetwork;
 use margay_ctlproto::{PeerStatus, PeerType, RibEvent};
 
+use crate::bfd::client::BfdSessions;
 use crate::caps::{Capabilities, Family, GracefulRestartCap, Negotiated};
 use crate::fsm::{self, ConnId, FsmConfig, State};
 use crate::neighbor::Neighbor;
@@ -90,6 +91,9 @@ pub enum TimerKind {
     Fsm(u64, fsm::Timer),
     /// RFC 4724 4.2 restart / stale-routes timer of a helper.
     GrStale,
+    /// A timer of the BFD session with local discriminator `.0` (the
+    /// key's `peer` is then `LOCAL`: BFD sessions outlive BGP peers).
+    Bfd(u32, crate::bfd::session::Timer),
 }
 
 /// How to open a connection.
@@ -128,6 +132,22 @@ pub enum Output {
         password: Option<String>,
         ttl_security: Option<u8>,
         add: bool,
+    },
+    /// Open the UDP socket of BFD session `discr` (RFC 5881: source port
+    /// 49152-65535, TTL 255).
+    BfdOpen {
+        discr: u32,
+        local: Option<IpAddr>,
+        remote: IpAddr,
+    },
+    /// Send a BFD Control packet on session `discr`'s socket.
+    BfdSend {
+        discr: u32,
+        bytes: Bytes,
+    },
+    /// Close session `discr`'s socket (it was taken AdminDown).
+    BfdClose {
+        discr: u32,
     },
 }
 
@@ -190,6 +210,7 @@ pub struct Speaker {
     pub(crate) local_attrs: Arc<Attrs>,
     pub(crate) dirty: HashSet<IpNetwork, RandomState>,
     pub(crate) out: Vec<Output>,
+    pub(crate) bfd: BfdSessions,
     pub counters: Counters,
 }
 
@@ -209,6 +230,7 @@ impl Speaker {
             local_attrs,
             dirty: HashSet::default(),
             out: Vec::new(),
+            bfd: BfdSessions::default(),
             counters: Counters::default(),
         }
     }
@@ -409,7 +431,9 @@ impl Speaker {
                 prefixes_accepted: self.rib.count_from(p.id) as u64,
                 prefixes_advertised: p.advertised,
                 last_error: p.last_error.clone(),
-                bfd_state: None,
+                bfd_state: self
+                    .bfd_state(&p.cfg.name)
+                    .map(|s| s.name().to_string()),
             })
             .collect()
     }
@@ -435,6 +459,7 @@ impl Speaker {
                 self.apply(key.peer, acts);
             }
             TimerKind::GrStale => self.purge_stale(key.peer, None),
+            TimerKind::Bfd(discr, t) => self.on_bfd_timer(discr, t),
         }
     }
 

@@ -6,8 +6,10 @@
 //!  nbr_rx (per conn) ---Frames/Closed--+--> main loop (owns Speaker, timers,
 //!  control clients ---Control----------+    connections, subscribers)
 //!  config_poller ---Config-------------+        |
+//!  bfd_rx (UDP 3784) ---Bfd------------+        |
 //!                                               +--> nbr_tx (per conn): bytes
 //!                                               +--> control subscribers: RibEvent
+//!                                               +--> BFD sockets: datagrams
 //! ```
 //!
 //! Only the main loop owns state. The other tasks move bytes: `nbr_rx`
@@ -29,6 +31,7 @@ use tokio::task::JoinHandle;
 use tokio::time::Instant;
 use tracing::Instrument;
 
+use crate::bfd::io::{BfdIo, Received};
 use crate::config::Desired;
 use crate::fsm::ConnId;
 use crate::metrics::Metrics;
@@ -62,6 +65,8 @@ pub enum Input {
     Query(Request, oneshot::Sender<Response>),
     Subscribe(mpsc::UnboundedSender<RibEvent>),
     Config(Box<Desired>),
+    /// A datagram on the BFD port (RFC 5881).
+    Bfd(Received),
 }
 
 /// One live TCP connection.
@@ -74,39 +79,41 @@ struct Conn {
 pub struct Daemon {
     speaker: Speaker,
     inputs: mpsc::UnboundedSender<Input>,
-    listener: Option<Arc<TcpListener>>,
+    listeners: Vec<Arc<TcpListener>>,
     conns: HashMap<(PeerId, ConnId), Conn>,
     timers: HashMap<TimerKey, Instant>,
     subscribers: Vec<mpsc::UnboundedSender<RibEvent>>,
     gtsm: HashMap<IpAddr, u8>,
     connect_timeout: Duration,
     metrics: Option<Metrics>,
+    bfd: BfdIo,
 }
 
 impl Daemon {
     pub fn new(
         speaker: Speaker,
         inputs: mpsc::UnboundedSender<Input>,
-        listener: Option<Arc<TcpListener>>,
+        listeners: Vec<Arc<TcpListener>>,
         metrics: Option<Metrics>,
     ) -> Daemon {
         Daemon {
             speaker,
-            inputs,
-            listener,
+            listeners,
             conns: HashMap::new(),
             timers: HashMap::new(),
             subscribers: Vec::new(),
             gtsm: HashMap::new(),
             connect_timeout: Duration::from_secs(5),
             metrics,
+            bfd: BfdIo::new(inputs.clone()),
+            inputs,
         }
     }
 
     /// Run until the input channel closes.
     pub async fn run(mut self, mut rx: mpsc::UnboundedReceiver<Input>) {
-        if let Some(l) = self.listener.clone() {
-            tokio::spawn(tcp_listener(l, self.inputs.clone()));
+        for l in &self.listeners {
+            tokio::spawn(tcp_listener(l.clone(), self.inputs.clone()));
         }
         loop {
             let next = self.timers.values().min().copied();
@@ -220,7 +227,11 @@ impl Daemon {
             Input::Config(d) => {
                 self.speaker.set_global(d.global);
                 self.speaker.set_peers(d.peers);
+                self.speaker.set_bfd(d.bfd);
                 self.speaker.set_local_routes(d.local_routes);
+            }
+            Input::Bfd(r) => {
+                self.speaker.on_bfd_packet(r.src, r.ttl, &r.payload)
             }
         }
     }
@@ -273,6 +284,15 @@ impl Daemon {
                 Output::StopTimer(k) => {
                     self.timers.remove(&k);
                 }
+                Output::BfdOpen {
+                    discr,
+                    local,
+                    remote,
+                } => self.bfd.open(discr, local, remote),
+                Output::BfdSend { discr, bytes } => {
+                    self.bfd.send(discr, &bytes)
+                }
+                Output::BfdClose { discr } => self.bfd.close(discr),
                 Output::Rib(ev) => {
                     self.subscribers.retain(|s| s.send(ev.clone()).is_ok());
                 }
@@ -282,7 +302,12 @@ impl Daemon {
                     ttl_security,
                     add,
                 } => {
-                    if let Some(l) = &self.listener {
+                    // The key goes on the listener of the peer's family.
+                    let same_family = |l: &&Arc<TcpListener>| {
+                        l.local_addr()
+                            .is_ok_and(|a| a.is_ipv6() == addr.is_ipv6())
+                    };
+                    for l in self.listeners.iter().filter(same_family) {
                         if add {
                             if let Some(k) = password.as_deref()
                                 && let Err(e) =

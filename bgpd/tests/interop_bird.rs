@@ -6,7 +6,7 @@ mod common;
 use std::process::Command;
 use std::time::Duration;
 
-use common::{Lab, dut_yaml};
+use common::{Lab, dut_yaml, v6_peer_yaml};
 use margay_testkit::{have_program, require_root, wait_until};
 
 fn bird_conf(lab: &Lab, extra_neighbor: &str, extra_static: &str) -> String {
@@ -71,24 +71,7 @@ fn bird_ipv4_and_ipv6_routes_both_ways() {
         return;
     }
     let mut lab = Lab::new("bgb").unwrap();
-    let v6_peer = r#"
----
-apiVersion: margay.io/v1
-kind: BGPPeer
-metadata: {name: peer6}
-spec: {peerIP: "fd00::2", asNumber: 65001, filters: [accept-all]}
----
-apiVersion: margay.io/v1
-kind: IPPool
-metadata: {name: pool6}
-spec: {cidr: "fd10::/48"}
----
-apiVersion: margay.io/v1
-kind: BlockAffinity
-metadata: {name: dut-fd10--122}
-spec: {state: confirmed, node: dut, type: host, cidr: "fd10::/122"}
-"#;
-    let yaml = dut_yaml("10.0.0.2", 65001, "") + v6_peer;
+    let yaml = dut_yaml("10.0.0.2", 65001, "") + &v6_peer_yaml(65001);
     lab.start_bgpd(&yaml, &[]).unwrap();
     let sock = start_bird(&lab, &bird_conf(&lab, "", ""));
     // BIRD -> bgpd: the static route, learned through the accept-all filter.
@@ -179,6 +162,93 @@ fn bird_md5_right_key_up_wrong_key_down() {
             assert!(ok, "routes over the MD5 session");
         }
     }
+}
+
+/// RFC 5082 GTSM (`ttlSecurity: 1`): with BIRD's `ttl security on` both
+/// sides send TTL 255 and the session comes up; a BIRD without it sends
+/// eBGP packets with TTL 1, which bgpd's minimum TTL (255) drops.
+#[test]
+fn bird_ttl_security_up_only_when_both_sides_use_it() {
+    if skip("bird_ttl_security_up_only_when_both_sides_use_it") {
+        return;
+    }
+    for (bird_opt, expect_up) in [("ttl security on;", true), ("", false)] {
+        let mut lab = Lab::new("bgt").unwrap();
+        let yaml = dut_yaml("10.0.0.2", 65001, ", ttlSecurity: 1");
+        lab.start_bgpd(&yaml, &[]).unwrap();
+        let sock = start_bird(&lab, &bird_conf(&lab, bird_opt, ""));
+        let up = wait_until(
+            Duration::from_secs(if expect_up { 40 } else { 12 }),
+            || lab.peer_state().as_deref() == Some("Established"),
+        );
+        assert_eq!(
+            up,
+            expect_up,
+            "BIRD option {bird_opt:?}: {}\n{}",
+            birdc(&lab, &sock, "show protocols all dut"),
+            lab.bgpd_log()
+        );
+    }
+}
+
+/// BGPFilter beyond prefixes: an import rule matching a community, and
+/// export operations (AS-path prepend, standard and large communities)
+/// that BIRD must see on our block.
+#[test]
+fn bird_sees_filter_operations_and_community_match_rejects() {
+    if skip("bird_sees_filter_operations_and_community_match_rejects") {
+        return;
+    }
+    let mut lab = Lab::new("bgf").unwrap();
+    let tag = r#"
+---
+apiVersion: margay.io/v1
+kind: BGPFilter
+metadata: {name: tag}
+spec:
+  importV4:
+  - {action: Reject, communities: {values: ["65001:666"]}}
+  exportV4:
+  - action: Accept
+    cidr: 10.244.0.0/16
+    matchOperator: In
+    operations:
+    - prependASPath: {prefix: [65000, 65000]}
+    - addCommunity: {value: "65000:42"}
+    - addCommunity: {value: "65000:1:2"}
+"#;
+    let yaml = dut_yaml("10.0.0.2", 65001, "")
+        .replace("filters: [accept-all]", "filters: [tag, accept-all]")
+        + tag;
+    lab.start_bgpd(&yaml, &[]).unwrap();
+    let marked = "route 192.168.51.0/24 blackhole \
+                  { bgp_community.add((65001,666)); };";
+    let sock = start_bird(&lab, &bird_conf(&lab, "", marked));
+    let ok = wait_until(Duration::from_secs(40), || {
+        lab.rib_entry("192.168.50.0/24").is_some()
+    });
+    assert!(ok, "no route from BIRD: {}", lab.bgpd_log());
+    let ok = wait_until(Duration::from_secs(20), || {
+        birdc(&lab, &sock, "show route 10.244.1.0/26 all").contains("65000")
+    });
+    assert!(
+        ok,
+        "BIRD lacks our block: {}",
+        birdc(&lab, &sock, "show route all")
+    );
+    let r = birdc(&lab, &sock, "show route 10.244.1.0/26 all");
+    // Our own AS in front of the filter's prepend (BIRD's order).
+    assert!(r.contains("BGP.as_path: 65000 65000 65000"), "{r}");
+    assert!(r.contains("(65000,42)"), "{r}");
+    assert!(r.contains("(65000, 1, 2)"), "{r}");
+    // The marked route came in the same table dump; the rule rejected it.
+    assert!(
+        birdc(&lab, &sock, "show route 192.168.51.0/24 all")
+            .contains("(65001,666)"),
+        "BIRD did not tag its route"
+    );
+    std::thread::sleep(Duration::from_secs(1));
+    assert!(lab.rib_entry("192.168.51.0/24").is_none());
 }
 
 #[test]
@@ -371,5 +441,88 @@ spec: {peerIP: "10.0.0.3", asNumber: 65000, filters: [accept-all]}
             s,
             "10.244.1.0/26"
         )));
+    }
+}
+
+/// BFD (RFC 5880/5881) against BIRD's: both sides Up, then the link dies
+/// silently (the peer's end of the veth goes down: no FIN, no RST) and
+/// bgpd drops the session and BIRD's route long before the 90 s hold
+/// timer would.
+#[test]
+fn bird_bfd_down_drops_session_before_hold_timer() {
+    if skip("bird_bfd_down_drops_session_before_hold_timer") {
+        return;
+    }
+    let mut lab = Lab::new("bgf").unwrap();
+    let yaml = dut_yaml(
+        "10.0.0.2",
+        65001,
+        ", keepaliveTime: 30s, bfd: {enabled: true, minInterval: 100ms, \
+         multiplier: 3}",
+    );
+    lab.start_bgpd(&yaml, &[]).unwrap();
+    let conf = r#"router id 10.0.0.2;
+protocol device {}
+protocol static s4 { ipv4; route 192.168.50.0/24 blackhole; }
+protocol bfd {
+  interface "eth0" { min rx interval 100 ms; min tx interval 100 ms; multiplier 3; };
+}
+protocol bgp dut {
+  local 10.0.0.2 as 65001;
+  neighbor 10.0.0.1 as 65000;
+  hold time 90; keepalive time 30;
+  connect retry time 1;
+  bfd on;
+  ipv4 { import all; export all; };
+}
+"#;
+    let sock = start_bird(&lab, conf);
+    lab.wait_established("BFD session");
+    let bfd_up = || match lab.query(&margay_ctlproto::Request::Peers) {
+        Some(margay_ctlproto::Response::Peers { peers }) => {
+            peers[0].bfd_state.as_deref() == Some("Up")
+        }
+        _ => false,
+    };
+    let ok = wait_until(Duration::from_secs(20), || {
+        bfd_up()
+            && birdc(&lab, &sock, "show bfd sessions").contains("Up")
+            && lab.rib_entry("192.168.50.0/24").is_some()
+    });
+    assert!(
+        ok,
+        "BFD not Up on both sides: ours {:?}\nBIRD: {}\nbgpd log:\n{}",
+        lab.query(&margay_ctlproto::Request::Peers),
+        birdc(&lab, &sock, "show bfd sessions"),
+        lab.bgpd_log()
+    );
+    // The negotiated hold time is 90 s: only BFD can be this fast.
+    lab.peer
+        .exec(&["ip", "link", "set", "eth0", "down"])
+        .unwrap();
+    let t0 = std::time::Instant::now();
+    let gone = wait_until(Duration::from_secs(3), || {
+        lab.peer_state().as_deref() != Some("Established")
+            && lab.rib_entry("192.168.50.0/24").is_none()
+    });
+    let took = t0.elapsed();
+    assert!(
+        gone,
+        "session or route still there {took:?} after the link died: {:?}\n\
+         bgpd log:\n{}",
+        lab.query(&margay_ctlproto::Request::Peers),
+        lab.bgpd_log()
+    );
+    eprintln!("BFD: session down and route withdrawn after {took:?}");
+    match lab.query(&margay_ctlproto::Request::Peers) {
+        Some(margay_ctlproto::Response::Peers { peers }) => {
+            let p = &peers[0];
+            assert!(
+                p.last_error.as_deref().is_some_and(|e| e.contains("BFD")),
+                "{p:?}"
+            );
+            assert_ne!(p.bfd_state.as_deref(), Some("Up"), "{p:?}");
+        }
+        other => panic!("{other:?}"),
     }
 }

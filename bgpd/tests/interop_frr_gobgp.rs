@@ -1,12 +1,13 @@
 //! bgpd against FRR's bgpd (`-Z`, no zebra) and GoBGP in network
-//! namespaces: session Established and IPv4 routes both ways.
+//! namespaces: sessions Established and IPv4 and IPv6 routes both ways
+//! (one session per family, as Calico peers).
 
 mod common;
 
 use std::process::Command;
 use std::time::Duration;
 
-use common::{Lab, dut_yaml};
+use common::{Lab, dut_yaml, v6_peer_yaml};
 use margay_testkit::{have_program, require_root, wait_until};
 
 fn skip(name: &str, program: &str) -> bool {
@@ -23,13 +24,13 @@ fn skip(name: &str, program: &str) -> bool {
 const FRR_BGPD: &str = "/usr/lib/frr/bgpd";
 
 #[test]
-fn frr_ipv4_routes_both_ways() {
-    if skip("frr_ipv4_routes_both_ways", FRR_BGPD) {
+fn frr_ipv4_and_ipv6_routes_both_ways() {
+    if skip("frr_ipv4_and_ipv6_routes_both_ways", FRR_BGPD) {
         return;
     }
     let mut lab = Lab::new("bgf").unwrap();
-    lab.start_bgpd(&dut_yaml("10.0.0.2", 65002, ""), &[])
-        .unwrap();
+    let yaml = dut_yaml("10.0.0.2", 65002, "") + &v6_peer_yaml(65002);
+    lab.start_bgpd(&yaml, &[]).unwrap();
     let conf = r#"hostname frr
 log stdout debugging
 router bgp 65002
@@ -38,8 +39,15 @@ router bgp 65002
  no bgp network import-check
  neighbor 10.0.0.1 remote-as 65000
  neighbor 10.0.0.1 timers connect 1
+ neighbor fd00::1 remote-as 65000
+ neighbor fd00::1 timers connect 1
  address-family ipv4 unicast
   network 192.168.60.0/24
+  no neighbor fd00::1 activate
+ exit-address-family
+ address-family ipv6 unicast
+  network 2001:db8:60::/48
+  neighbor fd00::1 activate
  exit-address-family
 "#;
     std::fs::write(lab.path("frr.conf"), conf).unwrap();
@@ -60,7 +68,8 @@ router bgp 65002
         .arg(lab.path("frr.pid"))
         .arg("--vty_socket")
         .arg(&vty)
-        .args(["-u", "frr", "-g", "frr", "-l", "10.0.0.2", "-n"]);
+        .args(["-u", "frr", "-g", "frr", "-l", "10.0.0.2", "-l", "fd00::2"])
+        .arg("-n");
     let frr = lab.peer.spawn(c).unwrap();
     let ok = wait_until(Duration::from_secs(40), || {
         lab.rib_entry("192.168.60.0/24").is_some()
@@ -98,24 +107,57 @@ router bgp 65002
             lab.peer.log(frr)
         );
     }
+    // IPv6 over the IPv6 session, both ways.
+    let ok = wait_until(Duration::from_secs(40), || {
+        lab.rib_entry("2001:db8:60::/48").is_some()
+    });
+    assert!(
+        ok,
+        "no IPv6 route from FRR\nfrr: {}\nbgpd: {}",
+        lab.peer.log(frr),
+        lab.bgpd_log()
+    );
+    let e = lab.rib_entry("2001:db8:60::/48").unwrap();
+    assert_eq!(e.paths[0].as_path, vec![65002]);
+    let ok = wait_until(Duration::from_secs(20), || {
+        lab.peer.log(frr).contains("fd10::/122")
+            || lab
+                .peer
+                .exec(&[
+                    "vtysh",
+                    "--vty_socket",
+                    &vty.display().to_string(),
+                    "-c",
+                    "show bgp ipv6 unicast",
+                ])
+                .unwrap_or_default()
+                .contains("fd10::/122")
+    });
+    assert!(ok, "FRR lacks our IPv6 block:\n{}", lab.peer.log(frr));
 }
 
 #[test]
-fn gobgp_ipv4_routes_both_ways() {
-    if skip("gobgp_ipv4_routes_both_ways", "gobgpd") {
+fn gobgp_ipv4_and_ipv6_routes_both_ways() {
+    if skip("gobgp_ipv4_and_ipv6_routes_both_ways", "gobgpd") {
         return;
     }
     let mut lab = Lab::new("bgg").unwrap();
-    lab.start_bgpd(&dut_yaml("10.0.0.2", 65003, ""), &[])
-        .unwrap();
+    let yaml = dut_yaml("10.0.0.2", 65003, "") + &v6_peer_yaml(65003);
+    lab.start_bgpd(&yaml, &[]).unwrap();
     let conf = r#"[global.config]
   as = 65003
   router-id = "10.0.0.2"
   port = 179
-  local-address-list = ["10.0.0.2"]
+  local-address-list = ["10.0.0.2", "fd00::2"]
 [[neighbors]]
   [neighbors.config]
     neighbor-address = "10.0.0.1"
+    peer-as = 65000
+  [neighbors.timers.config]
+    connect-retry = 1
+[[neighbors]]
+  [neighbors.config]
+    neighbor-address = "fd00::1"
     peer-as = 65000
   [neighbors.timers.config]
     connect-retry = 1
@@ -165,4 +207,25 @@ fn gobgp_ipv4_routes_both_ways() {
         lab.rib_entry("192.168.70.0/24").is_none()
     });
     assert!(ok, "withdrawal not processed");
+    // IPv6 over the IPv6 session, both ways.
+    let ok = wait_until(Duration::from_secs(40), || {
+        gobgp(&["global", "rib", "add", "2001:db8:70::/48", "-a", "ipv6"]);
+        lab.rib_entry("2001:db8:70::/48").is_some()
+    });
+    assert!(
+        ok,
+        "no IPv6 route from GoBGP\ngobgp: {}\nbgpd: {}",
+        gobgp(&["neighbor"]),
+        lab.bgpd_log()
+    );
+    let ok = wait_until(Duration::from_secs(20), || {
+        gobgp(&["global", "rib", "-a", "ipv6"]).contains("fd10::/122")
+    });
+    assert!(
+        ok,
+        "GoBGP lacks our IPv6 block:\n{}",
+        gobgp(&["global", "rib", "-a", "ipv6"])
+    );
+    let rib = gobgp(&["global", "rib", "-a", "ipv6"]);
+    assert!(rib.contains("fd00::1"), "next hop self expected:\n{rib}");
 }

@@ -205,3 +205,168 @@ fn transit_withdraw_and_graceful_restart_helper() {
     );
     assert!(s.rib_dump().is_empty());
 }
+
+// ===== BFD as the speaker's liveness signal =====
+
+use margay_bgpd::bfd::session::Timer as BfdTimer;
+use margay_bgpd::bfd::{ControlPacket, Diag, SessionCfg, State as BfdState};
+use margay_bgpd::speaker::{TimerKey, TimerKind};
+
+fn speaker_with_bfd_peer() -> (Speaker, u32) {
+    let mut s = Speaker::new(SpeakerCfg {
+        router_id: Ipv4Addr::new(10, 0, 0, 1),
+        restarting: false,
+        idle_hold: Duration::from_secs(5),
+    });
+    s.set_peers(vec![peer([10, 0, 0, 2], 65001)]);
+    s.set_bfd(
+        [(
+            "Global_10.0.0.2".to_string(),
+            SessionCfg {
+                min_interval: Duration::from_millis(100),
+                multiplier: 3,
+            },
+        )]
+        .into(),
+    );
+    let outs = s.take_outputs();
+    let discr = outs
+        .iter()
+        .find_map(|o| match o {
+            Output::BfdOpen { discr, remote, .. }
+                if *remote == IpAddr::V4(Ipv4Addr::new(10, 0, 0, 2)) =>
+            {
+                Some(*discr)
+            }
+            _ => None,
+        })
+        .expect("BFD socket opened");
+    assert!(
+        outs.iter().any(
+            |o| matches!(o, Output::BfdSend { discr: d, .. } if *d == discr)
+        )
+    );
+    (s, discr)
+}
+
+/// A packet from the peer (discriminator 77) in `state`.
+fn bfd_from_peer(state: BfdState, your: u32) -> Vec<u8> {
+    ControlPacket {
+        diag: Diag::None,
+        state,
+        poll: false,
+        final_: false,
+        control_plane_independent: false,
+        demand: false,
+        detect_mult: 3,
+        my_discr: 77,
+        your_discr: your,
+        desired_min_tx_us: 100_000,
+        required_min_rx_us: 100_000,
+        required_min_echo_rx_us: 0,
+    }
+    .to_bytes()
+    .to_vec()
+}
+
+fn bfd_state(s: &Speaker) -> Option<String> {
+    s.peer_status()[0].bfd_state.clone()
+}
+
+const PEER: IpAddr = IpAddr::V4(Ipv4Addr::new(10, 0, 0, 2));
+
+/// BFD Up with the peer, which also has an Established session and one
+/// route in the RIB.
+fn bfd_up_with_route() -> (Speaker, u32, (u32, u64)) {
+    let (mut s, discr) = speaker_with_bfd_peer();
+    let c = establish(&mut s, [10, 0, 0, 2], 65001);
+    s.on_frame(c.0, c.1, &announce("192.0.2.0/24"));
+    s.on_bfd_packet(PEER, 255, &bfd_from_peer(BfdState::Down, 0));
+    assert_eq!(bfd_state(&s).as_deref(), Some("Init"));
+    s.on_bfd_packet(PEER, 255, &bfd_from_peer(BfdState::Up, discr));
+    assert_eq!(bfd_state(&s).as_deref(), Some("Up"));
+    s.flush();
+    s.take_outputs();
+    (s, discr, c)
+}
+
+#[test]
+fn bfd_detection_timeout_tears_the_session_down_and_withdraws() {
+    let (mut s, discr, c) = bfd_up_with_route();
+    // RFC 5881 5: wrong TTL, or the right discriminator from another
+    // address, are discarded: a Down in them changes nothing.
+    s.on_bfd_packet(PEER, 254, &bfd_from_peer(BfdState::Down, discr));
+    let other = IpAddr::V4(Ipv4Addr::new(10, 0, 0, 9));
+    s.on_bfd_packet(other, 255, &bfd_from_peer(BfdState::Down, discr));
+    assert_eq!(bfd_state(&s).as_deref(), Some("Up"));
+    assert!(s.is_established(c.0));
+
+    s.on_timer(TimerKey {
+        peer: 0,
+        kind: TimerKind::Bfd(discr, BfdTimer::Detect),
+    });
+    s.flush();
+    let outs = s.take_outputs();
+    assert!(!s.is_established(c.0));
+    assert_eq!(bfd_state(&s).as_deref(), Some("Down"));
+    // Cease / BFD Down (RFC 9384) went to the peer, and the route left at
+    // once: no graceful-restart retention.
+    let cease = Message::Notification(bgp_wire::NotificationMsg {
+        code: 6,
+        subcode: 10,
+        data: vec![],
+    })
+    .to_bytes(&DecodeCxt::default())
+    .unwrap();
+    assert!(outs.iter().any(|o| matches!(o, Output::Send { bytes, .. } if bytes[..] == cease[..])), "{outs:?}");
+    assert!(outs.contains(&Output::Rib(RibEvent::Withdraw {
+        prefix: "192.0.2.0/24".parse().unwrap()
+    })));
+    assert!(s.rib_dump().is_empty());
+    let err = s.peer_status()[0].last_error.clone().unwrap_or_default();
+    assert!(err.contains("BFD Down"), "{err}");
+}
+
+#[test]
+fn bfd_down_flushes_routes_kept_stale_for_a_restart() {
+    let (mut s, discr, c) = bfd_up_with_route();
+    // The TCP connection dies first (the node's processes were killed):
+    // the RFC 4724 helper keeps the route stale...
+    s.on_closed(c.0, c.1, "reset");
+    s.flush();
+    s.take_outputs();
+    assert!(s.rib_dump()[0].paths[0].stale);
+    // ...until BFD says the forwarding plane is gone too.
+    s.on_timer(TimerKey {
+        peer: 0,
+        kind: TimerKind::Bfd(discr, BfdTimer::Detect),
+    });
+    s.flush();
+    let outs = s.take_outputs();
+    assert!(outs.contains(&Output::Rib(RibEvent::Withdraw {
+        prefix: "192.0.2.0/24".parse().unwrap()
+    })));
+    assert!(s.rib_dump().is_empty());
+}
+
+#[test]
+fn bfd_admin_down_from_the_peer_is_not_a_failure() {
+    let (mut s, discr, c) = bfd_up_with_route();
+    s.on_bfd_packet(PEER, 255, &bfd_from_peer(BfdState::AdminDown, discr));
+    assert_eq!(bfd_state(&s).as_deref(), Some("Down"));
+    assert!(s.is_established(c.0), "RFC 5882: AdminDown is no failure");
+    assert_eq!(s.rib_dump().len(), 1);
+    // Removing BFD from the config closes our side, AdminDown first.
+    s.set_bfd(Default::default());
+    let outs = s.take_outputs();
+    let sent: Vec<_> = outs
+        .iter()
+        .filter_map(|o| match o {
+            Output::BfdSend { bytes, .. } => ControlPacket::decode(bytes).ok(),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(sent.last().map(|p| p.state), Some(BfdState::AdminDown));
+    assert!(outs.contains(&Output::BfdClose { discr }));
+    assert_eq!(bfd_state(&s), None);
+}

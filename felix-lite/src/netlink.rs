@@ -571,7 +571,11 @@ impl Netlink {
             hops.and_then(Target::via)
         } else if let Some(gw) = gateway {
             Some(Target::Via(vec![gw]))
-        } else if h.scope == RouteScope::Link {
+        } else if h.scope == RouteScope::Link
+            // IPv6 has no route scopes: the kernel reports every IPv6
+            // route as universe, so a device route is one without gateway.
+            || h.address_family == AddressFamily::Inet6
+        {
             oif.and_then(|i| self.names.get(&i))
                 .cloned()
                 .map(Target::Dev)

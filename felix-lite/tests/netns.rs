@@ -534,11 +534,12 @@ async fn a_pod_route_deleted_by_hand_comes_back() {
     let file = node.endpoints().join("container1-eth0.json");
     std::fs::write(
         &file,
-        r#"{"containerID":"container1","ifname":"eth0","hostIface":"mgpod1","ips":["10.4.0.5/32"]}"#,
+        r#"{"containerID":"container1","ifname":"eth0","hostIface":"mgpod1","ips":["10.4.0.5/32","fd44::5/128"]}"#,
     )
     .unwrap();
     // What the CNI plugin does after writing the file.
     node.ip("route add 10.4.0.5/32 dev mgpod1");
+    node.ip("-6 route add fd44::5/128 dev mgpod1 proto static");
     let _bgpd = FakeBgpd::start(&node.sock(), vec![]);
     let felix = node.felix(LONG, None);
     tokio::time::sleep(Duration::from_millis(500)).await;
@@ -548,10 +549,13 @@ async fn a_pod_route_deleted_by_hand_comes_back() {
     })
     .await;
     assert!(back, "pod route not restored: {:#?}", node.fib());
-    // The pod goes away (file removed): its route goes too.
+    // The pod goes away (file removed): its routes go too, the IPv6 one
+    // included although the CNI plugin made it (IPv6 device routes carry
+    // no link scope, yet they are pod routes all the same).
     std::fs::remove_file(&file).unwrap();
     let gone = eventually(Duration::from_secs(5), || {
         node.ip("route show 10.4.0.5/32").is_empty()
+            && node.ip("-6 route show fd44::5/128").is_empty()
     })
     .await;
     assert!(gone, "pod route not removed: {:#?}", node.fib());

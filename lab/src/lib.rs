@@ -12,6 +12,7 @@
 //! a failed `up` even without the state file.
 
 mod down;
+pub mod inspect;
 mod probe;
 mod prove;
 mod state;
@@ -26,7 +27,10 @@ pub use down::down;
 pub use state::LabState;
 pub use status::status;
 pub use topology::{Family, PeeringMode};
-pub use up::{LabSummary, add_extra_pod, start_etcd_again, stop_etcd, up};
+pub use up::{
+    LabSummary, add_extra_pod, add_extra_pod_in_pool, start_etcd_again,
+    stop_etcd, up,
+};
 
 /// How to build the lab.
 #[derive(Debug, Clone)]

@@ -18,6 +18,27 @@ use crate::up::{LabSummary, query_peers};
 /// ICMP and TCP outcomes of one pod pair.
 type PairResult = (Result<(), String>, Result<(), String>);
 
+/// From pod `a` to address `k` of pod `b`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+struct Target {
+    a: usize,
+    b: usize,
+    k: usize,
+}
+
+/// A route dump per family: `ip -4` and `ip -6` list separately.
+fn routes_of(netns: &str) -> Result<[String; 2], LabError> {
+    Ok([
+        ns_run(netns, &["ip", "-4", "-j", "route", "show"])?,
+        ns_run(netns, &["ip", "-6", "-j", "route", "show"])?,
+    ])
+}
+
+/// The dump of `cidr`'s family.
+fn dump_for<'a>(routes: &'a [String; 2], cidr: &str) -> &'a str {
+    &routes[usize::from(cidr.contains(':'))]
+}
+
 /// Every proof, as a report. Reachability is retried for a while first,
 /// because routes to the newest blocks may still be propagating.
 pub(crate) async fn prove(
@@ -41,27 +62,28 @@ pub(crate) async fn prove(
         }
     }
 
-    // Reachability, with a convergence window.
+    // Reachability to every address of every pod (both families in a
+    // dual-stack lab), with a convergence window.
     let pods = &state.pods;
-    let pairs: Vec<(usize, usize)> = (0..pods.len())
+    let targets: Vec<Target> = (0..pods.len())
         .flat_map(|a| {
-            (0..pods.len())
-                .filter(move |&b| b != a)
-                .map(move |b| (a, b))
+            (0..pods.len()).filter(move |&b| b != a).flat_map(move |b| {
+                (0..pods[b].ips.len()).map(move |k| Target { a, b, k })
+            })
         })
         .collect();
     let deadline = Instant::now() + Duration::from_secs(45);
-    let mut results: BTreeMap<(usize, usize), PairResult>;
+    let mut results: BTreeMap<Target, PairResult>;
     let converged_after;
     let started = Instant::now();
     loop {
         results = BTreeMap::new();
-        for (port, &(a, b)) in (20000u16..).zip(&pairs) {
+        for (port, &t) in (20000u16..).zip(&targets) {
             let dst: IpAddr =
-                pods[b].ips[0].parse().expect("pod IP from CNI result");
-            let icmp = probe::ping(&pods[a].netns, dst);
-            let tcp = probe::tcp(&pods[a].netns, &pods[b].netns, dst, port);
-            results.insert((a, b), (icmp, tcp));
+                pods[t.b].ips[t.k].parse().expect("pod IP from CNI result");
+            let icmp = probe::ping(&pods[t.a].netns, dst);
+            let tcp = probe::tcp(&pods[t.a].netns, &pods[t.b].netns, dst, port);
+            results.insert(t, (icmp, tcp));
         }
         let all = results.values().all(|(i, t)| i.is_ok() && t.is_ok());
         if all || Instant::now() > deadline {
@@ -70,39 +92,52 @@ pub(crate) async fn prove(
         }
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
-    let _ = writeln!(report, "\nREACHABILITY (ICMP/TCP, from row to column)");
-    let _ = write!(report, "{:<14}", "");
+    let families = pods.iter().map(|p| p.ips.len()).max().unwrap_or(1);
+    let width = 14.max(7 * families);
+    let _ = writeln!(
+        report,
+        "\nREACHABILITY (ICMP/TCP per pod address, from row to column)"
+    );
+    let _ = write!(report, "{:<width$}", "");
     for p in pods {
-        let _ = write!(report, "{:<14}", p.name);
+        let _ = write!(report, "{:<width$}", p.name);
     }
     let _ = writeln!(report);
     for (a, pa) in pods.iter().enumerate() {
-        let _ = write!(report, "{:<14}", pa.name);
-        for b in 0..pods.len() {
-            let cell = match results.get(&(a, b)) {
-                None => "-".to_string(),
-                Some((i, t)) => format!(
-                    "{}/{}",
-                    if i.is_ok() { "ok" } else { "FAIL" },
-                    if t.is_ok() { "ok" } else { "FAIL" }
-                ),
+        let _ = write!(report, "{:<width$}", pa.name);
+        for (b, pb) in pods.iter().enumerate() {
+            let cells: Vec<String> = (0..pb.ips.len())
+                .filter_map(|k| results.get(&Target { a, b, k }))
+                .map(|(i, t)| {
+                    format!(
+                        "{}/{}",
+                        if i.is_ok() { "ok" } else { "FAIL" },
+                        if t.is_ok() { "ok" } else { "FAIL" }
+                    )
+                })
+                .collect();
+            let cell = if cells.is_empty() {
+                "-".to_string()
+            } else {
+                cells.join(" ")
             };
-            let _ = write!(report, "{cell:<14}");
+            let _ = write!(report, "{cell:<width$}");
         }
         let _ = writeln!(report);
     }
     let failures: Vec<String> = results
         .iter()
-        .filter_map(|((a, b), (i, t))| {
-            let errs: Vec<&String> = [i, t]
+        .filter_map(|(t, (i, tcp))| {
+            let errs: Vec<&String> = [i, tcp]
                 .into_iter()
                 .filter_map(|r| r.as_ref().err())
                 .collect();
             (!errs.is_empty()).then(|| {
                 format!(
-                    "{} -> {}: {}",
-                    pods[*a].name,
-                    pods[*b].name,
+                    "{} -> {} ({}): {}",
+                    pods[t.a].name,
+                    pods[t.b].name,
+                    pods[t.b].ips[t.k],
                     errs.iter()
                         .map(|s| s.as_str())
                         .collect::<Vec<_>>()
@@ -114,8 +149,8 @@ pub(crate) async fn prove(
     if failures.is_empty() {
         let _ = writeln!(
             report,
-            "all {} pod pairs reach each other over ICMP and TCP (converged in {:.1}s)",
-            pairs.len(),
+            "all {} pod address pairs reach each other over ICMP and TCP (converged in {:.1}s)",
+            targets.len(),
             converged_after.as_secs_f64()
         );
     } else {
@@ -129,7 +164,7 @@ pub(crate) async fn prove(
     // tunnel devices anywhere.
     let _ = writeln!(report, "\nNODE FIBS (remote pod blocks)");
     for n in &state.nodes {
-        let routes = ns_run(&n.netns, &["ip", "-j", "route", "show"])?;
+        let routes = routes_of(&n.netns)?;
         let links = ns_run(&n.netns, &["ip", "-d", "-j", "link", "show"])?;
         let tunnels = probe::tunnel_devices(&links);
         if !tunnels.is_empty() {
@@ -145,14 +180,19 @@ pub(crate) async fn prove(
             if owner == &n.name {
                 continue;
             }
-            let owner_addr = state
-                .nodes
-                .iter()
-                .find(|o| &o.name == owner)
-                .map(|o| o.address.clone())
-                .unwrap_or_default();
+            let owner = state.nodes.iter().find(|o| &o.name == owner);
             for cidr in cidrs {
-                match probe::route_via(&routes, cidr) {
+                // A block's next hop is its owner's address of its family.
+                let owner_addr = owner
+                    .and_then(|o| {
+                        if cidr.contains(':') {
+                            o.address_v6.clone()
+                        } else {
+                            Some(o.address.clone())
+                        }
+                    })
+                    .unwrap_or_default();
+                match probe::route_via(dump_for(&routes, cidr), cidr) {
                     Some(hops)
                         if hops.iter().any(|(gw, dev)| {
                             gw == &owner_addr && dev == "eth0"
@@ -195,11 +235,12 @@ pub(crate) async fn prove(
     );
 
     // The ToR learned every block.
-    let tor_routes = ns_run(TOR_NS, &["ip", "-j", "route", "show"])?;
+    let tor_routes = routes_of(TOR_NS)?;
     let _ = writeln!(report, "\nTOR (BIRD) FIB");
     for (owner, cidrs) in &blocks {
         for cidr in cidrs {
-            let learned = probe::route_via(&tor_routes, cidr).is_some();
+            let learned =
+                probe::route_via(dump_for(&tor_routes, cidr), cidr).is_some();
             ok &= learned;
             let _ = writeln!(
                 report,

@@ -26,6 +26,9 @@ pub struct NodeState {
     pub name: String,
     pub netns: String,
     pub address: String,
+    /// The node's IPv6 fabric address, in IPv6 and dual-stack labs.
+    #[serde(default)]
+    pub address_v6: Option<String>,
     pub agent_pid: u32,
     pub run_dir: PathBuf,
     pub route_reflector: bool,

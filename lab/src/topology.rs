@@ -43,6 +43,16 @@ pub const TOR_AS: u32 = 65000;
 pub const ETCD_PORT: u16 = 23790;
 pub const POOL_V4: &str = "10.244.0.0/16";
 pub const POOL_V6: &str = "fd44::/112";
+/// A Manual pool of tiny blocks (4 addresses), used only by pods that name
+/// it: a few pods on one node make it claim block after block.
+pub const SMALL_BLOCKS_POOL: &str = "small-blocks";
+pub const SMALL_BLOCKS_CIDR: &str = "10.246.0.0/24";
+/// A Manual pool that is exactly one block: once a node holds it, every
+/// other node asking for it must borrow an address (no strictAffinity).
+pub const ONE_BLOCK_POOL: &str = "one-block";
+pub const ONE_BLOCK_CIDR: &str = "10.247.0.0/30";
+/// The node agent's health and metrics port (the DaemonSet's).
+pub const HEALTH_PORT: u16 = 9099;
 /// The route-reflector cluster ID in RR mode (Calico's docs use this one).
 pub const RR_CLUSTER_ID: &str = "244.0.0.1";
 
@@ -127,8 +137,9 @@ impl Topology {
         format!("http://{}:{ETCD_PORT}", host_v4())
     }
 
-    /// The BIRD configuration of the ToR: one eBGP session per node, all
-    /// routes learned installed into the ToR's kernel table.
+    /// The BIRD configuration of the ToR: one eBGP session per node and
+    /// family (as margay's BGPPeers), all routes learned installed into
+    /// the ToR's kernel table.
     pub fn tor_bird_conf(&self, log_path: &str) -> String {
         let mut c = String::new();
         let _ = writeln!(c, "# margay lab ToR (generated)");
@@ -156,7 +167,7 @@ impl Topology {
                 ),
                 (
                     "ipv6",
-                    self.family.v6() && !self.family.v4(),
+                    self.family.v6(),
                     IpAddr::V6(tor_v6()),
                     IpAddr::V6(n.v6),
                 ),
@@ -171,15 +182,6 @@ impl Topology {
                      {fam} {{ import all; export none; }};",
                     name = n.name,
                 );
-                // Dual stack: IPv6 routes ride the IPv4 session (RFC 4760),
-                // with an IPv6 next hop.
-                if fam == "ipv4" && self.family.v6() {
-                    let _ = writeln!(
-                        c,
-                        "  ipv6 {{ import all; export none; next hop address {}; }};",
-                        tor_v6()
-                    );
-                }
                 let _ = writeln!(c, "}}");
             }
         }
@@ -206,6 +208,19 @@ impl Topology {
                  nodeSelector: all()\n"
             );
         }
+        if self.family.v4() {
+            for (name, cidr) in [
+                (SMALL_BLOCKS_POOL, SMALL_BLOCKS_CIDR),
+                (ONE_BLOCK_POOL, ONE_BLOCK_CIDR),
+            ] {
+                let _ = write!(
+                    y,
+                    "---\napiVersion: margay.io/v1\nkind: IPPool\nmetadata:\n  \
+                     name: {name}\nspec:\n  cidr: {cidr}\n  blockSize: 30\n  \
+                     nodeSelector: all()\n  assignmentMode: Manual\n"
+                );
+            }
+        }
         if self.family.v6() {
             let _ = write!(
                 y,
@@ -214,16 +229,23 @@ impl Topology {
                  nodeSelector: all()\n"
             );
         }
-        let tor = if self.family.v4() {
-            IpAddr::V4(tor_v4())
-        } else {
-            IpAddr::V6(tor_v6())
-        };
-        let _ = write!(
-            y,
-            "---\napiVersion: margay.io/v1\nkind: BGPPeer\nmetadata:\n  \
-             name: tor\nspec:\n  peerIP: \"{tor}\"\n  asNumber: {TOR_AS}\n"
-        );
+        // One ToR session per family, as Calico peers: a session carries
+        // the routes of its peer address's family only.
+        let mut tors = Vec::new();
+        if self.family.v4() {
+            tors.push(("tor", IpAddr::V4(tor_v4())));
+        }
+        if self.family.v6() {
+            let name = if tors.is_empty() { "tor" } else { "tor-v6" };
+            tors.push((name, IpAddr::V6(tor_v6())));
+        }
+        for (name, tor) in tors {
+            let _ = write!(
+                y,
+                "---\napiVersion: margay.io/v1\nkind: BGPPeer\nmetadata:\n  \
+                 name: {name}\nspec:\n  peerIP: \"{tor}\"\n  asNumber: {TOR_AS}\n"
+            );
+        }
         if !mesh {
             let _ = write!(
                 y,
@@ -235,13 +257,15 @@ impl Topology {
         y
     }
 
-    /// The CNI network configuration for pods of `node`.
+    /// The CNI network configuration for pods of `node`; `ipv4_pools`
+    /// (IPPool names) restricts the IPv4 address to those pools.
     pub fn cni_config(
         &self,
         node: &str,
         endpoint_dir: &str,
+        ipv4_pools: &[&str],
     ) -> serde_json::Value {
-        serde_json::json!({
+        let mut c = serde_json::json!({
             "cniVersion": "1.0.0",
             "name": "k8s-pod-network",
             "type": "margay",
@@ -256,7 +280,11 @@ impl Topology {
                 "assign_ipv4": if self.family.v4() { "true" } else { "false" },
                 "assign_ipv6": if self.family.v6() { "true" } else { "false" },
             },
-        })
+        });
+        if !ipv4_pools.is_empty() {
+            c["ipam"]["ipv4_pools"] = serde_json::json!(ipv4_pools);
+        }
+        c
     }
 }
 
@@ -289,6 +317,56 @@ mod tests {
                 .expect("lab resources parse");
             margay_crds::validate_set(&docs).expect("lab resources validate");
         }
+    }
+
+    #[test]
+    fn dual_stack_peers_the_tor_once_per_family() {
+        let t = Topology::new(2, 1, PeeringMode::Mesh, Family::Dual);
+        let conf = t.tor_bird_conf("/tmp/x.log");
+        assert!(conf.contains("protocol bgp node1_ipv4 {"), "{conf}");
+        assert!(conf.contains("neighbor fd77::12 as 64512;"), "{conf}");
+        assert_eq!(conf.matches("protocol bgp").count(), 4, "{conf}");
+        // No IPv6 channel on an IPv4 session: margay does not offer one.
+        let v4_session = conf
+            .split("protocol bgp")
+            .find(|p| p.contains("node1_ipv4"))
+            .unwrap();
+        assert!(!v4_session.contains("ipv6 {"), "{v4_session}");
+        let y = t.resources_yaml();
+        assert!(y.contains("name: tor\n"), "{y}");
+        assert!(
+            y.contains("name: tor-v6\nspec:\n  peerIP: \"fd77::1\""),
+            "{y}"
+        );
+        let v6 = Topology::new(2, 1, PeeringMode::Mesh, Family::V6);
+        assert!(v6.resources_yaml().contains("peerIP: \"fd77::1\""));
+        assert!(!v6.resources_yaml().contains("tor-v6"));
+    }
+
+    #[test]
+    fn lab_pools_are_manual_and_named_by_pods_only() {
+        let t = Topology::new(2, 1, PeeringMode::Mesh, Family::V4);
+        let docs = margay_crds::parse_documents(&t.resources_yaml()).unwrap();
+        let manual: Vec<String> = docs
+            .iter()
+            .filter_map(|d| match d {
+                margay_crds::AnyResource::IPPool(p)
+                    if p.spec.assignment_mode()
+                        == margay_crds::AssignmentMode::Manual =>
+                {
+                    p.metadata.name.clone()
+                }
+                _ => None,
+            })
+            .collect();
+        assert_eq!(manual, vec![SMALL_BLOCKS_POOL, ONE_BLOCK_POOL]);
+        let c = t.cni_config("node1", "/x", &[ONE_BLOCK_POOL]);
+        assert_eq!(c["ipam"]["ipv4_pools"][0], ONE_BLOCK_POOL);
+        assert!(
+            t.cni_config("node1", "/x", &[])["ipam"]
+                .get("ipv4_pools")
+                .is_none()
+        );
     }
 
     #[test]

@@ -112,7 +112,7 @@ pub async fn up(opts: &LabOptions) -> Result<LabSummary, LabError> {
         topo.pods.len()
     ));
     for p in &topo.pods {
-        let pod = add_pod(opts, &topo, p, dir)?;
+        let pod = add_pod(opts, &topo, p, dir, &[])?;
         println!("    {} on {}: {}", pod.name, pod.node, pod.ips.join(", "));
         state.pods.push(pod);
         state.save()?;
@@ -262,6 +262,18 @@ pub fn add_extra_pod(
     node: &str,
     pod: &str,
 ) -> Result<PodState, LabError> {
+    add_extra_pod_in_pool(opts, node, pod, &[])
+}
+
+/// [`add_extra_pod`] with the pod's IPv4 address taken from the named
+/// IPPools (the CNI config's `ipam.ipv4_pools`), e.g. the lab's Manual
+/// pools [`topology::SMALL_BLOCKS_POOL`] and [`topology::ONE_BLOCK_POOL`].
+pub fn add_extra_pod_in_pool(
+    opts: &LabOptions,
+    node: &str,
+    pod: &str,
+    ipv4_pools: &[&str],
+) -> Result<PodState, LabError> {
     let mut state = LabState::load(&opts.state_dir)?
         .ok_or_else(|| LabError::State("no lab is running".into()))?;
     let topo = Topology::new(state.nodes.len(), 0, opts.mode, opts.family);
@@ -271,7 +283,7 @@ pub fn add_extra_pod(
         netns: format!("{}-{node}-{pod}", topology::PREFIX),
         container_id: format!("lab-{node}-{pod}"),
     };
-    let result = add_pod(opts, &topo, &plan, &opts.state_dir);
+    let result = add_pod(opts, &topo, &plan, &opts.state_dir, ipv4_pools);
     if let Ok(p) = &result {
         state.pods.push(p.clone());
         state.save()?;
@@ -412,6 +424,7 @@ fn start_node(
         format!("--node={}", n.name),
         format!("--run-dir={}", run_dir.display()),
         format!("--bin-dir={}", opts.bin_dir.display()),
+        format!("--health-addr=0.0.0.0:{}", topology::HEALTH_PORT),
         format!(
             "--felix-arg=--endpoint-dir={}",
             run_dir.join("endpoints").display()
@@ -437,6 +450,7 @@ fn start_node(
         name: n.name.clone(),
         netns: n.netns.clone(),
         address: n.v4.to_string(),
+        address_v6: topo.family.v6().then(|| n.v6.to_string()),
         agent_pid: pid,
         run_dir,
         route_reflector: n.route_reflector,
@@ -460,7 +474,10 @@ fn expected_sessions(topo: &Topology, n: &topology::NodePlan) -> usize {
         topology::PeeringMode::RouteReflector if n.route_reflector => others,
         topology::PeeringMode::RouteReflector => 1,
     };
-    node_peers + 1 // the ToR
+    // Plus the ToR; a dual-stack node has every session once per family.
+    let families =
+        usize::from(topo.family.v4()) + usize::from(topo.family.v6());
+    (node_peers + 1) * families
 }
 
 async fn wait_sessions(
@@ -479,9 +496,15 @@ async fn wait_sessions(
                         .filter(|p| p.state == "Established")
                         .count();
                     if up < want {
+                        let down: Vec<String> = peers
+                            .iter()
+                            .filter(|p| p.state != "Established")
+                            .map(|p| format!("{} {}", p.address, p.state))
+                            .collect();
                         pending.push(format!(
-                            "{}: {up}/{want} Established",
-                            n.name
+                            "{}: {up}/{want} Established (not: {})",
+                            n.name,
+                            down.join(", ")
                         ));
                     }
                 }
@@ -513,6 +536,7 @@ fn add_pod(
     topo: &Topology,
     p: &topology::PodPlan,
     dir: &Path,
+    ipv4_pools: &[&str],
 ) -> Result<PodState, LabError> {
     // A retried ADD (after a failure) reuses the pod's namespace, as a
     // runtime retries with the same sandbox.
@@ -527,7 +551,11 @@ fn add_pod(
         .map(|n| n.netns.clone())
         .expect("pod's node is in the topology");
     let endpoint_dir = dir.join(&p.node).join("endpoints");
-    let config = topo.cni_config(&p.node, &endpoint_dir.display().to_string());
+    let config = topo.cni_config(
+        &p.node,
+        &endpoint_dir.display().to_string(),
+        ipv4_pools,
+    );
     let plugin: PathBuf = opts.bin_dir.join("margay");
     let mut child = Command::new("ip")
         .args(["netns", "exec", &node_ns])

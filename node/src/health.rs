@@ -138,7 +138,11 @@ pub async fn serve(listener: TcpListener, cxt: HealthCxt) {
             };
             // The probes' one-line bodies get a newline; the exposition
             // already ends with one.
-            let body = if body.ends_with('\n') { body } else { body + "\n" };
+            let body = if body.ends_with('\n') {
+                body
+            } else {
+                body + "\n"
+            };
             let reason = match code {
                 200 => "OK",
                 404 => "Not Found",
@@ -211,5 +215,52 @@ mod tests {
         let (code, body) = readiness(&cxt).await;
         assert_eq!(code, 503);
         assert!(body.contains("/nonexistent/bgpd.ctl"), "{body}");
+    }
+
+    #[tokio::test]
+    async fn metrics_route_merges_a_child_endpoint() {
+        // A stand-in for bgpd's --metrics-addr.
+        let child = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let child_addr = child.local_addr().unwrap();
+        tokio::spawn(async move {
+            let (mut s, _) = child.accept().await.unwrap();
+            let mut buf = [0u8; 512];
+            let _ = s.read(&mut buf).await;
+            let body =
+                "# TYPE bgpd_rib_prefixes gauge\nbgpd_rib_prefixes 7\n# EOF\n";
+            let resp = format!("HTTP/1.1 200 OK\r\n\r\n{body}");
+            s.write_all(resp.as_bytes()).await.unwrap();
+        });
+        let a = Arc::new(ChildState::default());
+        a.running.store(true, Ordering::Relaxed);
+        a.restarts.store(1, Ordering::Relaxed);
+        let health = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let health_addr = health.local_addr().unwrap();
+        tokio::spawn(serve(
+            health,
+            HealthCxt {
+                children: vec![("bgpd", a)],
+                bgpd_socket: "/nonexistent/bgpd.ctl".into(),
+                metrics_targets: vec![("bgpd", child_addr)],
+            },
+        ));
+        let mut s = tokio::net::TcpStream::connect(health_addr).await.unwrap();
+        s.write_all(b"GET /metrics HTTP/1.1\r\n\r\n").await.unwrap();
+        let mut raw = String::new();
+        s.read_to_string(&mut raw).await.unwrap();
+        assert!(raw.starts_with("HTTP/1.1 200 OK\r\n"), "{raw}");
+        assert!(raw.contains("Content-Type: application/openmetrics-text"));
+        for want in [
+            "margay_node_child_up{child=\"bgpd\"} 1",
+            "margay_node_child_restarts_total{child=\"bgpd\"} 1",
+            "margay_node_bgpd_control_up 0",
+            "margay_node_scrape_up{target=\"bgpd\"} 1",
+            "bgpd_rib_prefixes 7",
+        ] {
+            assert!(raw.lines().any(|l| l == want), "{want:?} in\n{raw}");
+        }
+        let (head, body) = raw.split_once("\r\n\r\n").unwrap();
+        assert!(head.contains(&format!("Content-Length: {}", body.len())));
+        assert!(body.ends_with("# EOF\n"));
     }
 }

@@ -180,7 +180,11 @@ async fn main() -> anyhow::Result<()> {
     if args.health_addr.is_some() {
         for (name, flag, arg) in [
             ("bgpd", "--bgpd-metrics-addr", &args.bgpd_metrics_addr),
-            ("felix-lite", "--felix-metrics-addr", &args.felix_metrics_addr),
+            (
+                "felix-lite",
+                "--felix-metrics-addr",
+                &args.felix_metrics_addr,
+            ),
         ] {
             if let Some(a) = metrics_addr(flag, arg)? {
                 metrics_targets.push((name, a));

@@ -1,10 +1,14 @@
 //! Failure scenarios on a running lab (issue 6): a crashed bgpd, a dead
-//! etcd. One test function, because every lab uses the same names.
+//! etcd, a node that stops entirely. Every lab uses the same names, so
+//! the tests take `LAB` in turn.
 
 use std::process::Command;
 use std::time::Duration;
 
 use margay_lab::{Family, LabOptions, PeeringMode};
+
+/// Held for the whole of each test: labs cannot run side by side.
+static LAB: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 struct Down(LabOptions);
 
@@ -74,6 +78,7 @@ async fn bgpd_crash_and_etcd_outage_lose_nothing() {
     {
         return;
     }
+    let _serial = LAB.lock().await;
     let dir = tempfile::tempdir().unwrap();
     let opts = LabOptions {
         nodes: 3,
@@ -144,4 +149,141 @@ async fn bgpd_crash_and_etcd_outage_lose_nothing() {
     let (sent, received, line) =
         ping_result(start_ping(&src.netns, &pod.ips[0], 10, "0.2"));
     assert!(received > 0 && sent > 0, "new pod unreachable: {line}");
+}
+
+/// `margayctl ARGS` from this build, which must succeed; its stdout.
+fn margayctl(args: &[&str]) -> String {
+    let out = Command::new(margay_tests::bin_dir().join("margayctl"))
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "margayctl {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// The margay (felix-lite, protocol 81) routes of `netns` via `gateway`.
+fn fib_via(netns: &str, gateway: &str) -> Vec<String> {
+    let out = Command::new("ip")
+        .args(["-n", netns, "route", "show", "proto", "81"])
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter(|l| l.contains(&format!("via {gateway} ")))
+        .map(str::to_owned)
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stopped_node_leaves_the_fibs_within_bfd_detection() {
+    let name = "stopped_node_leaves_the_fibs_within_bfd_detection";
+    if !margay_testkit::require_root(name) {
+        return;
+    }
+    let _serial = LAB.lock().await;
+    let dir = tempfile::tempdir().unwrap();
+    let opts = LabOptions {
+        nodes: 3,
+        pods_per_node: 1,
+        mode: PeeringMode::Mesh,
+        family: Family::V4,
+        bin_dir: margay_tests::bin_dir(),
+        state_dir: dir.path().join("lab"),
+    };
+    let _down = Down(opts.clone());
+    let summary = margay_lab::up(&opts).await.expect("lab up");
+    assert!(summary.ok, "lab failed its proofs:\n{}", summary.report);
+    let state = margay_lab::LabState::load(&opts.state_dir)
+        .unwrap()
+        .unwrap();
+    let node = |n: &str| state.nodes.iter().find(|x| x.name == n).unwrap();
+
+    // 1. BFD on every mesh session (100 ms x 3), applied to the running
+    // fabric through the datastore as a user would.
+    let cfg = dir.path().join("bfd.yaml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "apiVersion: margay.io/v1\nkind: BGPConfiguration\nmetadata:\n  \
+             name: default\nspec:\n  asNumber: {}\n  \
+             nodeToNodeMeshEnabled: true\n  logSeverityScreen: Info\n  \
+             nodeMeshBFD: {{enabled: true, minInterval: 100ms, multiplier: \
+             3}}\n",
+            margay_lab::topology::NODE_AS
+        ),
+    )
+    .unwrap();
+    let datastore = format!("etcd:{}", state.etcd_endpoint);
+    margayctl(&[
+        "--datastore",
+        &datastore,
+        "apply",
+        "-f",
+        cfg.to_str().unwrap(),
+    ]);
+    let status = |n: &str| {
+        let sock = node(n).run_dir.join("bgpd.ctl");
+        margayctl(&["--bgpd-socket", sock.to_str().unwrap(), "node", "status"])
+    };
+    for n in ["node1", "node2"] {
+        let up = margay_testkit::wait_until(Duration::from_secs(30), || {
+            status(n).matches("Established, BFD Up").count() == 2
+        });
+        assert!(up, "{n}: mesh BFD not Up on both sessions:\n{}", status(n));
+    }
+    let node3 = node("node3");
+    let gw = node3.address.split('/').next().unwrap().to_string();
+    for n in ["node1", "node2"] {
+        let routes = fib_via(&node(n).netns, &gw);
+        assert!(!routes.is_empty(), "{n} has no route via node3 ({gw})");
+    }
+
+    // 2. Stop node3 entirely: every margay process, then its link.
+    let t0 = std::time::Instant::now();
+    for comm in ["margay-node", "bgpd", "felix-lite"] {
+        for pid in pids_named(&node3.netns, comm) {
+            Command::new("kill")
+                .args(["-9", &pid.to_string()])
+                .status()
+                .unwrap();
+        }
+    }
+    let down = Command::new("ip")
+        .args(["-n", &node3.netns, "link", "set", "eth0", "down"])
+        .status()
+        .unwrap();
+    assert!(down.success());
+
+    // 3. node3's blocks leave node1's and node2's FIBs within the
+    // detection time (300 ms) plus felix-lite's batching; 10 s is the
+    // bound of a failure, far below the 240 s hold time.
+    let mut gone = Vec::new();
+    let bound = Duration::from_secs(10);
+    while gone.len() < 2 && t0.elapsed() < bound {
+        for n in ["node1", "node2"] {
+            if !gone.iter().any(|(g, _)| *g == n)
+                && fib_via(&node(n).netns, &gw).is_empty()
+            {
+                gone.push((n, t0.elapsed()));
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    for n in ["node1", "node2"] {
+        match gone.iter().find(|(g, _)| *g == n) {
+            Some((_, t)) => eprintln!(
+                "node3 routes gone from {n} FIB after {} ms",
+                t.as_millis()
+            ),
+            None => panic!(
+                "{n} still routes via node3 {bound:?} after it stopped:\n{}\n{}",
+                fib_via(&node(n).netns, &gw).join("\n"),
+                status(n)
+            ),
+        }
+    }
 }

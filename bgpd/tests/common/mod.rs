@@ -199,3 +199,28 @@ spec:
 "#
     )
 }
+
+/// An IPv6 session to the peer at fd00::2 in AS `peer_as`, an IPv6 pool
+/// and a confirmed IPv6 block, appended to [`dut_yaml`] for dual-stack
+/// interop tests.
+pub fn v6_peer_yaml(peer_as: u32) -> String {
+    format!(
+        r#"
+---
+apiVersion: margay.io/v1
+kind: BGPPeer
+metadata: {{name: peer6}}
+spec: {{peerIP: "fd00::2", asNumber: {peer_as}, filters: [accept-all]}}
+---
+apiVersion: margay.io/v1
+kind: IPPool
+metadata: {{name: pool6}}
+spec: {{cidr: "fd10::/48"}}
+---
+apiVersion: margay.io/v1
+kind: BlockAffinity
+metadata: {{name: dut-fd10--122}}
+spec: {{state: confirmed, node: dut, type: host, cidr: "fd10::/122"}}
+"#
+    )
+}

@@ -1,0 +1,341 @@
+//! bgperf-style transit benchmark (issue 3): for each device under test
+//! (margay bgpd, BIRD, FRR `bgpd -Z`, GoBGP), an injector peer sends N
+//! IPv4 /24s to the DUT, which re-advertises them to a monitor peer.
+//! Measured: the time from the first UPDATE written until the monitor
+//! has all N, the same for withdrawing them, and the DUT's RSS once
+//! loaded (VmRSS) and at its peak (VmHWM). Ratios are to BIRD.
+//!
+//! Layout, per device and run: a DUT namespace (10.0.0.1) and a tester
+//! namespace (injector 10.0.0.2 and monitor 10.0.0.3 on one veth). The
+//! tester's sockets are opened by a thread that `setns`-ed into the
+//! tester namespace, so the injector and the monitor are ordinary
+//! threads of this process (pre-encoded UPDATEs, shared clock) while the
+//! DUT process is alone in its namespace. Namespaces, processes and temp
+//! files go away when a run ends, also on error.
+//!
+//! Needs root. Run:
+//! `cargo bench -p margay-bgpd --bench bgperf -- --prefixes 100000,1000000`
+//! (`--devices margay,bird` to pick, `--timeout 120` seconds per phase).
+
+mod devices;
+mod tester;
+
+use std::net::TcpStream;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::mpsc;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+use clap::Parser;
+use devices::Device;
+use margay_testkit::{Netns, veth_between};
+use tester::Seen;
+
+#[derive(Debug, Parser)]
+#[command(name = "bgperf")]
+struct Args {
+    /// Prefix counts to run, comma-separated.
+    #[arg(long, value_delimiter = ',', default_value = "100000")]
+    prefixes: Vec<usize>,
+    /// Devices to run, comma-separated: margay, bird, frr, gobgp.
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "margay,bird,frr,gobgp"
+    )]
+    devices: Vec<String>,
+    /// Seconds each phase (announce, withdraw) may take per device.
+    #[arg(long, default_value_t = 120)]
+    timeout: u64,
+    /// Passed by `cargo bench`; ignored.
+    #[arg(long, hide = true)]
+    bench: bool,
+}
+
+/// How one phase ended.
+#[derive(Debug, Clone, Copy)]
+enum Phase {
+    Done(Duration),
+    /// Gave up; how many prefixes the monitor had (announce) or still
+    /// had (withdraw) by then.
+    Timeout(usize),
+    NotRun,
+}
+
+#[derive(Debug)]
+enum Outcome {
+    Skipped(String),
+    Failed(String),
+    Ran {
+        announce: Phase,
+        withdraw: Phase,
+        idle_kib: u64,
+        loaded_kib: u64,
+        peak_kib: u64,
+    },
+}
+
+fn main() -> Result<()> {
+    let args = Args::parse();
+    let devices = args
+        .devices
+        .iter()
+        .map(|d| Device::parse(d))
+        .collect::<Result<Vec<_>>>()?;
+    if !nix::unistd::geteuid().is_root() {
+        eprintln!("SKIP bgperf: needs root (network namespaces)");
+        return Ok(());
+    }
+    println!("bgperf: {}", std::env::args().collect::<Vec<_>>().join(" "));
+    for &n in &args.prefixes {
+        let mut rows = Vec::new();
+        for &d in &devices {
+            let outcome = match d.missing() {
+                Some(why) => Outcome::Skipped(why),
+                None => run(d, n, Duration::from_secs(args.timeout))
+                    .unwrap_or_else(|e| Outcome::Failed(format!("{e:#}"))),
+            };
+            if let Outcome::Skipped(why) | Outcome::Failed(why) = &outcome {
+                eprintln!("{}: {why}", d.name());
+            }
+            rows.push((d, outcome));
+        }
+        print_table(n, &rows);
+    }
+    Ok(())
+}
+
+/// One device, one prefix count.
+fn run(dev: Device, n: usize, timeout: Duration) -> Result<Outcome> {
+    eprintln!("{}: {n} prefixes ...", dev.name());
+    let dut = Netns::new("bp-dut")?;
+    let tst = Netns::new("bp-tst")?;
+    veth_between(&dut, "eth0", "10.0.0.1/24", &tst, "eth0", "10.0.0.2/24")?;
+    tst.exec(&["ip", "addr", "add", "10.0.0.3/24", "dev", "eth0"])?;
+    let dir = tempfile::tempdir()?;
+    let pid = dev.start(&dut, dir.path())?;
+    let fail = |what: String| -> anyhow::Error {
+        let log = dut.log(pid);
+        let tail: Vec<&str> = log.lines().rev().take(20).collect();
+        let tail: Vec<&str> = tail.into_iter().rev().collect();
+        anyhow::anyhow!("{what}\n{} log tail:\n{}", dev.name(), tail.join("\n"))
+    };
+
+    let (ann, wd) = tester::encode_updates(
+        n,
+        devices::INJECTOR_AS,
+        devices::INJECTOR.parse()?,
+    )?;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let (mon, inj) = tester::in_netns(&tst.path(), || {
+        let mon = tester::open_session(
+            devices::MONITOR.parse()?,
+            devices::DUT.parse()?,
+            devices::MONITOR_AS,
+            deadline,
+        )
+        .context("monitor session")?;
+        let inj = tester::open_session(
+            devices::INJECTOR.parse()?,
+            devices::DUT.parse()?,
+            devices::INJECTOR_AS,
+            deadline,
+        )
+        .context("injector session")?;
+        Ok((mon, inj))
+    })
+    .map_err(|e| fail(format!("{e:#}")))?;
+
+    // Whatever the DUT does, both connections end with this run.
+    let _close = Close(vec![mon.handle()?, inj.handle()?]);
+    let writer = inj.writer.clone();
+    std::thread::spawn(move || inj.drain());
+    let present = Arc::new(AtomicUsize::new(0));
+    let (tx, rx) = mpsc::channel();
+    let p = present.clone();
+    std::thread::spawn(move || tester::monitor(mon, n, p, tx));
+    // Let the DUT settle (End-of-RIB, first timers) before the clock
+    // starts.
+    std::thread::sleep(Duration::from_secs(1));
+    let idle_kib = proc_status(pid, "VmRSS:")?;
+    let inj = Injector { writer, timeout };
+
+    let announce = phase(&inj, &ann, &rx, timeout, true, &present)
+        .map_err(|e| fail(format!("announce: {e:#}")))?;
+    let loaded_kib = proc_status(pid, "VmRSS:")?;
+    let withdraw = match announce {
+        Phase::Done(_) => phase(&inj, &wd, &rx, timeout, false, &present)
+            .map_err(|e| fail(format!("withdraw: {e:#}")))?,
+        _ => Phase::NotRun,
+    };
+    let peak_kib = proc_status(pid, "VmHWM:")?;
+    Ok(Outcome::Ran {
+        announce,
+        withdraw,
+        idle_kib,
+        loaded_kib,
+        peak_kib,
+    })
+}
+
+/// The injector's sending side.
+struct Injector {
+    writer: Arc<Mutex<TcpStream>>,
+    timeout: Duration,
+}
+
+/// Shuts the tester's connections down when a run ends.
+struct Close(Vec<TcpStream>);
+
+impl Drop for Close {
+    fn drop(&mut self) {
+        for s in &self.0 {
+            let _ = s.shutdown(std::net::Shutdown::Both);
+        }
+    }
+}
+
+/// Writes `msgs` and waits until the monitor is full (`announce`) or
+/// empty; the clock starts at the first byte written.
+fn phase(
+    inj: &Injector,
+    msgs: &[u8],
+    rx: &mpsc::Receiver<Seen>,
+    timeout: Duration,
+    announce: bool,
+    present: &AtomicUsize,
+) -> Result<Phase> {
+    use std::io::Write;
+    let t0 = Instant::now();
+    let deadline = t0 + timeout;
+    let mut w = inj.writer.lock().unwrap_or_else(|e| e.into_inner());
+    w.set_write_timeout(Some(inj.timeout))?;
+    let written = w.write_all(msgs);
+    drop(w);
+    if let Err(e) = written {
+        if e.kind() == std::io::ErrorKind::WouldBlock
+            || e.kind() == std::io::ErrorKind::TimedOut
+        {
+            return Ok(Phase::Timeout(present.load(Ordering::Relaxed)));
+        }
+        return Err(e).context("injector write");
+    }
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match rx.recv_timeout(left) {
+            Ok(Seen::Full(t)) if announce => return Ok(Phase::Done(t - t0)),
+            Ok(Seen::Empty(t)) if !announce => return Ok(Phase::Done(t - t0)),
+            Ok(Seen::Down(why)) => bail!("monitor session: {why}"),
+            Ok(_) => {}
+            Err(mpsc::RecvTimeoutError::Timeout) => {
+                return Ok(Phase::Timeout(present.load(Ordering::Relaxed)));
+            }
+            Err(mpsc::RecvTimeoutError::Disconnected) => {
+                bail!("monitor thread ended")
+            }
+        }
+    }
+}
+
+/// A `/proc/PID/status` field in KiB.
+fn proc_status(pid: u32, field: &str) -> Result<u64> {
+    let s = std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .with_context(|| format!("DUT process {pid} is gone"))?;
+    s.lines()
+        .find(|l| l.starts_with(field))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|v| v.parse().ok())
+        .with_context(|| format!("no {field} in /proc/{pid}/status"))
+}
+
+fn secs(p: Phase) -> Option<f64> {
+    match p {
+        Phase::Done(d) => Some(d.as_secs_f64()),
+        _ => None,
+    }
+}
+
+fn cell(p: Phase, n: usize) -> String {
+    match p {
+        Phase::Done(d) => format!(
+            "{:.3} s ({:.2}M/s)",
+            d.as_secs_f64(),
+            n as f64 / d.as_secs_f64() / 1e6
+        ),
+        Phase::Timeout(k) => format!("timeout ({k}/{n})"),
+        Phase::NotRun => "-".into(),
+    }
+}
+
+fn ratio(a: Option<f64>, b: Option<f64>) -> String {
+    match (a, b) {
+        (Some(a), Some(b)) if b > 0.0 => format!("{:.2}", a / b),
+        _ => "-".into(),
+    }
+}
+
+fn print_table(n: usize, rows: &[(Device, Outcome)]) {
+    let bird = rows.iter().find_map(|(d, o)| match o {
+        Outcome::Ran {
+            announce,
+            withdraw,
+            loaded_kib,
+            ..
+        } if *d == Device::Bird => {
+            Some((secs(*announce), secs(*withdraw), *loaded_kib as f64))
+        }
+        _ => None,
+    });
+    println!("\n{n} IPv4 /24 prefixes, injector -> DUT -> monitor");
+    println!(
+        "{:<8} {:>22} {:>22} {:>9} {:>10} {:>9} | {:>8} {:>8} {:>8}",
+        "device",
+        "announce",
+        "withdraw",
+        "idle MiB",
+        "loaded MiB",
+        "peak MiB",
+        "adv/BIRD",
+        "wd/BIRD",
+        "rss/BIRD"
+    );
+    for (d, o) in rows {
+        match o {
+            Outcome::Skipped(why) => {
+                println!("{:<8} skipped: {why}", d.name())
+            }
+            Outcome::Failed(why) => println!(
+                "{:<8} failed: {}",
+                d.name(),
+                why.lines().next().unwrap_or("")
+            ),
+            Outcome::Ran {
+                announce,
+                withdraw,
+                idle_kib,
+                loaded_kib,
+                peak_kib,
+            } => {
+                let mib = |k: u64| k as f64 / 1024.0;
+                let (ba, bw, bm) = match bird {
+                    Some((a, w, m)) => (a, w, Some(m)),
+                    None => (None, None, None),
+                };
+                println!(
+                    "{:<8} {:>22} {:>22} {:>9.1} {:>10.1} {:>9.1} | {:>8} {:>8} {:>8}",
+                    d.name(),
+                    cell(*announce, n),
+                    cell(*withdraw, n),
+                    mib(*idle_kib),
+                    mib(*loaded_kib),
+                    mib(*peak_kib),
+                    ratio(secs(*announce), ba),
+                    ratio(secs(*withdraw), bw),
+                    ratio(Some(*loaded_kib as f64), bm),
+                );
+            }
+        }
+    }
+    println!("(ratios: device / BIRD; below 1 is faster or leaner than BIRD)");
+}

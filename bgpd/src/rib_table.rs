@@ -1,0 +1,278 @@
+//! The prefix table behind [`Rib`](super::Rib): a dense `Vec` of values
+//! that carry their prefix, found through a hash table of 4-octet
+//! positions in that `Vec`.
+//!
+//! Why not `HashMap<IpNetwork, Entry>`: hashbrown keeps at most 7/8 of its
+//! buckets in use and doubles, so a million prefixes live in 2^21 buckets
+//! of 72 octets each (150 MB, half of it empty), and hashing the
+//! `IpNetwork` enum through `Hash` costs several hasher rounds per lookup,
+//! which dominated a transit profile. Here an empty bucket costs 5 octets,
+//! the values are packed without holes, and a prefix hashes with two
+//! folded multiplies. Removal moves the last pair into the hole
+//! (`swap_remove`), so iteration order is arbitrary, as with a `HashMap`.
+
+use hashbrown::HashTable;
+use ipnetwork::IpNetwork;
+
+/// Folded multiply: the high and low halves of the 128-bit product,
+/// xor-ed; every input bit reaches both halves of the result.
+fn fold(a: u64, b: u64) -> u64 {
+    let m = u128::from(a) * u128::from(b);
+    (m as u64) ^ ((m >> 64) as u64)
+}
+
+/// Odd constants (from the digits of pi) for the multiplies.
+const K1: u64 = 0x243f_6a88_85a3_08d3;
+const K2: u64 = 0x1319_8a2e_0370_7344;
+
+/// A value that knows its own prefix (storing the prefix inside the
+/// value lets it use the value's padding).
+pub(crate) trait Keyed {
+    fn key(&self) -> &IpNetwork;
+}
+
+/// A map from prefixes to `V`.
+#[derive(Debug)]
+pub(crate) struct Table<V> {
+    /// Positions in `slots`, keyed by the hash of the prefix there.
+    index: HashTable<u32>,
+    slots: Vec<V>,
+    /// Per-table random seed, so that peers cannot aim prefixes at one
+    /// bucket.
+    seed: u64,
+}
+
+impl<V> Default for Table<V> {
+    fn default() -> Self {
+        use std::hash::BuildHasher;
+        let seed = foldhash::fast::RandomState::default().hash_one(K1);
+        Table {
+            index: HashTable::new(),
+            slots: Vec::new(),
+            seed,
+        }
+    }
+}
+
+fn hash(seed: u64, p: &IpNetwork) -> u64 {
+    match p {
+        IpNetwork::V4(n) => {
+            let k = (u64::from(u32::from(n.ip())) << 8) | u64::from(n.prefix());
+            fold(fold(k ^ seed, K1), K2)
+        }
+        IpNetwork::V6(n) => {
+            let a = u128::from(n.ip());
+            let lo = fold((a as u64) ^ seed, K1);
+            let hi = fold(((a >> 64) as u64) ^ u64::from(n.prefix()), K2);
+            // The 1 << 63 keeps ::/0 and 0.0.0.0/0 apart (not needed for
+            // correctness, only for spread).
+            fold(lo ^ hi ^ (1 << 63), K1)
+        }
+    }
+}
+
+impl<V: Keyed> Table<V> {
+    pub fn len(&self) -> usize {
+        self.slots.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.slots.is_empty()
+    }
+
+    fn find(&self, p: &IpNetwork) -> Option<usize> {
+        let slots = &self.slots;
+        self.index
+            .find(hash(self.seed, p), |&i| slots[i as usize].key() == p)
+            .map(|&i| i as usize)
+    }
+
+    pub fn get(&self, p: &IpNetwork) -> Option<&V> {
+        self.find(p).map(|i| &self.slots[i])
+    }
+
+    pub fn get_mut(&mut self, p: &IpNetwork) -> Option<&mut V> {
+        self.find(p).map(|i| &mut self.slots[i])
+    }
+
+    /// The value of `p`, inserted with `make(p)` when absent.
+    pub fn get_or_insert_with(
+        &mut self,
+        p: IpNetwork,
+        make: impl FnOnce(IpNetwork) -> V,
+    ) -> &mut V {
+        let Table { index, slots, seed } = self;
+        let h = hash(*seed, &p);
+        let i = match index.find(h, |&i| *slots[i as usize].key() == p) {
+            Some(&i) => i as usize,
+            None => {
+                let i = slots.len();
+                // Positions are u32: 4 billion prefixes would need far
+                // more memory than any host running bgpd has.
+                let pos = u32::try_from(i).expect("fewer than 2^32 prefixes");
+                slots.push(make(p));
+                index.insert_unique(h, pos, |&j| {
+                    hash(*seed, slots[j as usize].key())
+                });
+                i
+            }
+        };
+        &mut slots[i]
+    }
+
+    /// Removes `p`, returning its value.
+    pub fn remove(&mut self, p: &IpNetwork) -> Option<V> {
+        let i = self.find(p)?;
+        Some(self.remove_at(i))
+    }
+
+    /// Removes the pair at position `i`: its bucket goes, the last pair
+    /// moves into the hole and its bucket is pointed there.
+    fn remove_at(&mut self, i: usize) -> V {
+        let h = hash(self.seed, self.slots[i].key());
+        if let Ok(e) = self.index.find_entry(h, |&j| j as usize == i) {
+            e.remove();
+        }
+        let v = self.slots.swap_remove(i);
+        let moved_from = self.slots.len();
+        if i < moved_from {
+            let h = hash(self.seed, self.slots[i].key());
+            if let Some(j) =
+                self.index.find_mut(h, |&j| j as usize == moved_from)
+            {
+                *j = i as u32;
+            }
+        }
+        self.maybe_shrink();
+        v
+    }
+
+    /// Gives memory back once the table has emptied to a quarter of its
+    /// capacity (a million-prefix peer going away must not pin 70 MB).
+    fn maybe_shrink(&mut self) {
+        let cap = self.slots.capacity();
+        if cap > 1024 && self.slots.len() < cap / 4 {
+            let keep = self.slots.len() * 2;
+            self.slots.shrink_to(keep);
+            let Table { index, slots, seed } = self;
+            index.shrink_to(keep, |&j| hash(*seed, slots[j as usize].key()));
+        }
+    }
+
+    /// Keeps the pairs for which `keep` holds.
+    pub fn retain(&mut self, mut keep: impl FnMut(&mut V) -> bool) {
+        let mut i = 0;
+        while i < self.slots.len() {
+            if keep(&mut self.slots[i]) {
+                i += 1;
+            } else {
+                // The last pair moved to `i`: look at it next.
+                self.remove_at(i);
+            }
+        }
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = (&IpNetwork, &V)> {
+        self.slots.iter().map(|v| (v.key(), v))
+    }
+
+    pub fn values(&self) -> impl Iterator<Item = &V> {
+        self.slots.iter()
+    }
+
+    pub fn values_mut(&mut self) -> impl Iterator<Item = &mut V> {
+        self.slots.iter_mut()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+
+    use super::*;
+
+    impl<V> Keyed for (IpNetwork, V) {
+        fn key(&self) -> &IpNetwork {
+            &self.0
+        }
+    }
+
+    /// A /24 (or, every third, an IPv6 /64) from a number.
+    fn prefix(k: u32) -> IpNetwork {
+        if k.is_multiple_of(3) {
+            format!("2001:db8:{:x}:{:x}::/64", k >> 16, k & 0xffff)
+                .parse()
+                .unwrap()
+        } else {
+            let a = std::net::Ipv4Addr::from(0x0B00_0000 + (k << 8));
+            IpNetwork::V4(ipnetwork::Ipv4Network::new(a, 24).unwrap())
+        }
+    }
+
+    /// Random inserts, removals and retains, checked against a HashMap
+    /// after every step: lookups, length and the set of pairs.
+    #[test]
+    fn behaves_like_a_hashmap() {
+        let mut t: Table<(IpNetwork, u32)> = Table::default();
+        let mut model: HashMap<IpNetwork, u32> = HashMap::new();
+        let mut x: u64 = 0x9e37_79b9;
+        let mut next = move || {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x
+        };
+        for step in 0..20_000u32 {
+            let r = next();
+            let k = (r % 3000) as u32;
+            let p = prefix(k);
+            match (r >> 32) % 10 {
+                0..=5 => {
+                    t.get_or_insert_with(p, |p| (p, 0)).1 += step;
+                    *model.entry(p).or_insert(0) += step;
+                }
+                6..=8 => {
+                    assert_eq!(t.remove(&p).map(|e| e.1), model.remove(&p))
+                }
+                _ => {
+                    let m = (r >> 40) % 7 + 2;
+                    t.retain(|(p, v)| {
+                        !(u64::from(*v) + u64::from(p.prefix()))
+                            .is_multiple_of(m)
+                    });
+                    model.retain(|p, v| {
+                        !(u64::from(*v) + u64::from(p.prefix()))
+                            .is_multiple_of(m)
+                    });
+                }
+            }
+            assert_eq!(t.len(), model.len(), "step {step}");
+            assert_eq!(t.get(&p).map(|e| &e.1), model.get(&p), "step {step}");
+        }
+        let mut got: Vec<_> = t.iter().map(|(p, v)| (*p, v.1)).collect();
+        let mut want: Vec<_> = model.into_iter().collect();
+        got.sort();
+        want.sort();
+        assert_eq!(got, want);
+    }
+
+    /// Emptying a large table gives its memory back.
+    #[test]
+    fn shrinks_when_emptied() {
+        let mut t: Table<(IpNetwork, u64)> = Table::default();
+        for k in 0..100_000 {
+            t.get_or_insert_with(prefix(k), |p| (p, 1));
+        }
+        let big = t.slots.capacity();
+        for k in 0..100_000 {
+            assert_eq!(t.remove(&prefix(k)).map(|e| e.1), Some(1));
+        }
+        assert_eq!(t.len(), 0);
+        assert!(
+            t.slots.capacity() <= 2048,
+            "{} of {big}",
+            t.slots.capacity()
+        );
+        assert!(t.index.capacity() <= 4096, "{}", t.index.capacity());
+    }
+}

@@ -236,16 +236,19 @@ async fn host(h: &rtnetlink::Handle, exp: &Expected) -> Vec<String> {
         }
         match nl::routes(h, v6).await {
             Ok(r) => {
+                // IPv6 routes have no scope: the kernel reports every
+                // one as universe, whatever ADD asked for.
+                let scope = if v6 { "" } else { " scope link" };
                 for ip in want {
                     if !has_route(
                         &r,
                         IpNetwork::from(ip.ip()),
                         None,
                         l.index,
-                        true,
+                        !v6,
                     ) {
                         out.push(format!(
-                            "host route {} dev {} scope link is missing",
+                            "host route {} dev {}{scope} is missing",
                             IpNetwork::from(ip.ip()),
                             exp.host_ifname
                         ));

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use ipnetwork::IpNetwork;
 use margay_datastore::{Datastore, DatastoreSpec};
-use margay_ipam::{AssignArgs, Ipam, IpamError, IpamOptions};
+use margay_ipam::{AssignArgs, Family, Ipam, IpamError, IpamOptions};
 
 use crate::config::{Attachment, MargayIpamConf, NetConf};
 use crate::error::{CniError, Code, Result};
@@ -183,42 +183,50 @@ impl IpamBackend for MargayIpam {
         Ok(())
     }
 
+    /// Ready when, for each family the config assigns, some pool that an
+    /// ADD on this node would use (enabled, selecting this node by its
+    /// nodeSelector, for workloads, named or automatic) has free
+    /// addresses.
     async fn status(&self) -> Result<()> {
-        let usage = self.ipam.show().await.map_err(|e| {
+        let unreachable = |e| {
             CniError::new(
                 Code::NotAvailable,
                 format!("datastore not reachable: {}", cni_error(e).msg),
             )
-        })?;
-        let wanted = |name: &str, cidr: &IpNetwork, list: &[String]| {
-            list.is_empty()
-                || list.iter().any(|p| p == name || *p == cidr.to_string())
         };
-        let usable = |v6: bool, list: &[String]| {
-            usage.pools.iter().any(|p| {
-                p.cidr.is_ipv6() == v6
-                    && !p.disabled
-                    && p.allocated < p.size
-                    && wanted(&p.name, &p.cidr, list)
-            })
-        };
-        let mut missing = Vec::new();
-        if self.conf.assign_ipv4 && !usable(false, &self.conf.ipv4_pools) {
-            missing.push("IPv4");
+        let mut usable = Vec::new();
+        let mut problems = Vec::new();
+        for (on, fam, list) in [
+            (self.conf.assign_ipv4, Family::V4, &self.conf.ipv4_pools),
+            (self.conf.assign_ipv6, Family::V6, &self.conf.ipv6_pools),
+        ] {
+            if !on {
+                continue;
+            }
+            match self.ipam.usable_pools(fam, list).await {
+                Ok(pools) => usable.push((fam, pools)),
+                Err(e) if e.is_transient() => return Err(unreachable(e)),
+                Err(e) => problems.push(e.to_string()),
+            }
         }
-        if self.conf.assign_ipv6 && !usable(true, &self.conf.ipv6_pools) {
-            missing.push("IPv6");
+        if !usable.is_empty() {
+            let usage = self.ipam.show().await.map_err(unreachable)?;
+            for (fam, pools) in usable {
+                let free = usage.pools.iter().any(|p| {
+                    p.allocated < p.size
+                        && pools.iter().any(|u| u.name == p.name)
+                });
+                if !free {
+                    problems.push(format!(
+                        "every {fam} IP pool this node may use is full"
+                    ));
+                }
+            }
         }
-        if missing.is_empty() {
+        if problems.is_empty() {
             return Ok(());
         }
-        Err(CniError::new(
-            Code::NotAvailable,
-            format!(
-                "no enabled {} IP pool with free addresses",
-                missing.join(" or ")
-            ),
-        ))
+        Err(CniError::new(Code::NotAvailable, problems.join("; ")))
     }
 }
 

@@ -70,20 +70,35 @@ pub async fn add<I: IpamBackend>(
     let netns_path = env.netns.clone().unwrap_or_default();
     // Fail before allocating when the namespace is not there at all.
     netns::open(&netns_path).map_err(|e| CniError::env("CNI_NETNS", e))?;
-    let ips = ipam.add(&ctx).await?;
-    let plan = Plan {
+    let mut plan = Plan {
         host_ifname: veth::host_ifname(&identity(env), env.ifname()),
         ifname: env.ifname().to_string(),
         netns: netns_path,
-        ips: ips.clone(),
+        ips: Vec::new(),
         mtu: conf.mtu,
         allow_ip_forwarding: conf.allow_ip_forwarding,
     };
-    let host = match host_handle() {
-        Ok(h) => h,
-        Err(e) => return Err(rollback(None, &plan, conf, &ctx, ipam, e).await),
+    let host = host_handle()?;
+    // The pair does not depend on the addresses: create it while IPAM
+    // allocates (the two are most of ADD's time), then finish it.
+    let (ips, pair) = tokio::join!(ipam.add(&ctx), veth::create(&host, &plan));
+    let (ips, side) = match (ips, pair) {
+        (Ok(ips), Ok(side)) => (ips, side),
+        (Ok(ips), Err(e)) => {
+            plan.ips = ips;
+            return Err(rollback(Some(&host), &plan, conf, &ctx, ipam, e).await);
+        }
+        // A failed allocation released what it took; only the pair, if
+        // it was made, is left to remove.
+        (Err(cause), _) => {
+            if let Err(e) = veth::teardown(&host, &plan.host_ifname).await {
+                tracing::error!(error = %e, "rollback: removing the veth failed");
+            }
+            return Err(cause);
+        }
     };
-    let created = match veth::setup(&host, &plan).await {
+    plan.ips = ips.clone();
+    let created = match veth::configure(&host, &plan, side).await {
         Ok(c) => c,
         Err(e) => {
             return Err(rollback(Some(&host), &plan, conf, &ctx, ipam, e).await);

@@ -8,6 +8,7 @@ use std::io::{Read, Write};
 use std::sync::Mutex;
 use std::time::Instant;
 
+use tracing_subscriber::EnvFilter;
 use tracing_subscriber::filter::LevelFilter;
 use tracing_subscriber::fmt::format::FmtSpan;
 
@@ -152,8 +153,14 @@ fn init_logging(conf: &NetConf) {
     } else {
         FmtSpan::NONE
     };
+    // Only margay's own crates log below warn: at debug, the gRPC and
+    // HTTP/2 crates would drown the profile in frame logs.
+    let filter = EnvFilter::new(format!(
+        "warn,margay_cni={level},margay_ipam={level},margay_datastore={level}"
+    ))
+    .add_directive(level.min(LevelFilter::WARN).into());
     let builder = tracing_subscriber::fmt()
-        .with_max_level(level)
+        .with_env_filter(filter)
         .with_span_events(spans)
         .with_ansi(false)
         .with_target(false);

@@ -23,9 +23,11 @@ use rtnetlink::packet_route::link::{
 use rtnetlink::packet_route::route::RouteScope;
 use rtnetlink::{Handle, LinkUnspec, LinkVeth, RouteMessageBuilder};
 use sha2::{Digest, Sha256};
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
 
 use crate::error::{CniError, Result};
-use crate::netns;
+use crate::netns::{self, NetnsError};
 use crate::nl::{self, EEXIST};
 use crate::sysctl;
 
@@ -99,10 +101,38 @@ fn io_err(step: String) -> impl FnOnce(std::io::Error) -> CniError {
     move |e| CniError::dataplane(step, e)
 }
 
-/// Creates and configures the pair. On error, whatever was created is
-/// left for [`teardown`] (the caller always runs it on failure).
-#[tracing::instrument(level = "debug", name = "veth_setup", skip_all)]
-pub async fn setup(host: &Handle, plan: &Plan) -> Result<Created> {
+/// The container side of a pair being set up: a thread that has entered
+/// CNI_NETNS and opened its netlink socket, waiting for the addresses.
+/// Dropping it lets the thread go without doing anything.
+#[derive(Debug)]
+pub struct ContainerSide {
+    plan: oneshot::Sender<Plan>,
+    done: JoinHandle<std::result::Result<Result<Created>, NetnsError>>,
+}
+
+/// The part of the setup that needs no address, so that ADD runs it
+/// while IPAM allocates: the pair (container end still down), the host
+/// end's IPv4 sysctls, and the container-side worker, ready for
+/// [`configure`]. `plan.ips` is not used. On error, whatever was created
+/// is left for [`teardown`] (the caller always runs it on failure).
+#[tracing::instrument(level = "debug", name = "veth_create", skip_all)]
+pub async fn create(host: &Handle, plan: &Plan) -> Result<ContainerSide> {
+    let enter =
+        netns::open(&plan.netns).map_err(|e| CniError::env("CNI_NETNS", e))?;
+    let (tx, rx) = oneshot::channel::<Plan>();
+    let path = plan.netns.clone();
+    // Spawned now, so that the thread, its runtime and its socket are
+    // set up while the pair is created.
+    let done = tokio::spawn(async move {
+        netns::run_in(&path.clone(), enter, move |h| async move {
+            let plan = rx.await.map_err(|_| {
+                CniError::dataplane("configuring the container", "cancelled")
+            })?;
+            configure_container(&h, &plan).await
+        })
+        .await
+    });
+    let side = ContainerSide { plan: tx, done };
     // A leftover from an earlier, failed attempt with the same identity.
     if nl::delete_link(host, &plan.host_ifname)
         .await
@@ -113,16 +143,30 @@ pub async fn setup(host: &Handle, plan: &Plan) -> Result<Created> {
     let ns =
         netns::open(&plan.netns).map_err(|e| CniError::env("CNI_NETNS", e))?;
     create_pair(host, plan, &ns).await?;
+    configure_host_sysctls(&plan.host_ifname, false)?;
+    Ok(side)
+}
+
+/// The rest, once the addresses are known: the host end's IPv6 sysctls,
+/// then the container side (addresses, link up, routes) and the host
+/// routes, in parallel.
+#[tracing::instrument(level = "debug", name = "veth_configure", skip_all)]
+pub async fn configure(
+    host: &Handle,
+    plan: &Plan,
+    side: ContainerSide,
+) -> Result<Created> {
     // The host end's sysctls go first: accept_dad=0 must be in place
     // before the container end comes up and gives the link carrier.
-    configure_host_sysctls(plan)?;
-    let owned = plan.clone();
-    let in_container = netns::run_in(&plan.netns, ns, move |h| async move {
-        configure_container(&h, &owned).await
-    });
+    if plan.has_v6() {
+        configure_host_sysctls(&plan.host_ifname, true)?;
+    }
+    // A send fails only if the worker is gone; its result says why.
+    let _ = side.plan.send(plan.clone());
     let (container, host_routes) =
-        tokio::join!(in_container, add_host_routes(host, plan));
+        tokio::join!(side.done, add_host_routes(host, plan));
     let container = container
+        .map_err(|e| CniError::dataplane("configuring the container", e))?
         .map_err(|e| CniError::dataplane("entering CNI_NETNS", e))??;
     host_routes?;
     Ok(container)
@@ -171,25 +215,25 @@ async fn create_pair(
     }
 }
 
-/// proxy_arp, proxy_delay, forwarding (and the IPv6 equivalents) on the
-/// host end.
+/// proxy_arp, proxy_delay, forwarding on the host end (`v6`: the IPv6
+/// equivalents).
 #[tracing::instrument(level = "debug", skip_all)]
-fn configure_host_sysctls(plan: &Plan) -> Result<()> {
-    let ifn = &plan.host_ifname;
-    let mut settings = vec![
-        (format!("ipv4/conf/{ifn}/proxy_arp"), "1"),
-        // Answer ARP at once instead of after a random 0-800 ms delay.
-        (format!("ipv4/neigh/{ifn}/proxy_delay"), "0"),
-        (format!("ipv4/conf/{ifn}/forwarding"), "1"),
-    ];
-    if plan.has_v6() {
-        settings.extend([
+fn configure_host_sysctls(ifn: &str, v6: bool) -> Result<()> {
+    let settings = if v6 {
+        vec![
             (format!("ipv6/conf/{ifn}/accept_dad"), "0"),
             (format!("ipv6/conf/{ifn}/accept_ra"), "0"),
             (format!("ipv6/conf/{ifn}/proxy_ndp"), "1"),
             (format!("ipv6/conf/{ifn}/forwarding"), "1"),
-        ]);
-    }
+        ]
+    } else {
+        vec![
+            (format!("ipv4/conf/{ifn}/proxy_arp"), "1"),
+            // Answer ARP at once instead of after a random 0-800 ms delay.
+            (format!("ipv4/neigh/{ifn}/proxy_delay"), "0"),
+            (format!("ipv4/conf/{ifn}/forwarding"), "1"),
+        ]
+    };
     for (path, value) in settings {
         sysctl::set(&path, value)
             .map_err(io_err(format!("configuring {ifn}")))?;

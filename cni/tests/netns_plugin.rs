@@ -351,3 +351,97 @@ fn ipam_plugin_add_check_del() {
     assert!(!ok);
     assert!(out.contains("no longer holds"), "{out}");
 }
+
+#[test]
+fn dual_stack_add_del_and_status_follow_node_selector() {
+    if !require_root("dual_stack_add_del_and_status_follow_node_selector") {
+        return;
+    }
+    let f = fixture("10.253.0.0/24");
+    let endpoint = f.conf["etcd_endpoints"].as_str().unwrap().to_string();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let ds = rt.block_on(async {
+        let spec: DatastoreSpec = format!("etcd:{endpoint}").parse().unwrap();
+        let ds = Datastore::connect(&spec).await.unwrap();
+        let pool = IPPool::new(
+            "pool-v6",
+            IPPoolSpec {
+                cidr: "fd00:253::/112".into(),
+                block_size: Some(122),
+                ..IPPoolSpec::default()
+            },
+        );
+        ds.create(&pool).await.unwrap();
+        ds
+    });
+    let mut conf = f.conf.clone();
+    conf["ipam"]["assign_ipv6"] = json!("true");
+    let ns = Netns::new("mgds").unwrap();
+    let nsp = ns.path();
+    let mut links = HostLinks(Vec::new());
+
+    let out = invoke("STATUS", "ds-ctr", None, "eth0", &conf);
+    assert!(out.ok, "STATUS with both pools usable: {}", out.stdout);
+
+    let out = invoke("ADD", "ds-ctr", Some(&nsp), "eth0", &conf);
+    assert!(out.ok, "ADD: {}", out.stdout);
+    let res: Value = serde_json::from_str(&out.stdout).unwrap();
+    links.0.push(host_ifname(&res));
+    let addrs: Vec<&str> = res["ips"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|ip| ip["address"].as_str().unwrap())
+        .collect();
+    assert_eq!(addrs.len(), 2, "{res}");
+    assert!(addrs[0].starts_with("10.253.0.") && addrs[0].ends_with("/32"));
+    assert!(addrs[1].starts_with("fd00:253::") && addrs[1].ends_with("/128"));
+    let v6 = addrs[1].split('/').next().unwrap().to_string();
+    let in_pod = ns.exec(&["ip", "-6", "addr", "show", "eth0"]).unwrap();
+    assert!(in_pod.contains(&v6), "{in_pod}");
+    let routes = ns.exec(&["ip", "-6", "route"]).unwrap();
+    assert!(
+        routes.contains("default via fe80::ecee:eeff:feee:eeee dev eth0"),
+        "{routes}"
+    );
+    let host_route = Command::new("ip")
+        .args(["-6", "route", "show", &format!("{v6}/128")])
+        .output()
+        .unwrap();
+    let host_route = String::from_utf8_lossy(&host_route.stdout);
+    assert!(host_route.contains(&host_ifname(&res)), "{host_route}");
+    let mut check = conf.clone();
+    check["prevResult"] = res.clone();
+    let out = invoke("CHECK", "ds-ctr", Some(&nsp), "eth0", &check);
+    assert!(out.ok, "CHECK: {}", out.stdout);
+
+    let mut del = conf.clone();
+    del["prevResult"] = res.clone();
+    assert!(invoke("DEL", "ds-ctr", Some(&nsp), "eth0", &del).ok);
+    assert!(!link_exists(&host_ifname(&res)));
+    assert!(invoke("DEL", "ds-ctr", Some(&nsp), "eth0", &del).ok);
+    // Both addresses are free again: the next ADD may take them.
+    let out = invoke("ADD", "ds-ctr2", Some(&nsp), "eth0", &conf);
+    assert!(out.ok, "second ADD: {}", out.stdout);
+    let res2: Value = serde_json::from_str(&out.stdout).unwrap();
+    links.0.push(host_ifname(&res2));
+    assert!(invoke("DEL", "ds-ctr2", Some(&nsp), "eth0", &conf).ok);
+
+    // A v6 pool whose nodeSelector does not pick this node makes STATUS
+    // report "not available" (50), naming why.
+    rt.block_on(async {
+        let mut pool = ds.get::<IPPool>("pool-v6").await.unwrap().unwrap();
+        pool.spec.node_selector = Some("rack == 'elsewhere'".into());
+        ds.update(&pool).await.unwrap();
+    });
+    let out = invoke("STATUS", "ds-ctr", None, "eth0", &conf);
+    assert!(!out.ok);
+    let err: Value = serde_json::from_str(&out.stdout).unwrap();
+    assert_eq!(err["code"], 50, "{err}");
+    let msg = err["msg"].as_str().unwrap();
+    assert!(msg.contains("nodeSelector"), "{msg}");
+    // Asking for IPv4 only, the node is ready again.
+    conf["ipam"]["assign_ipv6"] = json!("false");
+    let out = invoke("STATUS", "ds-ctr", None, "eth0", &conf);
+    assert!(out.ok, "{}", out.stdout);
+}

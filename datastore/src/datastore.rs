@@ -3,6 +3,7 @@
 
 use futures::Stream;
 
+use crate::batch::{self, ReadBatch, ReadResults, WriteBatch};
 use crate::error::{DatastoreError, Result};
 use crate::etcd::EtcdStore;
 use crate::file::FileStore;
@@ -66,6 +67,39 @@ impl Datastore {
             Datastore::Etcd(s) => s.list().await,
             Datastore::Kubernetes(s) => s.list().await,
             Datastore::File(s) => s.list(),
+        }
+    }
+
+    /// Runs every read of `batch` in one round trip where the backend
+    /// can (etcd: one transaction, so all at one revision), else
+    /// concurrently.
+    pub async fn read(&self, batch: &ReadBatch) -> Result<ReadResults> {
+        match self {
+            Datastore::Etcd(s) => s.read_batch(batch).await,
+            _ => batch::read_each(self, batch).await,
+        }
+    }
+
+    /// Whether [`Datastore::commit`] is available (etcd only: Kubernetes
+    /// has no multi-object transaction, the file backend no writes).
+    pub fn has_transactions(&self) -> bool {
+        matches!(self, Datastore::Etcd(_))
+    }
+
+    /// Applies every write of `batch` atomically, or none of them; returns
+    /// the resourceVersion the written objects now have. Fails like the
+    /// single-object calls (`AlreadyExists`, `Conflict`, `NotFound`) for
+    /// the first write whose condition does not hold.
+    pub async fn commit(&self, batch: &WriteBatch) -> Result<String> {
+        match self {
+            Datastore::Etcd(s) => s.commit(batch).await.map(|r| r.to_string()),
+            Datastore::Kubernetes(_) => Err(DatastoreError::Invalid {
+                what: "write batch".into(),
+                message: "the kubernetes datastore has no multi-object \
+                          transactions (check has_transactions())"
+                    .into(),
+            }),
+            Datastore::File(s) => Err(s.read_only()),
         }
     }
 

@@ -99,4 +99,15 @@ impl DatastoreError {
     pub fn is_already_exists(&self) -> bool {
         matches!(self, DatastoreError::AlreadyExists { .. })
     }
+
+    /// The object (kind, name) a `NotFound`, `AlreadyExists` or `Conflict`
+    /// is about: which write of a batch failed.
+    pub fn subject(&self) -> Option<(&str, &str)> {
+        match self {
+            DatastoreError::NotFound { kind, name }
+            | DatastoreError::AlreadyExists { kind, name }
+            | DatastoreError::Conflict { kind, name } => Some((kind, name)),
+            _ => None,
+        }
+    }
 }

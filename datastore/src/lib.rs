@@ -25,6 +25,7 @@
 //! revision returned earlier yields the later changes in order, or
 //! `Compacted` when that history is gone.
 
+mod batch;
 mod datastore;
 mod error;
 pub mod etcd;
@@ -34,6 +35,7 @@ pub mod kubernetes;
 mod object;
 mod spec;
 
+pub use crate::batch::{ReadBatch, ReadResults, Slot, WriteBatch};
 pub use crate::datastore::Datastore;
 pub use crate::error::{BoxError, DatastoreError, Result};
 pub use crate::etcd::EtcdStore;

@@ -51,6 +51,99 @@ conformance_test!(list_after_many_writes, 500);
 conformance_test!(watch_after_list_sees_only_new);
 conformance_test!(labels_round_trip);
 conformance_test!(invalid_requests_are_rejected);
+conformance_test!(read_batch_answers_each_slot);
+
+/// A write batch is all or nothing, and its error names the first write
+/// whose condition failed.
+#[tokio::test]
+async fn write_batch_is_atomic() {
+    let Some((_server, ds)) = etcd().await else {
+        return;
+    };
+    assert!(ds.has_transactions());
+    let a = ds.create(&widget("a", 1)).await.unwrap();
+    let mut batch = margay_datastore::WriteBatch::new();
+    let mut a2 = a.clone();
+    a2.spec.value = 2;
+    batch.update(&a2).unwrap();
+    batch.create(&widget("b", 1)).unwrap();
+    let rev = ds.commit(&batch).await.unwrap();
+    let got_a = ds.get::<Widget>("a").await.unwrap().unwrap();
+    let got_b = ds.get::<Widget>("b").await.unwrap().unwrap();
+    assert_eq!((got_a.spec.value, rv(&got_a)), (2, rev.clone()));
+    assert_eq!(rv(&got_b), rev);
+    assert_eq!(got_a.metadata.uid, a.metadata.uid, "uid kept");
+    assert!(
+        got_b.metadata.uid.is_some()
+            && got_b.metadata.creation_timestamp.is_some()
+    );
+
+    // A stale update fails the whole batch: the create does not happen.
+    let mut batch = margay_datastore::WriteBatch::new();
+    batch.create(&widget("c", 1)).unwrap();
+    batch.update(&a2).unwrap();
+    let err = ds.commit(&batch).await.unwrap_err();
+    assert!(
+        matches!(&err, DatastoreError::Conflict { name, .. } if name == "a"),
+        "{err:?}"
+    );
+    assert_eq!(ds.get::<Widget>("c").await.unwrap(), None);
+
+    // A taken name and a vanished object are named as such.
+    let mut batch = margay_datastore::WriteBatch::new();
+    batch.create(&widget("b", 5)).unwrap();
+    let err = ds.commit(&batch).await.unwrap_err();
+    assert!(
+        matches!(&err, DatastoreError::AlreadyExists { name, .. } if name == "b"),
+        "{err:?}"
+    );
+    let mut batch = margay_datastore::WriteBatch::new();
+    batch.update(&got_a).unwrap();
+    batch.delete(&got_b).unwrap();
+    ds.commit(&batch).await.unwrap();
+    assert_eq!(ds.get::<Widget>("b").await.unwrap(), None);
+    let mut batch = margay_datastore::WriteBatch::new();
+    batch.delete(&got_b).unwrap();
+    let err = ds.commit(&batch).await.unwrap_err();
+    assert!(err.is_not_found(), "{err:?}");
+}
+
+/// An update through a client that never read the object (no cached
+/// server metadata) still keeps uid and creationTimestamp, and a stale
+/// one is still a conflict.
+#[tokio::test]
+async fn update_from_another_client_keeps_server_metadata() {
+    let Some((server, ds)) = etcd().await else {
+        return;
+    };
+    let v1 = ds.create(&widget("a", 1)).await.unwrap();
+    let spec: DatastoreSpec =
+        format!("etcd:{}", server.endpoint()).parse().unwrap();
+    let other = Datastore::connect(&spec).await.unwrap();
+    let mut change = v1.clone();
+    change.spec.value = 2;
+    change.metadata.uid = Some("forged".into());
+    let v2 = other.update(&change).await.unwrap();
+    assert_eq!(v2.metadata.uid, v1.metadata.uid);
+    let got = ds.get::<Widget>("a").await.unwrap().unwrap();
+    assert_eq!(got.metadata.uid, v1.metadata.uid);
+    assert_eq!(
+        got.metadata.creation_timestamp,
+        v1.metadata.creation_timestamp
+    );
+    let mut batch = margay_datastore::WriteBatch::new();
+    batch.update(&change).unwrap();
+    let err = other.commit(&batch).await.unwrap_err();
+    assert!(err.is_conflict(), "{err:?}");
+    let fresh = Datastore::connect(&spec).await.unwrap();
+    let mut batch = margay_datastore::WriteBatch::new();
+    let mut v3 = got.clone();
+    v3.metadata.uid = Some("forged".into());
+    batch.update(&v3).unwrap();
+    fresh.commit(&batch).await.unwrap();
+    let got = ds.get::<Widget>("a").await.unwrap().unwrap();
+    assert_eq!(got.metadata.uid, v1.metadata.uid);
+}
 
 /// Objects are stored as apiserver JSON at /margay/v1/<plural>/<name>,
 /// without resourceVersion (that is the key's mod revision).

@@ -81,6 +81,7 @@ conformance_test!(delete_missing_fails);
 conformance_test!(get_after_delete);
 conformance_test!(list_after_many_writes, 500);
 conformance_test!(labels_round_trip);
+conformance_test!(read_batch_answers_each_slot);
 conformance_test!(invalid_requests_are_rejected);
 
 /// The fake drops delete preconditions: check that a matching precondition

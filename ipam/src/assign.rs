@@ -10,7 +10,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
 
 use ipnetwork::IpNetwork;
-use margay_crds::{AffinityState, BlockAffinity, IPAMBlock};
+use margay_crds::{AffinityState, IPAMBlock};
 
 use crate::addr::{self, Family};
 use crate::block::{ATTR_NODE, ATTR_TIMESTAMP};
@@ -67,8 +67,9 @@ impl Ipam {
                 "nothing to assign: both num_v4 and num_v6 are 0".into(),
             ));
         }
-        let _lock = self.host_lock().await?;
-        let ctx = self.load_ctx().await?;
+        // The context read overlaps the wait for the lock; what it says
+        // about this node's blocks is re-read if it does not suffice.
+        let (_lock, ctx) = tokio::try_join!(self.host_lock(), self.load_ctx())?;
         let mut attrs = args.attrs.clone();
         attrs.insert(ATTR_NODE.into(), self.node.clone());
         attrs.insert(ATTR_TIMESTAMP.into(), jiff::Timestamp::now().to_string());
@@ -127,34 +128,35 @@ impl Ipam {
         let pools = select_pools(fam, &self.node, requested, &ctx.pools)?;
         let mut got = Vec::new();
 
-        // 1. Blocks already affine to this node.
-        let affs = list_live::<BlockAffinity>(&self.ds).await?;
-        let mut mine: Vec<(IpNetwork, AffinityState)> = affs
-            .iter()
-            .filter(|a| a.spec.node == self.node)
-            .filter_map(|a| Some((a.spec.cidr.parse().ok()?, a.spec.state)))
-            .filter(|(c, _)| pool_of(&pools, c).is_some())
-            .collect();
-        mine.sort_by_key(|(c, _)| *c);
-        for (cidr, state) in &mine {
-            if got.len() == num {
-                break;
+        // 1. Blocks already affine to this node: those the context read
+        // (perhaps before the host lock), then, if they were not enough,
+        // any that a request of this node claimed meanwhile.
+        let in_pools = |affs: &[(IpNetwork, AffinityState)]| {
+            affs.iter()
+                .filter(|(c, _)| pool_of(&pools, c).is_some())
+                .copied()
+                .collect::<Vec<_>>()
+        };
+        let mut mine = in_pools(&ctx.affinities);
+        let mut visited = BTreeSet::new();
+        for round in 0..2 {
+            if round == 1 {
+                if got.len() == num {
+                    break;
+                }
+                mine = in_pools(&self.read_affinities().await?);
             }
-            if *state == AffinityState::PendingDeletion {
-                continue;
-            }
-            if *state == AffinityState::Pending
-                && self.claim_block(*cidr).await? == Claim::Conflict
-            {
-                continue; // An interrupted claim that lost its block.
-            }
-            let need = num - got.len();
-            got.extend(
-                self.alloc_in_block(
-                    *cidr, need, handle, attrs, ctx, true, &pools,
-                )
-                .await?,
-            );
+            self.fill_from_own(
+                &mine,
+                &mut visited,
+                num,
+                &mut got,
+                handle,
+                attrs,
+                ctx,
+                &pools,
+            )
+            .await?;
         }
 
         // 2. New blocks for this node.
@@ -250,6 +252,46 @@ impl Ipam {
         Ok(got)
     }
 
+    /// Step 1 of [`Ipam::assign_family`]: allocates from the node's own
+    /// blocks in `mine` not yet `visited` until `got` holds `num`.
+    #[allow(clippy::too_many_arguments)]
+    async fn fill_from_own(
+        &self,
+        mine: &[(IpNetwork, AffinityState)],
+        visited: &mut BTreeSet<IpNetwork>,
+        num: usize,
+        got: &mut Vec<AssignedIp>,
+        handle: &str,
+        attrs: &BTreeMap<String, String>,
+        ctx: &Ctx,
+        pools: &[PoolView],
+    ) -> Result<()> {
+        for (cidr, state) in mine {
+            if got.len() == num {
+                break;
+            }
+            if !visited.insert(*cidr) {
+                continue;
+            }
+            if *state == AffinityState::PendingDeletion {
+                continue;
+            }
+            if *state == AffinityState::Pending
+                && self.claim_block(*cidr).await? == Claim::Conflict
+            {
+                continue; // An interrupted claim that lost its block.
+            }
+            let need = num - got.len();
+            got.extend(
+                self.alloc_in_block(
+                    *cidr, need, handle, attrs, ctx, true, pools,
+                )
+                .await?,
+            );
+        }
+        Ok(())
+    }
+
     /// The next block to claim in any of `pools`, in pool order.
     async fn pick_block<'p>(
         &self,
@@ -336,28 +378,49 @@ impl Ipam {
                 return Ok(Vec::new());
             }
             let n = ips.len() as u32;
-            self.handle_add(handle, cidr, n).await?;
             convert::block_into_spec(&b, &mut obj.spec);
-            match self.ds.update(&obj).await {
-                Ok(_) => {
-                    return Ok(ips
-                        .into_iter()
-                        .map(|ip| AssignedIp {
-                            ip,
-                            block: cidr,
-                            pool: pool.clone(),
-                        })
-                        .collect());
-                }
-                Err(e) if e.is_conflict() || e.is_not_found() => {
-                    self.handle_remove(handle, cidr, n).await?;
-                }
-                // The write may or may not have happened: the handle keeps
-                // counting this block so that release by handle finds it.
-                Err(e) => return Err(e.into()),
+            if self.write_allocation(handle, cidr, n, &obj).await? {
+                return Ok(ips
+                    .into_iter()
+                    .map(|ip| AssignedIp {
+                        ip,
+                        block: cidr,
+                        pool: pool.clone(),
+                    })
+                    .collect());
             }
         }
         Err(retries_exhausted::<IPAMBlock>("update", &name))
+    }
+
+    /// Stores an allocation of `n` addresses in `block` (already changed,
+    /// with the resourceVersion it was read at) and counts them in the
+    /// handle. Ok(false) when the block changed since it was read (read
+    /// it again and retry). With transactions both writes are one atomic
+    /// commit; otherwise the handle goes first, so that a crash in between
+    /// leaves a handle that over-counts rather than an address nobody
+    /// can find.
+    async fn write_allocation(
+        &self,
+        handle: &str,
+        cidr: IpNetwork,
+        n: u32,
+        block: &IPAMBlock,
+    ) -> Result<bool> {
+        if self.ds.has_transactions() {
+            return self.commit_allocation(handle, cidr, n, block).await;
+        }
+        self.handle_add(handle, cidr, n).await?;
+        match self.ds.update(block).await {
+            Ok(_) => Ok(true),
+            Err(e) if e.is_conflict() || e.is_not_found() => {
+                self.handle_remove(handle, cidr, n).await?;
+                Ok(false)
+            }
+            // The write may or may not have happened: the handle keeps
+            // counting this block so that release by handle finds it.
+            Err(e) => Err(e.into()),
+        }
     }
 
     /// Allocates the specific address `ip` to `handle` (claiming its block
@@ -413,20 +476,13 @@ impl Ipam {
                     other => other.into(),
                 });
             }
-            self.handle_add(handle, cidr, 1).await?;
             convert::block_into_spec(&b, &mut obj.spec);
-            match self.ds.update(&obj).await {
-                Ok(_) => {
-                    return Ok(AssignedIp {
-                        ip,
-                        block: cidr,
-                        pool: pool.name,
-                    });
-                }
-                Err(e) if e.is_conflict() || e.is_not_found() => {
-                    self.handle_remove(handle, cidr, 1).await?;
-                }
-                Err(e) => return Err(e.into()),
+            if self.write_allocation(handle, cidr, 1, &obj).await? {
+                return Ok(AssignedIp {
+                    ip,
+                    block: cidr,
+                    pool: pool.name,
+                });
             }
         }
         Err(retries_exhausted::<IPAMBlock>("update", &name))

@@ -6,15 +6,19 @@
 //! looks in one block too many) rather than an address nobody can find.
 
 use ipnetwork::IpNetwork;
-use margay_crds::{IPAMHandle, IPAMHandleSpec};
+use margay_crds::{IPAMBlock, IPAMHandle, IPAMHandleSpec};
+use margay_datastore::WriteBatch;
 
-use crate::convert::{handle_name, meta};
+use crate::convert::{SoftDelete, handle_name, meta, rv};
 use crate::error::Result;
 use crate::ipam::Ipam;
 use crate::store::{
     Created, DATASTORE_RETRIES, create_or_get, delete_shared, get_live,
-    retries_exhausted,
+    hard_delete, retries_exhausted,
 };
+
+/// Handles remembered as written before the memory starts over.
+const HINT_CAPACITY: usize = 1024;
 
 /// Canonical handle ID of a CNI attachment: `<network>.<containerID>`.
 pub fn cni_handle(network: &str, container_id: &str) -> String {
@@ -22,6 +26,92 @@ pub fn cni_handle(network: &str, container_id: &str) -> String {
 }
 
 impl Ipam {
+    /// Commits an allocation in one transaction: `block` (changed, at the
+    /// revision read) and `handle` counting `n` more addresses in it
+    /// (created if new). Ok(false) when the block changed since it was
+    /// read; a handle that is not as guessed is read and the commit
+    /// retried. Atomic, so no crash leaves one write without the other.
+    #[tracing::instrument(level = "debug", skip_all)]
+    pub(crate) async fn commit_allocation(
+        &self,
+        handle: &str,
+        cidr: IpNetwork,
+        n: u32,
+        block: &IPAMBlock,
+    ) -> Result<bool> {
+        let name = handle_name(handle)?;
+        let block_name = block.metadata.name.clone().unwrap_or_default();
+        let key = cidr.to_string();
+        // A new attachment's handle does not exist yet: guess that unless
+        // this instance wrote it.
+        let mut current = self.handle_hint(&name);
+        for _ in 0..DATASTORE_RETRIES {
+            let mut h = current.clone().unwrap_or_else(|| IPAMHandle {
+                metadata: meta(name.clone()),
+                spec: IPAMHandleSpec {
+                    handle_id: handle.to_string(),
+                    block: Default::default(),
+                    deleted: false,
+                },
+            });
+            *h.spec.block.entry(key.clone()).or_default() += n;
+            let mut batch = WriteBatch::new();
+            if current.is_some() {
+                batch.update(&h)?;
+            } else {
+                batch.create(&h)?;
+            }
+            batch.update(block)?;
+            let err = match self.ds.commit(&batch).await {
+                Ok(rev) => {
+                    h.metadata.resource_version = Some(rev);
+                    self.remember_handle(h);
+                    return Ok(true);
+                }
+                Err(e) => e,
+            };
+            match err.subject() {
+                Some(("IPAMBlock", b)) if b == block_name => {
+                    self.forget_handle(&name);
+                    return Ok(false);
+                }
+                Some(("IPAMHandle", _)) => {}
+                _ => {
+                    self.forget_handle(&name);
+                    return Err(err.into());
+                }
+            }
+            // The handle is not what we guessed: read it. A soft-deleted
+            // leftover is removed first (as create_or_get does).
+            current = self.ds.get::<IPAMHandle>(&name).await?;
+            if let Some(old) = current.as_ref().filter(|h| h.is_deleted()) {
+                hard_delete::<IPAMHandle>(&self.ds, &name, rv(&old.metadata))
+                    .await?;
+                current = None;
+            }
+        }
+        self.forget_handle(&name);
+        Err(retries_exhausted::<IPAMHandle>("update", &name))
+    }
+
+    /// The handle as this instance last wrote it, if it did.
+    fn handle_hint(&self, name: &str) -> Option<IPAMHandle> {
+        let hints = self.handle_hints.lock().expect("not poisoned");
+        hints.get(name).cloned()
+    }
+
+    fn remember_handle(&self, h: IPAMHandle) {
+        let mut hints = self.handle_hints.lock().expect("not poisoned");
+        if hints.len() >= HINT_CAPACITY {
+            hints.clear();
+        }
+        hints.insert(h.metadata.name.clone().unwrap_or_default(), h);
+    }
+
+    pub(crate) fn forget_handle(&self, name: &str) {
+        self.handle_hints.lock().expect("not poisoned").remove(name);
+    }
+
     /// Adds `n` addresses in `block` to `handle`, creating it if needed.
     #[tracing::instrument(level = "debug", skip_all)]
     pub(crate) async fn handle_add(

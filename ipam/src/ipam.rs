@@ -2,26 +2,27 @@
 //! node. The decisions live in the pure modules (block, search, pools, gc,
 //! check, show); this file holds the shared state and the read paths.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::PathBuf;
 use std::sync::Mutex;
 use std::time::Duration;
 
 use ipnetwork::IpNetwork;
 use margay_crds::{
-    AllowedUse, AssignmentMode, BlockAffinity, IPAM_CONFIG_NAME, IPAMBlock,
-    IPAMConfig, IPAMConfigSpec, IPAMHandle, IPPool, IPReservation, Node,
-    Selector,
+    AffinityState as CrdAffinityState, AllowedUse, AssignmentMode,
+    BlockAffinity, IPAM_CONFIG_NAME, IPAMBlock, IPAMConfig, IPAMConfigSpec,
+    IPAMHandle, IPPool, IPReservation, Node, Selector,
 };
-use margay_datastore::Datastore;
+use margay_datastore::{Datastore, ReadBatch};
 
+use crate::addr::Family;
 use crate::check::{self, Liveness, Report};
-use crate::convert::{self, affinity_view, handle_view};
+use crate::convert::{self, SoftDelete, affinity_view, handle_view};
 use crate::error::{IpamError, Result};
 use crate::gc::GcTracker;
 use crate::lock::{DEFAULT_LOCK_PATH, HostLock};
 use crate::model::{PoolView, Snapshot};
-use crate::pools::PoolFacts;
+use crate::pools::{PoolFacts, select_pools};
 use crate::search::EMPTY_BLOCK_MIN_RECLAIM_AGE;
 use crate::show::{self, Usage};
 use crate::store::list_live;
@@ -58,6 +59,9 @@ pub struct Ipam {
     pub(crate) gc_tracker: Mutex<GcTracker>,
     /// Empty blocks of this node: first seen empty at (time, sequence).
     pub(crate) empty_since: Mutex<BTreeMap<IpNetwork, (jiff::Timestamp, u64)>>,
+    /// Handles as this instance last wrote them: the first guess of a
+    /// transactional allocation (a wrong guess only costs a re-read).
+    pub(crate) handle_hints: Mutex<HashMap<String, IPAMHandle>>,
 }
 
 /// What every allocation needs to know about the cluster.
@@ -66,6 +70,10 @@ pub(crate) struct Ctx {
     pub cfg: IPAMConfigSpec,
     pub pools: Vec<PoolFacts>,
     pub reserved: Vec<IpNetwork>,
+    /// This node's live block affinities, sorted by CIDR. Read with the
+    /// rest, possibly before the host lock was taken: a hint that
+    /// allocation re-reads when it does not suffice.
+    pub affinities: Vec<(IpNetwork, CrdAffinityState)>,
 }
 
 impl Ipam {
@@ -81,6 +89,7 @@ impl Ipam {
             opts,
             gc_tracker: Mutex::new(GcTracker::new()),
             empty_since: Mutex::new(BTreeMap::new()),
+            handle_hints: Mutex::new(HashMap::new()),
         }
     }
 
@@ -100,6 +109,10 @@ impl Ipam {
         let Some(path) = self.opts.lock_path.clone() else {
             return Ok(None);
         };
+        // Free (the usual case): taken here, no blocking-pool thread.
+        if let Some(lock) = HostLock::try_acquire(&path)? {
+            return Ok(Some(lock));
+        }
         let timeout = self.opts.lock_timeout;
         tokio::task::spawn_blocking(move || HostLock::acquire(&path, timeout))
             .await
@@ -111,18 +124,26 @@ impl Ipam {
     }
 
     /// Reads IPAMConfig, the pools (with whether this node may use them),
-    /// and the reservations.
+    /// the reservations and this node's affinities, in one round trip.
     #[tracing::instrument(level = "debug", skip_all)]
     pub(crate) async fn load_ctx(&self) -> Result<Ctx> {
-        let (cfg, pools, node, reservations) = tokio::try_join!(
-            self.ds.get::<IPAMConfig>(IPAM_CONFIG_NAME),
-            self.ds.list::<IPPool>(),
-            self.ds.get::<Node>(&self.node),
-            self.ds.list::<IPReservation>(),
-        )?;
+        let mut batch = ReadBatch::new();
+        let cfg = batch.get::<IPAMConfig>(IPAM_CONFIG_NAME);
+        let pools = batch.list::<IPPool>("");
+        let node = batch.get::<Node>(&self.node);
+        let reservations = batch.list::<IPReservation>("");
+        let affs = batch.list::<BlockAffinity>(&affinity_prefix(&self.node));
+        let mut got = self.ds.read(&batch).await?;
+        let (cfg, pools, node, reservations) = (
+            got.take(cfg),
+            got.take(pools),
+            got.take(node),
+            got.take(reservations),
+        );
+        let affinities = self.own_affinities(got.take(affs));
         let labels = node.and_then(|n| n.metadata.labels).unwrap_or_default();
         let mut facts = Vec::new();
-        for p in pools.items {
+        for p in pools {
             let Some(view) = pool_view(&p) else { continue };
             let selector =
                 Selector::parse(p.spec.node_selector()).map_err(|e| {
@@ -141,7 +162,6 @@ impl Ipam {
             });
         }
         let reserved = reservations
-            .items
             .iter()
             .flat_map(|r| r.spec.reserved_cidrs.iter())
             .filter_map(|c| parse_addr_or_net(c))
@@ -150,7 +170,33 @@ impl Ipam {
             cfg: cfg.map(|c| c.spec).unwrap_or_default(),
             pools: facts,
             reserved,
+            affinities,
         })
+    }
+
+    /// This node's live affinities, freshly read.
+    pub(crate) async fn read_affinities(
+        &self,
+    ) -> Result<Vec<(IpNetwork, CrdAffinityState)>> {
+        let mut batch = ReadBatch::new();
+        let affs = batch.list::<BlockAffinity>(&affinity_prefix(&self.node));
+        let mut got = self.ds.read(&batch).await?;
+        Ok(self.own_affinities(got.take(affs)))
+    }
+
+    /// (CIDR, state) of the live affinities in `affs` that are this
+    /// node's (a name prefix also matches e.g. node1's for node10).
+    fn own_affinities(
+        &self,
+        affs: Vec<BlockAffinity>,
+    ) -> Vec<(IpNetwork, CrdAffinityState)> {
+        let mut mine: Vec<(IpNetwork, CrdAffinityState)> = affs
+            .iter()
+            .filter(|a| !a.is_deleted() && a.spec.node == self.node)
+            .filter_map(|a| Some((a.spec.cidr.parse().ok()?, a.spec.state)))
+            .collect();
+        mine.sort_by_key(|(c, _)| *c);
+        mine
     }
 
     /// Reads everything IPAM stores (soft-deleted objects left out).
@@ -207,6 +253,19 @@ impl Ipam {
         Ok(check::check(&snap, Some(Liveness { prefix, live })))
     }
 
+    /// The pools an allocation of family `fam` would use on this node
+    /// (`requested`: pool names or CIDRs, empty = every automatic pool),
+    /// or why there is none: each candidate disabled, not selecting this
+    /// node by its nodeSelector, not for workloads, or Manual. One read.
+    pub async fn usable_pools(
+        &self,
+        fam: Family,
+        requested: &[String],
+    ) -> Result<Vec<PoolView>> {
+        let ctx = self.load_ctx().await?;
+        select_pools(fam, &self.node, requested, &ctx.pools)
+    }
+
     /// Pool and block utilisation.
     pub async fn show(&self) -> Result<Usage> {
         Ok(show::usage(&self.snapshot().await?))
@@ -224,7 +283,43 @@ pub(crate) fn pool_view(p: &IPPool) -> Option<PoolView> {
     })
 }
 
+/// A name prefix shared by every affinity object of `node`: the node name
+/// and '-', or for very long node names (whose affinity names keep only
+/// the start of the node name, margay_crds::names) that start.
+pub(crate) fn affinity_prefix(node: &str) -> String {
+    /// Far below what an affinity name keeps of the node name.
+    const KEPT: usize = 64;
+    if node.len() <= KEPT {
+        return format!("{node}-");
+    }
+    let mut cut = KEPT;
+    while !node.is_char_boundary(cut) {
+        cut -= 1;
+    }
+    node[..cut].to_string()
+}
+
 /// A reservation entry: a CIDR or a bare address (as a host route).
 fn parse_addr_or_net(s: &str) -> Option<IpNetwork> {
     s.parse::<IpNetwork>().ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn affinity_names_start_with_the_node_prefix() {
+        let long = "n".repeat(240);
+        for node in ["node1", long.as_str()] {
+            for cidr in
+                ["10.1.2.0/26", "fd00:1234:5678:9abc:def0:1234:5678:9a00/122"]
+            {
+                let cidr: IpNetwork = cidr.parse().unwrap();
+                let name = convert::affinity_name(node, &cidr);
+                assert!(name.starts_with(&affinity_prefix(node)), "{name}");
+            }
+        }
+        assert_eq!(affinity_prefix("node1"), "node1-");
+    }
 }

@@ -7,12 +7,13 @@ use std::time::Duration;
 
 use ipnetwork::IpNetwork;
 use margay_crds::{BlockAffinity, IPAMBlock, IPAMHandle, IPPool};
+use margay_datastore::{ReadBatch, WriteBatch};
 
 use crate::addr::{self, Family};
 use crate::block::{BlockError, ReleaseCheck, Released};
 use crate::check::Liveness;
 use crate::claim::ReleaseCond;
-use crate::convert::{self, block_name, handle_name};
+use crate::convert::{self, SoftDelete, block_name, handle_name};
 use crate::error::{IpamError, Result};
 use crate::gc::LeakedIp;
 use crate::ipam::{Ipam, pool_view};
@@ -67,6 +68,10 @@ impl Ipam {
         handle: &str,
     ) -> Result<Vec<IpAddr>> {
         let name = handle_name(handle)?;
+        self.forget_handle(&name);
+        if self.ds.has_transactions() {
+            return self.release_handle_committed(handle, &name).await;
+        }
         let mut freed = Vec::new();
         for _ in 0..DATASTORE_RETRIES {
             let Some(h) = get_live::<IPAMHandle>(&self.ds, &name).await? else {
@@ -86,6 +91,55 @@ impl Ipam {
             }
         }
         Err(retries_exhausted::<IPAMHandle>("delete", &name))
+    }
+
+    /// [`Ipam::release_handle_locked`] in three round trips: the handle,
+    /// its blocks (one batch read), then one transaction that frees the
+    /// addresses in every block and deletes the handle, each conditioned
+    /// on the revision read (any change: read again and retry).
+    async fn release_handle_committed(
+        &self,
+        handle: &str,
+        name: &str,
+    ) -> Result<Vec<IpAddr>> {
+        for _ in 0..DATASTORE_RETRIES {
+            let Some(h) = get_live::<IPAMHandle>(&self.ds, name).await? else {
+                return Ok(Vec::new());
+            };
+            let mut reads = ReadBatch::new();
+            let slots: Vec<_> = h
+                .spec
+                .block
+                .keys()
+                .filter_map(|k| k.parse::<IpNetwork>().ok())
+                .map(|cidr| reads.get::<IPAMBlock>(&block_name(&cidr)))
+                .collect();
+            let mut blocks = self.ds.read(&reads).await?;
+            let mut writes = WriteBatch::new();
+            let mut freed = Vec::new();
+            for slot in slots {
+                let Some(mut obj) =
+                    blocks.take(slot).filter(|b| !b.is_deleted())
+                else {
+                    continue;
+                };
+                let mut b = convert::block_from_spec(&obj.spec)?;
+                let ips = b.release_handle(handle);
+                if ips.is_empty() {
+                    continue;
+                }
+                convert::block_into_spec(&b, &mut obj.spec);
+                writes.update(&obj)?;
+                freed.extend(ips);
+            }
+            writes.delete(&h)?;
+            match self.ds.commit(&writes).await {
+                Ok(_) => return Ok(freed),
+                Err(e) if e.is_conflict() || e.is_not_found() => continue,
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Err(retries_exhausted::<IPAMHandle>("delete", name))
     }
 
     /// Frees `handle`'s addresses in one block (CAS loop).

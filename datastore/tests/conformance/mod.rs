@@ -319,3 +319,37 @@ pub async fn invalid_requests_are_rejected(ds: &Datastore) {
     let err = ds.get::<Widget>("a/b").await.unwrap_err();
     assert!(err.to_string().contains("contain no '/'"), "{err}");
 }
+
+/// A read batch answers gets and name-prefix lists of several types, each
+/// in its own slot.
+pub async fn read_batch_answers_each_slot(ds: &Datastore) {
+    for (name, value) in [("node1-a", 1), ("node1-b", 2), ("node10-a", 3)] {
+        ds.create(&widget(name, value)).await.unwrap();
+    }
+    ds.create(&Gadget::new("g", GadgetSpec { label: "x".into() }))
+        .await
+        .unwrap();
+    let mut batch = margay_datastore::ReadBatch::new();
+    let one = batch.get::<Widget>("node1-b");
+    let missing = batch.get::<Widget>("nope");
+    let node1 = batch.list::<Widget>("node1-");
+    let all = batch.list::<Widget>("");
+    let gadgets = batch.list::<Gadget>("");
+    let mut got = ds.read(&batch).await.unwrap();
+    assert_eq!(got.take(one).map(|w| w.spec.value), Some(2));
+    assert_eq!(got.take(missing), None);
+    let names = |v: Vec<Widget>| -> Vec<String> {
+        let mut n: Vec<String> =
+            v.into_iter().filter_map(|w| w.metadata.name).collect();
+        n.sort();
+        n
+    };
+    assert_eq!(names(got.take(node1)), ["node1-a", "node1-b"]);
+    assert_eq!(names(got.take(all)).len(), 3);
+    let gadgets = got.take(gadgets);
+    assert_eq!(gadgets.len(), 1);
+    // Objects read in a batch carry their resourceVersion: updatable.
+    let mut w = ds.get::<Widget>("node1-a").await.unwrap().unwrap();
+    w.spec.value = 9;
+    ds.update(&w).await.unwrap();
+}

@@ -6,6 +6,9 @@
 //! `create_revision` (create) or `mod_revision` (update, conditional
 //! delete), so a lost race is a failed compare, reported as `Conflict`.
 
+mod batch;
+mod meta_cache;
+
 use std::collections::VecDeque;
 use std::future::Future;
 use std::sync::Arc;
@@ -17,6 +20,8 @@ use etcd_client::{
 };
 use futures::stream::{self, BoxStream, StreamExt};
 
+pub(crate) use self::batch::{DecodeKvs, decode_get, decode_list};
+use self::meta_cache::{MetaCache, ServerMeta};
 use crate::error::{DatastoreError, Result};
 use crate::object::{
     self, List, Object, WatchEvent, from_stored_json, kind, name_of,
@@ -38,6 +43,8 @@ pub struct EtcdStore {
     // Boxed behind an Arc: the client is several KB and `Datastore`
     // holds it by value next to much smaller variants.
     client: Arc<Client>,
+    /// Server metadata of keys seen lately, so updates need no extra read.
+    meta: Arc<MetaCache>,
 }
 
 impl std::fmt::Debug for EtcdStore {
@@ -52,7 +59,7 @@ pub fn key<K: Object>(name: &str) -> String {
 }
 
 /// The key prefix of all objects of type `K`, ending in '/'.
-fn prefix<K: Object>() -> String {
+pub(crate) fn prefix<K: Object>() -> String {
     format!("{KEY_ROOT}/{}/", K::plural(&()))
 }
 
@@ -81,6 +88,7 @@ impl EtcdStore {
             })?;
         Ok(EtcdStore {
             client: Arc::new(client),
+            meta: Arc::default(),
         })
     }
 
@@ -94,7 +102,7 @@ impl EtcdStore {
             .map_err(map_err)?;
         resp.kvs()
             .first()
-            .map(|kv| decode::<K>(kv, name))
+            .map(|kv| self.decode::<K>(kv, name))
             .transpose()
     }
 
@@ -114,7 +122,7 @@ impl EtcdStore {
             .iter()
             .map(|kv| {
                 let key = String::from_utf8_lossy(kv.key());
-                decode::<K>(kv, key.strip_prefix(&pfx).unwrap_or(&key))
+                self.decode::<K>(kv, key.strip_prefix(&pfx).unwrap_or(&key))
             })
             .collect::<Result<Vec<K>>>()?;
         Ok(List {
@@ -139,7 +147,9 @@ impl EtcdStore {
                 name,
             });
         }
-        obj.meta_mut().resource_version = Some(header_revision(&resp));
+        let rev = header_revision(&resp);
+        self.meta.record(&key, rev, obj.meta());
+        obj.meta_mut().resource_version = Some(rev.to_string());
         Ok(obj)
     }
 
@@ -147,20 +157,11 @@ impl EtcdStore {
     pub async fn update<K: Object>(&self, obj: &K, rv: &str) -> Result<K> {
         let name = name_of(obj)?;
         let rev = parse_revision::<K>(rv, &name)?;
-        // uid and creationTimestamp belong to the server: carry them over
-        // from the stored object. The compare below guarantees it is the
-        // very version read here.
-        let Some(current) = self.get::<K>(&name).await? else {
-            return Err(not_found::<K>(&name));
-        };
-        if object::resource_version_of(&current) != Some(rv) {
-            return Err(conflict::<K>(&name));
-        }
-        let mut obj = obj.clone();
-        obj.meta_mut().uid = current.meta().uid.clone();
-        obj.meta_mut().creation_timestamp =
-            current.meta().creation_timestamp.clone();
         let key = key::<K>(&name);
+        let server = self.server_meta::<K>(&key, &name, rev).await?;
+        let mut obj = obj.clone();
+        obj.meta_mut().uid = server.uid;
+        obj.meta_mut().creation_timestamp = server.created;
         let txn = Txn::new()
             .when([Compare::mod_revision(key.as_str(), CompareOp::Equal, rev)])
             .and_then([TxnOp::put(key.as_str(), encode(&obj)?, None)])
@@ -169,7 +170,43 @@ impl EtcdStore {
         if !resp.succeeded() {
             return Err(failed_compare::<K>(&resp, &name));
         }
-        obj.meta_mut().resource_version = Some(header_revision(&resp));
+        let new_rev = header_revision(&resp);
+        self.meta.record(&key, new_rev, obj.meta());
+        obj.meta_mut().resource_version = Some(new_rev.to_string());
+        Ok(obj)
+    }
+
+    /// uid and creationTimestamp of `key` as stored at `rev`. They belong
+    /// to the server, so an update carries them over from the stored
+    /// object; the update's compare on `rev` guarantees that object is
+    /// the one described here. Cached from an earlier read or write of
+    /// that very revision, else read (`Conflict` if the key has moved on).
+    async fn server_meta<K: Object>(
+        &self,
+        key: &str,
+        name: &str,
+        rev: i64,
+    ) -> Result<ServerMeta> {
+        if let Some(m) = self.meta.at(key, rev) {
+            return Ok(m);
+        }
+        let Some(current) = self.get::<K>(name).await? else {
+            return Err(not_found::<K>(name));
+        };
+        if object::resource_version_of(&current) != Some(&rev.to_string()) {
+            return Err(conflict::<K>(name));
+        }
+        Ok(ServerMeta {
+            uid: current.meta().uid.clone(),
+            created: current.meta().creation_timestamp.clone(),
+        })
+    }
+
+    /// Decodes a key-value and remembers its server metadata.
+    fn decode<K: Object>(&self, kv: &KeyValue, name: &str) -> Result<K> {
+        let obj = decode::<K>(kv, name)?;
+        let key = String::from_utf8_lossy(kv.key());
+        self.meta.record(&key, kv.mod_revision(), obj.meta());
         Ok(obj)
     }
 
@@ -199,6 +236,7 @@ impl EtcdStore {
         let deleted = resp.op_responses().iter().any(
             |op| matches!(op, TxnOpResponse::Delete(d) if d.deleted() > 0),
         );
+        self.meta.forget(&key);
         if !deleted {
             return Err(not_found::<K>(name));
         }
@@ -418,8 +456,8 @@ fn unavailable(message: &str) -> DatastoreError {
 }
 
 /// The store revision after a transaction: the revision of its writes.
-fn header_revision(resp: &etcd_client::TxnResponse) -> String {
-    resp.header().map_or(0, |h| h.revision()).to_string()
+fn header_revision(resp: &etcd_client::TxnResponse) -> i64 {
+    resp.header().map_or(0, |h| h.revision())
 }
 
 /// Explains a failed compare from the `or_else` get: gone or changed.

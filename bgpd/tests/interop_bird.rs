@@ -131,29 +131,44 @@ fn bird_ipv4_and_ipv6_routes_both_ways() {
     assert!(snap.iter().all(|ev| !matches!(ev, margay_ctlproto::RibEvent::Route { prefix, .. } if prefix.to_string() == "10.244.1.0/26")));
 }
 
+/// Starts bgpd with `peer_extra` on its BGPPeer and BIRD with
+/// `bird_opt` in its session, and checks whether the session comes up.
+/// Returns the lab for further checks when it is up.
+fn session_comes_up(
+    name: &str,
+    peer_extra: &str,
+    bird_opt: &str,
+    expect_up: bool,
+) -> Lab {
+    let mut lab = Lab::new(name).unwrap();
+    let yaml = dut_yaml("10.0.0.2", 65001, peer_extra);
+    lab.start_bgpd(&yaml, &[]).unwrap();
+    let sock = start_bird(&lab, &bird_conf(&lab, bird_opt, ""));
+    let up = wait_until(
+        Duration::from_secs(if expect_up { 40 } else { 12 }),
+        || lab.peer_state().as_deref() == Some("Established"),
+    );
+    assert_eq!(
+        up,
+        expect_up,
+        "BGPPeer {peer_extra:?}, BIRD {bird_opt:?}: {}\n{}",
+        birdc(&lab, &sock, "show protocols all dut"),
+        lab.bgpd_log()
+    );
+    lab
+}
+
 #[test]
 fn bird_md5_right_key_up_wrong_key_down() {
     if skip("bird_md5_right_key_up_wrong_key_down") {
         return;
     }
     for (bird_key, expect_up) in [("s3cret", true), ("wrong", false)] {
-        let mut lab = Lab::new("bgm").unwrap();
-        let yaml = dut_yaml("10.0.0.2", 65001, ", password: {value: s3cret}");
-        lab.start_bgpd(&yaml, &[]).unwrap();
-        let sock = start_bird(
-            &lab,
-            &bird_conf(&lab, &format!("password \"{bird_key}\";"), ""),
-        );
-        let up = wait_until(
-            Duration::from_secs(if expect_up { 40 } else { 12 }),
-            || lab.peer_state().as_deref() == Some("Established"),
-        );
-        assert_eq!(
-            up,
+        let lab = session_comes_up(
+            "bgm",
+            ", password: {value: s3cret}",
+            &format!("password \"{bird_key}\";"),
             expect_up,
-            "key {bird_key}: {}\n{}",
-            birdc(&lab, &sock, "show protocols all dut"),
-            lab.bgpd_log()
         );
         if expect_up {
             let ok = wait_until(Duration::from_secs(20), || {
@@ -173,21 +188,7 @@ fn bird_ttl_security_up_only_when_both_sides_use_it() {
         return;
     }
     for (bird_opt, expect_up) in [("ttl security on;", true), ("", false)] {
-        let mut lab = Lab::new("bgt").unwrap();
-        let yaml = dut_yaml("10.0.0.2", 65001, ", ttlSecurity: 1");
-        lab.start_bgpd(&yaml, &[]).unwrap();
-        let sock = start_bird(&lab, &bird_conf(&lab, bird_opt, ""));
-        let up = wait_until(
-            Duration::from_secs(if expect_up { 40 } else { 12 }),
-            || lab.peer_state().as_deref() == Some("Established"),
-        );
-        assert_eq!(
-            up,
-            expect_up,
-            "BIRD option {bird_opt:?}: {}\n{}",
-            birdc(&lab, &sock, "show protocols all dut"),
-            lab.bgpd_log()
-        );
+        session_comes_up("bgt", ", ttlSecurity: 1", bird_opt, expect_up);
     }
 }
 

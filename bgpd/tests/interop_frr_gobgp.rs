@@ -178,54 +178,34 @@ fn gobgp_ipv4_and_ipv6_routes_both_ways() {
             .contains("rror")
     });
     assert!(ok, "gobgp API not reachable: {}", lab.peer.log(g));
-    // Re-adding is idempotent; it covers an add accepted by the API before
-    // gobgpd finished starting its global instance.
-    let ok = wait_until(Duration::from_secs(40), || {
-        gobgp(&["global", "rib", "add", "192.168.70.0/24", "-a", "ipv4"]);
-        lab.rib_entry("192.168.70.0/24").is_some()
-    });
-    assert!(
-        ok,
-        "no route from GoBGP\ngobgp: {}\nbgpd: {}",
-        gobgp(&["neighbor"]),
-        lab.bgpd_log()
-    );
-    lab.wait_established("gobgp");
-    let ok = wait_until(Duration::from_secs(20), || {
-        gobgp(&["global", "rib", "-a", "ipv4"]).contains("10.244.1.0/26")
-    });
-    assert!(
-        ok,
-        "GoBGP lacks our block:\n{}",
-        gobgp(&["global", "rib", "-a", "ipv4"])
-    );
-    let rib = gobgp(&["global", "rib", "-a", "ipv4"]);
-    assert!(rib.contains("10.0.0.1"), "next hop self expected:\n{rib}");
-    // Withdraw at GoBGP: bgpd drops the route.
-    gobgp(&["global", "rib", "del", "192.168.70.0/24", "-a", "ipv4"]);
-    let ok = wait_until(Duration::from_secs(20), || {
-        lab.rib_entry("192.168.70.0/24").is_none()
-    });
-    assert!(ok, "withdrawal not processed");
-    // IPv6 over the IPv6 session, both ways.
-    let ok = wait_until(Duration::from_secs(40), || {
-        gobgp(&["global", "rib", "add", "2001:db8:70::/48", "-a", "ipv6"]);
-        lab.rib_entry("2001:db8:70::/48").is_some()
-    });
-    assert!(
-        ok,
-        "no IPv6 route from GoBGP\ngobgp: {}\nbgpd: {}",
-        gobgp(&["neighbor"]),
-        lab.bgpd_log()
-    );
-    let ok = wait_until(Duration::from_secs(20), || {
-        gobgp(&["global", "rib", "-a", "ipv6"]).contains("fd10::/122")
-    });
-    assert!(
-        ok,
-        "GoBGP lacks our IPv6 block:\n{}",
-        gobgp(&["global", "rib", "-a", "ipv6"])
-    );
-    let rib = gobgp(&["global", "rib", "-a", "ipv6"]);
-    assert!(rib.contains("fd00::1"), "next hop self expected:\n{rib}");
+    for (theirs, afi, ours, our_nh) in [
+        ("192.168.70.0/24", "ipv4", "10.244.1.0/26", "10.0.0.1"),
+        ("2001:db8:70::/48", "ipv6", "fd10::/122", "fd00::1"),
+    ] {
+        // Re-adding is idempotent; it covers an add accepted by the API
+        // before gobgpd finished starting its global instance.
+        let ok = wait_until(Duration::from_secs(40), || {
+            gobgp(&["global", "rib", "add", theirs, "-a", afi]);
+            lab.rib_entry(theirs).is_some()
+        });
+        assert!(
+            ok,
+            "no {afi} route from GoBGP\ngobgp: {}\nbgpd: {}",
+            gobgp(&["neighbor"]),
+            lab.bgpd_log()
+        );
+        lab.wait_established("gobgp");
+        let ok = wait_until(Duration::from_secs(20), || {
+            gobgp(&["global", "rib", "-a", afi]).contains(ours)
+        });
+        let rib = gobgp(&["global", "rib", "-a", afi]);
+        assert!(ok, "GoBGP lacks our {afi} block:\n{rib}");
+        assert!(rib.contains(our_nh), "next hop self expected:\n{rib}");
+        // Withdraw at GoBGP: bgpd drops the route.
+        gobgp(&["global", "rib", "del", theirs, "-a", afi]);
+        let ok = wait_until(Duration::from_secs(20), || {
+            lab.rib_entry(theirs).is_none()
+        });
+        assert!(ok, "{afi} withdrawal not processed");
+    }
 }

@@ -32,6 +32,7 @@ use margay_datastore::{Datastore, DatastoreSpec, WatchEvent};
 use margay_ipam::{AssignArgs, Ipam, IpamOptions};
 use margay_lab::topology::{TOR_NS, Topology};
 use margay_lab::{Family, LabOptions, PeeringMode};
+use margay_tests::{lab_up, pids_named};
 
 const POOL: &str = "scale-bench";
 const POOL_CIDR: &str = "10.250.0.0/16";
@@ -73,17 +74,6 @@ fn args() -> Args {
     a
 }
 
-/// Tears the lab down however the bench ends.
-struct Down(LabOptions);
-
-impl Drop for Down {
-    fn drop(&mut self) {
-        if let Err(e) = margay_lab::down(&self.0) {
-            eprintln!("lab down failed: {e}");
-        }
-    }
-}
-
 /// `ip monitor route` in one namespace; lines go to `tx` with their time.
 struct Monitor {
     child: Child,
@@ -117,22 +107,6 @@ impl Drop for Monitor {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
-}
-
-/// Pids of processes called `comm` in network namespace `netns`.
-fn pids(netns: &str, comm: &str) -> Vec<u32> {
-    let out = Command::new("ip")
-        .args(["netns", "pids", netns])
-        .output()
-        .expect("ip netns pids");
-    String::from_utf8_lossy(&out.stdout)
-        .split_whitespace()
-        .filter_map(|p| p.parse().ok())
-        .filter(|p: &u32| {
-            std::fs::read_to_string(format!("/proc/{p}/comm"))
-                .is_ok_and(|c| c.trim() == comm)
-        })
-        .collect()
 }
 
 /// VmRSS of `pid` in KiB.
@@ -187,14 +161,8 @@ async fn main() {
         bin_dir: release_dir(),
         state_dir: state.path().to_path_buf(),
     };
-    let _down = Down(opts.clone());
     let started = Instant::now();
-    let summary = margay_lab::up(&opts).await.expect("lab up");
-    assert!(
-        summary.ok,
-        "the lab did not prove itself:\n{}",
-        summary.report
-    );
+    let (_down, _state) = lab_up(&opts).await;
     println!(
         "lab of {} nodes ({:?}) up and proven in {:.1} s",
         a.nodes,
@@ -333,10 +301,16 @@ async fn main() {
     let mut procs: Vec<(&str, u32)> = Vec::new();
     for n in &topo.nodes {
         for comm in ["bgpd", "felix-lite", "margay-node"] {
-            procs.extend(pids(&n.netns, comm).into_iter().map(|p| (comm, p)));
+            procs.extend(
+                pids_named(&n.netns, comm).into_iter().map(|p| (comm, p)),
+            );
         }
     }
-    procs.extend(pids(TOR_NS, "bird").into_iter().map(|p| ("bird (ToR)", p)));
+    procs.extend(
+        pids_named(TOR_NS, "bird")
+            .into_iter()
+            .map(|p| ("bird (ToR)", p)),
+    );
     let before: Vec<u64> = procs.iter().map(|(_, p)| cpu_ticks(*p)).collect();
     tokio::time::sleep(Duration::from_secs(a.idle_secs)).await;
     let ticks_per_sec = 100.0; // USER_HZ on Linux

@@ -6,36 +6,10 @@ use std::process::Command;
 use std::time::Duration;
 
 use margay_lab::{Family, LabOptions, PeeringMode};
+use margay_tests::{lab_up, pids_named};
 
 /// Held for the whole of each test: labs cannot run side by side.
 static LAB: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
-
-struct Down(LabOptions);
-
-impl Drop for Down {
-    fn drop(&mut self) {
-        if let Err(e) = margay_lab::down(&self.0) {
-            eprintln!("lab down failed: {e}");
-        }
-    }
-}
-
-/// Pids of processes named `comm` inside network namespace `netns`.
-fn pids_named(netns: &str, comm: &str) -> Vec<u32> {
-    let out = Command::new("ip")
-        .args(["netns", "pids", netns])
-        .output()
-        .unwrap();
-    String::from_utf8_lossy(&out.stdout)
-        .split_whitespace()
-        .filter_map(|p| p.parse().ok())
-        .filter(|p: &u32| {
-            std::fs::read_to_string(format!("/proc/{p}/comm"))
-                .map(|c| c.trim() == comm)
-                .unwrap_or(false)
-        })
-        .collect()
-}
 
 /// Starts `count` pings at `interval` from a pod namespace; the child
 /// prints ping's summary when it ends.
@@ -88,12 +62,7 @@ async fn bgpd_crash_and_etcd_outage_lose_nothing() {
         bin_dir: margay_tests::bin_dir(),
         state_dir: dir.path().join("lab"),
     };
-    let _down = Down(opts.clone());
-    let summary = margay_lab::up(&opts).await.expect("lab up");
-    assert!(summary.ok, "lab failed its proofs:\n{}", summary.report);
-    let state = margay_lab::LabState::load(&opts.state_dir)
-        .unwrap()
-        .unwrap();
+    let (_down, state) = lab_up(&opts).await;
     let pod_on = |node: &str| {
         state.pods.iter().find(|p| p.node == node).unwrap().clone()
     };
@@ -194,12 +163,7 @@ async fn stopped_node_leaves_the_fibs_within_bfd_detection() {
         bin_dir: margay_tests::bin_dir(),
         state_dir: dir.path().join("lab"),
     };
-    let _down = Down(opts.clone());
-    let summary = margay_lab::up(&opts).await.expect("lab up");
-    assert!(summary.ok, "lab failed its proofs:\n{}", summary.report);
-    let state = margay_lab::LabState::load(&opts.state_dir)
-        .unwrap()
-        .unwrap();
+    let (_down, state) = lab_up(&opts).await;
     let node = |n: &str| state.nodes.iter().find(|x| x.name == n).unwrap();
 
     // 1. BFD on every mesh session (100 ms x 3), applied to the running

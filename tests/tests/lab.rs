@@ -9,6 +9,7 @@ use std::time::Duration;
 use margay_lab::inspect;
 use margay_lab::topology::{ONE_BLOCK_POOL, SMALL_BLOCKS_POOL};
 use margay_lab::{Family, LabOptions, PeeringMode};
+use margay_tests::LabGuard;
 
 /// Serializes the labs of this file (they share names and ports).
 static LAB: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
@@ -26,17 +27,6 @@ fn options(
         family,
         bin_dir: margay_tests::bin_dir(),
         state_dir: state.path().join("lab"),
-    }
-}
-
-/// Tears the lab down even when an assertion fails.
-struct Down(LabOptions);
-
-impl Drop for Down {
-    fn drop(&mut self) {
-        if let Err(e) = margay_lab::down(&self.0) {
-            eprintln!("lab down failed: {e}");
-        }
     }
 }
 
@@ -187,7 +177,7 @@ async fn lab_mesh_then_route_reflector() {
 
     // Three nodes in a full mesh, BIRD ToR, two pods each.
     let mesh = options(&state, 3, PeeringMode::Mesh, Family::V4);
-    let guard = Down(mesh.clone());
+    let guard = LabGuard(mesh.clone());
     let summary = margay_lab::up(&mesh).await.expect("lab up (mesh)");
     assert!(
         summary.ok,
@@ -211,7 +201,7 @@ async fn lab_mesh_then_route_reflector() {
 
     // One route reflector and four clients, no mesh.
     let rr = options(&state, 5, PeeringMode::RouteReflector, Family::V4);
-    let _guard = Down(rr.clone());
+    let _guard = LabGuard(rr.clone());
     let summary = margay_lab::up(&rr).await.expect("lab up (route reflector)");
     assert!(summary.ok, "RR lab failed its proofs:\n{}", summary.report);
 }
@@ -226,7 +216,7 @@ async fn lab_dual_stack_mesh() {
     // Pods get an IPv4 and an IPv6 address; the proofs ping and connect to
     // both, and check both families' blocks in node and ToR FIBs.
     let dual = options(&state, 3, PeeringMode::Mesh, Family::Dual);
-    let _guard = Down(dual.clone());
+    let _guard = LabGuard(dual.clone());
     let summary = margay_lab::up(&dual).await.expect("lab up (dual stack)");
     assert!(
         summary.ok,

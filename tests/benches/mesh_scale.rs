@@ -109,13 +109,15 @@ impl Drop for Monitor {
     }
 }
 
-/// VmRSS of `pid` in KiB.
-fn rss_kib(pid: u32) -> u64 {
+/// A `/proc/<pid>/status` field in KiB: `VmRSS:` (all resident pages) or
+/// `RssAnon:` (private heap and stacks; the rest of VmRSS is mostly the
+/// executable's pages, shared by every process running it).
+fn status_kib(pid: u32, field: &str) -> u64 {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status"))
         .unwrap_or_default();
     status
         .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .find_map(|l| l.strip_prefix(field))
         .and_then(|v| v.split_whitespace().next()?.parse().ok())
         .unwrap_or(0)
 }
@@ -314,14 +316,16 @@ async fn main() {
     let before: Vec<u64> = procs.iter().map(|(_, p)| cpu_ticks(*p)).collect();
     tokio::time::sleep(Duration::from_secs(a.idle_secs)).await;
     let ticks_per_sec = 100.0; // USER_HZ on Linux
-    let mut rows: BTreeMap<&str, (Vec<f64>, Vec<f64>)> = BTreeMap::new();
+    type Samples = (Vec<f64>, Vec<f64>, Vec<f64>);
+    let mut rows: BTreeMap<&str, Samples> = BTreeMap::new();
     for ((comm, pid), b) in procs.iter().zip(before) {
         let cpu =
             (cpu_ticks(*pid) - b) as f64 / ticks_per_sec / a.idle_secs as f64
                 * 100.0;
         let e = rows.entry(comm).or_default();
-        e.0.push(rss_kib(*pid) as f64 / 1024.0);
-        e.1.push(cpu);
+        e.0.push(status_kib(*pid, "VmRSS:") as f64 / 1024.0);
+        e.1.push(status_kib(*pid, "RssAnon:") as f64 / 1024.0);
+        e.2.push(cpu);
     }
 
     println!();
@@ -348,17 +352,20 @@ async fn main() {
     println!();
     println!("## idle cost per process ({} s window)", a.idle_secs);
     println!(
-        "| process | count | RSS MiB median | RSS MiB max | CPU % median | CPU % max |"
+        "| process | count | RSS MiB median | RSS MiB max | private (RssAnon) \
+         MiB median | CPU % median | CPU % max |"
     );
-    println!("|---|---|---|---|---|---|");
-    for (comm, (mut rss, mut cpu)) in rows {
+    println!("|---|---|---|---|---|---|---|");
+    for (comm, (mut rss, mut anon, mut cpu)) in rows {
         rss.sort_by(f64::total_cmp);
+        anon.sort_by(f64::total_cmp);
         cpu.sort_by(f64::total_cmp);
         println!(
-            "| {comm} | {} | {:.1} | {:.1} | {:.2} | {:.2} |",
+            "| {comm} | {} | {:.1} | {:.1} | {:.1} | {:.2} | {:.2} |",
             rss.len(),
             percentile(&rss, 0.5),
             percentile(&rss, 1.0),
+            percentile(&anon, 0.5),
             percentile(&cpu, 0.5),
             percentile(&cpu, 1.0)
         );

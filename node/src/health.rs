@@ -161,25 +161,7 @@ pub async fn serve(listener: TcpListener, cxt: HealthCxt) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use margay_ctlproto::PeerType;
-
-    fn peer(addr: &str, state: &str) -> PeerStatus {
-        PeerStatus {
-            name: format!("Mesh_{addr}"),
-            peer_type: PeerType::Mesh,
-            address: addr.parse().unwrap(),
-            port: 179,
-            local_as: 64512,
-            remote_as: 64512,
-            state: state.into(),
-            since_unix: 0,
-            prefixes_received: 0,
-            prefixes_accepted: 0,
-            prefixes_advertised: 0,
-            last_error: None,
-            bfd_state: None,
-        }
-    }
+    use crate::test_support::peer;
 
     #[test]
     fn ready_only_when_every_peer_is_established() {

@@ -12,3 +12,27 @@ pub mod health;
 pub mod metrics;
 pub mod register;
 pub mod supervise;
+
+#[cfg(test)]
+mod test_support {
+    use margay_ctlproto::{PeerStatus, PeerType};
+
+    /// A mesh peer of bgpd's peer table in `state`.
+    pub fn peer(addr: &str, state: &str) -> PeerStatus {
+        PeerStatus {
+            name: format!("Mesh_{addr}"),
+            peer_type: PeerType::Mesh,
+            address: addr.parse().unwrap(),
+            port: 179,
+            local_as: 64512,
+            remote_as: 64512,
+            state: state.into(),
+            since_unix: 0,
+            prefixes_received: 0,
+            prefixes_accepted: 0,
+            prefixes_advertised: 0,
+            last_error: None,
+            bfd_state: None,
+        }
+    }
+}

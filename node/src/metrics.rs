@@ -203,25 +203,7 @@ fn parse_response(raw: &str) -> Result<String, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use margay_ctlproto::PeerType;
-
-    fn peer(addr: &str, state: &str) -> PeerStatus {
-        PeerStatus {
-            name: format!("Mesh_{addr}"),
-            peer_type: PeerType::Mesh,
-            address: addr.parse().unwrap(),
-            port: 179,
-            local_as: 64512,
-            remote_as: 64512,
-            state: state.into(),
-            since_unix: 0,
-            prefixes_received: 0,
-            prefixes_accepted: 0,
-            prefixes_advertised: 0,
-            last_error: None,
-            bfd_state: None,
-        }
-    }
+    use crate::test_support::peer;
 
     fn facts(peers: Result<Vec<PeerStatus>, String>) -> AgentFacts {
         AgentFacts {

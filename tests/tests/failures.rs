@@ -11,6 +11,18 @@ use margay_tests::{lab_up, pids_named};
 /// Held for the whole of each test: labs cannot run side by side.
 static LAB: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
+/// The lab both failure scenarios use: three mesh nodes, one pod each.
+fn mesh_of_three(dir: &tempfile::TempDir) -> LabOptions {
+    LabOptions {
+        nodes: 3,
+        pods_per_node: 1,
+        mode: PeeringMode::Mesh,
+        family: Family::V4,
+        bin_dir: margay_tests::bin_dir(),
+        state_dir: dir.path().join("lab"),
+    }
+}
+
 /// Starts `count` pings at `interval` from a pod namespace; the child
 /// prints ping's summary when it ends.
 fn start_ping(
@@ -54,14 +66,7 @@ async fn bgpd_crash_and_etcd_outage_lose_nothing() {
     }
     let _serial = LAB.lock().await;
     let dir = tempfile::tempdir().unwrap();
-    let opts = LabOptions {
-        nodes: 3,
-        pods_per_node: 1,
-        mode: PeeringMode::Mesh,
-        family: Family::V4,
-        bin_dir: margay_tests::bin_dir(),
-        state_dir: dir.path().join("lab"),
-    };
+    let opts = mesh_of_three(&dir);
     let (_down, state) = lab_up(&opts).await;
     let pod_on = |node: &str| {
         state.pods.iter().find(|p| p.node == node).unwrap().clone()
@@ -155,14 +160,7 @@ async fn stopped_node_leaves_the_fibs_within_bfd_detection() {
     }
     let _serial = LAB.lock().await;
     let dir = tempfile::tempdir().unwrap();
-    let opts = LabOptions {
-        nodes: 3,
-        pods_per_node: 1,
-        mode: PeeringMode::Mesh,
-        family: Family::V4,
-        bin_dir: margay_tests::bin_dir(),
-        state_dir: dir.path().join("lab"),
-    };
+    let opts = mesh_of_three(&dir);
     let (_down, state) = lab_up(&opts).await;
     let node = |n: &str| state.nodes.iter().find(|x| x.name == n).unwrap();
 

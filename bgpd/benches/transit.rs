@@ -63,6 +63,7 @@ fn peer(addr: [u8; 4], asn: u32) -> PeerCfg {
             next_hop_mode: NextHopMode::Auto,
             local_addr: None,
             local_addr_other: None,
+            ext_next_hop: false,
         },
     }
 }
@@ -101,6 +102,7 @@ fn main() {
     let mut s = Speaker::new(SpeakerCfg {
         router_id: Ipv4Addr::new(10, 0, 0, 1),
         restarting: false,
+        select_defer: Duration::from_secs(90),
         idle_hold: Duration::from_secs(5),
     });
     s.set_peers(vec![peer([10, 0, 0, 2], 65001), peer([10, 0, 0, 3], 65002)]);

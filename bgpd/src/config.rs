@@ -10,18 +10,26 @@ use std::time::Duration;
 use ipnetwork::IpNetwork;
 use margay_crds as crds;
 use margay_crds::{
-    AffinityState, BGPConfiguration, BGPFilter, BGPPeer, BlockAffinity,
-    IPAMBlock, IPPool, Node, PasswordSource, Selector,
+    BGPConfiguration, BGPFilter, BGPPeer, BlockAffinity, IPAMBlock, IPPool,
+    Node, Selector,
 };
 use margay_ctlproto::PeerType;
 
 use crate::bfd::SessionCfg;
 use crate::caps::Family;
-use crate::policy::{
-    GlobalPolicy, NextHopMode, Pool, PrefixCommunities, Rule, RuleSet,
-    SessionPolicy,
-};
+use crate::policy::{GlobalPolicy, NextHopMode, Rule, RuleSet, SessionPolicy};
+use crate::secrets::Secrets;
 use crate::speaker::PeerCfg;
+
+mod origin;
+mod session_opts;
+
+use origin::global_policy;
+pub use origin::originated;
+pub use session_opts::EXT_NH_ANNOTATION;
+use session_opts::{
+    bfd_cfg, extended_next_hop_annotation, max_prefix_annotation, password,
+};
 
 /// Calico's default AS (confd `client.go`).
 pub const DEFAULT_AS: u32 = 64512;
@@ -40,6 +48,9 @@ pub struct Resources {
     pub pools: Vec<IPPool>,
     pub affinities: Vec<BlockAffinity>,
     pub blocks: Vec<IPAMBlock>,
+    /// Secret keys for `password.secretKeyRef`, read by the caller with
+    /// the kubernetes datastore; `None` for datastores without Secrets.
+    pub secrets: Option<Secrets>,
 }
 
 /// What the speaker should look like.
@@ -155,6 +166,7 @@ pub fn derive(
             } else {
                 my_v4.map(IpAddr::V4)
             },
+            ext_next_hop: false,
         }
     };
     let mut peers: Vec<PeerCfg> = Vec::new();
@@ -165,9 +177,12 @@ pub fn derive(
     // BGPPeers / RR clients instead).
     if global_cfg.mesh_enabled() && my_cluster.is_none() {
         let mesh_password = match &global_cfg.node_mesh_password {
-            Some(p) => {
-                Some(password(p, "BGPConfiguration", "spec.nodeMeshPassword")?)
-            }
+            Some(p) => password(
+                p,
+                res.secrets.as_ref(),
+                ("BGPConfiguration", "default"),
+                "spec.nodeMeshPassword",
+            )?,
             None => None,
         };
         let restart = global_cfg.node_mesh_max_restart_time()?;
@@ -304,8 +319,14 @@ pub fn derive(
         let filters = filter_rules(res, &s.filters, &pname)?;
         let peer_bfd = bfd_cfg(s.bfd.as_ref(), "BGPPeer", "spec.bfd")
             .map_err(|e| ConfigError::Invalid(e.named(&pname)))?;
+        let ext_nh = extended_next_hop_annotation(bp)?;
         let pw = match &s.password {
-            Some(p) => Some(password(p, "BGPPeer", "spec.password")?),
+            Some(p) => password(
+                p,
+                res.secrets.as_ref(),
+                ("BGPPeer", &pname),
+                "spec.password",
+            )?,
             None => None,
         };
         for (addr, port, remote_as, client_by_cluster) in targets {
@@ -376,7 +397,12 @@ pub fn derive(
                 },
                 restart_time: secs(s.max_restart_time()?),
                 max_prefixes: max_prefix_annotation(bp),
-                families: vec![family_of(addr)],
+                // RFC 8950: IPv4 unicast rides the IPv6 session too.
+                families: if ext_nh && addr.is_ipv6() {
+                    vec![Family::Ipv6Unicast, Family::Ipv4Unicast]
+                } else {
+                    vec![family_of(addr)]
+                },
                 policy,
             });
             if let (Some(b), Some(p)) = (peer_bfd, peers.last()) {
@@ -400,94 +426,6 @@ pub fn derive(
         local_routes,
         bfd,
     })
-}
-
-/// Pools and prefix communities.
-fn global_policy(
-    res: &Resources,
-    cfg: &crds::BGPConfigurationSpec,
-) -> Result<GlobalPolicy, ConfigError> {
-    let mut pools = Vec::new();
-    for p in &res.pools {
-        pools.push(Pool {
-            cidr: p.spec.cidr_net()?,
-            disabled: p.spec.disabled,
-            disable_bgp_export: p.spec.disable_bgp_export,
-        });
-    }
-    let mut prefix_communities = Vec::new();
-    for (i, pa) in cfg.prefix_advertisements.iter().enumerate() {
-        let field = format!("spec.prefixAdvertisements[{i}]");
-        let cidr: IpNetwork = pa.cidr.parse().map_err(|_| {
-            crds::ValidationError::string(
-                "BGPConfiguration",
-                format!("{field}.cidr"),
-                &pa.cidr,
-                "allowed a CIDR such as \"10.0.0.0/16\"",
-            )
-        })?;
-        let mut pc = PrefixCommunities {
-            cidr,
-            communities: vec![],
-        };
-        for c in &pa.communities {
-            let v = cfg.resolve_community(c).unwrap_or(c);
-            pc.communities.push(crate::filter::community(
-                "BGPConfiguration",
-                &format!("{field}.communities"),
-                v,
-            )?);
-        }
-        prefix_communities.push(pc);
-    }
-    Ok(GlobalPolicy {
-        pools,
-        prefix_communities,
-    })
-}
-
-/// Confirmed blocks affine to `node` (pending never), and the /32s
-/// (/128s) this node borrowed from other nodes' blocks.
-pub fn originated(
-    res: &Resources,
-    node: &str,
-) -> Result<HashSet<IpNetwork>, ConfigError> {
-    let mut out = HashSet::new();
-    for a in &res.affinities {
-        if a.spec.node == node
-            && a.spec.state == AffinityState::Confirmed
-            && !a.spec.deleted
-        {
-            let cidr: IpNetwork = a.spec.cidr.parse().map_err(|_| {
-                crds::ValidationError::string(
-                    "BlockAffinity",
-                    "spec.cidr",
-                    &a.spec.cidr,
-                    "allowed a CIDR",
-                )
-            })?;
-            out.insert(cidr);
-        }
-    }
-    for b in &res.blocks {
-        if b.spec.deleted || b.spec.affine_host() == Some(node) {
-            continue;
-        }
-        let cidr = b.spec.cidr_net()?;
-        for (ord, slot) in b.spec.allocations.iter().enumerate() {
-            let Some(attr) = slot.and_then(|i| b.spec.attributes.get(i)) else {
-                continue;
-            };
-            if attr.secondary.get("node").map(String::as_str) != Some(node) {
-                continue;
-            }
-            if let Some(ip) = nth(&cidr, ord) {
-                let len = if ip.is_ipv4() { 32 } else { 128 };
-                out.insert(IpNetwork::new(ip, len).expect("host prefix"));
-            }
-        }
-    }
-    Ok(out)
 }
 
 /// The peer's filters as import and export rule sets, in order.
@@ -519,73 +457,6 @@ fn filter_rules(
     Ok((import, export))
 }
 
-/// Resolve a password: inline or from a file (secretKeyRef needs the
-/// Kubernetes datastore, which resolves it before this point).
-fn password(
-    p: &crds::BGPPassword,
-    kind: &str,
-    field: &str,
-) -> Result<String, ConfigError> {
-    let key = match p.source(kind, field)? {
-        PasswordSource::Value(v) => v.to_string(),
-        PasswordSource::File(f) => std::fs::read_to_string(f)
-            .map_err(|e| ConfigError::Peer {
-                peer: field.into(),
-                reason: format!("reading password file {f:?}: {e}"),
-            })?
-            .trim_end_matches(['\n', '\r'])
-            .to_string(),
-        PasswordSource::Secret(s) => {
-            return Err(ConfigError::Peer {
-                peer: field.into(),
-                reason: format!(
-                    "secretKeyRef {}/{} is only resolved with the kubernetes datastore; use file or value here",
-                    s.name, s.key
-                ),
-            });
-        }
-    };
-    if key.len() > crate::sockopt::MD5_MAX_KEY_LEN {
-        return Err(ConfigError::Peer {
-            peer: field.into(),
-            reason: format!(
-                "TCP MD5 key of {} bytes; allowed at most 80 (RFC 2385, Linux)",
-                key.len()
-            ),
-        });
-    }
-    Ok(key)
-}
-
-/// margay extension: annotation `margay.io/max-prefixes` on a BGPPeer.
-fn max_prefix_annotation(bp: &BGPPeer) -> Option<u32> {
-    bp.metadata
-        .annotations
-        .as_ref()?
-        .get("margay.io/max-prefixes")?
-        .parse()
-        .ok()
-}
-
-/// The session settings of enabled BFD, validated (RFC 5880 6.8.1 and
-/// 6.8.6 limits, see [`crds::BFDSettings::check`]).
-fn bfd_cfg(
-    b: Option<&crds::BFDSettings>,
-    kind: &str,
-    at: &str,
-) -> Result<Option<SessionCfg>, crds::ValidationError> {
-    let Some(b) = b.filter(|b| b.enabled) else {
-        return Ok(None);
-    };
-    if let Some(e) = b.check(kind, at).into_iter().next() {
-        return Err(e);
-    }
-    Ok(Some(SessionCfg {
-        min_interval: b.min_interval_of(kind, at)?,
-        multiplier: b.multiplier(),
-    }))
-}
-
 fn parse_selector(s: &str, peer: &str) -> Result<Selector, ConfigError> {
     Selector::parse(s).map_err(|e| ConfigError::Peer {
         peer: peer.into(),
@@ -609,22 +480,6 @@ fn family_of(a: IpAddr) -> Family {
 
 fn secs(d: Duration) -> u16 {
     d.as_secs().min(u64::from(u16::MAX)) as u16
-}
-
-/// The `n`th address of `net`.
-fn nth(net: &IpNetwork, n: usize) -> Option<IpAddr> {
-    match net {
-        IpNetwork::V4(v) => {
-            let base = u32::from(v.network());
-            let a = base.checked_add(u32::try_from(n).ok()?)?;
-            v.contains(a.into()).then(|| IpAddr::V4(a.into()))
-        }
-        IpNetwork::V6(v) => {
-            let base = u128::from(v.network());
-            let a = base.checked_add(n as u128)?;
-            v.contains(a.into()).then(|| IpAddr::V6(a.into()))
-        }
-    }
 }
 
 #[cfg(test)]

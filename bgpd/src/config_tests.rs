@@ -367,3 +367,67 @@ fn bad_bfd_settings_name_resource_and_field() {
          (RFC 5880 section 6.8.6)"
     );
 }
+
+const EXT_NH: &str = r#"
+apiVersion: margay.io/v1
+kind: Node
+metadata: {name: dut}
+spec: {bgp: {ipv4Address: 10.0.0.1/24, ipv6Address: "fd00::1/64"}}
+---
+apiVersion: margay.io/v1
+kind: BGPConfiguration
+metadata: {name: default}
+spec: {asNumber: 65000, nodeToNodeMeshEnabled: false}
+---
+apiVersion: margay.io/v1
+kind: BGPPeer
+metadata: {name: v6, annotations: {margay.io/extended-next-hop: "VALUE"}}
+spec: {peerIP: "fd00::2", asNumber: 65001}
+---
+apiVersion: margay.io/v1
+kind: BGPPeer
+metadata: {name: v4, annotations: {margay.io/extended-next-hop: "true"}}
+spec: {peerIP: 10.0.0.2, asNumber: 65001}
+---
+apiVersion: margay.io/v1
+kind: BGPPeer
+metadata: {name: plain6}
+spec: {peerIP: "fd00::3", asNumber: 65001}
+"#;
+
+#[test]
+fn extended_next_hop_annotation_adds_ipv4_to_ipv6_sessions_only() {
+    let d =
+        derive(&res(&EXT_NH.replace("VALUE", "true")), "dut", None).unwrap();
+    let fams = |n: &str| {
+        d.peers
+            .iter()
+            .find(|p| p.name == n)
+            .unwrap()
+            .families
+            .clone()
+    };
+    assert_eq!(
+        fams("Global_fd00::2"),
+        [Family::Ipv6Unicast, Family::Ipv4Unicast]
+    );
+    // An IPv4 session carries IPv4 natively; no annotation, no IPv4.
+    assert_eq!(fams("Global_10.0.0.2"), [Family::Ipv4Unicast]);
+    assert_eq!(fams("Global_fd00::3"), [Family::Ipv6Unicast]);
+
+    let d =
+        derive(&res(&EXT_NH.replace("VALUE", "false")), "dut", None).unwrap();
+    assert_eq!(d.peers[1].name, "Global_fd00::2");
+    assert_eq!(d.peers[1].families, [Family::Ipv6Unicast]);
+
+    let e = derive(&res(&EXT_NH.replace("VALUE", "yes")), "dut", None)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("v6")
+            && e.contains("margay.io/extended-next-hop")
+            && e.contains("\"yes\"")
+            && e.contains("allowed \"true\" or \"false\""),
+        "{e}"
+    );
+}

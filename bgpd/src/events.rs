@@ -12,7 +12,7 @@ use crate::fsm::{Action, ConnId, DownReason, Event, State};
 use crate::neighbor::NbrAction;
 use crate::notification::Notification;
 use crate::policy;
-use crate::rib::{Attrs, Change, PeerId, SourceInfo};
+use crate::rib::{Attrs, PeerId, SourceInfo};
 use crate::speaker::{
     ConnectSpec, Output, Session, Speaker, TimerKey, TimerKind, now,
 };
@@ -175,6 +175,7 @@ impl Speaker {
             if let Some(f) = wire::family_from_wire(f) {
                 tracing::debug!(peer = %p.cfg.name, ?f, "End-of-RIB");
                 self.purge_stale(id, Some(f));
+                self.deferral_eor(id, conn, f);
             }
             return;
         }
@@ -192,9 +193,7 @@ impl Speaker {
             p.last_error = Some(format!("UPDATE error ({:?}): {e}", e.action));
         }
         for n in u.withdrawn_all() {
-            if self.rib.withdraw(id, &n.prefix) != Change::None {
-                self.dirty.insert(n.prefix);
-            }
+            self.rib.withdraw(id, &n.prefix);
         }
         if verdict == Verdict::TreatAsWithdraw {
             return;
@@ -236,7 +235,7 @@ impl Speaker {
                         &attrs,
                     )
                 });
-                let c = match verdict {
+                match verdict {
                     Ok([]) => self.rib.update(id, n.prefix, shared.clone()),
                     Ok(ops) => {
                         // A filter rewrote this route: its own (interned)
@@ -252,9 +251,6 @@ impl Speaker {
                     // Rejected: an implicit withdraw of what we had.
                     Err(_) => self.rib.withdraw(id, &n.prefix),
                 };
-                if c != Change::None {
-                    self.dirty.insert(n.prefix);
-                }
             }
         }
         self.check_max_prefix(id, conn);
@@ -298,6 +294,7 @@ impl Speaker {
             };
         let mut policy = p.cfg.policy.clone();
         policy.local_addr = local;
+        policy.ext_next_hop = neg.ipv4_over_ipv6_nh;
         tracing::info!(peer = %p.cfg.name, families = ?neg.families, hold = neg.hold_time, "session established");
         self.rib.set_source(
             id,
@@ -336,6 +333,8 @@ impl Speaker {
             }
         }
         self.reexport_peer(id);
+        // This peer may be one a restarting speaker need not wait for.
+        self.check_deferral();
     }
 
     /// The session left Established: withdraw its routes, or keep them
@@ -365,9 +364,7 @@ impl Speaker {
             ));
         } else {
             p.gr_stale = false;
-            for (prefix, _) in self.rib.remove_peer(id, false) {
-                self.dirty.insert(prefix);
-            }
+            self.rib.remove_peer(id, false);
         }
     }
 

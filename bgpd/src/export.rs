@@ -1,11 +1,11 @@
 //! From Loc-RIB changes to outgoing UPDATEs and RIB-stream events.
 //!
-//! Changed prefixes collect in `dirty`; [`Speaker::flush`] runs export
+//! The RIB queues changed prefixes; [`Speaker::flush`] runs export
 //! policy per established peer, queues announcements and withdrawals, and
 //! packs every queue into as few UPDATEs as possible: prefixes sharing
 //! one exported attribute set go into the same messages.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::net::IpAddr;
 use std::sync::Arc;
 
@@ -17,9 +17,9 @@ use margay_ctlproto::{RibEntry, RibEvent, RibPath};
 
 use crate::caps::Family;
 use crate::decision::RouteCmp;
-use crate::policy::{self, Origin};
-use crate::rib::{Attrs, LOCAL, Path, PeerId};
-use crate::speaker::{Output, Speaker};
+use crate::policy::{self, GlobalPolicy, Origin};
+use crate::rib::{Attrs, Entry, LOCAL, Path, PeerId, Sources};
+use crate::speaker::{Output, Peer, Session, Speaker};
 use crate::wire;
 
 /// Cache of exported attribute sets for one flush: (source set, peer,
@@ -27,232 +27,125 @@ use crate::wire;
 type ExportCache =
     HashMap<(usize, PeerId, u64, usize), Arc<Attrs>, RandomState>;
 
+/// Changed prefixes exported per [`Speaker::flush_some`] turn: bounds the
+/// memory of one turn's queues (a million-prefix burst is exported in
+/// slices, not all at once) and lets the IO layer send between turns.
+pub const FLUSH_CHUNK: usize = 16384;
+
 impl Speaker {
-    /// Process every changed prefix: RIB-stream events and UPDATEs.
+    /// Export every changed prefix: RIB-stream events and UPDATEs.
     pub fn flush(&mut self) {
-        let dirty: Vec<IpNetwork> = self.dirty.drain().collect();
-        let peers: Vec<PeerId> = self
+        while self.flush_some(FLUSH_CHUNK) {}
+    }
+
+    /// Export up to `max` changed prefixes, oldest first, and pack the
+    /// UPDATEs; true when more changes wait.
+    pub fn flush_some(&mut self, max: usize) -> bool {
+        let ids: Vec<PeerId> = self
             .peers
             .values()
             .filter(|p| p.session.is_some())
             .map(|p| p.id)
             .collect();
         let mut cache = ExportCache::default();
-        for prefix in &dirty {
-            self.out.push(self.rib_event(prefix));
-            for id in &peers {
-                self.export_one(*id, prefix, &mut cache);
+        let Speaker {
+            rib,
+            peers,
+            global,
+            out,
+            rib_stream,
+            ..
+        } = self;
+        let n = rib.drain_changed(max, |prefix, entry, sources| {
+            if *rib_stream {
+                out.push(rib_event(prefix, entry));
             }
-            self.rib.forget_if_unused(prefix);
-        }
-        for id in peers {
+            for id in &ids {
+                let ex = Exporter {
+                    peers: &*peers,
+                    global,
+                    sources,
+                };
+                let d = ex.decide(*id, prefix, entry, &mut cache);
+                queue(peers, *id, prefix, entry, d);
+            }
+        });
+        for id in ids {
             self.pack(id);
         }
-        if !dirty.is_empty() {
+        if n > 0 {
             self.rib.gc_interned();
         }
-        // A million-prefix burst must not pin its queue memory for good.
-        if self.dirty.capacity() > 65536 {
-            self.dirty.shrink_to(1024);
-        }
+        self.rib.has_changes()
     }
 
-    /// The stream event for `prefix`: its ECMP next hops, or a withdraw
-    /// when it has none (gone, or locally originated: felix-lite owns the
-    /// blackholes of our own blocks).
-    fn rib_event(&self, prefix: &IpNetwork) -> Output {
-        let hops = self.next_hops(prefix);
-        if hops.is_empty() {
-            Output::Rib(RibEvent::Withdraw { prefix: *prefix })
-        } else {
-            Output::Rib(RibEvent::Route {
-                prefix: *prefix,
-                next_hops: hops,
-            })
-        }
+    /// Whether RIB-stream events are produced: the IO layer turns them
+    /// off while nobody subscribes (a subscriber starts from
+    /// [`Speaker::rib_snapshot`], so nothing is missed).
+    pub fn set_rib_stream(&mut self, on: bool) {
+        self.rib_stream = on;
     }
 
-    fn next_hops(&self, prefix: &IpNetwork) -> Vec<IpAddr> {
-        let Some(e) = self.rib.get(prefix) else {
-            return Vec::new();
-        };
-        if e.best().is_none_or(|b| b.peer == LOCAL) {
-            return Vec::new();
-        }
-        e.multipath()
-            .iter()
-            .filter_map(|p| p.attrs.next_hop_addr())
-            .collect()
+    /// Whether changes wait for [`Speaker::flush_some`].
+    pub fn has_changes(&self) -> bool {
+        self.rib.has_changes()
     }
 
     /// Every best route as stream events (a subscriber's snapshot).
     pub fn rib_snapshot(&self) -> Vec<RibEvent> {
         self.rib
             .iter()
-            .filter_map(|(prefix, _)| match self.rib_event(prefix) {
+            .filter_map(|(prefix, e)| match rib_event(prefix, e) {
                 Output::Rib(ev @ RibEvent::Route { .. }) => Some(ev),
                 _ => None,
             })
             .collect()
     }
 
-    /// Queue the export decision for one prefix to one peer.
-    fn export_one(
-        &mut self,
-        id: PeerId,
-        prefix: &IpNetwork,
-        cache: &mut ExportCache,
-    ) {
-        let Some(p) = self.peers.get(&id) else {
-            return;
-        };
-        let Some(s) = p.session.as_ref() else {
-            return;
-        };
-        let fam = if prefix.is_ipv4() {
-            Family::Ipv4Unicast
-        } else {
-            Family::Ipv6Unicast
-        };
-        if !s.neg.has(fam) {
-            return;
-        }
-        let entry = self.rib.get(prefix);
-        let best = entry.and_then(|e| e.best());
-        let out: Option<Arc<Attrs>> = best
-            .filter(|b| b.peer != id)
-            .and_then(|b| self.export_attrs(id, prefix, b, cache));
-        let advertised = entry.is_some_and(|e| e.is_advertised(id as usize));
-        let p = self.peers.get_mut(&id).expect("checked");
-        match out {
-            Some(a) => {
-                if !advertised {
-                    p.advertised += 1;
-                }
-                p.pending.insert(*prefix, Some(a));
-                if let Some(e) = self.rib.get_mut(prefix) {
-                    e.set_advertised(id as usize, true);
-                }
-            }
-            None if advertised => {
-                p.advertised = p.advertised.saturating_sub(1);
-                p.pending.insert(*prefix, None);
-                if let Some(e) = self.rib.get_mut(prefix) {
-                    e.set_advertised(id as usize, false);
-                }
-            }
-            None => {}
-        }
-    }
-
-    /// Export policy and attribute rewriting for `best` towards `id`.
-    fn export_attrs(
-        &self,
-        id: PeerId,
-        prefix: &IpNetwork,
-        best: &Path,
-        cache: &mut ExportCache,
-    ) -> Option<Arc<Attrs>> {
-        let s = self.peers[&id].session.as_ref()?;
-        let (origin, source_id) = if best.peer == LOCAL {
-            (Origin::Local, None)
-        } else {
-            let src = self.rib.source(best.peer)?;
-            let client = self
-                .peers
-                .get(&best.peer)
-                .is_some_and(|p| p.cfg.policy.rr_client);
-            let o = if src.ebgp {
-                Origin::Ebgp
-            } else {
-                Origin::Ibgp { client }
-            };
-            (o, Some(src.router_id))
-        };
-        let ops = policy::export_prefix(
-            &s.policy,
-            &self.global,
-            prefix,
-            origin,
-            &best.attrs.path,
-        )?;
-        let mut mask = 0u64;
-        for (i, pc) in
-            self.global.prefix_communities.iter().enumerate().take(64)
-        {
-            if policy::contains(&pc.cidr, prefix) {
-                mask |= 1 << i;
-            }
-        }
-        // Rules with operations make the result depend on the matching
-        // rule too; every empty operation list shares one key.
-        let key = (
-            Arc::as_ptr(&best.attrs) as usize,
-            id,
-            mask,
-            ops.as_ptr() as usize,
-        );
-        if let Some(a) = cache.get(&key) {
-            return Some(a.clone());
-        }
-        let a = policy::export_attrs(
-            &s.policy,
-            &self.global,
-            prefix,
-            origin,
-            source_id,
-            &best.attrs,
-            ops,
-        );
-        // A next hop of the wrong family cannot be sent (no RFC 8950 here).
-        let nh_ok = match a.next_hop {
-            Some(bgp_wire::NextHop::V4(_)) => prefix.is_ipv4(),
-            Some(bgp_wire::NextHop::V6 { .. }) => !prefix.is_ipv4(),
-            None => false,
-        };
-        if !nh_ok {
-            return None;
-        }
-        let a = Arc::new(a);
-        cache.insert(key, a.clone());
-        Some(a)
-    }
-
     /// Re-run export of the whole table towards one peer (session up,
     /// policy change); withdraws what is no longer exported.
     pub(crate) fn reexport_peer(&mut self, id: PeerId) {
-        let prefixes: Vec<IpNetwork> =
-            self.rib.iter().map(|(p, _)| *p).collect();
-        let mut cache = ExportCache::default();
-        for prefix in &prefixes {
-            self.export_one(id, prefix, &mut cache);
-        }
-        self.pack(id);
+        self.reexport(id, |_| true);
     }
 
     /// Route refresh for one family (RFC 2918 4: "re-advertise ... the
     /// Adj-RIB-Out").
     pub(crate) fn reexport_family(&mut self, id: PeerId, f: Family) {
-        let prefixes: Vec<IpNetwork> = self
-            .rib
-            .iter()
-            .filter(|(p, e)| {
-                p.is_ipv4() == (f == Family::Ipv4Unicast)
-                    && e.is_advertised(id as usize)
-            })
-            .map(|(p, _)| *p)
-            .collect();
-        let mut cache = ExportCache::default();
-        for prefix in &prefixes {
-            if let Some(e) = self.rib.get_mut(prefix) {
-                // Force a resend.
-                e.set_advertised(id as usize, false);
+        let slot = id as usize;
+        let in_family =
+            |p: &IpNetwork| p.is_ipv4() == (f == Family::Ipv4Unicast);
+        let mut resent = 0;
+        self.rib.for_each_mut(|prefix, e, _| {
+            if in_family(prefix) && e.is_advertised(slot) {
+                // Forget it was sent, which forces a resend.
+                e.set_advertised(slot, false);
+                resent += 1;
             }
-            if let Some(p) = self.peers.get_mut(&id) {
-                p.advertised = p.advertised.saturating_sub(1);
-            }
-            self.export_one(id, prefix, &mut cache);
+        });
+        if let Some(p) = self.peers.get_mut(&id) {
+            p.advertised = p.advertised.saturating_sub(resent);
         }
+        self.reexport(id, in_family);
+    }
+
+    /// Export every prefix for which `pick` holds towards `id`, and pack.
+    fn reexport(&mut self, id: PeerId, pick: impl Fn(&IpNetwork) -> bool) {
+        let mut cache = ExportCache::default();
+        let Speaker {
+            rib, peers, global, ..
+        } = self;
+        rib.for_each_mut(|prefix, e, sources| {
+            if !pick(prefix) {
+                return;
+            }
+            let ex = Exporter {
+                peers: &*peers,
+                global,
+                sources,
+            };
+            let d = ex.decide(id, prefix, e, &mut cache);
+            queue(peers, id, prefix, e, d);
+        });
         self.pack(id);
     }
 
@@ -265,10 +158,20 @@ impl Speaker {
 
     /// Turn a peer's queue into UPDATE messages (withdrawals first), then
     /// End-of-RIB after the initial dump.
-    fn pack(&mut self, id: PeerId) {
+    pub(crate) fn pack(&mut self, id: PeerId) {
         let Some(p) = self.peers.get_mut(&id) else {
             return;
         };
+        if self.deferral.is_some() {
+            // RFC 4724 4.1: a restarting speaker defers its advertisements;
+            // the queue waits for `end_deferral`, and by then may hold
+            // several decisions for one prefix.
+            p.pending_held |= !p.pending.is_empty();
+            return;
+        }
+        if std::mem::take(&mut p.pending_held) {
+            keep_last(&mut p.pending);
+        }
         let Some(s) = p.session.as_mut() else {
             return;
         };
@@ -278,7 +181,7 @@ impl Speaker {
         let mut withdraw: [Vec<Nlri>; 2] = Default::default();
         let mut groups: HashMap<usize, (Arc<Attrs>, Vec<Nlri>), RandomState> =
             HashMap::default();
-        for (prefix, a) in p.pending.drain() {
+        for (prefix, a) in p.pending.drain(..) {
             match a {
                 None => withdraw[usize::from(!prefix.is_ipv4())]
                     .push(Nlri::new(prefix)),
@@ -434,6 +337,198 @@ impl Speaker {
             stale: p.stale,
             reason,
         }
+    }
+}
+
+/// What export decided for one prefix and peer.
+enum Decision {
+    /// The peer has no session or does not carry the family.
+    Skip,
+    /// Advertise these attributes.
+    Announce(Arc<Attrs>),
+    /// Not exported (any more).
+    Withhold,
+}
+
+/// The state export policy reads, borrowed apart from the RIB entry
+/// being exported.
+struct Exporter<'a> {
+    peers: &'a BTreeMap<PeerId, Peer>,
+    global: &'a GlobalPolicy,
+    sources: &'a Sources,
+}
+
+impl Exporter<'_> {
+    /// The export decision for `prefix` (whose entry is `entry`) to `id`.
+    fn decide(
+        &self,
+        id: PeerId,
+        prefix: &IpNetwork,
+        entry: &Entry,
+        cache: &mut ExportCache,
+    ) -> Decision {
+        let Some(s) = self.peers.get(&id).and_then(|p| p.session.as_ref())
+        else {
+            return Decision::Skip;
+        };
+        let fam = if prefix.is_ipv4() {
+            Family::Ipv4Unicast
+        } else {
+            Family::Ipv6Unicast
+        };
+        if !s.neg.has(fam) {
+            return Decision::Skip;
+        }
+        entry
+            .best()
+            .filter(|b| b.peer != id)
+            .and_then(|b| self.attrs(id, s, prefix, b, cache))
+            .map_or(Decision::Withhold, Decision::Announce)
+    }
+
+    /// Export policy and attribute rewriting for `best` towards `id`.
+    fn attrs(
+        &self,
+        id: PeerId,
+        s: &Session,
+        prefix: &IpNetwork,
+        best: &Path,
+        cache: &mut ExportCache,
+    ) -> Option<Arc<Attrs>> {
+        let (origin, source_id) = if best.peer == LOCAL {
+            (Origin::Local, None)
+        } else {
+            let src = self.sources.get(&best.peer)?;
+            let client = self
+                .peers
+                .get(&best.peer)
+                .is_some_and(|p| p.cfg.policy.rr_client);
+            let o = if src.ebgp {
+                Origin::Ebgp
+            } else {
+                Origin::Ibgp { client }
+            };
+            (o, Some(src.router_id))
+        };
+        let ops = policy::export_prefix(
+            &s.policy,
+            self.global,
+            prefix,
+            origin,
+            &best.attrs.path,
+        )?;
+        let mut mask = 0u64;
+        for (i, pc) in
+            self.global.prefix_communities.iter().enumerate().take(64)
+        {
+            if policy::contains(&pc.cidr, prefix) {
+                mask |= 1 << i;
+            }
+        }
+        // Rules with operations make the result depend on the matching
+        // rule too; every empty operation list shares one key.
+        let key = (
+            Arc::as_ptr(&best.attrs) as usize,
+            id,
+            mask,
+            ops.as_ptr() as usize,
+        );
+        if let Some(a) = cache.get(&key) {
+            return Some(a.clone());
+        }
+        let a = policy::export_attrs(
+            &s.policy,
+            self.global,
+            prefix,
+            origin,
+            source_id,
+            &best.attrs,
+            ops,
+        );
+        // A next hop of the other family goes out only as RFC 8950 allows:
+        // an IPv6 next hop for IPv4 NLRI "only if the peer has advertised"
+        // the Extended Next Hop capability for it (section 4; `neg` holds
+        // it only when both sides did). IPv4 next hops for IPv6 NLRI
+        // (RFC 4291 mapped addresses) are never sent.
+        let nh_ok = match a.next_hop {
+            Some(bgp_wire::NextHop::V4(_)) => prefix.is_ipv4(),
+            Some(bgp_wire::NextHop::V6 { .. }) => {
+                !prefix.is_ipv4() || s.neg.ipv4_over_ipv6_nh
+            }
+            None => false,
+        };
+        if !nh_ok {
+            return None;
+        }
+        let a = Arc::new(a);
+        cache.insert(key, a.clone());
+        Some(a)
+    }
+}
+
+/// Put a decision in the peer's outgoing queue, keeping the entry's
+/// advertised bit and the peer's count in step.
+fn queue(
+    peers: &mut BTreeMap<PeerId, Peer>,
+    id: PeerId,
+    prefix: &IpNetwork,
+    entry: &mut Entry,
+    d: Decision,
+) {
+    let Some(p) = peers.get_mut(&id) else {
+        return;
+    };
+    let slot = id as usize;
+    let advertised = entry.is_advertised(slot);
+    match d {
+        Decision::Skip => {}
+        Decision::Announce(a) => {
+            if !advertised {
+                p.advertised += 1;
+            }
+            p.pending.push((*prefix, Some(a)));
+            entry.set_advertised(slot, true);
+        }
+        Decision::Withhold if advertised => {
+            p.advertised = p.advertised.saturating_sub(1);
+            p.pending.push((*prefix, None));
+            entry.set_advertised(slot, false);
+        }
+        Decision::Withhold => {}
+    }
+}
+
+/// Drop every decision of a queue that a later one for the same prefix
+/// overrides (only the last may go out: withdrawals are packed before
+/// announcements, and announcements in no particular order).
+fn keep_last(q: &mut Vec<(IpNetwork, Option<Arc<Attrs>>)>) {
+    let mut seen: HashSet<IpNetwork, RandomState> = HashSet::default();
+    let mut kept: Vec<_> =
+        q.drain(..).rev().filter(|(p, _)| seen.insert(*p)).collect();
+    kept.reverse();
+    *q = kept;
+}
+
+/// The stream event for `prefix`: its ECMP next hops, or a withdraw when
+/// it has none (gone, or locally originated: felix-lite owns the
+/// blackholes of our own blocks).
+fn rib_event(prefix: &IpNetwork, entry: &Entry) -> Output {
+    let hops: Vec<IpAddr> = if entry.best().is_some_and(|b| b.peer != LOCAL) {
+        entry
+            .multipath()
+            .iter()
+            .filter_map(|p| p.attrs.next_hop_addr())
+            .collect()
+    } else {
+        Vec::new()
+    };
+    if hops.is_empty() {
+        Output::Rib(RibEvent::Withdraw { prefix: *prefix })
+    } else {
+        Output::Rib(RibEvent::Route {
+            prefix: *prefix,
+            next_hops: hops,
+        })
     }
 }
 

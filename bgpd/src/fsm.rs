@@ -11,7 +11,11 @@ use std::time::Duration;
 use serde::Serialize;
 
 use crate::caps::{Capabilities, Negotiated};
-use crate::notification::{Notification, cease, code, fsm_err, open_err};
+use crate::notification::{Notification, code, fsm_err};
+
+mod collision;
+mod open;
+mod timers;
 
 /// RFC 6793 section 9: the 2-octet placeholder for a 4-octet AS.
 pub const AS_TRANS: u16 = 23456;
@@ -373,59 +377,6 @@ impl Fsm {
         }
     }
 
-    fn timer(&mut self, t: Timer, out: &mut Vec<Action>) {
-        match (self.state, t) {
-            (State::Idle, Timer::IdleHold) if self.started => {
-                // RFC 4271 8.1.2 event 3/5: AutomaticStart after an error.
-                self.start(self.passive, out);
-            }
-            (State::Connect, Timer::ConnectRetry) => {
-                // RFC 4271 8.2.2 Connect: "drops the TCP connection, restarts
-                // the ConnectRetryTimer, ... initiates a TCP connection".
-                self.close(out);
-                let id = self.next_conn.next();
-                self.conn = Some(id);
-                out.push(Action::ArmTimer(
-                    Timer::ConnectRetry,
-                    self.cfg.connect_retry,
-                ));
-                out.push(Action::Connect(id));
-            }
-            (State::Active, Timer::ConnectRetry) => {
-                out.push(Action::ArmTimer(
-                    Timer::ConnectRetry,
-                    self.cfg.connect_retry,
-                ));
-                if !self.passive {
-                    let id = self.next_conn.next();
-                    self.conn = Some(id);
-                    self.state = State::Connect;
-                    out.push(Action::Connect(id));
-                }
-            }
-            (
-                State::OpenSent | State::OpenConfirm | State::Established,
-                Timer::Hold,
-            ) => {
-                // RFC 4271 6.5: "If ... the Hold Timer expires, the local
-                // system sends a NOTIFICATION message with the Error Code
-                // Hold Timer Expired".
-                let n = Notification::new(code::HOLD_TIMER_EXPIRED, 0);
-                self.send_notification(n, out);
-                self.go_idle(DownReason::HoldTimerExpired, out);
-            }
-            (State::OpenConfirm | State::Established, Timer::Keepalive) => {
-                if let Some(c) = self.conn {
-                    out.push(Action::SendKeepalive(c));
-                }
-                if let Some(k) = self.keepalive_interval() {
-                    out.push(Action::ArmTimer(Timer::Keepalive, k));
-                }
-            }
-            _ => {}
-        }
-    }
-
     fn tcp_connected(&mut self, conn: ConnId, out: &mut Vec<Action>) {
         let ours = self.conn == Some(conn);
         let accept = match self.state {
@@ -454,117 +405,6 @@ impl Fsm {
         self.state = State::OpenSent;
     }
 
-    /// The OPEN we send.
-    pub fn open_params(&self) -> OpenParams {
-        // RFC 6793 section 4.1: a 4-octet AS goes in the capability and
-        // AS_TRANS in "My Autonomous System".
-        let my_as = u16::try_from(self.cfg.local_as).unwrap_or(AS_TRANS);
-        OpenParams {
-            my_as,
-            hold_time: self.cfg.hold_time,
-            bgp_id: self.cfg.router_id,
-            caps: self.cfg.caps.clone(),
-        }
-    }
-
-    fn open_received(&mut self, open: PeerOpen, out: &mut Vec<Action>) {
-        if self.state != State::OpenSent {
-            // RFC 4271 8.2.2 OpenConfirm/Established: an OPEN here is an FSM
-            // error (collisions are detected before the event gets here).
-            self.fsm_error(out);
-            return;
-        }
-        match self.check_open(&open) {
-            Err(n) => {
-                self.send_notification(n.clone(), out);
-                self.go_idle(DownReason::NotificationSent(n), out);
-            }
-            Ok(neg) => {
-                let conn = self.conn.expect("OpenSent has a connection");
-                out.push(Action::SendKeepalive(conn));
-                self.negotiated = Some(neg);
-                self.restart_hold(out);
-                if let Some(k) = self.keepalive_interval() {
-                    out.push(Action::ArmTimer(Timer::Keepalive, k));
-                }
-                self.state = State::OpenConfirm;
-            }
-        }
-    }
-
-    /// RFC 4271 section 6.2 OPEN message error handling.
-    pub fn check_open(
-        &self,
-        open: &PeerOpen,
-    ) -> Result<Negotiated, Notification> {
-        if open.version != 4 {
-            // "the Data field is a 2-octet unsigned integer, which indicates
-            // the largest, locally-supported version number".
-            return Err(Notification::with_data(
-                code::OPEN,
-                open_err::UNSUPPORTED_VERSION,
-                vec![0, 4],
-            ));
-        }
-        // RFC 6793 section 4.1: the 4-octet AS capability carries the real
-        // AS; "My Autonomous System" then is AS_TRANS if it doesn't fit.
-        let peer_as = open.caps.four_octet_as.unwrap_or(u32::from(open.my_as));
-        if peer_as != self.cfg.remote_as {
-            return Err(Notification::new(code::OPEN, open_err::BAD_PEER_AS));
-        }
-        let ibgp = peer_as == self.cfg.local_as;
-        // RFC 6286 section 2.2: zero, or equal to ours from an internal
-        // peer, is a Bad BGP Identifier.
-        if open.bgp_id.is_unspecified()
-            || (ibgp && open.bgp_id == self.cfg.router_id)
-        {
-            return Err(Notification::new(code::OPEN, open_err::BAD_BGP_ID));
-        }
-        // RFC 4271 6.2: "An implementation MUST reject Hold Time values of
-        // one or two seconds."
-        if open.hold_time == 1 || open.hold_time == 2 {
-            return Err(Notification::new(
-                code::OPEN,
-                open_err::UNACCEPTABLE_HOLD_TIME,
-            ));
-        }
-        // RFC 4271 4.2: the hold time is the smaller of the two.
-        let hold = self.cfg.hold_time.min(open.hold_time);
-        let keepalive = if hold == 0 {
-            0
-        } else {
-            self.cfg.keepalive.min(hold / 3).max(1)
-        };
-        Ok(Negotiated::new(
-            &self.cfg.caps,
-            &open.caps,
-            peer_as,
-            open.bgp_id,
-            hold,
-            keepalive,
-            ibgp,
-        ))
-    }
-
-    fn restart_hold(&mut self, out: &mut Vec<Action>) {
-        match self.negotiated.as_ref().map(|n| n.hold_time) {
-            // RFC 4271 4.4: a zero hold time means no timers at all.
-            Some(0) => out.push(Action::StopTimer(Timer::Hold)),
-            Some(h) => out.push(Action::ArmTimer(
-                Timer::Hold,
-                Duration::from_secs(h.into()),
-            )),
-            None => {}
-        }
-    }
-
-    fn keepalive_interval(&self) -> Option<Duration> {
-        match self.negotiated.as_ref().map(|n| n.keepalive) {
-            Some(0) | None => None,
-            Some(k) => Some(Duration::from_secs(k.into())),
-        }
-    }
-
     /// RFC 4271 6.6 and RFC 6608: an unexpected message for the state.
     fn fsm_error(&mut self, out: &mut Vec<Action>) {
         let sub = match self.state {
@@ -577,45 +417,6 @@ impl Fsm {
         let n = Notification::new(code::FSM, sub);
         self.send_notification(n.clone(), out);
         self.go_idle(DownReason::NotificationSent(n), out);
-    }
-
-    /// Close the connection because another one won a collision
-    /// (RFC 4271 6.8, RFC 4486 subcode 7).
-    pub fn lose_collision(&mut self) -> Vec<Action> {
-        let mut out = Vec::new();
-        let n = Notification::new(code::CEASE, cease::COLLISION_RESOLUTION);
-        self.send_notification(n.clone(), &mut out);
-        // The winner carries on, so this FSM does not restart by itself.
-        self.started = false;
-        self.go_idle(DownReason::NotificationSent(n), &mut out);
-        out
-    }
-
-    /// Close an Established session because the peer reconnected: RFC 4724
-    /// section 4.2 "the Receiving Speaker MUST close the TCP connection
-    /// associated with the previous session" and keep its routes stale.
-    pub fn close_for_restart(&mut self) -> Vec<Action> {
-        let mut out = Vec::new();
-        self.started = false;
-        self.go_idle(DownReason::TcpFailure, &mut out);
-        out
-    }
-
-    /// Adopt the state of `winner`, which took over this peer (used when the
-    /// secondary FSM of a collision wins).
-    pub fn replace_with(&mut self, winner: Fsm) {
-        let started = self.started;
-        let passive = self.passive;
-        *self = winner;
-        self.started = started;
-        self.passive = passive;
-    }
-
-    /// Mark this FSM as started (for a collision FSM that inherits the
-    /// peer's automatic restart).
-    pub fn set_started(&mut self, passive: bool) {
-        self.started = true;
-        self.passive = passive;
     }
 
     fn send_notification(&mut self, n: Notification, out: &mut Vec<Action>) {

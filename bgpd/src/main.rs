@@ -1,7 +1,7 @@
 //! `bgpd`: margay's BGP speaker daemon.
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -11,7 +11,7 @@ use futures::StreamExt;
 use margay_bgpd::config::{self, Desired, Resources};
 use margay_bgpd::speaker::{Speaker, SpeakerCfg};
 use margay_bgpd::tasks::{Daemon, Input};
-use margay_bgpd::{control, metrics, network};
+use margay_bgpd::{control, metrics, network, secrets};
 use margay_crds::{
     BGPConfiguration, BGPFilter, BGPPeer, BlockAffinity, IPAMBlock, IPPool,
     Node,
@@ -49,6 +49,12 @@ struct Args {
     /// because felix-lite kept the FIB while bgpd was down.
     #[arg(long)]
     graceful_restart: bool,
+    /// With --graceful-restart: the longest wait, in seconds, for every
+    /// peer's End-of-RIB before our own routes go out (RFC 4724 4.1
+    /// Selection_Deferral_Timer). Keep it below the 120 s that felix-lite
+    /// (--stale-time) and the peers (maxRestartTime) keep our routes.
+    #[arg(long, default_value_t = 90)]
+    select_defer_time: u64,
     /// How often to re-read the datastore even without a watch event, in
     /// seconds (a safety net: changes are watched).
     #[arg(long, default_value_t = 30)]
@@ -80,6 +86,7 @@ async fn run(args: Args) -> Result<()> {
     let speaker = Speaker::new(SpeakerCfg {
         router_id: first.router_id,
         restarting: args.graceful_restart,
+        select_defer: Duration::from_secs(args.select_defer_time),
         idle_hold: Duration::from_secs(5),
     });
     // One listener per node address: a dual-stack node has IPv6 sessions
@@ -200,7 +207,7 @@ fn watch_for_changes<K: margay_datastore::Object>(
 }
 
 async fn desired(ds: &Datastore, args: &Args) -> Result<Desired> {
-    let res = Resources {
+    let mut res = Resources {
         nodes: ds.list::<Node>().await?.items,
         bgp_configs: ds.list::<BGPConfiguration>().await?.items,
         peers: ds.list::<BGPPeer>().await?.items,
@@ -208,6 +215,16 @@ async fn desired(ds: &Datastore, args: &Args) -> Result<Desired> {
         pools: ds.list::<IPPool>().await?.items,
         affinities: ds.list::<BlockAffinity>().await?.items,
         blocks: ds.list::<IPAMBlock>().await?.items,
+        secrets: None,
     };
+    // Only the kubernetes datastore has Secrets; read the referenced keys
+    // on every derivation so that a rotated password applies.
+    if let Datastore::Kubernetes(k) = ds {
+        let ns = secrets::namespace(
+            std::env::var("POD_NAMESPACE").ok(),
+            Path::new(secrets::SA_NAMESPACE_FILE),
+        );
+        res.secrets = Some(secrets::resolve(k, &ns, &res).await?);
+    }
     Ok(config::derive(&res, &args.node, args.router_id)?)
 }

@@ -67,6 +67,9 @@ pub struct SessionPolicy {
     /// A second local address of the other family, for IPv6 next hops on
     /// an IPv4 session and the reverse.
     pub local_addr_other: Option<IpAddr>,
+    /// RFC 8950 was negotiated on this session (filled in per session):
+    /// IPv4 routes may go out with our IPv6 session address as next hop.
+    pub ext_next_hop: bool,
 }
 
 /// BGPPeer `nextHopMode`.
@@ -291,15 +294,25 @@ pub fn export_attrs(
             }
         }
     }
-    if next_hop_self || out.next_hop.is_none() {
+    // A kept next hop this session cannot carry (an IPv6 one for IPv4
+    // without RFC 8950) is replaced by our own, as for next hop self.
+    let sendable = match out.next_hop {
+        Some(NextHop::V4(_)) => prefix.is_ipv4(),
+        Some(NextHop::V6 { .. }) => !prefix.is_ipv4() || sess.ext_next_hop,
+        None => false,
+    };
+    if next_hop_self || !sendable {
         out.next_hop = self_next_hop(sess, prefix);
     }
     out
 }
 
-/// Our own address of the prefix's family on this session.
+/// Our own address of the prefix's family on this session; for IPv4 on
+/// an IPv6 session that negotiated RFC 8950, the IPv6 session address
+/// (as BIRD and FRR do: the peer reaches us over that address).
 fn self_next_hop(sess: &SessionPolicy, prefix: &IpNetwork) -> Option<NextHop> {
-    let want_v4 = prefix.is_ipv4();
+    let want_v4 = prefix.is_ipv4()
+        && !(sess.ext_next_hop && sess.local_addr.is_some_and(|a| a.is_ipv6()));
     let addr = [sess.local_addr, sess.local_addr_other]
         .into_iter()
         .flatten()

@@ -17,6 +17,7 @@ fn sess(local_as: u32, remote_as: u32) -> SessionPolicy {
         next_hop_mode: NextHopMode::Auto,
         local_addr: Some(IpAddr::V4(Ipv4Addr::new(10, 0, 0, 1))),
         local_addr_other: None,
+        ext_next_hop: false,
     }
 }
 
@@ -312,4 +313,46 @@ fn source_remote_peers_skips_local_routes_on_export() {
     let pfx = n("10.244.1.0/26");
     assert!(exports(&s, &g, &pfx, Origin::Local, &p));
     assert!(!exports(&s, &g, &pfx, Origin::Ebgp, &path(&[65002])));
+}
+
+#[test]
+fn an_ipv6_next_hop_for_ipv4_is_kept_only_where_rfc_8950_runs() {
+    use std::net::Ipv6Addr;
+    let g = global();
+    let v6_nh = NextHop::V6 {
+        global: Ipv6Addr::new(0xfd00, 0, 0, 0, 0, 0, 0, 2),
+        link_local: None,
+    };
+    // Learned over an RFC 8950 session: an IPv4 route, IPv6 next hop.
+    let a = Attrs {
+        path: PathAttrs::default(),
+        next_hop: Some(v6_nh),
+    };
+    let p = n("10.244.5.0/26");
+    // iBGP keeps the next hop (Auto, not our route)...
+    let mut s = sess(65000, 65000);
+    s.ext_next_hop = true;
+    let out = rewrite(&s, &g, &p, Origin::Ebgp, None, &a);
+    assert_eq!(out.next_hop, Some(v6_nh));
+    // ...but a session without RFC 8950 cannot carry it: ours instead.
+    s.ext_next_hop = false;
+    let out = rewrite(&s, &g, &p, Origin::Ebgp, None, &a);
+    assert_eq!(out.next_hop, Some(NextHop::V4(Ipv4Addr::new(10, 0, 0, 1))));
+    // On an RFC 8950 IPv6 session, next hop self for IPv4 is our IPv6
+    // session address, even when the node has an IPv4 one.
+    let mut s = sess(65000, 65001);
+    s.local_addr = Some(IpAddr::V6(Ipv6Addr::new(0xfd00, 0, 0, 0, 0, 0, 0, 1)));
+    s.local_addr_other = Some(IpAddr::V4(Ipv4Addr::new(10, 0, 0, 1)));
+    s.ext_next_hop = true;
+    let out = rewrite(&s, &g, &p, Origin::Local, None, &a);
+    assert_eq!(
+        out.next_hop,
+        Some(NextHop::V6 {
+            global: Ipv6Addr::new(0xfd00, 0, 0, 0, 0, 0, 0, 1),
+            link_local: None
+        })
+    );
+    s.ext_next_hop = false;
+    let out = rewrite(&s, &g, &p, Origin::Local, None, &a);
+    assert_eq!(out.next_hop, Some(NextHop::V4(Ipv4Addr::new(10, 0, 0, 1))));
 }

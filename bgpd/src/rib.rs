@@ -6,12 +6,19 @@
 //! per outgoing peer slot saying whether the prefix is currently advertised
 //! to it (enough of the Adj-RIB-Out to know when to withdraw).
 //!
+//! The table also remembers which prefixes changed since the last
+//! [`Rib::drain_changed`] (the caller's export work list), in the order
+//! they changed: a burst of new prefixes is then exported in the order it
+//! was inserted, walking the table's memory front to back instead of
+//! jumping around it. An entry left with no paths stays until that drain
+//! has exported its withdrawal, and is dropped there.
+//!
 //! Attribute sets are interned: one UPDATE carries thousands of prefixes
 //! with the same attributes, and every one of them points at the same
 //! `Arc<Attrs>`, so a route costs a pointer and not a copy. The table
 //! itself is a compact prefix map (see `rib_table.rs`).
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::net::{IpAddr, Ipv4Addr};
 use std::sync::Arc;
 
@@ -80,6 +87,8 @@ pub struct Entry {
     advertised: u64,
     /// Slots from 64 on, only with that many sessions.
     more: Option<Box<MoreSlots>>,
+    /// Queued in `Rib::changed` (so it is queued once).
+    changed: bool,
 }
 
 /// Advertised bits of slots 64 and up, 64 per word.
@@ -100,11 +109,19 @@ pub enum Change {
 #[derive(Debug, Default)]
 pub struct Rib {
     table: Table<Entry>,
-    sources: HashMap<PeerId, SourceInfo, RandomState>,
+    sources: Sources,
     interned: HashSet<Arc<Attrs>, RandomState>,
     /// Paths per source, for the peer table and max-prefix.
     counts: HashMap<PeerId, usize, RandomState>,
+    /// Positions of the entries whose selection changed, oldest first.
+    /// Nothing is removed from the table while this is not empty.
+    changed: VecDeque<u32>,
+    /// Positions of entries found unused, removed by `sweep`.
+    unused: Vec<u32>,
 }
+
+/// The route sources, as the decision process and export see them.
+pub type Sources = HashMap<PeerId, SourceInfo, RandomState>;
 
 // ===== impl Entry =====
 
@@ -175,6 +192,7 @@ impl Entry {
             ecmp: 0,
             advertised: 0,
             more: None,
+            changed: false,
         }
     }
 
@@ -249,7 +267,8 @@ impl Rib {
         prefix: IpNetwork,
         attrs: Arc<Attrs>,
     ) -> Change {
-        let entry = self.table.get_or_insert_with(prefix, Entry::new);
+        let pos = self.table.position_or_insert_with(prefix, Entry::new);
+        let entry = self.table.at_mut(pos);
         let snap = Snapshot::of(entry);
         let path = Path {
             attrs,
@@ -268,14 +287,17 @@ impl Rib {
                 *self.counts.entry(peer).or_default() += 1;
             }
         }
-        reselect(&self.sources, entry, snap)
+        let change = reselect(&self.sources, entry, snap);
+        queue(&mut self.changed, entry, pos, change);
+        change
     }
 
     /// Remove `peer`'s path for `prefix`.
     pub fn withdraw(&mut self, peer: PeerId, prefix: &IpNetwork) -> Change {
-        let Some(entry) = self.table.get_mut(prefix) else {
+        let Some(pos) = self.table.position(prefix) else {
             return Change::None;
         };
+        let entry = self.table.at_mut(pos);
         let Some(i) = entry.paths.iter().position(|p| p.peer == peer) else {
             return Change::None;
         };
@@ -285,10 +307,75 @@ impl Rib {
             *c = c.saturating_sub(1);
         }
         let change = reselect(&self.sources, entry, snap);
-        if entry.unused() {
-            self.table.remove(prefix);
-        }
+        // Losing its last path changes the best path, so an entry that is
+        // now empty is queued, and `drain_changed` drops it.
+        queue(&mut self.changed, entry, pos, change);
         change
+    }
+
+    /// Whether changes wait for [`Rib::drain_changed`].
+    pub fn has_changes(&self) -> bool {
+        !self.changed.is_empty()
+    }
+
+    /// Hand up to `max` changed prefixes, oldest first, to `f` with their
+    /// entry and the sources; `f` may update the entry's advertised bits.
+    /// Returns how many were handed out. Once the queue is empty, entries
+    /// left without paths or advertisements are dropped.
+    pub fn drain_changed(
+        &mut self,
+        max: usize,
+        mut f: impl FnMut(&IpNetwork, &mut Entry, &Sources),
+    ) -> usize {
+        let mut n = 0;
+        while n < max {
+            let Some(pos) = self.changed.pop_front() else {
+                break;
+            };
+            n += 1;
+            let e = self.table.at_mut(pos as usize);
+            e.changed = false;
+            let prefix = e.prefix;
+            f(&prefix, e, &self.sources);
+            if e.unused() {
+                self.unused.push(pos);
+            }
+        }
+        if self.changed.is_empty() {
+            self.sweep();
+        }
+        n
+    }
+
+    /// Drop the entries found unused. Only while nothing is queued: the
+    /// queue holds positions, and a removal moves the last entry.
+    fn sweep(&mut self) {
+        let mut gone = std::mem::take(&mut self.unused);
+        gone.sort_unstable();
+        gone.dedup();
+        // Used again since (a new path) stays.
+        gone.retain(|&i| self.table.at_mut(i as usize).unused());
+        self.table
+            .remove_positions(gone.into_iter().map(|i| i as usize).collect());
+        // A million-prefix burst must not pin its queue memory for good.
+        if self.changed.capacity() > 65536 {
+            self.changed.shrink_to(1024);
+        }
+        if self.unused.capacity() > 65536 {
+            self.unused.shrink_to(1024);
+        }
+    }
+
+    /// Visit every entry in table order with the sources (no lookups: a
+    /// whole-table export walks memory front to back).
+    pub fn for_each_mut(
+        &mut self,
+        mut f: impl FnMut(&IpNetwork, &mut Entry, &Sources),
+    ) {
+        for e in self.table.values_mut() {
+            let prefix = e.prefix;
+            f(&prefix, e, &self.sources);
+        }
     }
 
     /// RFC 4724 4.2: mark every path of `peer` stale; returns how many.
@@ -303,13 +390,9 @@ impl Rib {
         n
     }
 
-    /// Remove `peer`'s paths (all, or only the stale ones), returning the
-    /// prefixes whose selection changed.
-    pub fn remove_peer(
-        &mut self,
-        peer: PeerId,
-        only_stale: bool,
-    ) -> Vec<(IpNetwork, Change)> {
+    /// Remove `peer`'s paths (all, or only the stale ones), queueing the
+    /// prefixes whose selection changed; returns how many paths went.
+    pub fn remove_peer(&mut self, peer: PeerId, only_stale: bool) -> usize {
         self.remove_peer_where(peer, only_stale, |_| true)
     }
 
@@ -320,49 +403,46 @@ impl Rib {
         peer: PeerId,
         only_stale: bool,
         pick: impl Fn(&IpNetwork) -> bool,
-    ) -> Vec<(IpNetwork, Change)> {
-        let mut changed = Vec::new();
+    ) -> usize {
         let mut removed = 0;
-        let sources = &self.sources;
-        self.table.retain(|e| {
-            let prefix = e.prefix;
-            if !pick(&prefix) {
-                return true;
+        let Rib {
+            table,
+            sources,
+            changed,
+            ..
+        } = self;
+        for (pos, e) in table.values_mut().enumerate() {
+            if !pick(&e.prefix) {
+                continue;
             }
             let before = e.paths.len();
             let snap = Snapshot::of(e);
             e.paths
                 .retain(|p| p.peer != peer || (only_stale && !p.stale));
-            removed += before - e.paths.len();
             if e.paths.len() != before {
+                removed += before - e.paths.len();
                 let c = reselect(sources, e, snap);
-                if c != Change::None {
-                    changed.push((prefix, c));
-                }
+                // Entries left empty wait in the queue: their withdrawal
+                // is exported before `drain_changed` drops them.
+                queue(changed, e, pos, c);
             }
-            // Keep empty entries still advertised: the caller withdraws
-            // them and then calls `forget_if_unused`.
-            !e.unused()
-        });
+        }
         if let Some(c) = self.counts.get_mut(&peer) {
             *c = c.saturating_sub(removed);
         }
-        changed
+        removed
     }
 
     /// Forget what was advertised to outgoing slot `slot` (its session
     /// went down); drops entries left with nothing.
     pub fn clear_advertised(&mut self, slot: usize) {
-        self.table.retain(|e| {
+        for (pos, e) in self.table.values_mut().enumerate() {
             e.set_advertised(slot, false);
-            !e.unused()
-        });
-    }
-
-    /// Drop an entry that has no paths and is advertised nowhere.
-    pub fn forget_if_unused(&mut self, prefix: &IpNetwork) {
-        if self.table.get(prefix).is_some_and(Entry::unused) {
-            self.table.remove(prefix);
+            // Queued entries are dropped by the drain; others at the next
+            // sweep.
+            if e.unused() && !e.changed {
+                self.unused.push(pos as u32);
+            }
         }
     }
 
@@ -404,10 +484,16 @@ impl Rib {
 
 // ===== helper functions =====
 
-fn candidate<'a>(
-    sources: &HashMap<PeerId, SourceInfo, RandomState>,
-    p: &'a Path,
-) -> Candidate<'a> {
+/// Queue the entry at `pos` if its selection changed (once until
+/// drained).
+fn queue(changed: &mut VecDeque<u32>, e: &mut Entry, pos: usize, c: Change) {
+    if c != Change::None && !e.changed {
+        e.changed = true;
+        changed.push_back(pos as u32);
+    }
+}
+
+fn candidate<'a>(sources: &Sources, p: &'a Path) -> Candidate<'a> {
     let source = match sources.get(&p.peer) {
         Some(s) if p.peer != LOCAL => Source::Peer {
             ebgp: s.ebgp,
@@ -425,14 +511,16 @@ fn candidate<'a>(
 /// An entry's selection before a change.
 struct Snapshot {
     best: Option<(PeerId, Arc<Attrs>)>,
-    next_hops: SmallVec<[Option<IpAddr>; 2]>,
+    /// The ECMP next hops, when there were several (with one, they are
+    /// the best path's, which `best` already pins down).
+    next_hops: Option<SmallVec<[Option<IpAddr>; 2]>>,
 }
 
 impl Snapshot {
     fn of(e: &Entry) -> Snapshot {
         Snapshot {
             best: e.paths.first().map(|p| (p.peer, p.attrs.clone())),
-            next_hops: next_hops(e),
+            next_hops: (e.multipath().len() > 1).then(|| next_hops(e)),
         }
     }
 }
@@ -446,11 +534,7 @@ fn next_hops(e: &Entry) -> SmallVec<[Option<IpAddr>; 2]> {
 
 /// Run the decision process over an entry: best first, then the ECMP
 /// members (distinct next hops only); returns what changed since `old`.
-fn reselect(
-    sources: &HashMap<PeerId, SourceInfo, RandomState>,
-    e: &mut Entry,
-    old: Snapshot,
-) -> Change {
+fn reselect(sources: &Sources, e: &mut Entry, old: Snapshot) -> Change {
     if e.paths.len() > 1 {
         let mut best = 0;
         for i in 1..e.paths.len() {
@@ -490,8 +574,14 @@ fn reselect(
         _ => false,
     };
     if !same_best {
-        Change::Best
-    } else if next_hops(e) != old.next_hops {
+        return Change::Best;
+    }
+    let multipath_changed = match old.next_hops {
+        Some(hops) => next_hops(e) != hops,
+        // Same best path: a set of one stays the same set of one.
+        None => e.multipath().len() > 1,
+    };
+    if multipath_changed {
         Change::Multipath
     } else {
         Change::None

@@ -1,17 +1,21 @@
 //! The prefix table behind [`Rib`](super::Rib): a dense `Vec` of values
-//! that carry their prefix, found through a hash table of 4-octet
-//! positions in that `Vec`.
+//! that carry their prefix, found through a hash index of positions in
+//! that `Vec` (`rib_index.rs`).
 //!
 //! Why not `HashMap<IpNetwork, Entry>`: hashbrown keeps at most 7/8 of its
 //! buckets in use and doubles, so a million prefixes live in 2^21 buckets
 //! of 72 octets each (150 MB, half of it empty), and hashing the
 //! `IpNetwork` enum through `Hash` costs several hasher rounds per lookup,
-//! which dominated a transit profile. Here an empty bucket costs 5 octets,
+//! which dominated a transit profile. Here an empty bucket costs 8 octets,
 //! the values are packed without holes, and a prefix hashes with two
 //! folded multiplies. Removal moves the last pair into the hole
-//! (`swap_remove`), so iteration order is arbitrary, as with a `HashMap`.
+//! (`swap_remove`), so positions change only on removal, and iteration
+//! order is arbitrary, as with a `HashMap`.
 
-use hashbrown::HashTable;
+#[path = "rib_index.rs"]
+mod index;
+
+use index::Index;
 use ipnetwork::IpNetwork;
 
 /// Folded multiply: the high and low halves of the 128-bit product,
@@ -35,7 +39,7 @@ pub(crate) trait Keyed {
 #[derive(Debug)]
 pub(crate) struct Table<V> {
     /// Positions in `slots`, keyed by the hash of the prefix there.
-    index: HashTable<u32>,
+    index: Index,
     slots: Vec<V>,
     /// Per-table random seed, so that peers cannot aim prefixes at one
     /// bucket.
@@ -47,7 +51,7 @@ impl<V> Default for Table<V> {
         use std::hash::BuildHasher;
         let seed = foldhash::fast::RandomState::default().hash_one(K1);
         Table {
-            index: HashTable::new(),
+            index: Index::default(),
             slots: Vec::new(),
             seed,
         }
@@ -80,49 +84,56 @@ impl<V: Keyed> Table<V> {
         self.slots.is_empty()
     }
 
-    fn find(&self, p: &IpNetwork) -> Option<usize> {
+    /// Where `p` is; valid until the next removal.
+    pub fn position(&self, p: &IpNetwork) -> Option<usize> {
         let slots = &self.slots;
         self.index
-            .find(hash(self.seed, p), |&i| slots[i as usize].key() == p)
-            .map(|&i| i as usize)
+            .find(hash(self.seed, p), |i| slots[i as usize].key() == p)
+            .map(|b| self.index.position(b) as usize)
+    }
+
+    pub fn at_mut(&mut self, i: usize) -> &mut V {
+        &mut self.slots[i]
     }
 
     pub fn get(&self, p: &IpNetwork) -> Option<&V> {
-        self.find(p).map(|i| &self.slots[i])
+        self.position(p).map(|i| &self.slots[i])
     }
 
     pub fn get_mut(&mut self, p: &IpNetwork) -> Option<&mut V> {
-        self.find(p).map(|i| &mut self.slots[i])
+        self.position(p).map(|i| &mut self.slots[i])
     }
 
-    /// The value of `p`, inserted with `make(p)` when absent.
-    pub fn get_or_insert_with(
+    /// The position of `p`, inserted with `make(p)` when absent.
+    pub fn position_or_insert_with(
         &mut self,
         p: IpNetwork,
         make: impl FnOnce(IpNetwork) -> V,
-    ) -> &mut V {
-        let Table { index, slots, seed } = self;
-        let h = hash(*seed, &p);
-        let i = match index.find(h, |&i| *slots[i as usize].key() == p) {
-            Some(&i) => i as usize,
+    ) -> usize {
+        let h = hash(self.seed, &p);
+        let slots = &self.slots;
+        match self.index.find(h, |i| *slots[i as usize].key() == p) {
+            Some(b) => self.index.position(b) as usize,
             None => {
-                let i = slots.len();
-                // Positions are u32: 4 billion prefixes would need far
-                // more memory than any host running bgpd has.
-                let pos = u32::try_from(i).expect("fewer than 2^32 prefixes");
-                slots.push(make(p));
-                index.insert_unique(h, pos, |&j| {
-                    hash(*seed, slots[j as usize].key())
-                });
+                let i = self.slots.len();
+                // Positions are u32 (and +1 in the index): 4 billion
+                // prefixes would need far more memory than any host
+                // running bgpd has.
+                let pos = u32::try_from(i)
+                    .ok()
+                    .filter(|i| *i < u32::MAX)
+                    .expect("fewer than 2^32 - 1 prefixes");
+                self.slots.push(make(p));
+                self.index.insert(h, pos);
                 i
             }
-        };
-        &mut slots[i]
+        }
     }
 
     /// Removes `p`, returning its value.
+    #[cfg(test)]
     pub fn remove(&mut self, p: &IpNetwork) -> Option<V> {
-        let i = self.find(p)?;
+        let i = self.position(p)?;
         Some(self.remove_at(i))
     }
 
@@ -130,45 +141,60 @@ impl<V: Keyed> Table<V> {
     /// moves into the hole and its bucket is pointed there.
     fn remove_at(&mut self, i: usize) -> V {
         let h = hash(self.seed, self.slots[i].key());
-        if let Ok(e) = self.index.find_entry(h, |&j| j as usize == i) {
-            e.remove();
+        if let Some(b) = self.index.find(h, |j| j as usize == i) {
+            self.index.remove(b);
         }
         let v = self.slots.swap_remove(i);
         let moved_from = self.slots.len();
         if i < moved_from {
             let h = hash(self.seed, self.slots[i].key());
-            if let Some(j) =
-                self.index.find_mut(h, |&j| j as usize == moved_from)
-            {
-                *j = i as u32;
+            if let Some(b) = self.index.find(h, |j| j as usize == moved_from) {
+                self.index.set_position(b, i as u32);
             }
         }
-        self.maybe_shrink();
+        let cap = self.slots.capacity();
+        if cap > 1024 && self.slots.len() < cap / 4 {
+            // A million-prefix peer going away must not pin 70 MB.
+            self.slots.shrink_to(self.slots.len() * 2);
+        }
         v
     }
 
-    /// Gives memory back once the table has emptied to a quarter of its
-    /// capacity (a million-prefix peer going away must not pin 70 MB).
-    fn maybe_shrink(&mut self) {
-        let cap = self.slots.capacity();
-        if cap > 1024 && self.slots.len() < cap / 4 {
-            let keep = self.slots.len() * 2;
-            self.slots.shrink_to(keep);
-            let Table { index, slots, seed } = self;
-            index.shrink_to(keep, |&j| hash(*seed, slots[j as usize].key()));
+    /// Removes the pairs at `positions` (each at most once; positions as
+    /// [`Table::position`] gave them, before any of these removals).
+    pub fn remove_positions(&mut self, mut positions: Vec<usize>) {
+        if positions.len() > self.slots.len() / 8 {
+            // Many at once (a peer's whole table withdrawn): one pass that
+            // compacts the values and rebuilds the index is cheaper than
+            // fixing two buckets per removal.
+            let mut gone = vec![false; self.slots.len()];
+            positions.iter().for_each(|&i| gone[i] = true);
+            let mut i = 0;
+            self.slots.retain(|_| {
+                i += 1;
+                !gone[i - 1]
+            });
+            self.reindex();
+        } else {
+            // Highest first: `remove_at` moves the last pair into the
+            // hole, and the last pair is then never one still to remove.
+            positions.sort_unstable_by(|a, b| b.cmp(a));
+            for i in positions {
+                self.remove_at(i);
+            }
         }
     }
 
-    /// Keeps the pairs for which `keep` holds.
-    pub fn retain(&mut self, mut keep: impl FnMut(&mut V) -> bool) {
-        let mut i = 0;
-        while i < self.slots.len() {
-            if keep(&mut self.slots[i]) {
-                i += 1;
-            } else {
-                // The last pair moved to `i`: look at it next.
-                self.remove_at(i);
-            }
+    /// Rebuilds the index after `slots` was compacted, giving memory
+    /// back when the table shrank to a quarter.
+    fn reindex(&mut self) {
+        let cap = self.slots.capacity();
+        if cap > 1024 && self.slots.len() < cap / 4 {
+            self.slots.shrink_to(self.slots.len() * 2);
+        }
+        self.index.clear_for(self.slots.len());
+        for (i, v) in self.slots.iter().enumerate() {
+            self.index.insert(hash(self.seed, v.key()), i as u32);
         }
     }
 
@@ -209,8 +235,9 @@ mod tests {
         }
     }
 
-    /// Random inserts, removals and retains, checked against a HashMap
-    /// after every step: lookups, length and the set of pairs.
+    /// Random inserts, removals one by one and by position lists, checked
+    /// against a HashMap after every step: lookups, length and the set of
+    /// pairs.
     #[test]
     fn behaves_like_a_hashmap() {
         let mut t: Table<(IpNetwork, u32)> = Table::default();
@@ -228,22 +255,23 @@ mod tests {
             let p = prefix(k);
             match (r >> 32) % 10 {
                 0..=5 => {
-                    t.get_or_insert_with(p, |p| (p, 0)).1 += step;
+                    let i = t.position_or_insert_with(p, |p| (p, 0));
+                    t.at_mut(i).1 += step;
                     *model.entry(p).or_insert(0) += step;
                 }
                 6..=8 => {
                     assert_eq!(t.remove(&p).map(|e| e.1), model.remove(&p))
                 }
                 _ => {
-                    let m = (r >> 40) % 7 + 2;
-                    t.retain(|(p, v)| {
-                        !(u64::from(*v) + u64::from(p.prefix()))
-                            .is_multiple_of(m)
-                    });
-                    model.retain(|p, v| {
-                        !(u64::from(*v) + u64::from(p.prefix()))
-                            .is_multiple_of(m)
-                    });
+                    // Few (one by one) or many (compaction) positions.
+                    let m = (r >> 40) % 16 + 2;
+                    let pos: Vec<usize> = (0..t.len())
+                        .filter(|i| (*i as u64 + step as u64).is_multiple_of(m))
+                        .collect();
+                    for &i in &pos {
+                        model.remove(t.slots[i].key());
+                    }
+                    t.remove_positions(pos);
                 }
             }
             assert_eq!(t.len(), model.len(), "step {step}");
@@ -254,6 +282,9 @@ mod tests {
         got.sort();
         want.sort();
         assert_eq!(got, want);
+        for (p, v) in &want {
+            assert_eq!(t.get(p).map(|e| e.1), Some(*v));
+        }
     }
 
     /// Emptying a large table gives its memory back.
@@ -261,7 +292,7 @@ mod tests {
     fn shrinks_when_emptied() {
         let mut t: Table<(IpNetwork, u64)> = Table::default();
         for k in 0..100_000 {
-            t.get_or_insert_with(prefix(k), |p| (p, 1));
+            t.position_or_insert_with(prefix(k), |p| (p, 1));
         }
         let big = t.slots.capacity();
         for k in 0..100_000 {

@@ -72,8 +72,50 @@ fn best_path_and_ecmp_and_withdraw() {
     assert_eq!(r.get(&p("10.0.0.0/24")).unwrap().best().unwrap().peer, 2);
     assert_eq!(r.withdraw(2, &p("10.0.0.0/24")), Change::Best);
     assert_eq!(r.withdraw(3, &p("10.0.0.0/24")), Change::Best);
-    assert!(r.is_empty(), "an unadvertised empty entry is dropped");
     assert_eq!(r.withdraw(3, &p("10.0.0.0/24")), Change::None);
+    assert_eq!(drained(&mut r, usize::MAX), ["10.0.0.0/24 gone"]);
+    assert!(r.is_empty(), "an unadvertised empty entry is dropped");
+}
+
+/// Every changed prefix as `drain_changed` hands it out: "<prefix>
+/// <best peer>" or "<prefix> gone".
+fn drained(r: &mut Rib, max: usize) -> Vec<String> {
+    let mut v = Vec::new();
+    r.drain_changed(max, |prefix, e, _| {
+        v.push(match e.best() {
+            Some(b) => format!("{prefix} {}", b.peer),
+            None => format!("{prefix} gone"),
+        })
+    });
+    v
+}
+
+#[test]
+fn changes_drain_once_each_in_arrival_order() {
+    let mut r = rib();
+    let a = attrs(&mut r, &[65001], 1);
+    let b = attrs(&mut r, &[65002], 2);
+    for s in ["10.0.3.0/24", "10.0.1.0/24", "10.0.2.0/24"] {
+        r.update(1, p(s), a.clone());
+    }
+    // A second change of a queued prefix keeps its place; an unchanged
+    // re-announcement queues nothing.
+    r.update(2, p("10.0.3.0/24"), b.clone());
+    r.update(1, p("10.0.1.0/24"), a.clone());
+    assert_eq!(drained(&mut r, 2), ["10.0.3.0/24 1", "10.0.1.0/24 1"]);
+    assert!(r.has_changes());
+    // Withdrawn and announced again before the drain: once, as it is now.
+    r.withdraw(1, &p("10.0.1.0/24"));
+    assert_eq!(
+        drained(&mut r, usize::MAX),
+        ["10.0.2.0/24 1", "10.0.1.0/24 gone"]
+    );
+    r.update(2, p("10.0.5.0/24"), b.clone());
+    r.withdraw(2, &p("10.0.5.0/24"));
+    r.update(2, p("10.0.5.0/24"), b);
+    assert_eq!(drained(&mut r, usize::MAX), ["10.0.5.0/24 2"]);
+    assert!(!r.has_changes());
+    assert_eq!(r.len(), 3);
 }
 
 #[test]
@@ -88,8 +130,9 @@ fn stale_marking_refresh_and_purge() {
     // Re-advertisement after the restart replaces the stale path.
     r.update(1, p("10.0.1.0/24"), a);
     assert!(!r.get(&p("10.0.1.0/24")).unwrap().best().unwrap().stale);
-    let gone = r.remove_peer(1, true);
-    assert_eq!(gone, vec![(p("10.0.2.0/24"), Change::Best)]);
+    drained(&mut r, usize::MAX);
+    assert_eq!(r.remove_peer(1, true), 1);
+    assert_eq!(drained(&mut r, usize::MAX), ["10.0.2.0/24 gone"]);
     assert_eq!(r.len(), 1);
     assert_eq!(r.count_from(1), 1);
 }
@@ -102,12 +145,17 @@ fn advertised_bits_keep_entry_until_withdrawn() {
     let e = r.get_mut(&p("10.0.1.0/24")).unwrap();
     e.set_advertised(70, true);
     assert!(e.is_advertised(70) && !e.is_advertised(6));
+    drained(&mut r, usize::MAX);
     r.withdraw(1, &p("10.0.1.0/24"));
+    r.clear_advertised(6);
+    assert_eq!(r.len(), 1, "queued, and still advertised to slot 70");
+    assert_eq!(drained(&mut r, usize::MAX), ["10.0.1.0/24 gone"]);
     assert_eq!(r.len(), 1, "still advertised to slot 70");
-    r.get_mut(&p("10.0.1.0/24"))
-        .unwrap()
-        .set_advertised(70, false);
-    r.forget_if_unused(&p("10.0.1.0/24"));
+    // The export of the withdrawal clears the bit: then it goes.
+    let a = attrs(&mut r, &[65001], 1);
+    r.update(1, p("10.0.1.0/24"), a);
+    r.withdraw(1, &p("10.0.1.0/24"));
+    r.drain_changed(usize::MAX, |_, e, _| e.set_advertised(70, false));
     assert!(r.is_empty());
 }
 

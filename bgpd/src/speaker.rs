@@ -70,10 +70,14 @@ impl PeerCfg {
 #[derive(Debug, Clone)]
 pub struct SpeakerCfg {
     pub router_id: Ipv4Addr,
-    /// Started with graceful-restart recovery (BIRD's `-R`): the first
-    /// OPEN to each peer sets the Restart State bit and the forwarding
-    /// state preserved flags (RFC 4724 4.1), since felix-lite kept the FIB.
+    /// Started with graceful-restart recovery (BIRD's `-R`): until the
+    /// selection deferral ends, OPENs set the Restart State bit and the
+    /// forwarding state preserved flags (RFC 4724 4.1), since felix-lite
+    /// kept the FIB, and no UPDATE goes out (see `restart.rs`).
     pub restarting: bool,
+    /// RFC 4724 4.1 Selection_Deferral_Timer: the longest a restarting
+    /// speaker waits for its peers' End-of-RIB.
+    pub select_defer: Duration,
     /// Idle time after a session error before AutomaticStart.
     pub idle_hold: Duration,
 }
@@ -91,6 +95,8 @@ pub enum TimerKind {
     Fsm(u64, fsm::Timer),
     /// RFC 4724 4.2 restart / stale-routes timer of a helper.
     GrStale,
+    /// RFC 4724 4.1 Selection_Deferral_Timer (key's `peer` is `LOCAL`).
+    SelectionDeferral,
     /// A timer of the BFD session with local discriminator `.0` (the
     /// key's `peer` is then `LOCAL`: BFD sessions outlive BGP peers).
     Bfd(u32, crate::bfd::session::Timer),
@@ -195,7 +201,10 @@ pub(crate) struct Peer {
     pub received: u64,
     pub advertised: u64,
     /// Announce (Some) or withdraw (None), flushed by `export.rs`.
-    pub pending: HashMap<IpNetwork, Option<Arc<Attrs>>, RandomState>,
+    pub pending: Vec<(IpNetwork, Option<Arc<Attrs>>)>,
+    /// `pending` outlived a pack (selection deferral) and may hold more
+    /// than one decision per prefix.
+    pub pending_held: bool,
 }
 
 /// The speaker.
@@ -208,9 +217,12 @@ pub struct Speaker {
     pub(crate) rib: Rib,
     pub(crate) local_routes: HashSet<IpNetwork, RandomState>,
     pub(crate) local_attrs: Arc<Attrs>,
-    pub(crate) dirty: HashSet<IpNetwork, RandomState>,
+    /// Produce RIB-stream events (see `Speaker::set_rib_stream`).
+    pub(crate) rib_stream: bool,
     pub(crate) out: Vec<Output>,
     pub(crate) bfd: BfdSessions,
+    /// RFC 4724 4.1: selection deferred while restarting.
+    pub(crate) deferral: Option<crate::restart::Deferral>,
     pub counters: Counters,
 }
 
@@ -220,6 +232,7 @@ impl Speaker {
     pub fn new(cfg: SpeakerCfg) -> Speaker {
         let mut rib = Rib::new();
         let local_attrs = rib.intern(Attrs::default());
+        let (deferral, out) = crate::restart::start(&cfg);
         Speaker {
             cfg,
             global: GlobalPolicy::default(),
@@ -228,9 +241,10 @@ impl Speaker {
             rib,
             local_routes: HashSet::default(),
             local_attrs,
-            dirty: HashSet::default(),
-            out: Vec::new(),
+            rib_stream: true,
+            out,
             bfd: BfdSessions::default(),
+            deferral,
             counters: Counters::default(),
         }
     }
@@ -266,16 +280,12 @@ impl Speaker {
             .collect();
         for p in gone {
             self.local_routes.remove(&p);
-            if self.rib.withdraw(LOCAL, &p) != crate::rib::Change::None {
-                self.dirty.insert(p);
-            }
+            self.rib.withdraw(LOCAL, &p);
         }
         for p in routes {
             if self.local_routes.insert(p) {
                 let a = self.local_attrs.clone();
-                if self.rib.update(LOCAL, p, a) != crate::rib::Change::None {
-                    self.dirty.insert(p);
-                }
+                self.rib.update(LOCAL, p, a);
             }
         }
     }
@@ -306,16 +316,13 @@ impl Speaker {
         for c in rest {
             self.add_peer(c);
         }
+        // A removed peer may have been the last one deferral waited for.
+        self.check_deferral();
     }
 
     fn add_peer(&mut self, cfg: PeerCfg) {
         let id = self.next_id;
         self.next_id += 1;
-        let gr_families = if self.cfg.restarting {
-            cfg.families.iter().map(|f| (*f, true)).collect()
-        } else {
-            cfg.families.iter().map(|f| (*f, false)).collect()
-        };
         let fsm_cfg = FsmConfig {
             local_as: cfg.local_as,
             remote_as: cfg.remote_as,
@@ -324,19 +331,7 @@ impl Speaker {
             keepalive: cfg.keepalive,
             connect_retry: cfg.connect_retry,
             idle_hold: self.cfg.idle_hold,
-            caps: Capabilities {
-                families: cfg.families.clone(),
-                four_octet_as: Some(cfg.local_as),
-                route_refresh: true,
-                enhanced_route_refresh: false,
-                graceful_restart: Some(GracefulRestartCap {
-                    restarting: self.cfg.restarting,
-                    restart_time: cfg.restart_time,
-                    families: gr_families,
-                }),
-                extended_next_hop: vec![],
-                mp_other: false,
-            },
+            caps: self.our_caps(&cfg),
         };
         let mut nbr = Neighbor::new(fsm_cfg);
         let acts = nbr.start(cfg.passive);
@@ -362,10 +357,36 @@ impl Speaker {
                 gr_stale: false,
                 received: 0,
                 advertised: 0,
-                pending: HashMap::default(),
+                pending: Vec::new(),
+                pending_held: false,
             },
         );
         self.apply(id, acts);
+    }
+
+    /// The capabilities of our OPENs to the peer of `cfg`. While the
+    /// restart is in progress (selection deferred) they carry the Restart
+    /// State bit and "forwarding state preserved" for every family (RFC
+    /// 4724 4.1), since felix-lite kept the FIB.
+    pub(crate) fn our_caps(&self, cfg: &PeerCfg) -> Capabilities {
+        let restarting = self.deferral.is_some();
+        Capabilities {
+            families: cfg.families.clone(),
+            four_octet_as: Some(cfg.local_as),
+            route_refresh: true,
+            enhanced_route_refresh: false,
+            graceful_restart: Some(GracefulRestartCap {
+                restarting,
+                restart_time: cfg.restart_time,
+                families: cfg
+                    .families
+                    .iter()
+                    .map(|f| (*f, restarting))
+                    .collect(),
+            }),
+            extended_next_hop: ext_next_hop_families(cfg),
+            mp_other: false,
+        }
     }
 
     fn remove_peer(&mut self, id: PeerId, subcode: u8) {
@@ -388,9 +409,7 @@ impl Speaker {
             peer: id,
             kind: TimerKind::GrStale,
         }));
-        for (prefix, _) in self.rib.remove_peer(id, false) {
-            self.dirty.insert(prefix);
-        }
+        self.rib.remove_peer(id, false);
         self.rib.clear_advertised(id as usize);
     }
 
@@ -402,6 +421,7 @@ impl Speaker {
         if let Some(s) = p.session.as_mut() {
             s.policy = p.cfg.policy.clone();
             s.policy.local_addr = local;
+            s.policy.ext_next_hop = s.neg.ipv4_over_ipv6_nh;
         }
         if import_changed {
             // Routes rejected before may be accepted now: ask the peer to
@@ -459,6 +479,9 @@ impl Speaker {
                 self.apply(key.peer, acts);
             }
             TimerKind::GrStale => self.purge_stale(key.peer, None),
+            TimerKind::SelectionDeferral => {
+                self.end_deferral("selection deferral timer expired")
+            }
             TimerKind::Bfd(discr, t) => self.on_bfd_timer(discr, t),
         }
     }
@@ -472,13 +495,13 @@ impl Speaker {
         if !p.gr_stale {
             return;
         }
-        let changed = match family {
+        let removed = match family {
             None => self.rib.remove_peer(id, true),
             Some(f) => self.rib.remove_peer_where(id, true, |n| {
                 n.is_ipv4() == (f == Family::Ipv4Unicast)
             }),
         };
-        tracing::info!(peer = %p.cfg.name, removed = changed.len(), "stale routes purged");
+        tracing::info!(peer = %p.cfg.name, removed, "stale routes purged");
         // Done when nothing of this peer is stale any more (all families
         // had their End-of-RIB, or the timer fired).
         if family.is_none() || !self.rib.has_stale(id) {
@@ -487,9 +510,6 @@ impl Speaker {
                 peer: id,
                 kind: TimerKind::GrStale,
             }));
-        }
-        for (prefix, _) in changed {
-            self.dirty.insert(prefix);
         }
     }
 
@@ -557,6 +577,17 @@ impl Speaker {
         }
         let acts = p.nbr.conn_event(conn, fsm::Event::TcpFailed(conn));
         self.apply(peer, acts);
+    }
+}
+
+/// RFC 8950 section 3: the NLRI families we offer with an IPv6 next hop.
+/// An IPv6 session that carries IPv4 unicast offers it, since it has
+/// no IPv4 address of its own to use as next hop.
+fn ext_next_hop_families(cfg: &PeerCfg) -> Vec<Family> {
+    if cfg.addr.is_ipv6() && cfg.families.contains(&Family::Ipv4Unicast) {
+        vec![Family::Ipv4Unicast]
+    } else {
+        vec![]
     }
 }
 

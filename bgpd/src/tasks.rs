@@ -33,11 +33,16 @@ use tracing::Instrument;
 
 use crate::bfd::io::{BfdIo, Received};
 use crate::config::Desired;
+use crate::export::FLUSH_CHUNK;
 use crate::fsm::ConnId;
 use crate::metrics::Metrics;
 use crate::network;
 use crate::rib::PeerId;
 use crate::speaker::{Output, Speaker, TimerKey};
+
+/// Inputs (frames from one socket read, accepts, queries...) handled
+/// between two export slices.
+const INPUT_BATCH: usize = 64;
 
 /// Messages into the main loop.
 #[derive(Debug)]
@@ -83,6 +88,8 @@ pub struct Daemon {
     conns: HashMap<(PeerId, ConnId), Conn>,
     timers: HashMap<TimerKey, Instant>,
     subscribers: Vec<mpsc::UnboundedSender<RibEvent>>,
+    /// Subscribers waiting for a restart's selection deferral to end.
+    held_subscribers: Vec<mpsc::UnboundedSender<RibEvent>>,
     gtsm: HashMap<IpAddr, u8>,
     connect_timeout: Duration,
     metrics: Option<Metrics>,
@@ -102,6 +109,7 @@ impl Daemon {
             conns: HashMap::new(),
             timers: HashMap::new(),
             subscribers: Vec::new(),
+            held_subscribers: Vec::new(),
             gtsm: HashMap::new(),
             connect_timeout: Duration::from_secs(5),
             metrics,
@@ -116,34 +124,76 @@ impl Daemon {
             tokio::spawn(tcp_listener(l.clone(), self.inputs.clone()));
         }
         loop {
-            let next = self.timers.values().min().copied();
-            tokio::select! {
-                inp = rx.recv() => {
-                    let Some(inp) = inp else { break };
-                    self.input(inp);
-                    // Batch what is already queued before flushing, so one
-                    // flush packs many UPDATEs' worth of prefixes.
-                    for _ in 0..1024 {
-                        match rx.try_recv() {
-                            Ok(i) => self.input(i),
-                            Err(_) => break,
-                        }
+            if self.speaker.has_changes() {
+                // Still exporting a burst: take what arrived meanwhile
+                // without waiting, let the socket tasks run (this runtime
+                // has one thread), then export the next slice.
+                for _ in 0..INPUT_BATCH {
+                    match rx.try_recv() {
+                        Ok(i) => self.input(i),
+                        Err(mpsc::error::TryRecvError::Empty) => break,
+                        Err(mpsc::error::TryRecvError::Disconnected) => return,
                     }
                 }
-                _ = tokio::time::sleep_until(next.unwrap_or_else(Instant::now)), if next.is_some() => {
-                    let now = Instant::now();
-                    let due: Vec<TimerKey> = self.timers.iter().filter(|(_, t)| **t <= now).map(|(k, _)| *k).collect();
-                    for k in due {
-                        self.timers.remove(&k);
-                        self.speaker.on_timer(k);
+                self.fire_due_timers();
+                tokio::task::yield_now().await;
+            } else {
+                let next = self.timers.values().min().copied();
+                tokio::select! {
+                    inp = rx.recv() => {
+                        let Some(inp) = inp else { break };
+                        self.input(inp);
+                        // Take what is already queued too, so one slice
+                        // packs many UPDATEs' worth of prefixes.
+                        for _ in 1..INPUT_BATCH {
+                            match rx.try_recv() {
+                                Ok(i) => self.input(i),
+                                Err(_) => break,
+                            }
+                        }
+                    }
+                    _ = tokio::time::sleep_until(next.unwrap_or_else(Instant::now)), if next.is_some() => {
+                        self.fire_due_timers();
                     }
                 }
             }
-            self.speaker.flush();
+            self.speaker.flush_some(FLUSH_CHUNK);
+            if !self.speaker.deferring() {
+                for tx in std::mem::take(&mut self.held_subscribers) {
+                    self.subscribe(tx);
+                }
+            }
             self.perform();
             if let Some(m) = &self.metrics {
                 m.update(&self.speaker);
             }
+        }
+    }
+
+    fn fire_due_timers(&mut self) {
+        let now = Instant::now();
+        let due: Vec<TimerKey> = self
+            .timers
+            .iter()
+            .filter(|(_, t)| **t <= now)
+            .map(|(k, _)| *k)
+            .collect();
+        for k in due {
+            self.timers.remove(&k);
+            self.speaker.on_timer(k);
+        }
+    }
+
+    /// Send a subscriber the RIB snapshot and its end marker; then it gets
+    /// every change.
+    fn subscribe(&mut self, tx: mpsc::UnboundedSender<RibEvent>) {
+        // From now on every change must reach it.
+        self.speaker.set_rib_stream(true);
+        for ev in self.speaker.rib_snapshot() {
+            let _ = tx.send(ev);
+        }
+        if tx.send(RibEvent::EndOfSnapshot).is_ok() {
+            self.subscribers.push(tx);
         }
     }
 
@@ -216,14 +266,13 @@ impl Daemon {
                 };
                 let _ = reply.send(resp);
             }
-            Input::Subscribe(tx) => {
-                for ev in self.speaker.rib_snapshot() {
-                    let _ = tx.send(ev);
-                }
-                if tx.send(RibEvent::EndOfSnapshot).is_ok() {
-                    self.subscribers.push(tx);
-                }
+            // While a restart defers selection (RFC 4724 4.1) the RIB is
+            // half learnt: a snapshot now would make felix-lite delete
+            // the routes it kept. The subscriber waits for the full one.
+            Input::Subscribe(tx) if self.speaker.deferring() => {
+                self.held_subscribers.push(tx)
             }
+            Input::Subscribe(tx) => self.subscribe(tx),
             Input::Config(d) => {
                 self.speaker.set_global(d.global);
                 self.speaker.set_peers(d.peers);
@@ -295,6 +344,11 @@ impl Daemon {
                 Output::BfdClose { discr } => self.bfd.close(discr),
                 Output::Rib(ev) => {
                     self.subscribers.retain(|s| s.send(ev.clone()).is_ok());
+                    if self.subscribers.is_empty() {
+                        // Nobody listens: skip building events until
+                        // somebody subscribes (and gets a snapshot).
+                        self.speaker.set_rib_stream(false);
+                    }
                 }
                 Output::ListenPeer {
                     addr,

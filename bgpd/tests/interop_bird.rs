@@ -131,6 +131,54 @@ fn bird_ipv4_and_ipv6_routes_both_ways() {
     assert!(snap.iter().all(|ev| !matches!(ev, margay_ctlproto::RibEvent::Route { prefix, .. } if prefix.to_string() == "10.244.1.0/26")));
 }
 
+#[test]
+fn bird_ipv4_routes_with_ipv6_next_hops_over_an_ipv6_session() {
+    let name = "bird_ipv4_routes_with_ipv6_next_hops_over_an_ipv6_session";
+    if skip(name) {
+        return;
+    }
+    let mut lab = Lab::new("bge").unwrap();
+    // One IPv6 session carrying IPv4 too (RFC 8950, margay's annotation).
+    let yaml = dut_yaml("fd00::2", 65001, "").replace(
+        "metadata: {name: peer}",
+        "metadata: {name: peer, annotations: \
+         {margay.io/extended-next-hop: \"true\"}}",
+    );
+    lab.start_bgpd(&yaml, &[]).unwrap();
+    let conf = r#"router id 10.0.0.2;
+protocol device {}
+protocol static s4 { ipv4; route 192.168.50.0/24 blackhole; }
+protocol bgp dut6 {
+  local fd00::2 as 65001;
+  neighbor fd00::1 as 65000;
+  connect retry time 1;
+  ipv4 { import all; export all; extended next hop on; };
+  ipv6 { import all; export all; };
+}
+"#;
+    let sock = start_bird(&lab, conf);
+    // bgpd -> BIRD: our IPv4 block with our IPv6 address as next hop.
+    let ok = wait_until(Duration::from_secs(40), || {
+        birdc(&lab, &sock, "show route 10.244.1.0/26 all").contains("65000")
+    });
+    assert!(
+        ok,
+        "BIRD lacks our IPv4 block: {}\n{}\n{}",
+        birdc(&lab, &sock, "show protocols all dut6"),
+        birdc(&lab, &sock, "show route all"),
+        lab.bgpd_log()
+    );
+    let r = birdc(&lab, &sock, "show route 10.244.1.0/26 all");
+    assert!(r.contains("BGP.next_hop: fd00::1"), "{r}");
+    // BIRD -> bgpd: its IPv4 route with its IPv6 next hop, accepted.
+    let ok = wait_until(Duration::from_secs(20), || {
+        lab.rib_entry("192.168.50.0/24").is_some()
+    });
+    assert!(ok, "no IPv4 route from BIRD: {}", lab.bgpd_log());
+    let e = lab.rib_entry("192.168.50.0/24").unwrap();
+    assert_eq!(e.paths[0].next_hop, Some("fd00::2".parse().unwrap()));
+}
+
 /// Starts bgpd with `peer_extra` on its BGPPeer and BIRD with
 /// `bird_opt` in its session, and checks whether the session comes up.
 /// Returns the lab for further checks when it is up.
@@ -296,6 +344,14 @@ fn bird_keeps_routes_stale_while_bgpd_restarts_until_end_of_rib() {
         "stale route not replaced: {}\n{}",
         birdc(&lab, &sock, "show route all"),
         lab.bgpd_log()
+    );
+    // RFC 4724 4.1: the restarted bgpd held its routes back until BIRD's
+    // End-of-RIB, not until the selection deferral timer.
+    let log = lab.bgpd_log();
+    assert!(
+        log.contains("route selection complete")
+            && log.contains("End-of-RIB from every peer"),
+        "{log}"
     );
 }
 

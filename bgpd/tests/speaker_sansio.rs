@@ -14,6 +14,13 @@ use margay_bgpd::policy::{NextHopMode, Rule, RuleSet, SessionPolicy, Verdict};
 use margay_bgpd::speaker::{Output, PeerCfg, Speaker, SpeakerCfg};
 use margay_ctlproto::{PeerType, RibEvent};
 
+/// RFC 8950: IPv4 NLRI with an IPv6 next hop.
+#[path = "speaker_sansio/ext_next_hop.rs"]
+mod ext_next_hop;
+/// RFC 4724 4.1: the restarting speaker defers its advertisements.
+#[path = "speaker_sansio/restarting.rs"]
+mod restarting;
+
 fn peer(addr: [u8; 4], asn: u32) -> PeerCfg {
     let accept = RuleSet {
         v4: vec![Rule::all(Verdict::Accept)],
@@ -48,36 +55,45 @@ fn peer(addr: [u8; 4], asn: u32) -> PeerCfg {
             next_hop_mode: NextHopMode::Auto,
             local_addr: None,
             local_addr_other: None,
+            ext_next_hop: false,
         },
     }
 }
 
 fn establish(s: &mut Speaker, addr: [u8; 4], asn: u32) -> (u32, u64) {
+    establish_gr(s, addr, asn, Some(false))
+}
+
+/// Bring up the session of `addr`, whose OPEN has a Graceful Restart
+/// capability with Restart State bit `gr` (none when `None`).
+fn establish_gr(
+    s: &mut Speaker,
+    addr: [u8; 4],
+    asn: u32,
+    gr: Option<bool>,
+) -> (u32, u64) {
     let (id, conn) = s
         .on_accept(
             IpAddr::V4(addr.into()),
             IpAddr::V4(Ipv4Addr::new(10, 0, 0, 1)),
         )
         .expect("configured peer");
-    let gr = bgp_wire::GracefulRestartCap {
-        restart_state: false,
-        notification: false,
-        restart_time: 60,
-        families: vec![GrFamily {
-            family: bgp_wire::Family::IPV4_UNICAST,
-            forwarding_preserved: true,
-        }],
-    };
-    let open = OpenMsg::new(
-        asn,
-        90,
-        Ipv4Addr::from(addr),
-        vec![
-            Capability::MultiProtocol(bgp_wire::Family::IPV4_UNICAST),
-            Capability::FourOctetAs(asn),
-            Capability::GracefulRestart(gr),
-        ],
-    );
+    let mut caps = vec![
+        Capability::MultiProtocol(bgp_wire::Family::IPV4_UNICAST),
+        Capability::FourOctetAs(asn),
+    ];
+    if let Some(restart_state) = gr {
+        caps.push(Capability::GracefulRestart(bgp_wire::GracefulRestartCap {
+            restart_state,
+            notification: false,
+            restart_time: 60,
+            families: vec![GrFamily {
+                family: bgp_wire::Family::IPV4_UNICAST,
+                forwarding_preserved: true,
+            }],
+        }));
+    }
+    let open = OpenMsg::new(asn, 90, Ipv4Addr::from(addr), caps);
     let cxt = DecodeCxt::default();
     s.on_frame(id, conn, &Message::Open(open).to_bytes(&cxt).unwrap());
     s.on_frame(id, conn, &Message::Keepalive.to_bytes(&cxt).unwrap());
@@ -93,18 +109,39 @@ fn updates_to(outs: &[Output], to: (u32, u64)) -> Vec<bgp_wire::UpdateMsg> {
             if (*peer, *conn) != to {
                 continue;
             }
+            // Accept IPv6 next hops for IPv4 (RFC 8950) whether or not
+            // the session negotiated them, so that tests see any.
+            let cxt = DecodeCxt {
+                extended_nh: bgp_wire::FamilySet::of(&[
+                    bgp_wire::Family::IPV4_UNICAST,
+                ]),
+                ..DecodeCxt::four_octet()
+            };
             let mut b = BytesMut::from(&bytes[..]);
             while let Ok(Some(l)) = bgp_wire::frame_len(&b, false) {
                 let f = b.split_to(l);
-                if let Ok(Message::Update(u)) =
-                    Message::decode(&f, &DecodeCxt::four_octet())
-                {
+                if let Ok(Message::Update(u)) = Message::decode(&f, &cxt) {
                     v.push(u);
                 }
             }
         }
     }
     v
+}
+
+/// The OPEN the speaker sent to peer `id` among `outs`.
+fn sent_open(outs: &[Output], id: u32) -> Option<OpenMsg> {
+    outs.iter().find_map(|o| match o {
+        Output::Send { peer, bytes, .. } if *peer == id => {
+            let mut b = BytesMut::from(&bytes[..]);
+            let l = bgp_wire::frame_len(&b, false).ok()??;
+            match Message::decode(&b.split_to(l), &DecodeCxt::default()) {
+                Ok(Message::Open(o)) => Some(o),
+                _ => None,
+            }
+        }
+        _ => None,
+    })
 }
 
 fn announce(prefix: &str) -> Vec<u8> {
@@ -131,6 +168,7 @@ fn transit_withdraw_and_graceful_restart_helper() {
     let mut s = Speaker::new(SpeakerCfg {
         router_id: Ipv4Addr::new(10, 0, 0, 1),
         restarting: false,
+        select_defer: Duration::from_secs(90),
         idle_hold: Duration::from_secs(5),
     });
     s.set_peers(vec![peer([10, 0, 0, 2], 65001), peer([10, 0, 0, 3], 65002)]);
@@ -216,6 +254,7 @@ fn speaker_with_bfd_peer() -> (Speaker, u32) {
     let mut s = Speaker::new(SpeakerCfg {
         router_id: Ipv4Addr::new(10, 0, 0, 1),
         restarting: false,
+        select_defer: Duration::from_secs(90),
         idle_hold: Duration::from_secs(5),
     });
     s.set_peers(vec![peer([10, 0, 0, 2], 65001)]);

@@ -8,6 +8,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use futures::stream::{self, BoxStream, StreamExt};
+use k8s_openapi::api::core::v1::Secret;
 use kube::api::{
     Api, DeleteParams, ListParams, PostParams, Preconditions, WatchParams,
 };
@@ -161,6 +162,30 @@ impl KubeStore {
         Ok(())
     }
 
+    /// Reads key `key` of the Secret `name` in `namespace` (a `get` on one
+    /// Secret: BGPPeer `password.secretKeyRef`); `None` when the Secret or
+    /// the key does not exist.
+    pub async fn secret_key(
+        &self,
+        namespace: &str,
+        name: &str,
+        key: &str,
+    ) -> Result<Option<Vec<u8>>> {
+        let api: Api<Secret> = Api::namespaced(self.client.clone(), namespace);
+        let secret = api.get_opt(name).await.map_err(|e| {
+            map_err_kind(
+                e,
+                Op::Other,
+                "Secret".into(),
+                format!("{namespace}/{name}"),
+            )
+        })?;
+        Ok(secret
+            .and_then(|s| s.data)
+            .and_then(|mut d| d.remove(key))
+            .map(|v| v.0))
+    }
+
     /// Streams changes after resourceVersion `from` through the watch API.
     /// Ends when the apiserver closes the watch (after about five minutes).
     pub fn watch<K: Object>(
@@ -218,8 +243,16 @@ fn map_watch_event<K: Object>(
 
 /// Maps a kube client error for an object `name` of type `K`.
 fn map_err<K: Object>(e: kube::Error, op: Op, name: &str) -> DatastoreError {
-    let kind = kind::<K>();
-    let name = name.to_string();
+    map_err_kind(e, op, kind::<K>(), name.to_string())
+}
+
+/// Maps a kube client error for an object `name` of kind `kind`.
+fn map_err_kind(
+    e: kube::Error,
+    op: Op,
+    kind: String,
+    name: String,
+) -> DatastoreError {
     match e {
         kube::Error::Api(status) => match status.code {
             404 => DatastoreError::NotFound { kind, name },

@@ -1,0 +1,117 @@
+//! What this node originates (its confirmed blocks and borrowed
+//! addresses) and the speaker-wide policy inputs (IPPools, prefix
+//! communities).
+
+use std::collections::HashSet;
+use std::net::IpAddr;
+
+use ipnetwork::IpNetwork;
+use margay_crds as crds;
+use margay_crds::AffinityState;
+
+use super::{ConfigError, Resources};
+use crate::policy::{GlobalPolicy, Pool, PrefixCommunities};
+
+/// Pools and prefix communities.
+pub(super) fn global_policy(
+    res: &Resources,
+    cfg: &crds::BGPConfigurationSpec,
+) -> Result<GlobalPolicy, ConfigError> {
+    let mut pools = Vec::new();
+    for p in &res.pools {
+        pools.push(Pool {
+            cidr: p.spec.cidr_net()?,
+            disabled: p.spec.disabled,
+            disable_bgp_export: p.spec.disable_bgp_export,
+        });
+    }
+    let mut prefix_communities = Vec::new();
+    for (i, pa) in cfg.prefix_advertisements.iter().enumerate() {
+        let field = format!("spec.prefixAdvertisements[{i}]");
+        let cidr: IpNetwork = pa.cidr.parse().map_err(|_| {
+            crds::ValidationError::string(
+                "BGPConfiguration",
+                format!("{field}.cidr"),
+                &pa.cidr,
+                "allowed a CIDR such as \"10.0.0.0/16\"",
+            )
+        })?;
+        let mut pc = PrefixCommunities {
+            cidr,
+            communities: vec![],
+        };
+        for c in &pa.communities {
+            let v = cfg.resolve_community(c).unwrap_or(c);
+            pc.communities.push(crate::filter::community(
+                "BGPConfiguration",
+                &format!("{field}.communities"),
+                v,
+            )?);
+        }
+        prefix_communities.push(pc);
+    }
+    Ok(GlobalPolicy {
+        pools,
+        prefix_communities,
+    })
+}
+
+/// Confirmed blocks affine to `node` (pending never), and the /32s
+/// (/128s) this node borrowed from other nodes' blocks.
+pub fn originated(
+    res: &Resources,
+    node: &str,
+) -> Result<HashSet<IpNetwork>, ConfigError> {
+    let mut out = HashSet::new();
+    for a in &res.affinities {
+        if a.spec.node == node
+            && a.spec.state == AffinityState::Confirmed
+            && !a.spec.deleted
+        {
+            let cidr: IpNetwork = a.spec.cidr.parse().map_err(|_| {
+                crds::ValidationError::string(
+                    "BlockAffinity",
+                    "spec.cidr",
+                    &a.spec.cidr,
+                    "allowed a CIDR",
+                )
+            })?;
+            out.insert(cidr);
+        }
+    }
+    for b in &res.blocks {
+        if b.spec.deleted || b.spec.affine_host() == Some(node) {
+            continue;
+        }
+        let cidr = b.spec.cidr_net()?;
+        for (ord, slot) in b.spec.allocations.iter().enumerate() {
+            let Some(attr) = slot.and_then(|i| b.spec.attributes.get(i)) else {
+                continue;
+            };
+            if attr.secondary.get("node").map(String::as_str) != Some(node) {
+                continue;
+            }
+            if let Some(ip) = nth(&cidr, ord) {
+                let len = if ip.is_ipv4() { 32 } else { 128 };
+                out.insert(IpNetwork::new(ip, len).expect("host prefix"));
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// The `n`th address of `net`.
+pub(super) fn nth(net: &IpNetwork, n: usize) -> Option<IpAddr> {
+    match net {
+        IpNetwork::V4(v) => {
+            let base = u32::from(v.network());
+            let a = base.checked_add(u32::try_from(n).ok()?)?;
+            v.contains(a.into()).then(|| IpAddr::V4(a.into()))
+        }
+        IpNetwork::V6(v) => {
+            let base = u128::from(v.network());
+            let a = base.checked_add(n as u128)?;
+            v.contains(a.into()).then(|| IpAddr::V6(a.into()))
+        }
+    }
+}

@@ -8,9 +8,11 @@ use std::io::{Read, Write};
 use std::sync::Mutex;
 use std::time::Instant;
 
-use tracing_subscriber::EnvFilter;
-use tracing_subscriber::filter::LevelFilter;
+use tracing_subscriber::Layer;
+use tracing_subscriber::filter::{LevelFilter, Targets};
 use tracing_subscriber::fmt::format::FmtSpan;
+use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::util::SubscriberInitExt;
 
 use crate::config::{self, IpamConf, LogLevel, NetConf, Strictness};
 use crate::delegate::Delegate;
@@ -82,7 +84,7 @@ fn invoke(role: Role, stdin: &mut Vec<u8>, start: Instant) -> Result<String> {
         .map_err(|e| {
             CniError::new(Code::Io, format!("starting the runtime: {e}"))
         })?;
-    rt.block_on(async {
+    let outcome = rt.block_on(async {
         match &conf.ipam {
             IpamConf::Margay(ic) => {
                 let ipam = MargayIpam::connect(&conf, ic).await?;
@@ -93,7 +95,13 @@ fn invoke(role: Role, stdin: &mut Vec<u8>, start: Instant) -> Result<String> {
                 dispatch(role, &env, &conf, &ipam).await
             }
         }
-    })
+    });
+    // The process exits as soon as the answer is printed, which releases
+    // everything: shutting the runtime down first (cancelling the etcd
+    // client's background tasks, closing its connection) would only
+    // delay the answer.
+    std::mem::forget(rt);
+    outcome
 }
 
 /// CHECK exists from 0.4.0, GC and STATUS from 1.1.0; the skel refuses
@@ -154,13 +162,16 @@ fn init_logging(conf: &NetConf) {
         FmtSpan::NONE
     };
     // Only margay's own crates log below warn: at debug, the gRPC and
-    // HTTP/2 crates would drown the profile in frame logs.
-    let filter = EnvFilter::new(format!(
-        "warn,margay_cni={level},margay_ipam={level},margay_datastore={level}"
-    ))
-    .add_directive(level.min(LevelFilter::WARN).into());
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
+    // HTTP/2 crates would drown the profile in frame logs. A static
+    // target list, not an EnvFilter: nothing to parse or compile at the
+    // start of every invocation.
+    let filter = Targets::new()
+        .with_default(level.min(LevelFilter::WARN))
+        .with_targets(
+            ["margay_cni", "margay_ipam", "margay_datastore"]
+                .map(|t| (t, level)),
+        );
+    let layer = tracing_subscriber::fmt::layer()
         .with_span_events(spans)
         .with_ansi(false)
         .with_target(false);
@@ -170,9 +181,14 @@ fn init_logging(conf: &NetConf) {
         }
         OpenOptions::new().create(true).append(true).open(p).ok()
     });
+    let registry = tracing_subscriber::registry();
     // A second init (tests in one process) is harmless: keep the first.
     let _ = match file {
-        Some(f) => builder.with_writer(Mutex::new(f)).try_init(),
-        None => builder.with_writer(std::io::stderr).try_init(),
+        Some(f) => registry
+            .with(layer.with_writer(Mutex::new(f)).with_filter(filter))
+            .try_init(),
+        None => registry
+            .with(layer.with_writer(std::io::stderr).with_filter(filter))
+            .try_init(),
     };
 }

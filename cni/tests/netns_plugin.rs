@@ -12,6 +12,7 @@ use margay_testkit::{EtcdServer, Netns, require_root};
 use serde_json::{Value, json};
 
 const PLUGIN: &str = env!("CARGO_BIN_EXE_margay");
+const IPAM_PLUGIN: &str = env!("CARGO_BIN_EXE_margay-ipam");
 
 /// A CNI invocation's outcome.
 struct Out {
@@ -26,19 +27,30 @@ fn invoke(
     ifname: &str,
     conf: &Value,
 ) -> Out {
-    let mut c = Command::new(PLUGIN);
-    c.env_clear()
+    let netns = netns.map(|p| p.display().to_string());
+    let mut env = vec![
+        ("CNI_CONTAINERID", id),
+        ("CNI_IFNAME", ifname),
+        ("CNI_PATH", "/usr/lib/cni"),
+    ];
+    if let Some(ns) = &netns {
+        env.push(("CNI_NETNS", ns));
+    }
+    run_plugin(PLUGIN, cmd, &env, conf)
+}
+
+/// Runs `bin` with `CNI_COMMAND=cmd` and only the variables in `env` (a
+/// GC, say, gets no container, netns or interface).
+fn run_plugin(bin: &str, cmd: &str, env: &[(&str, &str)], conf: &Value) -> Out {
+    let mut child = Command::new(bin)
+        .env_clear()
         .env("CNI_COMMAND", cmd)
-        .env("CNI_CONTAINERID", id)
-        .env("CNI_IFNAME", ifname)
-        .env("CNI_PATH", "/usr/lib/cni")
+        .envs(env.iter().copied())
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
-        .stderr(Stdio::inherit());
-    if let Some(ns) = netns {
-        c.env("CNI_NETNS", ns);
-    }
-    let mut child = c.spawn().expect("run margay");
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("run the plugin");
     child
         .stdin
         .take()
@@ -50,6 +62,16 @@ fn invoke(
         ok: out.status.success(),
         stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
     }
+}
+
+/// `margay-ipam` (a delegated IPAM plugin: it never opens the netns).
+fn ipam_plugin(cmd: &str, id: &str, conf: &Value) -> Out {
+    let env = [
+        ("CNI_CONTAINERID", id),
+        ("CNI_NETNS", "/run/netns/whatever"),
+        ("CNI_IFNAME", "eth0"),
+    ];
+    run_plugin(IPAM_PLUGIN, cmd, &env, conf)
 }
 
 struct Fixture {
@@ -308,28 +330,8 @@ fn ipam_plugin_add_check_del() {
     conf["type"] = json!("bridge");
     conf["bridge"] = json!("cni0"); // the main plugin's field: ignored
     let run = |cmd: &str, conf: &Value| {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_margay-ipam"))
-            .env_clear()
-            .env("CNI_COMMAND", cmd)
-            .env("CNI_CONTAINERID", "ipam-ctr")
-            .env("CNI_NETNS", "/run/netns/whatever")
-            .env("CNI_IFNAME", "eth0")
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        child
-            .stdin
-            .take()
-            .unwrap()
-            .write_all(conf.to_string().as_bytes())
-            .unwrap();
-        let out = child.wait_with_output().unwrap();
-        (
-            out.status.success(),
-            String::from_utf8_lossy(&out.stdout).into_owned(),
-        )
+        let out = ipam_plugin(cmd, "ipam-ctr", conf);
+        (out.ok, out.stdout)
     };
     let (ok, out) = run("ADD", &conf);
     assert!(ok, "{out}");
@@ -444,4 +446,70 @@ fn dual_stack_add_del_and_status_follow_node_selector() {
     conf["ipam"]["assign_ipv6"] = json!("false");
     let out = invoke("STATUS", "ds-ctr", None, "eth0", &conf);
     assert!(out.ok, "{}", out.stdout);
+}
+
+#[test]
+fn gc_releases_only_attachments_missing_from_valid_attachments() {
+    // No root needed: the addresses come from margay-ipam (IPAM only, no
+    // interfaces), and GC touches nothing but IPAM.
+    let f = fixture("10.250.0.0/24");
+    let run = |cmd: &str, id: &str, conf: &Value| {
+        let out = ipam_plugin(cmd, id, conf);
+        (out.ok, out.stdout)
+    };
+    // Three pods of this network, and one of another network (its
+    // handles have another prefix: GC of this network must not see it).
+    let mut other = f.conf.clone();
+    other["name"] = json!("other-net");
+    let mut results = Vec::new();
+    for (id, conf) in [
+        ("keep-1", &f.conf),
+        ("gone", &f.conf),
+        ("keep-2", &f.conf),
+        ("other", &other),
+    ] {
+        let (ok, out) = run("ADD", id, conf);
+        assert!(ok, "ADD {id}: {out}");
+        let mut check = conf.clone();
+        check["prevResult"] = serde_json::from_str(&out).unwrap();
+        results.push((id, check));
+    }
+
+    let mut gc = f.conf.clone();
+    gc["cni.dev/valid-attachments"] = json!([
+        {"containerID": "keep-1", "ifname": "eth0"},
+        {"containerID": "keep-2", "ifname": "eth0"},
+    ]);
+    let path = [("CNI_PATH", "/usr/lib/cni")];
+    // Both binaries serve GC; the main plugin is what a runtime calls.
+    let out = run_plugin(PLUGIN, "GC", &path, &gc);
+    assert!(out.ok, "GC: {}", out.stdout);
+    assert_eq!(out.stdout, "", "GC prints nothing on success");
+    for (id, check) in &results {
+        let (ok, out) = run("CHECK", id, check);
+        if *id == "gone" {
+            assert!(!ok, "{id} survived GC");
+            assert!(out.contains("no longer holds"), "{out}");
+        } else {
+            assert!(ok, "GC freed {id}: {out}");
+        }
+    }
+    // Nothing more to free: a second GC is a no-op and succeeds.
+    let out = run_plugin(IPAM_PLUGIN, "GC", &path, &gc);
+    assert!(out.ok, "second GC: {}", out.stdout);
+    assert!(run("CHECK", "keep-1", &results[0].1).0);
+
+    // GC needs the list (code 7 naming it), and exists from 1.1.0 only.
+    let out = run_plugin(PLUGIN, "GC", &path, &f.conf);
+    assert!(!out.ok);
+    let err: Value = serde_json::from_str(&out.stdout).unwrap();
+    assert_eq!(err["code"], 7, "{err}");
+    let msg = err["msg"].as_str().unwrap();
+    assert!(msg.contains("cni.dev/valid-attachments"), "{err}");
+    let mut old = gc.clone();
+    old["cniVersion"] = json!("1.0.0");
+    let out = run_plugin(PLUGIN, "GC", &path, &old);
+    assert!(!out.ok);
+    let err: Value = serde_json::from_str(&out.stdout).unwrap();
+    assert_eq!(err["code"], 1, "{err}");
 }

@@ -1,4 +1,4 @@
-//! Allocation (Calico `autoAssign` / `AssignIP`).
+//! Allocation (Calico `autoAssign`; a chosen address: `assign_ip`).
 //!
 //! Per family: the node's confirmed blocks first; then new blocks claimed
 //! for the node (up to maxBlocksPerHost, when autoAllocateBlocks allows);
@@ -17,7 +17,8 @@ use crate::block::{ATTR_NODE, ATTR_TIMESTAMP};
 use crate::claim::{Claim, ReleaseCond};
 use crate::convert::{self, block_name, handle_name};
 use crate::error::{IpamError, Result};
-use crate::ipam::{Ctx, Ipam};
+use crate::hint::BlockHints;
+use crate::ipam::{Ctx, Ipam, LockAttempt};
 use crate::model::PoolView;
 use crate::pools::{describe, select_pools};
 use crate::search::{self, BlockSummary, Pick};
@@ -67,9 +68,25 @@ impl Ipam {
                 "nothing to assign: both num_v4 and num_v6 are 0".into(),
             ));
         }
-        // The context read overlaps the wait for the lock; what it says
-        // about this node's blocks is re-read if it does not suffice.
-        let (_lock, ctx) = tokio::try_join!(self.host_lock(), self.load_ctx())?;
+        // With the lock free (the usual case) it is taken first, so the
+        // context, and the hinted blocks in it, are read under it. When
+        // another request of this node holds it, the read overlaps the
+        // wait instead: what it says about this node's blocks is re-read
+        // if it does not suffice, and the hinted blocks are dropped (that
+        // request is probably changing them right now).
+        let hints = self.load_block_hints();
+        let (_lock, ctx) = match self.try_host_lock()? {
+            LockAttempt::Taken(lock) => (lock, self.load_ctx(&hints).await?),
+            LockAttempt::Busy => {
+                let none = BlockHints::default();
+                let (lock, mut ctx) = tokio::try_join!(
+                    self.wait_host_lock(),
+                    self.load_ctx(&none)
+                )?;
+                ctx.hinted.clear();
+                (lock, ctx)
+            }
+        };
         let mut attrs = args.attrs.clone();
         attrs.insert(ATTR_NODE.into(), self.node.clone());
         attrs.insert(ATTR_TIMESTAMP.into(), jiff::Timestamp::now().to_string());
@@ -138,6 +155,9 @@ impl Ipam {
                 .collect::<Vec<_>>()
         };
         let mut mine = in_pools(&ctx.affinities);
+        // The block last allocated from first: it was read with the
+        // context, so allocating there needs no further read.
+        mine.sort_by_key(|(c, _)| ctx.prefetched(c).is_none());
         let mut visited = BTreeSet::new();
         for round in 0..2 {
             if round == 1 {
@@ -361,9 +381,15 @@ impl Ipam {
         let pool = pool_of(pools, &cidr)
             .map(|p| p.name.clone())
             .unwrap_or_default();
+        // Read with the context when a hint named it; a stale copy fails
+        // the compare-and-swap and the loop reads it again.
+        let mut prefetched = ctx.prefetched(&cidr).filter(|_| own).cloned();
         for _ in 0..DATASTORE_RETRIES {
-            let Some(mut obj) = get_live::<IPAMBlock>(&self.ds, &name).await?
-            else {
+            let current = match prefetched.take() {
+                Some(b) => Some(b),
+                None => get_live::<IPAMBlock>(&self.ds, &name).await?,
+            };
+            let Some(mut obj) = current else {
                 if own && self.claim_block(cidr).await? == Claim::Claimed {
                     continue; // Rebuilt after a crash mid-claim.
                 }
@@ -380,6 +406,9 @@ impl Ipam {
             let n = ips.len() as u32;
             convert::block_into_spec(&b, &mut obj.spec);
             if self.write_allocation(handle, cidr, n, &obj).await? {
+                if own {
+                    self.remember_block(cidr);
+                }
                 return Ok(ips
                     .into_iter()
                     .map(|ip| AssignedIp {
@@ -400,7 +429,7 @@ impl Ipam {
     /// commit; otherwise the handle goes first, so that a crash in between
     /// leaves a handle that over-counts rather than an address nobody
     /// can find.
-    async fn write_allocation(
+    pub(crate) async fn write_allocation(
         &self,
         handle: &str,
         cidr: IpNetwork,
@@ -421,71 +450,6 @@ impl Ipam {
             // counting this block so that release by handle finds it.
             Err(e) => Err(e.into()),
         }
-    }
-
-    /// Allocates the specific address `ip` to `handle` (claiming its block
-    /// for this node when no block exists yet).
-    pub async fn assign_ip(
-        &self,
-        ip: IpAddr,
-        handle: &str,
-        attrs: &BTreeMap<String, String>,
-    ) -> Result<AssignedIp> {
-        handle_name(handle)?;
-        let _lock = self.host_lock().await?;
-        let ctx = self.load_ctx().await?;
-        let pools: Vec<PoolView> =
-            ctx.pools.iter().map(|p| p.view.clone()).collect();
-        let pool = pools
-            .iter()
-            .find(|p| {
-                p.cidr.contains(ip) && Family::of_net(&p.cidr) == Family::of(ip)
-            })
-            .ok_or_else(|| {
-                IpamError::BadRequest(format!("{ip} is not inside any IPPool"))
-            })?
-            .clone();
-        if ctx.reserved.iter().any(|r| r.contains(ip)) {
-            return Err(IpamError::BadRequest(format!(
-                "{ip} is reserved by an IPReservation"
-            )));
-        }
-        let cidr = IpNetwork::new(ip, pool.block_size)
-            .map(|n| addr::net_at(Family::of(ip), addr::base(&n), n.prefix()))
-            .map_err(|e| IpamError::BadRequest(e.to_string()))?;
-        let mut attrs = attrs.clone();
-        attrs.insert(ATTR_NODE.into(), self.node.clone());
-        attrs.insert(ATTR_TIMESTAMP.into(), jiff::Timestamp::now().to_string());
-        let name = block_name(&cidr);
-        for _ in 0..DATASTORE_RETRIES {
-            let Some(mut obj) = get_live::<IPAMBlock>(&self.ds, &name).await?
-            else {
-                self.claim_block(cidr).await?;
-                continue;
-            };
-            let mut b = convert::block_from_spec(&obj.spec)?;
-            if let Err(e) = b.assign(ip, handle, &attrs, &ctx.reserved) {
-                return Err(match e {
-                    crate::block::BlockError::AlreadyAllocated {
-                        ip,
-                        handle,
-                    } => IpamError::AlreadyAllocated {
-                        ip,
-                        handle: handle.unwrap_or_default(),
-                    },
-                    other => other.into(),
-                });
-            }
-            convert::block_into_spec(&b, &mut obj.spec);
-            if self.write_allocation(handle, cidr, 1, &obj).await? {
-                return Ok(AssignedIp {
-                    ip,
-                    block: cidr,
-                    pool: pool.name,
-                });
-            }
-        }
-        Err(retries_exhausted::<IPAMBlock>("update", &name))
     }
 }
 

@@ -20,6 +20,7 @@ use crate::check::{self, Liveness, Report};
 use crate::convert::{self, SoftDelete, affinity_view, handle_view};
 use crate::error::{IpamError, Result};
 use crate::gc::GcTracker;
+use crate::hint::{self, BlockHints};
 use crate::lock::{DEFAULT_LOCK_PATH, HostLock};
 use crate::model::{PoolView, Snapshot};
 use crate::pools::{PoolFacts, select_pools};
@@ -32,6 +33,7 @@ use crate::store::list_live;
 pub struct IpamOptions {
     /// The host lock file; None disables host locking (tests that
     /// simulate several nodes in one process give each its own file).
+    /// The node's block hints (module `hint`) are kept next to it.
     pub lock_path: Option<PathBuf>,
     /// Longest wait for the host lock.
     pub lock_timeout: Duration,
@@ -62,6 +64,9 @@ pub struct Ipam {
     /// Handles as this instance last wrote them: the first guess of a
     /// transactional allocation (a wrong guess only costs a re-read).
     pub(crate) handle_hints: Mutex<HashMap<String, IPAMHandle>>,
+    /// The blocks this node last allocated from, as last read from or
+    /// written to the hint file (or only kept here without a lock path).
+    pub(crate) block_hints: Mutex<BlockHints>,
 }
 
 /// What every allocation needs to know about the cluster.
@@ -74,6 +79,28 @@ pub(crate) struct Ctx {
     /// rest, possibly before the host lock was taken: a hint that
     /// allocation re-reads when it does not suffice.
     pub affinities: Vec<(IpNetwork, CrdAffinityState)>,
+    /// The live blocks the hints named, read in the same batch; empty
+    /// unless that read happened under the host lock (else another
+    /// request of this node may have changed them since).
+    pub hinted: Vec<IPAMBlock>,
+}
+
+impl Ctx {
+    /// The pre-read block at `cidr`, if there is one.
+    pub fn prefetched(&self, cidr: &IpNetwork) -> Option<&IPAMBlock> {
+        let name = convert::block_name(cidr);
+        self.hinted
+            .iter()
+            .find(|b| b.metadata.name.as_deref() == Some(name.as_str()))
+    }
+}
+
+/// Outcome of trying the host lock without waiting.
+pub(crate) enum LockAttempt {
+    /// Taken (None: host locking is off).
+    Taken(Option<HostLock>),
+    /// Another request of this node holds it.
+    Busy,
 }
 
 impl Ipam {
@@ -90,6 +117,7 @@ impl Ipam {
             gc_tracker: Mutex::new(GcTracker::new()),
             empty_since: Mutex::new(BTreeMap::new()),
             handle_hints: Mutex::new(HashMap::new()),
+            block_hints: Mutex::new(BlockHints::default()),
         }
     }
 
@@ -106,13 +134,31 @@ impl Ipam {
     /// Takes the host lock (if configured) without blocking the runtime.
     #[tracing::instrument(level = "debug", skip_all)]
     pub(crate) async fn host_lock(&self) -> Result<Option<HostLock>> {
+        match self.try_host_lock()? {
+            LockAttempt::Taken(lock) => Ok(lock),
+            LockAttempt::Busy => self.wait_host_lock().await,
+        }
+    }
+
+    /// Takes the host lock if it is free (the usual case), without a
+    /// blocking-pool thread.
+    pub(crate) fn try_host_lock(&self) -> Result<LockAttempt> {
+        let Some(path) = &self.opts.lock_path else {
+            return Ok(LockAttempt::Taken(None));
+        };
+        Ok(match HostLock::try_acquire(path)? {
+            Some(lock) => LockAttempt::Taken(Some(lock)),
+            None => LockAttempt::Busy,
+        })
+    }
+
+    /// Waits for the host lock (up to the lock timeout) without blocking
+    /// the runtime.
+    #[tracing::instrument(level = "debug", skip_all)]
+    pub(crate) async fn wait_host_lock(&self) -> Result<Option<HostLock>> {
         let Some(path) = self.opts.lock_path.clone() else {
             return Ok(None);
         };
-        // Free (the usual case): taken here, no blocking-pool thread.
-        if let Some(lock) = HostLock::try_acquire(&path)? {
-            return Ok(Some(lock));
-        }
         let timeout = self.opts.lock_timeout;
         tokio::task::spawn_blocking(move || HostLock::acquire(&path, timeout))
             .await
@@ -124,15 +170,20 @@ impl Ipam {
     }
 
     /// Reads IPAMConfig, the pools (with whether this node may use them),
-    /// the reservations and this node's affinities, in one round trip.
+    /// the reservations, this node's affinities and the blocks `hints`
+    /// name, in one round trip.
     #[tracing::instrument(level = "debug", skip_all)]
-    pub(crate) async fn load_ctx(&self) -> Result<Ctx> {
+    pub(crate) async fn load_ctx(&self, hints: &BlockHints) -> Result<Ctx> {
         let mut batch = ReadBatch::new();
         let cfg = batch.get::<IPAMConfig>(IPAM_CONFIG_NAME);
         let pools = batch.list::<IPPool>("");
         let node = batch.get::<Node>(&self.node);
         let reservations = batch.list::<IPReservation>("");
         let affs = batch.list::<BlockAffinity>(&affinity_prefix(&self.node));
+        let hinted: Vec<_> = hints
+            .iter()
+            .map(|c| batch.get::<IPAMBlock>(&convert::block_name(&c)))
+            .collect();
         let mut got = self.ds.read(&batch).await?;
         let (cfg, pools, node, reservations) = (
             got.take(cfg),
@@ -140,6 +191,10 @@ impl Ipam {
             got.take(node),
             got.take(reservations),
         );
+        let hinted = hinted
+            .into_iter()
+            .filter_map(|slot| got.take(slot).filter(|b| !b.is_deleted()))
+            .collect();
         let affinities = self.own_affinities(got.take(affs));
         let labels = node.and_then(|n| n.metadata.labels).unwrap_or_default();
         let mut facts = Vec::new();
@@ -171,7 +226,38 @@ impl Ipam {
             pools: facts,
             reserved,
             affinities,
+            hinted,
         })
+    }
+
+    /// The blocks to read with the context: from the hint file next to
+    /// the host lock, else as this instance last allocated.
+    pub(crate) fn load_block_hints(&self) -> BlockHints {
+        let mut mem = self.block_hints.lock().expect("not poisoned");
+        if let Some(path) = self.hint_path() {
+            *mem = BlockHints::read(&path, &self.node);
+        }
+        *mem
+    }
+
+    /// Records that an allocation came from `cidr`, a block of this node
+    /// (called under the host lock, so writers of one node take turns).
+    /// The hint is only an optimisation: failing to store it is logged.
+    pub(crate) fn remember_block(&self, cidr: IpNetwork) {
+        let mut mem = self.block_hints.lock().expect("not poisoned");
+        if !mem.set(cidr) {
+            return;
+        }
+        if let Some(path) = self.hint_path()
+            && let Err(e) = mem.write(&path, &self.node)
+        {
+            tracing::debug!(path = %path.display(), error = %e,
+                "cannot store the block hint");
+        }
+    }
+
+    fn hint_path(&self) -> Option<PathBuf> {
+        self.opts.lock_path.as_deref().map(hint::path_for_lock)
     }
 
     /// This node's live affinities, freshly read.
@@ -262,7 +348,7 @@ impl Ipam {
         fam: Family,
         requested: &[String],
     ) -> Result<Vec<PoolView>> {
-        let ctx = self.load_ctx().await?;
+        let ctx = self.load_ctx(&BlockHints::default()).await?;
         select_pools(fam, &self.node, requested, &ctx.pools)
     }
 

@@ -19,6 +19,7 @@
 
 pub mod addr;
 mod assign;
+mod assign_ip;
 pub mod block;
 pub mod check;
 mod claim;
@@ -26,6 +27,7 @@ mod convert;
 pub mod error;
 pub mod gc;
 mod handle;
+mod hint;
 mod ipam;
 pub mod lock;
 pub mod model;

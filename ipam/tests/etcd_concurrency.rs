@@ -162,11 +162,11 @@ async fn etcd_restart_mid_churn_duplicates_nothing() {
         tasks.push(tokio::spawn(churn(ipam, held.clone(), 400, 5, deadline)));
     }
     tokio::time::sleep(Duration::from_millis(1500)).await;
-    e.etcd.stop();
+    e.etcd().stop();
     // While etcd is down, requests fail with transient errors (checked in
     // churn); nothing is duplicated when it comes back.
     tokio::time::sleep(Duration::from_secs(3)).await;
-    e.etcd.restart().expect("restart etcd");
+    e.etcd().restart().expect("restart etcd");
     let mut transient = 0;
     for t in tasks {
         let tally = t.await.unwrap();

@@ -1,17 +1,55 @@
-//! IPAM against a real etcd: claims, borrowing, exhaustion, dual stack,
-//! the ABA guard, GC and empty-block release.
+//! IPAM on both datastores that can write: claims, borrowing,
+//! exhaustion, dual stack, the ABA guard, GC and empty-block release.
+//! Every scenario is one body run twice, on a real etcd (one transaction
+//! per allocation) and on the Kubernetes backend through kube-fake-client
+//! (no transactions: the handle-first, one-object-at-a-time protocol).
 
 mod common;
 
 use std::collections::BTreeSet;
 use std::net::IpAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use margay_crds::{AffinityState, BlockAffinity, IPAMConfigSpec};
 use margay_ipam::block::{BlockError, Released};
 use margay_ipam::{AssignArgs, IpamError, IpamOptions, ReleaseRequest};
 
-use common::{attrs, env};
+use common::{Env, attrs, env, kube_env};
+
+/// Two tests for scenario `$name`: `$name::etcd` and `$name::kubernetes`.
+macro_rules! on_both_backends {
+    ($($name:ident),* $(,)?) => {$(
+        mod $name {
+            #[tokio::test]
+            async fn etcd() {
+                let Some(e) = super::env(stringify!($name)).await else {
+                    return;
+                };
+                super::$name(&e).await;
+            }
+
+            #[tokio::test]
+            async fn kubernetes() {
+                super::$name(&super::kube_env().await).await;
+            }
+        }
+    )*};
+}
+
+on_both_backends!(
+    dual_stack_assign_and_release_by_handle,
+    dual_stack_is_both_or_neither,
+    pool_exhaustion_names_the_pool,
+    strict_affinity_stops_at_max_blocks_and_loose_borrows,
+    stale_release_is_refused,
+    gc_frees_leaks_only_after_the_grace_period,
+    empty_blocks_are_released_but_one_is_kept,
+    empty_block_of_another_host_is_reclaimed,
+    node_selector_and_requested_pools_choose_the_pool,
+    block_hint_is_only_a_hint,
+    racing_nodes_claim_and_borrow_without_duplicates,
+);
 
 fn v4(handle: &str, n: usize) -> AssignArgs {
     AssignArgs {
@@ -22,11 +60,7 @@ fn v4(handle: &str, n: usize) -> AssignArgs {
     }
 }
 
-#[tokio::test]
-async fn dual_stack_assign_and_release_by_handle() {
-    let Some(e) = env("dual_stack_assign_and_release_by_handle").await else {
-        return;
-    };
+async fn dual_stack_assign_and_release_by_handle(e: &Env) {
     e.pool("v4", "10.10.0.0/24", 28).await;
     e.pool("v6", "fd00:10::/120", 124).await;
     e.node("n1").await;
@@ -78,11 +112,7 @@ async fn dual_stack_assign_and_release_by_handle() {
     assert_eq!(report.allocations, 1);
 }
 
-#[tokio::test]
-async fn dual_stack_is_both_or_neither() {
-    let Some(e) = env("dual_stack_is_both_or_neither").await else {
-        return;
-    };
+async fn dual_stack_is_both_or_neither(e: &Env) {
     e.pool("v4", "10.11.0.0/24", 28).await;
     let ipam = e.ipam("n1");
     let args = AssignArgs {
@@ -97,11 +127,7 @@ async fn dual_stack_is_both_or_neither() {
     assert!(report.is_clean(), "{report}");
 }
 
-#[tokio::test]
-async fn pool_exhaustion_names_the_pool() {
-    let Some(e) = env("pool_exhaustion_names_the_pool").await else {
-        return;
-    };
+async fn pool_exhaustion_names_the_pool(e: &Env) {
     e.pool("tiny", "10.12.0.0/28", 28).await;
     let ipam = e.ipam("n1");
     let all = ipam.auto_assign(&v4("net.big", 16)).await.unwrap();
@@ -117,11 +143,7 @@ async fn pool_exhaustion_names_the_pool() {
     assert!(!err.is_transient());
 }
 
-#[tokio::test]
-async fn strict_affinity_stops_at_max_blocks_and_loose_borrows() {
-    let Some(e) = env("strict_affinity_stops_at_max_blocks").await else {
-        return;
-    };
+async fn strict_affinity_stops_at_max_blocks_and_loose_borrows(e: &Env) {
     e.pool("p", "10.13.0.0/27", 28).await; // two blocks of 16
     e.config(IPAMConfigSpec {
         strict_affinity: true,
@@ -161,11 +183,7 @@ async fn strict_affinity_stops_at_max_blocks_and_loose_borrows() {
     assert!(report.is_clean(), "{report}");
 }
 
-#[tokio::test]
-async fn stale_release_is_refused() {
-    let Some(e) = env("stale_release_is_refused").await else {
-        return;
-    };
+async fn stale_release_is_refused(e: &Env) {
     e.pool("p", "10.14.0.0/24", 28).await;
     let ipam = e.ipam("n1");
     let got = ipam.auto_assign(&v4("net.old", 1)).await.unwrap();
@@ -217,12 +235,7 @@ async fn stale_release_is_refused() {
     assert_eq!(report.allocations, 0);
 }
 
-#[tokio::test]
-async fn gc_frees_leaks_only_after_the_grace_period() {
-    let Some(e) = env("gc_frees_leaks_only_after_the_grace_period").await
-    else {
-        return;
-    };
+async fn gc_frees_leaks_only_after_the_grace_period(e: &Env) {
     e.pool("p", "10.15.0.0/24", 28).await;
     let ipam = e.ipam("n1");
     ipam.auto_assign(&v4("net.live", 1)).await.unwrap();
@@ -249,11 +262,7 @@ async fn gc_frees_leaks_only_after_the_grace_period() {
     assert_eq!(report.allocations, 2, "live and tunnel addresses stay");
 }
 
-#[tokio::test]
-async fn empty_blocks_are_released_but_one_is_kept() {
-    let Some(e) = env("empty_blocks_are_released_but_one_is_kept").await else {
-        return;
-    };
+async fn empty_blocks_are_released_but_one_is_kept(e: &Env) {
     e.pool("p", "10.16.0.0/24", 30).await; // blocks of 4
     let ipam = e.ipam("n1");
     ipam.auto_assign(&v4("net.a", 10)).await.unwrap(); // three blocks
@@ -272,11 +281,7 @@ async fn empty_blocks_are_released_but_one_is_kept() {
     assert!(report.is_clean(), "{report}");
 }
 
-#[tokio::test]
-async fn empty_block_of_another_host_is_reclaimed() {
-    let Some(e) = env("empty_block_of_another_host_is_reclaimed").await else {
-        return;
-    };
+async fn empty_block_of_another_host_is_reclaimed(e: &Env) {
     e.pool("p", "10.17.0.0/28", 28).await; // a single block
     let opts = IpamOptions {
         min_reclaim_age: Duration::ZERO,
@@ -301,11 +306,7 @@ async fn empty_block_of_another_host_is_reclaimed() {
     assert!(report.is_clean(), "{report}");
 }
 
-#[tokio::test]
-async fn node_selector_and_requested_pools_choose_the_pool() {
-    let Some(e) = env("node_selector_and_requested_pools").await else {
-        return;
-    };
+async fn node_selector_and_requested_pools_choose_the_pool(e: &Env) {
     let rack_a = margay_crds::IPPool::new(
         "rack-a",
         margay_crds::IPPoolSpec {
@@ -356,4 +357,99 @@ async fn node_selector_and_requested_pools_choose_the_pool() {
     // Unrestricted, node b only ever gets the shared pool.
     let got = in_b.auto_assign(&v4("net.z", 3)).await.unwrap();
     assert!(got.ipv4.iter().all(|a| a.pool == "shared"));
+}
+
+/// The hint file next to the host lock names the block to read with the
+/// context; a hint naming another node's block, or garbage, changes only
+/// how many reads an allocation takes, never where it allocates.
+async fn block_hint_is_only_a_hint(e: &Env) {
+    e.pool("p", "10.20.0.0/26", 28).await; // four blocks of 16
+    e.config(IPAMConfigSpec {
+        strict_affinity: true,
+        ..IPAMConfigSpec::default()
+    })
+    .await;
+    let a = e.ipam("a");
+    let b = e.ipam("b");
+    let theirs = b.auto_assign(&v4("net.b", 1)).await.unwrap().ipv4[0].block;
+    let hint = e.dir.path().join("a.block-hint");
+    std::fs::write(&hint, format!("garbage\na {theirs}\n")).unwrap();
+
+    let got = a.auto_assign(&v4("net.a1", 2)).await.unwrap();
+    let mine = got.ipv4[0].block;
+    assert_ne!(mine, theirs, "allocated from the hinted block of node b");
+    assert!(got.ipv4.iter().all(|x| x.block == mine), "{got:?}");
+    // The hint now names a's own block, and a's next ADD continues there.
+    assert_eq!(
+        std::fs::read_to_string(&hint).unwrap(),
+        format!("a {mine}\n")
+    );
+    let next = a.auto_assign(&v4("net.a2", 1)).await.unwrap();
+    assert_eq!(next.ipv4[0].block, mine);
+
+    let usage = a.show().await.unwrap();
+    let of = |cidr| usage.blocks.iter().find(|u| u.cidr == cidr).unwrap();
+    assert_eq!(of(theirs).allocated, 1, "b's block holds only b's address");
+    assert_eq!(of(mine).allocated, 3);
+    let report = a.check().await.unwrap();
+    assert!(report.is_clean(), "{report}");
+}
+
+/// Six nodes allocate at the same time from a pool of four blocks: they
+/// race for the block claims (compare-and-swap conflicts on every kind),
+/// the nodes left without a block borrow, and still every address is handed out once and
+/// releasing every handle leaves nothing behind.
+async fn racing_nodes_claim_and_borrow_without_duplicates(e: &Env) {
+    const NODES: usize = 6;
+    const EACH: usize = 5;
+    e.pool("p", "10.21.0.0/27", 29).await; // four blocks of 8
+    // Every ADD at once: nodes race each other for blocks, and the ADDs
+    // of one node queue on its host lock.
+    let mut tasks = tokio::task::JoinSet::new();
+    for n in 0..NODES {
+        let ipam = Arc::new(e.ipam(&format!("node-{n}")));
+        for i in 0..EACH {
+            let ipam = ipam.clone();
+            tasks.spawn(async move {
+                let handle = format!("net.n{n}-{i}");
+                let got = ipam.auto_assign(&v4(&handle, 1)).await.unwrap();
+                (ipam, handle, got.ipv4[0].ip)
+            });
+        }
+    }
+    let mut ips = BTreeSet::new();
+    let mut owners = Vec::new();
+    while let Some(res) = tasks.join_next().await {
+        let (ipam, handle, ip) = res.unwrap();
+        assert!(ips.insert(ip), "{ip} handed out twice");
+        owners.push((ipam, handle));
+    }
+    assert_eq!(ips.len(), NODES * EACH);
+    let checker = e.ipam("checker");
+    let usage = checker.show().await.unwrap();
+    assert_eq!(usage.blocks.len(), 4, "{usage:?}");
+    let borrowed: usize = usage.blocks.iter().map(|b| b.borrowed).sum();
+    assert!(
+        borrowed > 0,
+        "six nodes fit in four blocks only by borrowing"
+    );
+    let report = checker.check().await.unwrap();
+    assert!(report.is_clean(), "{report}");
+    assert_eq!(report.allocations, NODES * EACH);
+
+    let mut releases = tokio::task::JoinSet::new();
+    for (ipam, handle) in owners {
+        releases.spawn(async move {
+            ipam.release_by_handle(&handle).await.unwrap().len()
+        });
+    }
+    let mut freed = 0;
+    while let Some(n) = releases.join_next().await {
+        freed += n.unwrap();
+    }
+    assert_eq!(freed, NODES * EACH);
+    let report = checker.check().await.unwrap();
+    assert!(report.is_clean(), "{report}");
+    assert_eq!(report.allocations, 0);
+    assert_eq!(report.handles, 0);
 }

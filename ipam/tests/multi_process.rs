@@ -32,7 +32,7 @@ async fn eight_processes_churn_without_duplicates_or_leaks() {
         let lock = e.dir.path().join(format!("{node}.lock"));
         let child = Command::new(env!("CARGO_BIN_EXE_margay-ipam-churn"))
             .args([
-                e.etcd.endpoint(),
+                e.etcd_endpoint(),
                 node,
                 OPS.to_string(),
                 KEEP.to_string(),

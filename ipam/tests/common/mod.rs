@@ -1,18 +1,24 @@
-//! Shared setup of the etcd-backed IPAM tests.
+//! Shared setup of the IPAM integration tests: a datastore on a real
+//! etcd, or on kube-fake-client (an in-memory apiserver) for the
+//! Kubernetes backend.
 #![allow(dead_code)]
 
 use std::collections::BTreeMap;
 
+use kube::client::Body;
+use kube_fake_client::ClientBuilder;
 use margay_crds::{
-    IPAMConfig, IPAMConfigSpec, IPPool, IPPoolSpec, Node, NodeSpec,
+    BlockAffinity, IPAMBlock, IPAMConfig, IPAMConfigSpec, IPAMHandle, IPPool,
+    IPPoolSpec, IPReservation, Node, NodeSpec,
 };
-use margay_datastore::{Datastore, DatastoreSpec};
+use margay_datastore::{Datastore, DatastoreSpec, KubeStore};
 use margay_ipam::{Ipam, IpamOptions};
 use margay_testkit::EtcdServer;
 
-/// A running etcd and a datastore client on it.
+/// A datastore (and, on etcd, the server behind it).
 pub struct Env {
-    pub etcd: EtcdServer,
+    /// None on the Kubernetes backend.
+    pub etcd: Option<EtcdServer>,
     pub ds: Datastore,
     pub dir: tempfile::TempDir,
 }
@@ -31,10 +37,85 @@ pub async fn env(test: &str) -> Option<Env> {
     };
     let ds = Datastore::connect(&spec).await.expect("connect");
     let dir = tempfile::tempdir().expect("tempdir");
-    Some(Env { etcd, ds, dir })
+    Some(Env {
+        etcd: Some(etcd),
+        ds,
+        dir,
+    })
+}
+
+/// The namespace the path rewriting puts every object in.
+const FAKE_NS: &str = "margay-ipam-test";
+
+/// The Kubernetes backend on a fresh, empty kube-fake-client that knows
+/// every kind IPAM reads or writes. Always available (no server to
+/// start), hence no SKIP.
+///
+/// kube-fake-client 0.3 treats every custom resource as namespaced, so
+/// (as datastore/tests/kubernetes.rs does) a tower service in front of it
+/// moves the backend's cluster-scoped paths into one namespace; the
+/// backend is unchanged. The fake has no multi-object transactions (like
+/// a real apiserver) and ignores delete preconditions.
+pub async fn kube_env() -> Env {
+    let fake = ClientBuilder::new()
+        .with_resource::<IPPool>()
+        .with_resource::<IPAMConfig>()
+        .with_resource::<IPReservation>()
+        .with_resource::<Node>()
+        .with_resource::<IPAMBlock>()
+        .with_resource::<BlockAffinity>()
+        .with_resource::<IPAMHandle>()
+        .build()
+        .await
+        .expect("fake client");
+    let svc = tower::service_fn(move |mut req: http::Request<Body>| {
+        let fake = fake.clone();
+        async move {
+            *req.uri_mut() = namespaced(req.uri());
+            fake.send(req).await
+        }
+    });
+    let client = kube::Client::new(svc, FAKE_NS);
+    Env {
+        etcd: None,
+        ds: Datastore::Kubernetes(KubeStore::from_client(client)),
+        dir: tempfile::tempdir().expect("tempdir"),
+    }
+}
+
+/// `/apis/G/V/rest` -> `/apis/G/V/namespaces/FAKE_NS/rest`.
+fn namespaced(uri: &http::Uri) -> http::Uri {
+    let path = uri.path();
+    let parts: Vec<&str> = path.splitn(5, '/').collect();
+    let new_path = match parts.as_slice() {
+        ["", "apis", group, version, rest] => {
+            format!("/apis/{group}/{version}/namespaces/{FAKE_NS}/{rest}")
+        }
+        _ => path.to_string(),
+    };
+    let pq = match uri.query() {
+        Some(q) => format!("{new_path}?{q}"),
+        None => new_path,
+    };
+    http::Uri::builder()
+        .path_and_query(pq)
+        .build()
+        .expect("valid rewritten URI")
 }
 
 impl Env {
+    /// The etcd server (tests that stop it or hand its endpoint to other
+    /// processes run on etcd only).
+    pub fn etcd(&mut self) -> &mut EtcdServer {
+        self.etcd.as_mut().expect("an etcd-backed test environment")
+    }
+
+    /// The etcd server's client URL.
+    pub fn etcd_endpoint(&self) -> String {
+        let etcd = self.etcd.as_ref();
+        etcd.expect("an etcd-backed test environment").endpoint()
+    }
+
     /// IPAM for `node` with its own host lock file.
     pub fn ipam(&self, node: &str) -> Ipam {
         self.ipam_with(node, IpamOptions::default())

@@ -29,8 +29,11 @@ use smallvec::SmallVec;
 
 use crate::decision::{self, Candidate, RouteCmp, Source};
 
+#[path = "rib_paths.rs"]
+mod paths;
 #[path = "rib_table.rs"]
 mod table;
+use paths::Paths;
 use table::Table;
 
 /// Index of a route source; [`LOCAL`] is this speaker.
@@ -80,7 +83,7 @@ pub struct SourceInfo {
 pub struct Entry {
     prefix: IpNetwork,
     /// Best first, then multipath members, then the rest.
-    paths: SmallVec<[Path; 1]>,
+    paths: Paths,
     /// How many leading paths form the ECMP set (0 when empty).
     ecmp: u8,
     /// Outgoing peer slots 0 to 63 this prefix is advertised to.
@@ -188,7 +191,7 @@ impl Entry {
     fn new(prefix: IpNetwork) -> Entry {
         Entry {
             prefix,
-            paths: SmallVec::new(),
+            paths: Paths::None,
             ecmp: 0,
             advertised: 0,
             more: None,

@@ -159,13 +159,38 @@ fn advertised_bits_keep_entry_until_withdrawn() {
     assert!(r.is_empty());
 }
 
-/// A route's memory: the entry (with its prefix) must stay within one
-/// 64-octet line; a million of them are most of a full table.
+/// A route's memory: the entry (with its prefix) must stay within 56
+/// octets; a million of them are most of a full table.
 #[test]
-fn entry_fits_in_64_octets() {
+fn entry_fits_in_56_octets() {
+    assert_eq!(std::mem::size_of::<Paths>(), 16);
     assert!(
-        std::mem::size_of::<Entry>() <= 64,
+        std::mem::size_of::<Entry>() <= 56,
         "{}",
         std::mem::size_of::<Entry>()
     );
+}
+
+#[test]
+fn paths_move_between_inline_and_heap() {
+    let mut r = rib();
+    let a = attrs(&mut r, &[65001], 1);
+    let path = |peer| Path {
+        attrs: a.clone(),
+        peer,
+        stale: false,
+    };
+    let mut ps = Paths::None;
+    ps.push(path(1));
+    assert!(matches!(ps, Paths::One(_)));
+    ps.push(path(2));
+    ps.push(path(3));
+    assert_eq!(ps.iter().map(|p| p.peer).collect::<Vec<_>>(), [1, 2, 3]);
+    assert_eq!(ps.remove(1).peer, 2);
+    ps.retain(|p| p.peer != 1);
+    assert!(matches!(&ps, Paths::One(p) if p.peer == 3));
+    ps[0].stale = true;
+    assert!(ps[0].stale);
+    assert_eq!(ps.remove(0).peer, 3);
+    assert!(ps.is_empty() && matches!(ps, Paths::None));
 }

@@ -219,11 +219,15 @@ async fn main() -> anyhow::Result<()> {
             name: "bgpd",
             program: bin_dir.join("bgpd"),
             args: bgpd_args,
+            // RFC 4724: peers keep our routes, and bgpd defers its own
+            // advertisements until it has relearnt theirs (4.1).
+            restart_args: vec!["--graceful-restart".into()],
         },
         ChildSpec {
             name: "felix-lite",
             program: bin_dir.join("felix-lite"),
             args: felix_args,
+            restart_args: Vec::new(),
         },
     ];
 

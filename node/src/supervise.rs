@@ -59,6 +59,9 @@ pub struct ChildSpec {
     pub name: &'static str,
     pub program: PathBuf,
     pub args: Vec<String>,
+    /// Appended to `args` when the child is started again after it
+    /// exited (bgpd then restarts gracefully: felix-lite kept the FIB).
+    pub restart_args: Vec<String>,
 }
 
 /// Live facts about a supervised child, read by the health endpoint.
@@ -78,10 +81,14 @@ pub async fn supervise(
     grace: Duration,
 ) {
     let mut backoff = Backoff::default();
+    let mut again = false;
     while !*shutdown.borrow() {
         let started = tokio::time::Instant::now();
+        let extra = if again { &spec.restart_args[..] } else { &[] };
+        again = true;
         let mut child = match Command::new(&spec.program)
             .args(&spec.args)
+            .args(extra)
             .kill_on_drop(true)
             .spawn()
         {
@@ -169,10 +176,13 @@ mod tests {
         let spec = ChildSpec {
             name: "test",
             program: "/bin/sh".into(),
+            // `sh -c SCRIPT sh [again]`: $1 is the restart argument.
             args: vec![
                 "-c".into(),
-                format!("echo x >> {}; exit 1", marker.display()),
+                format!("echo \"start $1\" >> {}; exit 1", marker.display()),
+                "sh".into(),
             ],
+            restart_args: vec!["again".into()],
         };
         let state = Arc::new(ChildState::default());
         let (tx, rx) = watch::channel(false);
@@ -186,8 +196,12 @@ mod tests {
         tokio::time::sleep(Duration::from_millis(1000)).await;
         tx.send(true).unwrap();
         task.await.unwrap();
-        let starts = std::fs::read_to_string(&marker).unwrap().lines().count();
-        assert!(starts >= 3, "only {starts} starts");
+        let starts = std::fs::read_to_string(&marker).unwrap();
+        let starts: Vec<&str> = starts.lines().collect();
+        assert!(starts.len() >= 3, "only {starts:?}");
+        // Only restarts get the restart arguments.
+        assert_eq!(starts[0], "start ");
+        assert!(starts[1..].iter().all(|l| *l == "start again"), "{starts:?}");
         assert!(state.restarts.load(Ordering::Relaxed) >= 3);
     }
 
@@ -197,6 +211,7 @@ mod tests {
             name: "sleeper",
             program: "/bin/sleep".into(),
             args: vec!["600".into()],
+            restart_args: Vec::new(),
         };
         let state = Arc::new(ChildState::default());
         let (tx, rx) = watch::channel(false);

@@ -27,6 +27,10 @@ const KEEPALIVE: [u8; 19] = {
     k
 };
 
+/// How many prefixes ahead of the one being processed the RIB is asked to
+/// warm its cache: enough to overlap the memory latency of a few lookups.
+const LOOKAHEAD: usize = 8;
+
 impl Speaker {
     /// Perform FSM actions for peer `id`.
     pub(crate) fn apply(&mut self, id: PeerId, acts: Vec<NbrAction>) {
@@ -192,8 +196,18 @@ impl Speaker {
             tracing::warn!(peer = %p.cfg.name, "UPDATE error, {:?}: {e}", e.action);
             p.last_error = Some(format!("UPDATE error ({:?}): {e}", e.action));
         }
-        for n in u.withdrawn_all() {
-            self.rib.withdraw(id, &n.prefix);
+        {
+            let mut ahead = u.withdrawn_all();
+            ahead
+                .by_ref()
+                .take(LOOKAHEAD)
+                .for_each(|n| self.rib.prefetch(&n.prefix));
+            for n in u.withdrawn_all() {
+                if let Some(a) = ahead.next() {
+                    self.rib.prefetch(&a.prefix);
+                }
+                self.rib.withdraw(id, &n.prefix);
+            }
         }
         if verdict == Verdict::TreatAsWithdraw {
             return;
@@ -226,7 +240,13 @@ impl Speaker {
                 path: attrs.clone(),
                 next_hop: nh,
             });
-            for n in nlri {
+            nlri.iter()
+                .take(LOOKAHEAD)
+                .for_each(|n| self.rib.prefetch(&n.prefix));
+            for (i, n) in nlri.iter().enumerate() {
+                if let Some(a) = nlri.get(i + LOOKAHEAD) {
+                    self.rib.prefetch(&a.prefix);
+                }
                 let verdict = loop_ok.and_then(|()| {
                     policy::import_prefix(
                         &policy,

@@ -9,8 +9,8 @@
 //! one array, and neighbouring buckets share a cache line; the 32 hash
 //! bits kept per bucket both find the home bucket again (growing never
 //! re-hashes keys) and filter out other keys without touching them.
-//! Removal shifts the following buckets back (no tombstones), so probe
-//! sequences stay as short as the load allows.
+//! There is no single removal: the table removes in bulk and rebuilds
+//! the index (`clear_for`, then `insert`), so there are no tombstones.
 
 /// Buckets per entry at most 4/3: linear probing slows quickly above
 /// three quarters full.
@@ -65,14 +65,31 @@ impl Index {
         }
     }
 
+    /// Start loading the home bucket of `hash` into the cache, so that a
+    /// `find` a few prefixes later does not wait for memory: lookups in a
+    /// large table are cache misses, and issuing several at once overlaps
+    /// them.
+    pub fn prefetch(&self, hash: u64) {
+        if self.buckets.is_empty() {
+            return;
+        }
+        let b = &self.buckets[self.home(tag(hash))];
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: PREFETCHT0 is a hint: it never faults and has no effect
+        // on program state (SSE, always present on x86_64, is its only
+        // requirement); the address is a live element anyway.
+        #[allow(unsafe_code)]
+        unsafe {
+            use std::arch::x86_64::{_MM_HINT_T0, _mm_prefetch};
+            _mm_prefetch::<_MM_HINT_T0>(std::ptr::from_ref(b).cast());
+        }
+        #[cfg(not(target_arch = "x86_64"))]
+        let _ = b;
+    }
+
     /// The position in bucket `i` (from `find`).
     pub fn position(&self, i: usize) -> u32 {
         self.buckets[i] as u32 - 1
-    }
-
-    /// Point bucket `i` at another position.
-    pub fn set_position(&mut self, i: usize, pos: u32) {
-        self.buckets[i] = (self.buckets[i] & !0xffff_ffff) | u64::from(pos + 1);
     }
 
     /// Add `pos` under `hash` (not present yet).
@@ -90,30 +107,6 @@ impl Index {
             i = (i + 1) & self.mask();
         }
         self.buckets[i] = b;
-    }
-
-    /// Empty bucket `i`, moving back the entries after it that may
-    /// move (those whose home is not between the hole and them).
-    pub fn remove(&mut self, mut i: usize) {
-        let mask = self.mask();
-        let mut j = i;
-        loop {
-            j = (j + 1) & mask;
-            let b = self.buckets[j];
-            if b == 0 {
-                break;
-            }
-            let home = self.home((b >> 32) as u32);
-            if (j.wrapping_sub(home) & mask) >= (j.wrapping_sub(i) & mask) {
-                self.buckets[i] = b;
-                i = j;
-            }
-        }
-        self.buckets[i] = 0;
-        self.len -= 1;
-        if self.buckets.len() > 1024 && self.len * 8 < self.buckets.len() {
-            self.resize(self.wanted(self.len));
-        }
     }
 
     /// Drop everything, keeping room for `n` entries.

@@ -8,9 +8,8 @@
 //! `IpNetwork` enum through `Hash` costs several hasher rounds per lookup,
 //! which dominated a transit profile. Here an empty bucket costs 8 octets,
 //! the values are packed without holes, and a prefix hashes with two
-//! folded multiplies. Removal moves the last pair into the hole
-//! (`swap_remove`), so positions change only on removal, and iteration
-//! order is arbitrary, as with a `HashMap`.
+//! folded multiplies. Values are only ever removed in bulk (`retain`), so
+//! a position stays valid until then.
 
 #[path = "rib_index.rs"]
 mod index;
@@ -80,16 +79,17 @@ impl<V: Keyed> Table<V> {
         self.slots.len()
     }
 
-    pub fn is_empty(&self) -> bool {
-        self.slots.is_empty()
-    }
-
-    /// Where `p` is; valid until the next removal.
+    /// Where `p` is; valid until the next `retain`.
     pub fn position(&self, p: &IpNetwork) -> Option<usize> {
         let slots = &self.slots;
         self.index
             .find(hash(self.seed, p), |i| slots[i as usize].key() == p)
             .map(|b| self.index.position(b) as usize)
+    }
+
+    /// Warm the cache for a coming lookup of `p`.
+    pub fn prefetch(&self, p: &IpNetwork) {
+        self.index.prefetch(hash(self.seed, p));
     }
 
     pub fn at_mut(&mut self, i: usize) -> &mut V {
@@ -130,58 +130,14 @@ impl<V: Keyed> Table<V> {
         }
     }
 
-    /// Removes `p`, returning its value.
-    #[cfg(test)]
-    pub fn remove(&mut self, p: &IpNetwork) -> Option<V> {
-        let i = self.position(p)?;
-        Some(self.remove_at(i))
-    }
-
-    /// Removes the pair at position `i`: its bucket goes, the last pair
-    /// moves into the hole and its bucket is pointed there.
-    fn remove_at(&mut self, i: usize) -> V {
-        let h = hash(self.seed, self.slots[i].key());
-        if let Some(b) = self.index.find(h, |j| j as usize == i) {
-            self.index.remove(b);
-        }
-        let v = self.slots.swap_remove(i);
-        let moved_from = self.slots.len();
-        if i < moved_from {
-            let h = hash(self.seed, self.slots[i].key());
-            if let Some(b) = self.index.find(h, |j| j as usize == moved_from) {
-                self.index.set_position(b, i as u32);
-            }
-        }
-        let cap = self.slots.capacity();
-        if cap > 1024 && self.slots.len() < cap / 4 {
-            // A million-prefix peer going away must not pin 70 MB.
-            self.slots.shrink_to(self.slots.len() * 2);
-        }
-        v
-    }
-
-    /// Removes the pairs at `positions` (each at most once; positions as
-    /// [`Table::position`] gave them, before any of these removals).
-    pub fn remove_positions(&mut self, mut positions: Vec<usize>) {
-        if positions.len() > self.slots.len() / 8 {
-            // Many at once (a peer's whole table withdrawn): one pass that
-            // compacts the values and rebuilds the index is cheaper than
-            // fixing two buckets per removal.
-            let mut gone = vec![false; self.slots.len()];
-            positions.iter().for_each(|&i| gone[i] = true);
-            let mut i = 0;
-            self.slots.retain(|_| {
-                i += 1;
-                !gone[i - 1]
-            });
+    /// Keeps the values for which `keep` holds, in order, and rebuilds
+    /// the index (one pass: cheaper than removing values one by one when
+    /// many go at once, which is how the RIB uses it).
+    pub fn retain(&mut self, mut keep: impl FnMut(&V) -> bool) {
+        let before = self.slots.len();
+        self.slots.retain(|v| keep(v));
+        if self.slots.len() != before {
             self.reindex();
-        } else {
-            // Highest first: `remove_at` moves the last pair into the
-            // hole, and the last pair is then never one still to remove.
-            positions.sort_unstable_by(|a, b| b.cmp(a));
-            for i in positions {
-                self.remove_at(i);
-            }
         }
     }
 
@@ -235,9 +191,8 @@ mod tests {
         }
     }
 
-    /// Random inserts, removals one by one and by position lists, checked
-    /// against a HashMap after every step: lookups, length and the set of
-    /// pairs.
+    /// Random inserts and bulk removals, checked against a HashMap after
+    /// every step: lookups, length and the set of pairs.
     #[test]
     fn behaves_like_a_hashmap() {
         let mut t: Table<(IpNetwork, u32)> = Table::default();
@@ -253,29 +208,22 @@ mod tests {
             let r = next();
             let k = (r % 3000) as u32;
             let p = prefix(k);
-            match (r >> 32) % 10 {
-                0..=5 => {
-                    let i = t.position_or_insert_with(p, |p| (p, 0));
-                    t.at_mut(i).1 += step;
-                    *model.entry(p).or_insert(0) += step;
-                }
-                6..=8 => {
-                    assert_eq!(t.remove(&p).map(|e| e.1), model.remove(&p))
-                }
-                _ => {
-                    // Few (one by one) or many (compaction) positions.
-                    let m = (r >> 40) % 16 + 2;
-                    let pos: Vec<usize> = (0..t.len())
-                        .filter(|i| (*i as u64 + step as u64).is_multiple_of(m))
-                        .collect();
-                    for &i in &pos {
-                        model.remove(t.slots[i].key());
-                    }
-                    t.remove_positions(pos);
-                }
+            if (r >> 32) % 20 == 0 {
+                let m = (r >> 40) % 7 + 2;
+                let gone = |p: &IpNetwork, v: u32| {
+                    (u64::from(v) + u64::from(p.prefix())).is_multiple_of(m)
+                };
+                t.retain(|(p, v)| !gone(p, *v));
+                model.retain(|p, v| !gone(p, *v));
+            } else {
+                let i = t.position_or_insert_with(p, |p| (p, 0));
+                t.at_mut(i).1 += step;
+                *model.entry(p).or_insert(0) += step;
             }
             assert_eq!(t.len(), model.len(), "step {step}");
             assert_eq!(t.get(&p).map(|e| &e.1), model.get(&p), "step {step}");
+            let absent = prefix(3000 + k);
+            assert!(t.get(&absent).is_none());
         }
         let mut got: Vec<_> = t.iter().map(|(p, v)| (*p, v.1)).collect();
         let mut want: Vec<_> = model.into_iter().collect();
@@ -295,10 +243,9 @@ mod tests {
             t.position_or_insert_with(prefix(k), |p| (p, 1));
         }
         let big = t.slots.capacity();
-        for k in 0..100_000 {
-            assert_eq!(t.remove(&prefix(k)).map(|e| e.1), Some(1));
-        }
-        assert_eq!(t.len(), 0);
+        t.retain(|(p, _)| *p == prefix(7));
+        assert_eq!(t.len(), 1);
+        assert_eq!(t.get(&prefix(7)).map(|e| e.1), Some(1));
         assert!(
             t.slots.capacity() <= 2048,
             "{} of {big}",

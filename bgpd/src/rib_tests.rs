@@ -194,3 +194,32 @@ fn paths_move_between_inline_and_heap() {
     assert_eq!(ps.remove(0).peer, 3);
     assert!(ps.is_empty() && matches!(ps, Paths::None));
 }
+
+#[test]
+fn dead_entries_are_invisible_revivable_and_compacted_in_bulk() {
+    let mut r = rib();
+    let a = attrs(&mut r, &[65001], 1);
+    let ps = ["10.0.1.0/24", "10.0.2.0/24", "10.0.3.0/24", "10.0.4.0/24"];
+    for s in ps {
+        r.update(1, p(s), a.clone());
+    }
+    drained(&mut r, usize::MAX);
+    r.withdraw(1, &p(ps[0]));
+    drained(&mut r, usize::MAX);
+    // One dead of four: kept until the dead are as many as the live.
+    assert_eq!((r.len(), r.table.len()), (3, 4));
+    assert!(r.get(&p(ps[0])).is_none());
+    assert_eq!(r.iter().count(), 3);
+    // A new path brings it back.
+    r.update(2, p(ps[0]), a.clone());
+    assert_eq!(drained(&mut r, usize::MAX), ["10.0.1.0/24 2"]);
+    assert_eq!((r.len(), r.table.len()), (4, 4));
+    for s in &ps[1..3] {
+        r.withdraw(1, &p(s));
+    }
+    drained(&mut r, usize::MAX);
+    // Two dead of four: one compaction drops both.
+    assert_eq!((r.len(), r.table.len()), (2, 2));
+    assert_eq!(r.get(&p(ps[3])).unwrap().best().unwrap().peer, 1);
+    assert_eq!(r.get(&p(ps[0])).unwrap().best().unwrap().peer, 2);
+}

@@ -45,6 +45,9 @@ pub fn down(opts: &LabOptions) -> Result<Vec<String>, LabError> {
         run("ip", &["link", "del", HOST_LINK])?;
         removed.push(format!("link {HOST_LINK}"));
     }
+    if let Some(s) = &state {
+        removed.extend(crate::neigh::restore(&s.raised_sysctls));
+    }
     if opts.state_dir.exists() {
         std::fs::remove_dir_all(&opts.state_dir).map_err(|e| LabError::Io {
             what: format!("removing {}", opts.state_dir.display()),

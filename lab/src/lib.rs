@@ -11,26 +11,33 @@
 //! Every name starts with `mglab`, so `down` finds and removes leftovers of
 //! a failed `up` even without the state file.
 
+mod converge;
 mod down;
+mod etcd;
 pub mod inspect;
+mod neigh;
+mod node;
+mod pods;
 mod probe;
 mod prove;
+mod reach;
+mod segment;
 mod state;
 mod status;
 mod sys;
 pub mod topology;
+mod tor;
 mod up;
 
 use std::path::PathBuf;
 
 pub use down::down;
+pub use etcd::{start_etcd_again, stop_etcd};
+pub use pods::{add_extra_pod, add_extra_pod_in_pool};
 pub use state::LabState;
 pub use status::status;
 pub use topology::{Family, PeeringMode};
-pub use up::{
-    LabSummary, add_extra_pod, add_extra_pod_in_pool, start_etcd_again,
-    stop_etcd, up,
-};
+pub use up::{LabSummary, up};
 
 /// How to build the lab.
 #[derive(Debug, Clone)]

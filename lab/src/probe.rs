@@ -4,12 +4,11 @@
 use std::fs::File;
 use std::io::{self, Read, Write};
 use std::net::{IpAddr, SocketAddr, TcpListener, TcpStream};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use nix::sched::CloneFlags;
 use serde_json::Value;
-
-use crate::sys::ns_run;
 
 /// Runs `f` on a fresh thread that has joined network namespace `netns`;
 /// sockets it creates belong to that namespace for their whole life.
@@ -28,11 +27,50 @@ pub fn in_netns<T: Send + 'static>(
     .map_err(|_| io::Error::other("probe thread panicked"))?
 }
 
-/// One ICMP echo from `src_ns` to `dst`.
+/// How long one ICMP echo or TCP exchange may take. Generous: a 50-node
+/// lab runs some 150 daemons on two cores, where a reply can take well over
+/// a second without anything being wrong with the fabric.
+pub const PROBE_TIMEOUT: Duration = Duration::from_secs(3);
+
+/// Runs `argv` with its network namespace set to `netns` (the thread that
+/// forks it has joined the namespace), without `ip netns exec`'s mount
+/// namespace and sysfs remount: thousands of probes stay cheap.
+fn run_in_netns(netns: &str, argv: &[String]) -> Result<(), String> {
+    let argv = argv.to_vec();
+    let out = in_netns(netns, move || {
+        Command::new(&argv[0]).args(&argv[1..]).output()
+    })
+    .and_then(|r| r)
+    .map_err(|e| format!("running in {netns}: {e}"))?;
+    if out.status.success() {
+        return Ok(());
+    }
+    let text = String::from_utf8_lossy(&out.stdout);
+    // ping's summary line says what happened ("1 packets transmitted, 0
+    // received"); stderr says why it could not send at all.
+    let summary = text
+        .lines()
+        .find(|l| l.contains("transmitted"))
+        .unwrap_or("")
+        .trim();
+    Err(format!(
+        "{}: {} {summary}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr).trim()
+    )
+    .trim()
+    .to_string())
+}
+
+/// One ICMP echo from `src_ns` to `dst`, waiting up to [`PROBE_TIMEOUT`]
+/// for the reply.
 pub fn ping(src_ns: &str, dst: IpAddr) -> Result<(), String> {
-    ns_run(src_ns, &["ping", "-c1", "-W1", "-n", &dst.to_string()])
-        .map(|_| ())
-        .map_err(|e| e.to_string())
+    let wait = PROBE_TIMEOUT.as_secs().to_string();
+    let argv: Vec<String> =
+        ["ping", "-c1", "-W", &wait, "-n", &dst.to_string()]
+            .map(str::to_string)
+            .to_vec();
+    run_in_netns(src_ns, &argv).map_err(|e| format!("ping {dst}: {e}"))
 }
 
 /// A TCP connection from `src_ns` to a listener opened in `dst_ns` on
@@ -49,12 +87,13 @@ pub fn tcp(
         .map_err(|e| format!("listen on {addr} in {dst_ns}: {e}"))?;
     listener.set_nonblocking(true).map_err(|e| e.to_string())?;
     let server = std::thread::spawn(move || -> io::Result<()> {
-        let deadline = Instant::now() + Duration::from_secs(3);
+        // The client connects within PROBE_TIMEOUT or gives up.
+        let deadline = Instant::now() + PROBE_TIMEOUT + Duration::from_secs(1);
         loop {
             match listener.accept() {
                 Ok((mut s, _)) => {
                     s.set_nonblocking(false)?;
-                    s.set_read_timeout(Some(Duration::from_secs(2)))?;
+                    s.set_read_timeout(Some(PROBE_TIMEOUT))?;
                     let mut buf = [0u8; 6];
                     s.read_exact(&mut buf)?;
                     return s.write_all(&buf);
@@ -70,8 +109,8 @@ pub fn tcp(
         }
     });
     let client = in_netns(src_ns, move || -> io::Result<()> {
-        let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(2))?;
-        s.set_read_timeout(Some(Duration::from_secs(2)))?;
+        let mut s = TcpStream::connect_timeout(&addr, PROBE_TIMEOUT)?;
+        s.set_read_timeout(Some(PROBE_TIMEOUT))?;
         s.write_all(b"margay")?;
         let mut back = [0u8; 6];
         s.read_exact(&mut back)?;

@@ -19,6 +19,10 @@ pub struct LabState {
     pub tor_socket: PathBuf,
     pub mode: String,
     pub family: String,
+    /// Host neighbour-table sysctls `up` raised, with their old values,
+    /// for `down` to restore.
+    #[serde(default)]
+    pub raised_sysctls: Vec<(String, u64)>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

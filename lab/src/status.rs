@@ -41,7 +41,7 @@ pub async fn status(opts: &LabOptions) -> Result<String, LabError> {
     );
     for n in &state.nodes {
         let agent = up(Some(n.agent_pid));
-        match crate::up::query_peers(&n.run_dir.join("bgpd.ctl")).await {
+        match crate::node::query_peers(&n.run_dir.join("bgpd.ctl")).await {
             Ok(peers) if !peers.is_empty() => {
                 for p in peers {
                     let _ = writeln!(

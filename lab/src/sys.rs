@@ -111,3 +111,11 @@ pub fn missing_programs<'a>(programs: &[&'a str]) -> Vec<&'a str> {
         .filter(|p| !std::env::split_paths(&paths).any(|d| d.join(p).is_file()))
         .collect()
 }
+
+/// `mkdir -p`, with an error naming the directory.
+pub fn mkdir(path: &Path) -> Result<(), LabError> {
+    std::fs::create_dir_all(path).map_err(|e| LabError::Io {
+        what: format!("creating {}", path.display()),
+        source: e,
+    })
+}

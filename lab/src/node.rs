@@ -1,0 +1,163 @@
+//! Lab nodes: a namespace on the fabric segment running the margay node
+//! agent (hence bgpd and felix-lite), and waiting for their sessions.
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use margay_ctlproto::PeerStatus;
+
+use crate::segment::attach;
+use crate::state::{LabState, NodeState};
+use crate::sys::{mkdir, ns_run, run, spawn_detached};
+use crate::topology::{self, Topology};
+use crate::{LabError, LabOptions};
+
+/// Creates node `n`'s namespace and starts its agent.
+pub(crate) fn start(
+    opts: &LabOptions,
+    topo: &Topology,
+    n: &topology::NodePlan,
+) -> Result<NodeState, LabError> {
+    run("ip", &["netns", "add", &n.netns])?;
+    ns_run(&n.netns, &["ip", "link", "set", "lo", "up"])?;
+    attach("eth0", Some(&n.netns), &format!("{}/24", n.v4))?;
+    ns_run(
+        &n.netns,
+        &[
+            "ip",
+            "route",
+            "add",
+            "default",
+            "via",
+            &topology::tor_v4().to_string(),
+        ],
+    )?;
+    if topo.family.v6() {
+        ns_run(
+            &n.netns,
+            &[
+                "ip",
+                "addr",
+                "add",
+                &format!("{}/64", n.v6),
+                "dev",
+                "eth0",
+                "nodad",
+            ],
+        )?;
+    }
+    for s in ["net.ipv4.ip_forward=1", "net.ipv6.conf.all.forwarding=1"] {
+        ns_run(&n.netns, &["sysctl", "-qw", s])?;
+    }
+    let run_dir = opts.state_dir.join(&n.name);
+    mkdir(&run_dir.join("endpoints"))?;
+    let mut args = vec![
+        format!("--datastore=etcd:{}", topo.etcd_endpoint()),
+        format!("--node={}", n.name),
+        format!("--run-dir={}", run_dir.display()),
+        format!("--bin-dir={}", opts.bin_dir.display()),
+        format!("--health-addr=0.0.0.0:{}", topology::HEALTH_PORT),
+        format!(
+            "--felix-arg=--endpoint-dir={}",
+            run_dir.join("endpoints").display()
+        ),
+    ];
+    if topo.family.v6() {
+        args.push(format!("--ipv6-address={}/64", n.v6));
+    }
+    if !topo.family.v4() {
+        args.push("--ipv4-address=none".into());
+    }
+    if n.route_reflector {
+        args.push(format!(
+            "--route-reflector-cluster-id={}",
+            topology::RR_CLUSTER_ID
+        ));
+        args.push("--label=route-reflector=true".into());
+    }
+    let log = opts.state_dir.join(format!("logs/{}.log", n.name));
+    let agent = opts.bin_dir.join("margay-node");
+    let pid = spawn_detached(Some(&n.netns), &agent, &args, &log)?;
+    Ok(NodeState {
+        name: n.name.clone(),
+        netns: n.netns.clone(),
+        address: n.v4.to_string(),
+        address_v6: topo.family.v6().then(|| n.v6.to_string()),
+        agent_pid: pid,
+        run_dir,
+        route_reflector: n.route_reflector,
+    })
+}
+
+/// bgpd's peer table through its control socket.
+pub async fn query_peers(socket: &Path) -> Result<Vec<PeerStatus>, String> {
+    let socket = socket.to_path_buf();
+    tokio::task::spawn_blocking(move || margay_ctlproto::client::peers(&socket))
+        .await
+        .map_err(|e| e.to_string())?
+        .map_err(|e| e.to_string())
+}
+
+/// How many sessions each node should have.
+fn expected_sessions(topo: &Topology, n: &topology::NodePlan) -> usize {
+    let others = topo.nodes.len() - 1;
+    let node_peers = match topo.mode {
+        topology::PeeringMode::Mesh => others,
+        topology::PeeringMode::RouteReflector if n.route_reflector => others,
+        topology::PeeringMode::RouteReflector => 1,
+    };
+    // Plus the ToR; a dual-stack node has every session once per family.
+    let families =
+        usize::from(topo.family.v4()) + usize::from(topo.family.v6());
+    (node_peers + 1) * families
+}
+
+/// Waits until every node has all its sessions Established.
+pub(crate) async fn wait_sessions(
+    state: &LabState,
+    topo: &Topology,
+) -> Result<(), LabError> {
+    let deadline = Instant::now() + Duration::from_secs(90);
+    loop {
+        let mut pending = Vec::new();
+        for (n, plan) in state.nodes.iter().zip(&topo.nodes) {
+            let want = expected_sessions(topo, plan);
+            match query_peers(&n.run_dir.join("bgpd.ctl")).await {
+                Ok(peers) => {
+                    let up = peers
+                        .iter()
+                        .filter(|p| p.state == "Established")
+                        .count();
+                    if up < want {
+                        let down: Vec<String> = peers
+                            .iter()
+                            .filter(|p| p.state != "Established")
+                            .map(|p| format!("{} {}", p.address, p.state))
+                            .collect();
+                        pending.push(format!(
+                            "{}: {up}/{want} Established (not: {})",
+                            n.name,
+                            down.join(", ")
+                        ));
+                    }
+                }
+                Err(e) => pending
+                    .push(format!("{}: bgpd not answering ({e})", n.name)),
+            }
+        }
+        if pending.is_empty() {
+            return Ok(());
+        }
+        if Instant::now() > deadline {
+            return Err(LabError::Timeout {
+                what: "BGP sessions".into(),
+                detail: format!(
+                    "{}; logs in {}",
+                    pending.join("; "),
+                    state.state_dir.join("logs").display()
+                ),
+            });
+        }
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+}

@@ -1,12 +1,8 @@
 //! The conformance suite against the kubernetes backend on
 //! kube-fake-client (an in-memory apiserver behind `kube::Client`).
 //!
-//! kube-fake-client 0.3 registers every custom resource as namespaced
-//! (registry.rs `is_namespaced_resource` always returns true), so it
-//! refuses cluster-scoped requests. [`fake`] therefore puts a small tower
-//! service in front of it that rewrites the cluster-scoped paths the
-//! backend sends (`/apis/G/V/PLURAL/...`) into one namespace; the backend
-//! code under test is unchanged.
+//! Cluster-scoped paths are moved into one namespace by
+//! `margay_testkit::fake_kube` (the fake knows namespaced resources only).
 //!
 //! kube-fake-client 0.3 has no watch endpoint (a `?watch=true` GET is
 //! answered as a plain list) and ignores delete preconditions, so those
@@ -17,12 +13,9 @@ mod conformance;
 
 use conformance::{Gadget, Widget, widget};
 use futures::StreamExt;
-use kube::client::Body;
 use kube_fake_client::ClientBuilder;
 use margay_datastore::{Datastore, KubeStore};
-
-/// The namespace the path rewriting puts every object in.
-const FAKE_NS: &str = "margay-test";
+use margay_testkit::fake_kube::cluster_scoped;
 
 /// A datastore on a fresh, empty fake apiserver that knows the test CRDs.
 async fn fake() -> Datastore {
@@ -32,37 +25,7 @@ async fn fake() -> Datastore {
         .build()
         .await
         .expect("fake client");
-    let svc = tower::service_fn(move |mut req: http::Request<Body>| {
-        let fake = fake.clone();
-        async move {
-            *req.uri_mut() = namespaced(req.uri());
-            fake.send(req).await
-        }
-    });
-    Datastore::Kubernetes(KubeStore::from_client(kube::Client::new(
-        svc, FAKE_NS,
-    )))
-}
-
-/// `/apis/G/V/rest` -> `/apis/G/V/namespaces/FAKE_NS/rest`.
-fn namespaced(uri: &http::Uri) -> http::Uri {
-    let path = uri.path();
-    let parts: Vec<&str> = path.splitn(5, '/').collect();
-    // ["", "apis", group, version, rest]
-    let new_path = match parts.as_slice() {
-        ["", "apis", group, version, rest] => {
-            format!("/apis/{group}/{version}/namespaces/{FAKE_NS}/{rest}")
-        }
-        _ => path.to_string(),
-    };
-    let pq = match uri.query() {
-        Some(q) => format!("{new_path}?{q}"),
-        None => new_path,
-    };
-    http::Uri::builder()
-        .path_and_query(pq)
-        .build()
-        .expect("valid rewritten URI")
+    Datastore::Kubernetes(KubeStore::from_client(cluster_scoped(fake)))
 }
 
 macro_rules! conformance_test {

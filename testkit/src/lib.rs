@@ -7,6 +7,7 @@
 //! the process is not root.
 
 mod etcd;
+pub mod fake_kube;
 mod netns;
 
 use std::net::TcpListener;

@@ -5,7 +5,6 @@
 
 use std::collections::BTreeMap;
 
-use kube::client::Body;
 use kube_fake_client::ClientBuilder;
 use margay_crds::{
     BlockAffinity, IPAMBlock, IPAMConfig, IPAMConfigSpec, IPAMHandle, IPPool,
@@ -14,6 +13,7 @@ use margay_crds::{
 use margay_datastore::{Datastore, DatastoreSpec, KubeStore};
 use margay_ipam::{Ipam, IpamOptions};
 use margay_testkit::EtcdServer;
+use margay_testkit::fake_kube::cluster_scoped;
 
 /// A datastore (and, on etcd, the server behind it).
 pub struct Env {
@@ -44,17 +44,13 @@ pub async fn env(test: &str) -> Option<Env> {
     })
 }
 
-/// The namespace the path rewriting puts every object in.
-const FAKE_NS: &str = "margay-ipam-test";
-
 /// The Kubernetes backend on a fresh, empty kube-fake-client that knows
 /// every kind IPAM reads or writes. Always available (no server to
 /// start), hence no SKIP.
 ///
-/// kube-fake-client 0.3 treats every custom resource as namespaced, so
-/// (as datastore/tests/kubernetes.rs does) a tower service in front of it
-/// moves the backend's cluster-scoped paths into one namespace; the
-/// backend is unchanged. The fake has no multi-object transactions (like
+/// `margay_testkit::fake_kube` moves the backend's cluster-scoped paths
+/// into one namespace (the fake knows namespaced resources only). The
+/// fake has no multi-object transactions (like
 /// a real apiserver) and ignores delete preconditions.
 pub async fn kube_env() -> Env {
     let fake = ClientBuilder::new()
@@ -68,39 +64,12 @@ pub async fn kube_env() -> Env {
         .build()
         .await
         .expect("fake client");
-    let svc = tower::service_fn(move |mut req: http::Request<Body>| {
-        let fake = fake.clone();
-        async move {
-            *req.uri_mut() = namespaced(req.uri());
-            fake.send(req).await
-        }
-    });
-    let client = kube::Client::new(svc, FAKE_NS);
+    let client = cluster_scoped(fake);
     Env {
         etcd: None,
         ds: Datastore::Kubernetes(KubeStore::from_client(client)),
         dir: tempfile::tempdir().expect("tempdir"),
     }
-}
-
-/// `/apis/G/V/rest` -> `/apis/G/V/namespaces/FAKE_NS/rest`.
-fn namespaced(uri: &http::Uri) -> http::Uri {
-    let path = uri.path();
-    let parts: Vec<&str> = path.splitn(5, '/').collect();
-    let new_path = match parts.as_slice() {
-        ["", "apis", group, version, rest] => {
-            format!("/apis/{group}/{version}/namespaces/{FAKE_NS}/{rest}")
-        }
-        _ => path.to_string(),
-    };
-    let pq = match uri.query() {
-        Some(q) => format!("{new_path}?{q}"),
-        None => new_path,
-    };
-    http::Uri::builder()
-        .path_and_query(pq)
-        .build()
-        .expect("valid rewritten URI")
 }
 
 impl Env {

@@ -201,7 +201,10 @@ mod tests {
         assert!(starts.len() >= 3, "only {starts:?}");
         // Only restarts get the restart arguments.
         assert_eq!(starts[0], "start ");
-        assert!(starts[1..].iter().all(|l| *l == "start again"), "{starts:?}");
+        assert!(
+            starts[1..].iter().all(|l| *l == "start again"),
+            "{starts:?}"
+        );
         assert!(state.restarts.load(Ordering::Relaxed) >= 3);
     }
 

@@ -1,5 +1,6 @@
 //! Prometheus metrics (sessions by state, UPDATEs in/out, prefixes, FSM
-//! transitions) and a minimal HTTP responder for `/metrics`.
+//! transitions, BFD sessions by state and BFD Downs acted on) and a
+//! minimal HTTP responder for `/metrics`.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -27,6 +28,8 @@ pub struct Metrics {
     updates_out: Counter,
     transitions: Counter,
     prefixes: Gauge,
+    bfd_sessions: Family<StateLabel, Gauge>,
+    bfd_downs: Counter,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -44,6 +47,8 @@ impl Metrics {
             updates_out: Counter::default(),
             transitions: Counter::default(),
             prefixes: Gauge::default(),
+            bfd_sessions: Family::default(),
+            bfd_downs: Counter::default(),
         };
         reg.register(
             "bgpd_sessions",
@@ -70,6 +75,16 @@ impl Metrics {
             "prefixes in the Loc-RIB",
             m.prefixes.clone(),
         );
+        reg.register(
+            "bgpd_bfd_sessions",
+            "BFD sessions by state (RFC 5880 bfd.SessionState)",
+            m.bfd_sessions.clone(),
+        );
+        reg.register(
+            "bgpd_bfd_downs",
+            "BFD Down events that tore a BGP session down or flushed its stale routes",
+            m.bfd_downs.clone(),
+        );
         m
     }
 
@@ -91,7 +106,15 @@ impl Metrics {
         sync(&self.updates_in, s.counters.updates_in);
         sync(&self.updates_out, s.counters.updates_out);
         sync(&self.transitions, s.counters.fsm_transitions);
+        sync(&self.bfd_downs, s.counters.bfd_downs);
         self.prefixes.set(s.rib().len() as i64);
+        for (state, n) in s.bfd_states() {
+            self.bfd_sessions
+                .get_or_create(&StateLabel {
+                    state: state.name().to_string(),
+                })
+                .set(n as i64);
+        }
     }
 }
 

@@ -163,6 +163,9 @@ pub struct Counters {
     pub updates_in: u64,
     pub updates_out: u64,
     pub fsm_transitions: u64,
+    /// BFD sessions that went Down while the BGP session or its stale
+    /// routes depended on them (RFC 5882: each one acted on).
+    pub bfd_downs: u64,
 }
 
 /// Per-connection facts.

@@ -339,6 +339,7 @@ fn bfd_detection_timeout_tears_the_session_down_and_withdraws() {
     s.on_bfd_packet(other, 255, &bfd_from_peer(BfdState::Down, discr));
     assert_eq!(bfd_state(&s).as_deref(), Some("Up"));
     assert!(s.is_established(c.0));
+    assert_eq!(s.counters.bfd_downs, 0);
 
     s.on_timer(TimerKey {
         peer: 0,
@@ -348,6 +349,17 @@ fn bfd_detection_timeout_tears_the_session_down_and_withdraws() {
     let outs = s.take_outputs();
     assert!(!s.is_established(c.0));
     assert_eq!(bfd_state(&s).as_deref(), Some("Down"));
+    // What the metrics report: one Down acted on, the session counted Down.
+    assert_eq!(s.counters.bfd_downs, 1);
+    let states: Vec<(&str, usize)> = s
+        .bfd_states()
+        .iter()
+        .map(|(st, n)| (st.name(), *n))
+        .collect();
+    assert_eq!(
+        states,
+        [("AdminDown", 0), ("Down", 1), ("Init", 0), ("Up", 0)]
+    );
     // Cease / BFD Down (RFC 9384) went to the peer, and the route left at
     // once: no graceful-restart retention.
     let cease = Message::Notification(bgp_wire::NotificationMsg {

@@ -190,6 +190,22 @@ impl Speaker {
         self.apply_bfd(&name, acts);
     }
 
+    /// BFD sessions per state, for metrics.
+    pub fn bfd_states(&self) -> Vec<(State, usize)> {
+        [State::AdminDown, State::Down, State::Init, State::Up]
+            .into_iter()
+            .map(|st| {
+                let n = self
+                    .bfd
+                    .by_peer
+                    .values()
+                    .filter(|b| b.session.state() == st)
+                    .count();
+                (st, n)
+            })
+            .collect()
+    }
+
     /// The BFD state of peer `name`, if it runs BFD.
     pub fn bfd_state(&self, name: &str) -> Option<State> {
         self.bfd.by_peer.get(name).map(|b| b.session.state())
@@ -241,6 +257,7 @@ impl Speaker {
         else {
             return;
         };
+        self.counters.bfd_downs += 1;
         let id = p.id;
         let established = p
             .nbr

@@ -94,6 +94,14 @@ pub struct Reconciler {
     blocks_synced: bool,
     pods: HashMap<IpNetwork, String>,
     pods_synced: bool,
+    /// Endpoint scans so far (`process_pods` calls).
+    pods_gen: u64,
+    /// Pod routes in the kernel for no known pod, with the scan count at
+    /// which they appeared. One that appeared since the last scan is kept:
+    /// the CNI plugin creates a pod's host route before felix-lite's next
+    /// scan reads the pod's endpoint record, and deleting it would cut the
+    /// new pod off until that scan re-creates it.
+    unscanned_pod_routes: HashMap<IpNetwork, u64>,
     links: HashSet<String>,
     /// Our routes in the kernel, by destination (several metrics possible).
     observed: HashMap<IpNetwork, Vec<KernelRoute>>,
@@ -122,6 +130,8 @@ impl Reconciler {
             blocks_synced: false,
             pods: HashMap::new(),
             pods_synced: false,
+            pods_gen: 0,
+            unscanned_pod_routes: HashMap::new(),
             links: HashSet::new(),
             observed: HashMap::new(),
             foreign: HashSet::new(),
@@ -245,6 +255,12 @@ impl Reconciler {
             }
         }
         self.pods = pods;
+        self.pods_gen += 1;
+        // Routes kept for this scan are decided now: wanted, or deleted.
+        self.dirty.extend(self.unscanned_pod_routes.keys());
+        let pods = &self.pods;
+        self.unscanned_pod_routes
+            .retain(|dst, _| !pods.contains_key(dst));
         if !self.pods_synced {
             self.pods_synced = true;
             self.mark_observed_dirty();
@@ -296,6 +312,7 @@ impl Reconciler {
     /// RTM_DELROUTE notification for the main table.
     pub fn process_kernel_del(&mut self, route: KernelRoute) {
         self.dirty.insert(route.dst);
+        self.unscanned_pod_routes.remove(&route.dst);
         if self.owner(&route).is_some() {
             if let Some(list) = self.observed.get_mut(&route.dst) {
                 list.retain(|r| r.metric != route.metric);
@@ -324,7 +341,13 @@ impl Reconciler {
     }
 
     fn observe(&mut self, route: KernelRoute) {
-        if self.owner(&route).is_some() {
+        let owner = self.owner(&route);
+        if owner == Some(Source::Pods) && !self.pods.contains_key(&route.dst) {
+            self.unscanned_pod_routes
+                .entry(route.dst)
+                .or_insert(self.pods_gen);
+        }
+        if owner.is_some() {
             let list = self.observed.entry(route.dst).or_default();
             list.retain(|r| r.metric != route.metric);
             list.push(route);
@@ -439,7 +462,9 @@ impl Reconciler {
         // Whatever else of ours sits at this destination is unwanted.
         for r in have {
             let source = self.owner(&r).unwrap_or(Source::Bgp);
-            if self.synced(source) {
+            let unscanned = source == Source::Pods
+                && self.unscanned_pod_routes.get(&dst) == Some(&self.pods_gen);
+            if self.synced(source) && !unscanned {
                 ops.push(RouteOp::Delete(r));
             } else {
                 keep.push(r);

@@ -313,6 +313,30 @@ fn pod_routes_are_restored_and_cleaned() {
     assert!(r.plan().is_empty());
 }
 
+/// The CNI plugin creates a pod's host route (proto boot) before
+/// felix-lite's next endpoint scan knows the pod: the route must stay, or
+/// the new pod is unreachable until that scan re-creates it.
+#[test]
+fn a_new_pods_route_waits_for_the_endpoint_scan() {
+    let mut r = started(Instant::now(), vec![]);
+    r.process_link("mgnew", true);
+    let cni = kernel("10.4.0.7/32", 3, Target::Dev("mgnew".into()));
+    r.process_kernel_new(cni.clone());
+    assert!(r.plan().is_empty(), "kept until the next scan");
+    // The scan brings the pod: the route is wanted and left alone.
+    r.process_pods(HashMap::from([(net("10.4.0.7/32"), "mgnew".into())]));
+    assert!(r.plan().is_empty());
+    // A route for no pod that is still unknown after a scan goes.
+    let stray = kernel("10.4.0.8/32", 3, Target::Dev("mgnew".into()));
+    r.process_kernel_new(stray);
+    assert!(r.plan().is_empty());
+    r.process_pods(HashMap::from([(net("10.4.0.7/32"), "mgnew".into())]));
+    assert_eq!(
+        sorted(r.plan()),
+        vec!["delete 10.4.0.8/32 dev mgnew metric 0"]
+    );
+}
+
 #[test]
 fn drift_is_repaired() {
     let now = Instant::now();

@@ -105,31 +105,25 @@ impl Speaker {
     /// Re-run export of the whole table towards one peer (session up,
     /// policy change); withdraws what is no longer exported.
     pub(crate) fn reexport_peer(&mut self, id: PeerId) {
-        self.reexport(id, |_| true);
+        self.reexport(id, |_| true, false);
     }
 
     /// Route refresh for one family (RFC 2918 4: "re-advertise ... the
     /// Adj-RIB-Out").
     pub(crate) fn reexport_family(&mut self, id: PeerId, f: Family) {
-        let slot = id as usize;
-        let in_family =
-            |p: &IpNetwork| p.is_ipv4() == (f == Family::Ipv4Unicast);
-        let mut resent = 0;
-        self.rib.for_each_mut(|prefix, e, _| {
-            if in_family(prefix) && e.is_advertised(slot) {
-                // Forget it was sent, which forces a resend.
-                e.set_advertised(slot, false);
-                resent += 1;
-            }
-        });
-        if let Some(p) = self.peers.get_mut(&id) {
-            p.advertised = p.advertised.saturating_sub(resent);
-        }
-        self.reexport(id, in_family);
+        self.reexport(id, |p| p.is_ipv4() == (f == Family::Ipv4Unicast), true);
     }
 
-    /// Export every prefix for which `pick` holds towards `id`, and pack.
-    fn reexport(&mut self, id: PeerId, pick: impl Fn(&IpNetwork) -> bool) {
+    /// Export every prefix for which `pick` holds towards `id`, and pack;
+    /// with `resend`, what was advertised goes out again (it is first
+    /// forgotten, so export sees it as new).
+    fn reexport(
+        &mut self,
+        id: PeerId,
+        pick: impl Fn(&IpNetwork) -> bool,
+        resend: bool,
+    ) {
+        let slot = id as usize;
         let mut cache = ExportCache::default();
         let Speaker {
             rib, peers, global, ..
@@ -137,6 +131,13 @@ impl Speaker {
         rib.for_each_mut(|prefix, e, sources| {
             if !pick(prefix) {
                 return;
+            }
+            if resend
+                && e.is_advertised(slot)
+                && let Some(p) = peers.get_mut(&id)
+            {
+                e.set_advertised(slot, false);
+                p.advertised = p.advertised.saturating_sub(1);
             }
             let ex = Exporter {
                 peers: &*peers,

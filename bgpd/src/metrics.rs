@@ -90,13 +90,10 @@ impl Metrics {
 
     /// Copy the speaker's counters into the metrics.
     pub fn update(&self, s: &Speaker) {
-        for (state, n) in s.states() {
-            self.sessions
-                .get_or_create(&StateLabel {
-                    state: state.name().to_string(),
-                })
-                .set(n as i64);
-        }
+        set_by_state(
+            &self.sessions,
+            s.states().iter().map(|(st, n)| (st.name(), *n)),
+        );
         let sync = |c: &Counter, v: u64| {
             let cur = c.get();
             if v > cur {
@@ -108,13 +105,24 @@ impl Metrics {
         sync(&self.transitions, s.counters.fsm_transitions);
         sync(&self.bfd_downs, s.counters.bfd_downs);
         self.prefixes.set(s.rib().len() as i64);
-        for (state, n) in s.bfd_states() {
-            self.bfd_sessions
-                .get_or_create(&StateLabel {
-                    state: state.name().to_string(),
-                })
-                .set(n as i64);
-        }
+        set_by_state(
+            &self.bfd_sessions,
+            s.bfd_states().iter().map(|(st, n)| (st.name(), *n)),
+        );
+    }
+}
+
+/// Set one gauge per state name.
+fn set_by_state<'a>(
+    family: &Family<StateLabel, Gauge>,
+    counts: impl Iterator<Item = (&'a str, usize)>,
+) {
+    for (state, n) in counts {
+        family
+            .get_or_create(&StateLabel {
+                state: state.to_string(),
+            })
+            .set(n as i64);
     }
 }
 

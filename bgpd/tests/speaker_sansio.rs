@@ -421,3 +421,42 @@ fn bfd_admin_down_from_the_peer_is_not_a_failure() {
     assert!(outs.contains(&Output::BfdClose { discr }));
     assert_eq!(bfd_state(&s), None);
 }
+
+/// RFC 2918 4: a ROUTE-REFRESH makes the speaker re-advertise what it
+/// advertised in that family, without counting it twice.
+#[test]
+fn route_refresh_resends_the_adj_rib_out() {
+    let mut s = Speaker::new(SpeakerCfg {
+        router_id: Ipv4Addr::new(10, 0, 0, 1),
+        restarting: false,
+        select_defer: Duration::from_secs(90),
+        idle_hold: Duration::from_secs(5),
+    });
+    s.set_peers(vec![peer([10, 0, 0, 2], 65001), peer([10, 0, 0, 3], 65002)]);
+    let inj = establish(&mut s, [10, 0, 0, 2], 65001);
+    let mon = establish(&mut s, [10, 0, 0, 3], 65002);
+    s.on_frame(inj.0, inj.1, &announce("192.0.2.0/24"));
+    s.flush();
+    s.take_outputs();
+    let refresh = Message::RouteRefresh(bgp_wire::RouteRefreshMsg {
+        family: bgp_wire::Family::IPV4_UNICAST,
+        subtype: bgp_wire::RefreshSubtype::Normal,
+    });
+    s.on_frame(
+        mon.0,
+        mon.1,
+        &refresh.to_bytes(&DecodeCxt::four_octet()).unwrap(),
+    );
+    let ups = updates_to(&s.take_outputs(), mon);
+    let prefixes: Vec<String> = ups
+        .iter()
+        .flat_map(|u| u.nlri.iter().map(|n| n.prefix.to_string()))
+        .collect();
+    assert_eq!(prefixes, ["192.0.2.0/24"]);
+    let advertised = s
+        .peer_status()
+        .iter()
+        .find(|p| p.address == IpAddr::V4(Ipv4Addr::new(10, 0, 0, 3)))
+        .map(|p| p.prefixes_advertised);
+    assert_eq!(advertised, Some(1));
+}

@@ -61,7 +61,7 @@ impl Expected {
             .find(|i| i.sandbox.is_none() && i.name == derived)
             .map_or(derived, |i| i.name.clone());
         Ok(Expected {
-            netns: env.netns.clone().unwrap_or_default(),
+            netns: env.netns_to_open().map(PathBuf::from).unwrap_or_default(),
             ifname: env.ifname().to_string(),
             host_ifname,
             ips,

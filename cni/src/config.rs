@@ -46,6 +46,7 @@ const TOP_KEYS: &[&str] = &[
     "ipam_lock_file",
     "container_settings",
     "endpoint_dir",
+    "agent_socket",
     "dns",
     "ipMasq",
     "capabilities",
@@ -180,6 +181,10 @@ pub struct NetConf {
     pub ipam_lock_file: Option<PathBuf>,
     pub allow_ip_forwarding: bool,
     pub endpoint_dir: PathBuf,
+    /// The node agent's CNI socket: when it answers, the plugin hands the
+    /// invocation to the agent (warm datastore and netlink connections)
+    /// instead of doing the work itself.
+    pub agent_socket: Option<PathBuf>,
     pub dns: Dns,
     /// The previous plugin's result (raw; decoded by `result`).
     pub prev_result: Option<Value>,
@@ -209,6 +214,7 @@ struct RawConf {
     ipam_lock_file: Option<PathBuf>,
     container_settings: Option<RawContainerSettings>,
     endpoint_dir: Option<PathBuf>,
+    agent_socket: Option<PathBuf>,
     dns: Option<Dns>,
     #[serde(rename = "ipMasq", default)]
     ip_masq: bool,
@@ -315,6 +321,7 @@ pub fn parse(stdin: &[u8], strictness: Strictness) -> Result<NetConf> {
         endpoint_dir: raw
             .endpoint_dir
             .unwrap_or_else(|| PathBuf::from(DEFAULT_ENDPOINT_DIR)),
+        agent_socket: raw.agent_socket.filter(|p| !p.as_os_str().is_empty()),
         dns: raw.dns.unwrap_or_default(),
         prev_result: raw.prev_result.filter(|v| !v.is_null()),
         valid_attachments: raw.valid_attachments,

@@ -3,7 +3,7 @@
 //! ([`MargayIpam`]) or from another IPAM plugin exec'd from CNI_PATH
 //! ([`crate::delegate::Delegate`]).
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::net::IpAddr;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -74,22 +74,17 @@ impl MargayIpam {
         conf: &NetConf,
         ipam_conf: &MargayIpamConf,
     ) -> Result<MargayIpam> {
-        let spec: DatastoreSpec = conf
-            .datastore
-            .spec_string()
-            .parse()
-            .map_err(|e| CniError::config("datastore_type", e))?;
-        let ds = Datastore::connect(&spec).await.map_err(|e| {
-            let code = if e.is_transient() {
-                Code::TryAgainLater
-            } else {
-                Code::InvalidConfig
-            };
-            CniError::new(
-                code,
-                format!("cannot connect to the datastore {spec}: {e}"),
-            )
-        })?;
+        let ds = connect_datastore(&datastore_spec(conf)?).await?;
+        MargayIpam::with_datastore(ds, conf, ipam_conf)
+    }
+
+    /// The same on an already connected datastore (the node agent keeps
+    /// one per datastore across invocations).
+    pub fn with_datastore(
+        ds: Datastore,
+        conf: &NetConf,
+        ipam_conf: &MargayIpamConf,
+    ) -> Result<MargayIpam> {
         let mut opts = IpamOptions::default();
         if let Some(lock) = &conf.ipam_lock_file {
             opts.lock_path = Some(lock.clone());
@@ -227,6 +222,49 @@ impl IpamBackend for MargayIpam {
             return Ok(());
         }
         Err(CniError::new(Code::NotAvailable, problems.join("; ")))
+    }
+}
+
+/// The datastore a config names.
+pub fn datastore_spec(conf: &NetConf) -> Result<DatastoreSpec> {
+    conf.datastore
+        .spec_string()
+        .parse()
+        .map_err(|e| CniError::config("datastore_type", e))
+}
+
+/// Connects to `spec`; an outage is code 11, a bad spec code 7.
+pub async fn connect_datastore(spec: &DatastoreSpec) -> Result<Datastore> {
+    Datastore::connect(spec).await.map_err(|e| {
+        let code = if e.is_transient() {
+            Code::TryAgainLater
+        } else {
+            Code::InvalidConfig
+        };
+        CniError::new(
+            code,
+            format!("cannot connect to the datastore {spec}: {e}"),
+        )
+    })
+}
+
+/// Datastore connections kept across invocations by the node agent, one
+/// per datastore a config names (clients reconnect by themselves).
+#[derive(Debug, Default)]
+pub struct DatastoreCache(tokio::sync::Mutex<HashMap<String, Datastore>>);
+
+impl DatastoreCache {
+    /// The connection for the datastore `conf` names, made on first use.
+    pub async fn get(&self, conf: &NetConf) -> Result<Datastore> {
+        let spec = datastore_spec(conf)?;
+        let key = spec.to_string();
+        let mut map = self.0.lock().await;
+        if let Some(ds) = map.get(&key) {
+            return Ok(ds.clone());
+        }
+        let ds = connect_datastore(&spec).await?;
+        map.insert(key, ds.clone());
+        Ok(ds)
     }
 }
 

@@ -1,6 +1,7 @@
 //! margay's CNI 1.1 plugin (`margay`) and delegated IPAM plugin
 //! (`margay-ipam`).
 
+pub mod agent;
 pub mod check;
 pub mod config;
 pub mod delegate;

@@ -4,6 +4,7 @@
 
 use std::collections::BTreeMap;
 use std::net::IpAddr;
+use std::path::Path;
 
 use ipnetwork::IpNetwork;
 use rtnetlink::Handle;
@@ -67,7 +68,7 @@ pub async fn add<I: IpamBackend>(
         None => CniResult::default(),
     };
     let ctx = attach_ctx(env, conf);
-    let netns_path = env.netns.clone().unwrap_or_default();
+    let netns_path = env.netns_to_open().unwrap_or(Path::new("")).to_owned();
     // Fail before allocating when the namespace is not there at all.
     netns::open(&netns_path).map_err(|e| CniError::env("CNI_NETNS", e))?;
     let mut plan = Plan {
@@ -121,7 +122,8 @@ pub async fn add<I: IpamBackend>(
         return Err(rollback(Some(&host), &plan, conf, &ctx, ipam, e).await);
     }
     tracing::info!(container = %ctx.container_id, host_ifname = %plan.host_ifname, ?ips, "added");
-    append_to_result(&mut result, &plan, conf, created.container_mac);
+    let sandbox = env.netns.as_deref().unwrap_or(Path::new(""));
+    append_to_result(&mut result, &plan, conf, sandbox, created.container_mac);
     Ok(result.to_json(conf.cni_version))
 }
 
@@ -157,6 +159,7 @@ fn append_to_result(
     result: &mut CniResult,
     plan: &Plan,
     conf: &NetConf,
+    sandbox: &Path,
     mac: [u8; 6],
 ) {
     let host_idx = result.interfaces.len();
@@ -170,7 +173,7 @@ fn append_to_result(
         name: plan.ifname.clone(),
         mac: Some(nl::mac_string(&mac)),
         mtu: Some(conf.mtu),
-        sandbox: Some(plan.netns.display().to_string()),
+        sandbox: Some(sandbox.display().to_string()),
         ..Default::default()
     });
     for ip in &plan.ips {

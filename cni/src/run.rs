@@ -5,6 +5,7 @@
 
 use std::fs::OpenOptions;
 use std::io::{Read, Write};
+use std::path::PathBuf;
 use std::sync::Mutex;
 use std::time::Instant;
 
@@ -14,10 +15,12 @@ use tracing_subscriber::fmt::format::FmtSpan;
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
 
+use crate::agent::Reply;
+use crate::agent::client::{self, Relay};
 use crate::config::{self, IpamConf, LogLevel, NetConf, Strictness};
 use crate::delegate::Delegate;
 use crate::error::{CniError, Code, Result};
-use crate::ipam::{IpamBackend, MargayIpam};
+use crate::ipam::{DatastoreCache, IpamBackend, MargayIpam};
 use crate::ipam_plugin;
 use crate::plugin;
 use crate::spec::{Command, Env};
@@ -36,72 +39,183 @@ pub enum Role {
 pub fn main_entry(role: Role) -> i32 {
     let start = Instant::now();
     let mut stdin = Vec::new();
-    let outcome = invoke(role, &mut stdin, start);
+    let (status, text) = match invoke(role, &mut stdin, start) {
+        Invocation::Done(outcome) => render(outcome, &stdin),
+        Invocation::Relayed(reply) => (reply.exit, reply.stdout),
+    };
     tracing::debug!(took = ?start.elapsed(), "finished");
-    let version = config::peek_version(&stdin)
-        .filter(|v| v.parse::<Version>().is_ok())
-        .unwrap_or_else(|| Version::LATEST.as_str().to_string());
-    let mut out = std::io::stdout().lock();
+    if !text.is_empty() {
+        let _ = writeln!(std::io::stdout().lock(), "{text}");
+    }
+    status
+}
+
+/// The exit status and stdout text of an outcome: the result, or the
+/// error document in the config's cniVersion (the latest when the config
+/// has none that is valid).
+pub fn render(outcome: Result<String>, stdin: &[u8]) -> (i32, String) {
     match outcome {
-        Ok(text) => {
-            if !text.is_empty() {
-                let _ = writeln!(out, "{text}");
-            }
-            0
-        }
+        Ok(text) => (0, text),
         Err(e) => {
             tracing::error!(error = %e, "failed");
-            let _ = writeln!(out, "{}", e.to_json(&version));
-            1
+            let version = config::peek_version(stdin)
+                .filter(|v| v.parse::<Version>().is_ok())
+                .unwrap_or_else(|| Version::LATEST.as_str().to_string());
+            (1, e.to_json(&version))
         }
     }
 }
 
+/// How an invocation ended in the plugin process.
+enum Invocation {
+    /// Handled here.
+    Done(Result<String>),
+    /// Handled by the node agent.
+    Relayed(Reply),
+}
+
+/// A parsed invocation, or VERSION's answer.
+enum Parsed {
+    Version(String),
+    Call(Box<NetConf>),
+}
+
 /// Everything up to the output.
-fn invoke(role: Role, stdin: &mut Vec<u8>, start: Instant) -> Result<String> {
+fn invoke(role: Role, stdin: &mut Vec<u8>, start: Instant) -> Invocation {
     // stdin first, so that even an environment error is reported in the
     // config's cniVersion.
     let read = std::io::stdin().read_to_end(stdin);
-    let env = Env::from_process()?;
-    read.map_err(|e| CniError::new(Code::Io, format!("reading stdin: {e}")))?;
+    let parsed = Env::from_process().and_then(|env| {
+        read.map_err(|e| {
+            CniError::new(Code::Io, format!("reading stdin: {e}"))
+        })?;
+        Ok((parse_call(role, &env, stdin)?, env))
+    });
+    let (conf, env) = match parsed {
+        Ok((Parsed::Call(conf), env)) => (conf, env),
+        Ok((Parsed::Version(text), _)) => return Invocation::Done(Ok(text)),
+        Err(e) => return Invocation::Done(Err(e)),
+    };
+    init_logging(&conf);
+    tracing::debug!(command = %env.command, container = ?env.container_id,
+        since_start = ?start.elapsed(), "invoked");
+    if role == Role::Main
+        && let Some(socket) = &conf.agent_socket
+    {
+        match client::relay(
+            socket,
+            client::process_env(),
+            stdin,
+            env.netns.as_deref(),
+        ) {
+            Relay::Reply(reply) => {
+                tracing::debug!(exit = reply.exit, "relayed to the node agent");
+                return Invocation::Relayed(reply);
+            }
+            Relay::NotTaken(e) => {
+                tracing::debug!(error = %e, socket = %socket.display(),
+                    "the node agent is not serving; doing the work here");
+            }
+            // The agent may have allocated: a second ADD here could take
+            // another address. The runtime DELs and retries on an error.
+            Relay::Lost(e) if env.command == Command::Add => {
+                return Invocation::Done(Err(CniError::new(
+                    Code::TryAgainLater,
+                    format!(
+                        "the node agent at {} did not answer: {e}",
+                        socket.display()
+                    ),
+                )));
+            }
+            // The other verbs are idempotent: doing them again is safe.
+            Relay::Lost(e) => {
+                tracing::warn!(error = %e, socket = %socket.display(),
+                    "the node agent did not answer; doing the work here");
+            }
+        }
+    }
+    let rt = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            return Invocation::Done(Err(CniError::new(
+                Code::Io,
+                format!("starting the runtime: {e}"),
+            )));
+        }
+    };
+    let outcome = rt.block_on(execute(role, &env, &conf, stdin, None));
+    // The process exits as soon as the answer is printed, which releases
+    // everything: shutting the runtime down first (cancelling the etcd
+    // client's background tasks, closing its connection) would only
+    // delay the answer.
+    std::mem::forget(rt);
+    Invocation::Done(outcome)
+}
+
+/// The config of an invocation, checked against its command.
+fn parse_call(role: Role, env: &Env, stdin: &[u8]) -> Result<Parsed> {
     if env.command == Command::Version {
-        return Ok(version::version_json(
+        return Ok(Parsed::Version(version::version_json(
             &config::peek_version(stdin).unwrap_or_default(),
-        ));
+        )));
     }
     let strictness = match role {
         Role::Main => Strictness::Strict,
         Role::Ipam => Strictness::IpamOnly,
     };
     let conf = config::parse(stdin, strictness)?;
-    init_logging(&conf);
     check_verb_version(env.command, conf.cni_version)?;
-    tracing::debug!(command = %env.command, container = ?env.container_id,
-        since_start = ?start.elapsed(), "invoked");
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .map_err(|e| {
-            CniError::new(Code::Io, format!("starting the runtime: {e}"))
-        })?;
-    let outcome = rt.block_on(async {
-        match &conf.ipam {
-            IpamConf::Margay(ic) => {
-                let ipam = MargayIpam::connect(&conf, ic).await?;
-                dispatch(role, &env, &conf, &ipam).await
-            }
-            IpamConf::Delegated { plugin } => {
-                let ipam = Delegate::find(plugin, &env, stdin)?;
-                dispatch(role, &env, &conf, &ipam).await
-            }
+    Ok(Parsed::Call(Box::new(conf)))
+}
+
+/// An invocation relayed to the node agent (variables looked up through
+/// `var`, the namespace opened from `netns_handle`), run on the agent's
+/// datastore connections.
+pub async fn execute_relayed(
+    var: impl Fn(&str) -> Option<String>,
+    netns_handle: Option<PathBuf>,
+    stdin: &[u8],
+    datastores: &DatastoreCache,
+) -> Result<String> {
+    let mut env = Env::from_lookup(var)?;
+    env.netns_handle = netns_handle;
+    match parse_call(Role::Main, &env, stdin)? {
+        Parsed::Version(text) => Ok(text),
+        Parsed::Call(conf) => {
+            execute(Role::Main, &env, &conf, stdin, Some(datastores)).await
         }
-    });
-    // The process exits as soon as the answer is printed, which releases
-    // everything: shutting the runtime down first (cancelling the etcd
-    // client's background tasks, closing its connection) would only
-    // delay the answer.
-    std::mem::forget(rt);
-    outcome
+    }
+}
+
+/// Runs a parsed invocation, connecting to the datastore or taking the
+/// connection from `datastores`.
+async fn execute(
+    role: Role,
+    env: &Env,
+    conf: &NetConf,
+    stdin: &[u8],
+    datastores: Option<&DatastoreCache>,
+) -> Result<String> {
+    match &conf.ipam {
+        IpamConf::Margay(ic) => {
+            let ipam = match datastores {
+                Some(cache) => MargayIpam::with_datastore(
+                    cache.get(conf).await?,
+                    conf,
+                    ic,
+                )?,
+                None => MargayIpam::connect(conf, ic).await?,
+            };
+            dispatch(role, env, conf, &ipam).await
+        }
+        IpamConf::Delegated { plugin } => {
+            let ipam = Delegate::find(plugin, env, stdin)?;
+            dispatch(role, env, conf, &ipam).await
+        }
+    }
 }
 
 /// CHECK exists from 0.4.0, GC and STATUS from 1.1.0; the skel refuses

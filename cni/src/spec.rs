@@ -2,7 +2,7 @@
 //! which variables each command requires.
 
 use std::fmt;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::str::FromStr;
 
 use crate::error::{CniError, Result};
@@ -66,6 +66,11 @@ pub struct Env {
     pub command: Command,
     pub container_id: Option<String>,
     pub netns: Option<PathBuf>,
+    /// Where the namespace is opened from when that is not CNI_NETNS
+    /// itself: in the node agent, `/proc/self/fd/N` of the namespace the
+    /// plugin handed over (its path may not exist in the agent's mount
+    /// namespace). Results and errors still name CNI_NETNS.
+    pub netns_handle: Option<PathBuf>,
     pub ifname: Option<String>,
     /// CNI_ARGS as ordered key/value pairs.
     pub args: Vec<(String, String)>,
@@ -89,6 +94,11 @@ fn required(cmd: Command) -> &'static [&'static str] {
 }
 
 impl Env {
+    /// The path to open the container's network namespace from.
+    pub fn netns_to_open(&self) -> Option<&Path> {
+        self.netns_handle.as_deref().or(self.netns.as_deref())
+    }
+
     /// Reads the process environment.
     pub fn from_process() -> Result<Env> {
         Env::from_lookup(|k| std::env::var(k).ok())
@@ -134,6 +144,7 @@ impl Env {
             command,
             container_id,
             netns,
+            netns_handle: None,
             ifname,
             args,
             path,

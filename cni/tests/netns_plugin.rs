@@ -2,67 +2,16 @@
 //! stdin JSON, stdout read back), with IPAM on a real etcd, wiring pods
 //! in throwaway network namespaces. Needs root; prints SKIP otherwise.
 
-use std::io::Write;
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::Command;
 
 use margay_crds::{IPPool, IPPoolSpec};
 use margay_datastore::{Datastore, DatastoreSpec};
-use margay_testkit::{EtcdServer, Netns, require_root};
+use margay_testkit::{Netns, require_root};
 use serde_json::{Value, json};
 
-const PLUGIN: &str = env!("CARGO_BIN_EXE_margay");
-const IPAM_PLUGIN: &str = env!("CARGO_BIN_EXE_margay-ipam");
-
-/// A CNI invocation's outcome.
-struct Out {
-    ok: bool,
-    stdout: String,
-}
-
-fn invoke(
-    cmd: &str,
-    id: &str,
-    netns: Option<&Path>,
-    ifname: &str,
-    conf: &Value,
-) -> Out {
-    let netns = netns.map(|p| p.display().to_string());
-    let mut env = vec![
-        ("CNI_CONTAINERID", id),
-        ("CNI_IFNAME", ifname),
-        ("CNI_PATH", "/usr/lib/cni"),
-    ];
-    if let Some(ns) = &netns {
-        env.push(("CNI_NETNS", ns));
-    }
-    run_plugin(PLUGIN, cmd, &env, conf)
-}
-
-/// Runs `bin` with `CNI_COMMAND=cmd` and only the variables in `env` (a
-/// GC, say, gets no container, netns or interface).
-fn run_plugin(bin: &str, cmd: &str, env: &[(&str, &str)], conf: &Value) -> Out {
-    let mut child = Command::new(bin)
-        .env_clear()
-        .env("CNI_COMMAND", cmd)
-        .envs(env.iter().copied())
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .expect("run the plugin");
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(conf.to_string().as_bytes())
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
-    Out {
-        ok: out.status.success(),
-        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-    }
-}
+mod common;
+use common::*;
 
 /// `margay-ipam` (a delegated IPAM plugin: it never opens the netns).
 fn ipam_plugin(cmd: &str, id: &str, conf: &Value) -> Out {
@@ -72,85 +21,6 @@ fn ipam_plugin(cmd: &str, id: &str, conf: &Value) -> Out {
         ("CNI_IFNAME", "eth0"),
     ];
     run_plugin(IPAM_PLUGIN, cmd, &env, conf)
-}
-
-struct Fixture {
-    _etcd: EtcdServer,
-    dir: tempfile::TempDir,
-    conf: Value,
-}
-
-fn fixture(cidr: &str) -> Fixture {
-    let etcd = EtcdServer::start().expect("etcd");
-    let rt = tokio::runtime::Runtime::new().unwrap();
-    rt.block_on(async {
-        let spec: DatastoreSpec =
-            format!("etcd:{}", etcd.endpoint()).parse().unwrap();
-        let ds = Datastore::connect(&spec).await.unwrap();
-        let pool = IPPool::new(
-            "pool-a",
-            IPPoolSpec {
-                cidr: cidr.into(),
-                block_size: Some(28),
-                ..IPPoolSpec::default()
-            },
-        );
-        ds.create(&pool).await.unwrap();
-    });
-    let dir = tempfile::tempdir().unwrap();
-    let conf = json!({
-        "cniVersion": "1.1.0",
-        "name": "k8s-pod-network",
-        "type": "margay",
-        "nodename": "node-test",
-        "datastore_type": "etcdv3",
-        "etcd_endpoints": etcd.endpoint(),
-        "mtu": 1400,
-        "log_level": "debug",
-        "ipam_lock_file": dir.path().join("ipam.lock"),
-        "endpoint_dir": dir.path().join("endpoints"),
-        "ipam": {"type": "margay-ipam"},
-    });
-    Fixture {
-        _etcd: etcd,
-        dir,
-        conf,
-    }
-}
-
-fn pod_ip(result: &Value) -> String {
-    let addr = result["ips"][0]["address"].as_str().unwrap();
-    addr.split('/').next().unwrap().to_string()
-}
-
-fn host_ifname(result: &Value) -> String {
-    result["interfaces"][0]["name"]
-        .as_str()
-        .unwrap()
-        .to_string()
-}
-
-fn link_exists(name: &str) -> bool {
-    Command::new("ip")
-        .args(["link", "show", name])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .unwrap()
-        .success()
-}
-
-/// Removes host veths of a test even when it panics.
-struct HostLinks(Vec<String>);
-impl Drop for HostLinks {
-    fn drop(&mut self) {
-        for l in &self.0 {
-            let _ = Command::new("ip")
-                .args(["link", "del", l])
-                .stderr(Stdio::null())
-                .status();
-        }
-    }
 }
 
 #[test]
@@ -300,7 +170,7 @@ fn bad_env_and_config_errors_on_stdout() {
     assert!(!out.ok);
     assert_eq!(
         out.stdout.trim(),
-        r#"{"cniVersion":"1.0.0","code":2,"msg":"unsupported field \"bogus\" = 1","details":"allowed here: cniVersion, name, type, nodename, nodename_file, datastore_type, etcd_endpoints, datastore_file, kubernetes, mtu, log_level, log_file_path, ipam, ipam_lock_file, container_settings, endpoint_dir, dns, ipMasq, capabilities, runtimeConfig, args, prevResult, cni.dev/valid-attachments"}"#
+        r#"{"cniVersion":"1.0.0","code":2,"msg":"unsupported field \"bogus\" = 1","details":"allowed here: cniVersion, name, type, nodename, nodename_file, datastore_type, etcd_endpoints, datastore_file, kubernetes, mtu, log_level, log_file_path, ipam, ipam_lock_file, container_settings, endpoint_dir, agent_socket, dns, ipMasq, capabilities, runtimeConfig, args, prevResult, cni.dev/valid-attachments"}"#
     );
     let out = invoke("ADD", "c1", None, "eth0", &conf);
     assert_eq!(

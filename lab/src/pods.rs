@@ -66,12 +66,7 @@ pub(crate) fn add_pod(
         .find(|n| n.name == p.node)
         .map(|n| n.netns.clone())
         .expect("pod's node is in the topology");
-    let endpoint_dir = dir.join(&p.node).join("endpoints");
-    let config = topo.cni_config(
-        &p.node,
-        &endpoint_dir.display().to_string(),
-        ipv4_pools,
-    );
+    let config = topo.cni_config(&p.node, &dir.join(&p.node), ipv4_pools);
     let plugin: PathBuf = opts.bin_dir.join("margay");
     let mut child = Command::new("ip")
         .args(["netns", "exec", &node_ns])

@@ -4,6 +4,7 @@
 
 use std::fmt::Write as _;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::path::Path;
 
 /// How the nodes peer with each other.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -259,10 +260,12 @@ impl Topology {
 
     /// The CNI network configuration for pods of `node`; `ipv4_pools`
     /// (IPPool names) restricts the IPv4 address to those pools.
+    /// The plugin's network config for a pod on `node`, whose agent runs
+    /// with `run_dir` (its endpoint records and CNI socket are there).
     pub fn cni_config(
         &self,
         node: &str,
-        endpoint_dir: &str,
+        run_dir: &Path,
         ipv4_pools: &[&str],
     ) -> serde_json::Value {
         let mut c = serde_json::json!({
@@ -274,7 +277,8 @@ impl Topology {
             "etcd_endpoints": self.etcd_endpoint(),
             "mtu": 1500,
             "log_level": "info",
-            "endpoint_dir": endpoint_dir,
+            "endpoint_dir": run_dir.join("endpoints"),
+            "agent_socket": run_dir.join("cni.sock"),
             "ipam": {
                 "type": "margay-ipam",
                 "assign_ipv4": if self.family.v4() { "true" } else { "false" },
@@ -360,10 +364,12 @@ mod tests {
             })
             .collect();
         assert_eq!(manual, vec![SMALL_BLOCKS_POOL, ONE_BLOCK_POOL]);
-        let c = t.cni_config("node1", "/x", &[ONE_BLOCK_POOL]);
+        let c = t.cni_config("node1", Path::new("/x"), &[ONE_BLOCK_POOL]);
         assert_eq!(c["ipam"]["ipv4_pools"][0], ONE_BLOCK_POOL);
+        assert_eq!(c["agent_socket"], "/x/cni.sock");
+        assert_eq!(c["endpoint_dir"], "/x/endpoints");
         assert!(
-            t.cni_config("node1", "/x", &[])["ipam"]
+            t.cni_config("node1", Path::new("/x"), &[])["ipam"]
                 .get("ipv4_pools")
                 .is_none()
         );

@@ -24,8 +24,14 @@ pub struct CniInstall {
 }
 
 /// The network configuration list for this node: margay at the head,
-/// chained with portmap as Calico's manifest does.
-pub fn conflist(node: &str, datastore: &DatastoreSpec, mtu: u32) -> Value {
+/// chained with portmap as Calico's manifest does; `agent_socket` is where
+/// this agent serves the invocations the plugin relays.
+pub fn conflist(
+    node: &str,
+    datastore: &DatastoreSpec,
+    mtu: u32,
+    agent_socket: Option<&Path>,
+) -> Value {
     let mut plugin = json!({
         "type": "margay",
         "nodename": node,
@@ -34,6 +40,9 @@ pub fn conflist(node: &str, datastore: &DatastoreSpec, mtu: u32) -> Value {
         "ipam": { "type": "margay-ipam" },
     });
     let obj = plugin.as_object_mut().expect("plugin is an object");
+    if let Some(socket) = agent_socket {
+        obj.insert("agent_socket".into(), socket.display().to_string().into());
+    }
     match datastore {
         DatastoreSpec::Etcd { endpoints } => {
             obj.insert("datastore_type".into(), "etcdv3".into());
@@ -113,7 +122,12 @@ mod tests {
             conf_dir: dir.path().join("net.d"),
         };
         let ds: DatastoreSpec = "etcd:http://10.0.0.1:2379".parse().unwrap();
-        let cfg = conflist("node-1", &ds, 1450);
+        let cfg = conflist(
+            "node-1",
+            &ds,
+            1450,
+            Some(Path::new("/var/run/margay/cni.sock")),
+        );
         inst.install(&cfg).unwrap();
         assert_eq!(
             std::fs::read_to_string(dir.path().join("bin/margay")).unwrap(),
@@ -131,7 +145,13 @@ mod tests {
             written["plugins"][0]["etcd_endpoints"],
             "http://10.0.0.1:2379"
         );
+        assert_eq!(
+            written["plugins"][0]["agent_socket"],
+            "/var/run/margay/cni.sock"
+        );
         assert_eq!(written["plugins"][1]["type"], "portmap");
+        let without = conflist("node-1", &ds, 1450, None);
+        assert!(without["plugins"][0].get("agent_socket").is_none());
     }
 
     #[test]

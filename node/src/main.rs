@@ -56,6 +56,12 @@ struct Args {
     /// Extra argument for felix-lite, repeatable.
     #[arg(long = "felix-arg", allow_hyphen_values = true)]
     felix_args: Vec<String>,
+    /// Where the agent serves the CNI invocations the plugin relays to it
+    /// (warm datastore and netlink connections make an ADD several times
+    /// faster); "none" to leave the plugin on its own. Default: cni.sock
+    /// in --run-dir.
+    #[arg(long)]
+    cni_socket: Option<String>,
     /// Install the CNI binaries and conflist, then keep running.
     #[arg(long)]
     install_cni: bool,
@@ -157,6 +163,20 @@ async fn main() -> anyhow::Result<()> {
         );
     }
     info!(node = %reg.name, ipv4 = ?reg.ipv4, ipv6 = ?reg.ipv6, "starting");
+    let cni_socket = match args.cni_socket.as_deref() {
+        Some("none") => None,
+        Some(p) => Some(PathBuf::from(p)),
+        None => Some(args.run_dir.join("cni.sock")),
+    };
+    // Bound before the conflist names it, so a runtime never finds the
+    // name without a server; served once the Node is registered.
+    let cni_listener = cni_socket
+        .as_ref()
+        .map(|p| {
+            margay_cni::agent::server::bind(p)
+                .with_context(|| format!("--cni-socket {}", p.display()))
+        })
+        .transpose()?;
 
     let ds = connect(&args.datastore).await?;
     register(&ds, &reg, Duration::from_secs(120))
@@ -169,9 +189,20 @@ async fn main() -> anyhow::Result<()> {
             bin_dir: args.cni_bin_dir.clone(),
             conf_dir: args.cni_conf_dir.clone(),
         }
-        .install(&conflist(&args.node, &args.datastore, args.mtu))
+        .install(&conflist(
+            &args.node,
+            &args.datastore,
+            args.mtu,
+            cni_socket.as_deref(),
+        ))
         .context("installing the CNI plugin")?;
         info!(dir = %args.cni_bin_dir.display(), "CNI plugin installed");
+    }
+
+    if let Some(listener) = cni_listener {
+        margay_cni::agent::server::spawn(listener)
+            .context("starting the CNI service")?;
+        info!(socket = ?cni_socket, "serving CNI invocations");
     }
 
     // The children serve metrics only when the agent has somewhere to

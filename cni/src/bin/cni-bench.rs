@@ -1,8 +1,10 @@
-//! CNI ADD/DEL latency: margay (IPAM on a local etcd) vs Debian's `ptp` +
-//! `host-local`, doing the same job (veth pair, /32 in the pod, host
+//! CNI ADD/DEL latency: margay (IPAM on a local etcd) on its own and
+//! relaying to the node agent's CNI service, vs Debian's `ptp` +
+//! `host-local` doing the same job (veth pair, /32 in the pod, host
 //! route), sequential and 16 concurrent, side by side. Needs root, `etcd`
 //! on PATH and /usr/lib/cni. Usage: `cni-bench [ROUNDS]` (default 64), or
-//! `cni-bench trace`: three ADD/DEL rounds of margay alone at log level
+//! `cni-bench trace`: three ADD/DEL rounds of margay, alone and via the
+//! agent, at log level
 //! debug, printing each invocation's log (every datastore request, IPAM
 //! phase and netlink step with its duration) to find where time goes.
 
@@ -13,9 +15,13 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
+use margay_cni::agent::server;
 use margay_crds::{IPPool, IPPoolSpec};
 use margay_datastore::{Datastore, DatastoreSpec};
 use serde_json::{Value, json};
+use tracing_subscriber::filter::Targets;
+use tracing_subscriber::fmt::format::FmtSpan;
+use tracing_subscriber::prelude::*;
 
 const CONCURRENCY: usize = 16;
 
@@ -219,13 +225,34 @@ fn main() -> anyhow::Result<()> {
         "ipam_lock_file": dir.join("ipam.lock"), "endpoint_dir": dir.join("endpoints"),
         "ipam": {"type": "margay-ipam"},
     });
+    // The node agent's CNI service, as margay-node runs it.
+    let socket = dir.join("agent.sock");
+    server::spawn(server::bind(&socket)?)?;
+    let mut agent_conf = margay_conf.clone();
+    agent_conf["agent_socket"] = socket.display().to_string().into();
     if trace {
-        let mut conf = margay_conf.clone();
-        conf["log_level"] = "debug".into();
-        for r in 0..3 {
-            let id = format!("trace-{r}");
-            invoke_logged(&margay, "ADD", &id, &nss.0[0], &conf, true)?;
-            invoke_logged(&margay, "DEL", &id, &nss.0[0], &conf, true)?;
+        // The agent's spans, with their durations, on stdout.
+        let only_margay = Targets::new().with_targets(
+            ["margay_cni", "margay_ipam", "margay_datastore"]
+                .map(|t| (t, tracing::Level::DEBUG)),
+        );
+        tracing_subscriber::registry()
+            .with(
+                tracing_subscriber::fmt::layer()
+                    .with_span_events(FmtSpan::CLOSE)
+                    .with_ansi(false)
+                    .with_target(false)
+                    .with_filter(only_margay),
+            )
+            .init();
+        for (how, base) in [("", &margay_conf), ("agent-", &agent_conf)] {
+            let mut conf = base.clone();
+            conf["log_level"] = "debug".into();
+            for r in 0..3 {
+                let id = format!("trace-{how}{r}");
+                invoke_logged(&margay, "ADD", &id, &nss.0[0], &conf, true)?;
+                invoke_logged(&margay, "DEL", &id, &nss.0[0], &conf, true)?;
+            }
         }
         return Ok(());
     }
@@ -240,49 +267,46 @@ fn main() -> anyhow::Result<()> {
         margay.display()
     );
     println!(
-        "{:<22} {:>9} {:>9} {:>9} {:>9}",
+        "{:<30} {:>9} {:>9} {:>9} {:>9}",
         "case", "ADD p50", "ADD p99", "DEL p50", "DEL p99"
     );
     for (par, label) in [(1, "sequential"), (CONCURRENCY, "16 concurrent")] {
-        let (mut ma, mut md) =
-            run(&margay, &margay_conf, &nss.0, rounds, par, "m")?;
-        let (mut pa, mut pd) = run(&ptp, &ptp_conf, &nss.0, rounds, par, "p")?;
-        let m = [
-            pct(&mut ma, 0.5),
-            pct(&mut ma, 0.99),
-            pct(&mut md, 0.5),
-            pct(&mut md, 0.99),
+        let cases = [
+            ("margay", &margay, &margay_conf, "m"),
+            ("margay via agent", &margay, &agent_conf, "a"),
+            ("ptp+host-local", &ptp, &ptp_conf, "p"),
         ];
-        let p = [
-            pct(&mut pa, 0.5),
-            pct(&mut pa, 0.99),
-            pct(&mut pd, 0.5),
-            pct(&mut pd, 0.99),
-        ];
-        println!(
-            "{:<22} {:>7.2}ms {:>7.2}ms {:>7.2}ms {:>7.2}ms",
-            format!("margay {label}"),
-            m[0],
-            m[1],
-            m[2],
-            m[3]
-        );
-        println!(
-            "{:<22} {:>7.2}ms {:>7.2}ms {:>7.2}ms {:>7.2}ms",
-            format!("ptp+host-local {label}"),
-            p[0],
-            p[1],
-            p[2],
-            p[3]
-        );
-        println!(
-            "{:<22} {:>8.2}x {:>8.2}x {:>8.2}x {:>8.2}x",
-            "ratio ptp/margay",
-            p[0] / m[0],
-            p[1] / m[1],
-            p[2] / m[2],
-            p[3] / m[3]
-        );
+        let mut rows = Vec::new();
+        for (name, plugin, conf, prefix) in cases {
+            let (mut a, mut d) =
+                run(plugin, conf, &nss.0, rounds, par, prefix)?;
+            let q = [
+                pct(&mut a, 0.5),
+                pct(&mut a, 0.99),
+                pct(&mut d, 0.5),
+                pct(&mut d, 0.99),
+            ];
+            println!(
+                "{:<30} {:>7.2}ms {:>7.2}ms {:>7.2}ms {:>7.2}ms",
+                format!("{name} {label}"),
+                q[0],
+                q[1],
+                q[2],
+                q[3]
+            );
+            rows.push((name, q));
+        }
+        let ptp_q = rows[2].1;
+        for (name, q) in &rows[..2] {
+            println!(
+                "{:<30} {:>8.2}x {:>8.2}x {:>8.2}x {:>8.2}x",
+                format!("ratio ptp/{name}"),
+                ptp_q[0] / q[0],
+                ptp_q[1] / q[1],
+                ptp_q[2] / q[2],
+                ptp_q[3] / q[3]
+            );
+        }
     }
     let _ = std::fs::remove_dir_all(&dir);
     Ok(())

@@ -60,6 +60,18 @@ fn peer(addr: [u8; 4], asn: u32) -> PeerCfg {
     }
 }
 
+/// A speaker (router ID 10.0.0.1, not restarting) configured with `peers`.
+fn speaker(peers: Vec<PeerCfg>) -> Speaker {
+    let mut s = Speaker::new(SpeakerCfg {
+        router_id: Ipv4Addr::new(10, 0, 0, 1),
+        restarting: false,
+        select_defer: Duration::from_secs(90),
+        idle_hold: Duration::from_secs(5),
+    });
+    s.set_peers(peers);
+    s
+}
+
 fn establish(s: &mut Speaker, addr: [u8; 4], asn: u32) -> (u32, u64) {
     establish_gr(s, addr, asn, Some(false))
 }
@@ -165,13 +177,8 @@ fn announce(prefix: &str) -> Vec<u8> {
 
 #[test]
 fn transit_withdraw_and_graceful_restart_helper() {
-    let mut s = Speaker::new(SpeakerCfg {
-        router_id: Ipv4Addr::new(10, 0, 0, 1),
-        restarting: false,
-        select_defer: Duration::from_secs(90),
-        idle_hold: Duration::from_secs(5),
-    });
-    s.set_peers(vec![peer([10, 0, 0, 2], 65001), peer([10, 0, 0, 3], 65002)]);
+    let mut s =
+        speaker(vec![peer([10, 0, 0, 2], 65001), peer([10, 0, 0, 3], 65002)]);
     s.take_outputs();
     let inj_c = establish(&mut s, [10, 0, 0, 2], 65001);
     let mon_c = establish(&mut s, [10, 0, 0, 3], 65002);
@@ -251,13 +258,7 @@ use margay_bgpd::bfd::{ControlPacket, Diag, SessionCfg, State as BfdState};
 use margay_bgpd::speaker::{TimerKey, TimerKind};
 
 fn speaker_with_bfd_peer() -> (Speaker, u32) {
-    let mut s = Speaker::new(SpeakerCfg {
-        router_id: Ipv4Addr::new(10, 0, 0, 1),
-        restarting: false,
-        select_defer: Duration::from_secs(90),
-        idle_hold: Duration::from_secs(5),
-    });
-    s.set_peers(vec![peer([10, 0, 0, 2], 65001)]);
+    let mut s = speaker(vec![peer([10, 0, 0, 2], 65001)]);
     s.set_bfd(
         [(
             "Global_10.0.0.2".to_string(),
@@ -426,13 +427,8 @@ fn bfd_admin_down_from_the_peer_is_not_a_failure() {
 /// advertised in that family, without counting it twice.
 #[test]
 fn route_refresh_resends_the_adj_rib_out() {
-    let mut s = Speaker::new(SpeakerCfg {
-        router_id: Ipv4Addr::new(10, 0, 0, 1),
-        restarting: false,
-        select_defer: Duration::from_secs(90),
-        idle_hold: Duration::from_secs(5),
-    });
-    s.set_peers(vec![peer([10, 0, 0, 2], 65001), peer([10, 0, 0, 3], 65002)]);
+    let mut s =
+        speaker(vec![peer([10, 0, 0, 2], 65001), peer([10, 0, 0, 3], 65002)]);
     let inj = establish(&mut s, [10, 0, 0, 2], 65001);
     let mon = establish(&mut s, [10, 0, 0, 3], 65002);
     s.on_frame(inj.0, inj.1, &announce("192.0.2.0/24"));

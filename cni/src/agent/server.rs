@@ -15,7 +15,6 @@ use super::{MAX_REQUEST, Reply, Request};
 use crate::error::{CniError, Code};
 use crate::ipam::DatastoreCache;
 use crate::run;
-use crate::version::Version;
 
 /// Worker threads of the service's runtime. The kernel does netlink work
 /// (creating or deleting a veth takes milliseconds) inside the calling
@@ -124,11 +123,11 @@ async fn handle(mut stream: UnixStream, ds: &DatastoreCache) -> io::Result<()> {
     done
 }
 
+/// A request the agent will not run, answered as the plugin answers any
+/// error (no config to take a cniVersion from).
 fn refused(code: Code, msg: String) -> Reply {
-    Reply {
-        exit: 1,
-        stdout: CniError::new(code, msg).to_json(Version::LATEST.as_str()),
-    }
+    let (exit, stdout) = run::render(Err(CniError::new(code, msg)), &[]);
+    Reply { exit, stdout }
 }
 
 /// Runs one relayed invocation; the namespace handle stays open until it

@@ -3,14 +3,18 @@
 //! ([`MargayIpam`]) or from another IPAM plugin exec'd from CNI_PATH
 //! ([`crate::delegate::Delegate`]).
 
+use std::collections::hash_map::Entry;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::net::IpAddr;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 use ipnetwork::IpNetwork;
 use margay_datastore::{Datastore, DatastoreSpec};
-use margay_ipam::{AssignArgs, Family, Ipam, IpamError, IpamOptions};
+use margay_ipam::{
+    AssignArgs, ContextCache, Family, Ipam, IpamError, IpamOptions,
+};
 
 use crate::config::{Attachment, MargayIpamConf, NetConf};
 use crate::error::{CniError, Code, Result};
@@ -39,6 +43,11 @@ pub trait IpamBackend {
     async fn gc(&self, valid: &[Attachment]) -> Result<()>;
     /// Errors (code 50) unless ADD could allocate.
     async fn status(&self) -> Result<()>;
+    /// Whether ADD is known, before it answers, to assign IPv4 and no
+    /// IPv6 (lets the container end come up while IPAM works).
+    fn ipv4_only(&self) -> bool {
+        false
+    }
 }
 
 /// Maps an IPAM library error to the CNI code a runtime acts on.
@@ -113,6 +122,10 @@ impl MargayIpam {
 }
 
 impl IpamBackend for MargayIpam {
+    fn ipv4_only(&self) -> bool {
+        self.conf.assign_ipv4 && !self.conf.assign_ipv6
+    }
+
     async fn add(&self, a: &AttachCtx) -> Result<Vec<IpNetwork>> {
         let args = AssignArgs {
             handle: a.handle.clone(),
@@ -248,23 +261,48 @@ pub async fn connect_datastore(spec: &DatastoreSpec) -> Result<Datastore> {
     })
 }
 
-/// Datastore connections kept across invocations by the node agent, one
-/// per datastore a config names (clients reconnect by themselves).
+/// What the node agent keeps across invocations: a datastore connection
+/// per datastore a config names (clients reconnect by themselves), and per
+/// datastore and node the IPAM context ([`ContextCache`]), so that an ADD
+/// is one datastore transaction.
 #[derive(Debug, Default)]
-pub struct DatastoreCache(tokio::sync::Mutex<HashMap<String, Datastore>>);
+pub struct DatastoreCache(tokio::sync::Mutex<HashMap<String, Kept>>);
+
+#[derive(Debug)]
+struct Kept {
+    ds: Datastore,
+    contexts: HashMap<String, Arc<ContextCache>>,
+}
 
 impl DatastoreCache {
-    /// The connection for the datastore `conf` names, made on first use.
-    pub async fn get(&self, conf: &NetConf) -> Result<Datastore> {
+    /// margay's IPAM for `conf` on the kept connection (made on first use)
+    /// and context.
+    pub async fn ipam(
+        &self,
+        conf: &NetConf,
+        ipam_conf: &MargayIpamConf,
+    ) -> Result<MargayIpam> {
         let spec = datastore_spec(conf)?;
-        let key = spec.to_string();
-        let mut map = self.0.lock().await;
-        if let Some(ds) = map.get(&key) {
-            return Ok(ds.clone());
-        }
-        let ds = connect_datastore(&spec).await?;
-        map.insert(key, ds.clone());
-        Ok(ds)
+        let node = conf.node_name()?;
+        let (ds, ctx) = {
+            let mut map = self.0.lock().await;
+            let kept = match map.entry(spec.to_string()) {
+                Entry::Occupied(e) => e.into_mut(),
+                Entry::Vacant(e) => e.insert(Kept {
+                    ds: connect_datastore(&spec).await?,
+                    contexts: HashMap::new(),
+                }),
+            };
+            let ctx = kept
+                .contexts
+                .entry(node.clone())
+                .or_insert_with(|| ContextCache::new(node))
+                .clone();
+            (kept.ds.clone(), ctx)
+        };
+        let mut ipam = MargayIpam::with_datastore(ds, conf, ipam_conf)?;
+        ipam.ipam = ipam.ipam.with_context_cache(ctx);
+        Ok(ipam)
     }
 }
 

@@ -78,6 +78,7 @@ pub async fn add<I: IpamBackend>(
         ips: Vec::new(),
         mtu: conf.mtu,
         allow_ip_forwarding: conf.allow_ip_forwarding,
+        ipv4_only: ipam.ipv4_only(),
     };
     let host = host_handle()?;
     // The pair does not depend on the addresses: create it while IPAM

@@ -202,11 +202,7 @@ async fn execute(
     match &conf.ipam {
         IpamConf::Margay(ic) => {
             let ipam = match datastores {
-                Some(cache) => MargayIpam::with_datastore(
-                    cache.get(conf).await?,
-                    conf,
-                    ic,
-                )?,
+                Some(kept) => kept.ipam(conf, ic).await?,
                 None => MargayIpam::connect(conf, ic).await?,
             };
             dispatch(role, env, conf, &ipam).await

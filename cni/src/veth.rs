@@ -79,6 +79,11 @@ pub struct Plan {
     pub ips: Vec<IpNetwork>,
     pub mtu: u32,
     pub allow_ip_forwarding: bool,
+    /// IPAM will assign IPv4 and no IPv6 (known from its config before
+    /// it answers): the container end can then come up, with its gateway
+    /// routes, while IPAM allocates. With IPv6 it must stay down until
+    /// its sysctls are set (DAD), so everything waits for the addresses.
+    pub ipv4_only: bool,
 }
 
 impl Plan {
@@ -106,50 +111,84 @@ fn io_err(step: String) -> impl FnOnce(std::io::Error) -> CniError {
 /// Dropping it lets the thread go without doing anything.
 #[derive(Debug)]
 pub struct ContainerSide {
+    /// Told once the pair exists.
+    paired: Option<oneshot::Sender<()>>,
     plan: oneshot::Sender<Plan>,
     done: JoinHandle<std::result::Result<Result<Created>, NetnsError>>,
+    /// The host end's ifindex.
+    host_index: u32,
 }
 
 /// The part of the setup that needs no address, so that ADD runs it
-/// while IPAM allocates: the pair (container end still down), the host
-/// end's IPv4 sysctls, and the container-side worker, ready for
+/// while IPAM allocates: the pair, the host end's IPv4 sysctls, and the
+/// container-side worker, which (with `plan.ipv4_only`) brings the
+/// container end up with its gateway routes and then waits for
 /// [`configure`]. `plan.ips` is not used. On error, whatever was created
 /// is left for [`teardown`] (the caller always runs it on failure).
 #[tracing::instrument(level = "debug", name = "veth_create", skip_all)]
 pub async fn create(host: &Handle, plan: &Plan) -> Result<ContainerSide> {
     let enter =
         netns::open(&plan.netns).map_err(|e| CniError::env("CNI_NETNS", e))?;
+    let (paired_tx, paired_rx) = oneshot::channel::<()>();
     let (tx, rx) = oneshot::channel::<Plan>();
     let path = plan.netns.clone();
+    let ifname = plan.ifname.clone();
+    let early = plan.ipv4_only;
+    let cancelled =
+        || CniError::dataplane("configuring the container", "cancelled");
     // Spawned now, so that the thread, its runtime and its socket are
     // set up while the pair is created.
     let done = tokio::spawn(async move {
         netns::run_in(&path.clone(), enter, move |h| async move {
-            let plan = rx.await.map_err(|_| {
-                CniError::dataplane("configuring the container", "cancelled")
-            })?;
-            configure_container(&h, &plan).await
+            paired_rx.await.map_err(|_| cancelled())?;
+            let prepared = prepare_container(&h, &ifname, early).await?;
+            let plan = rx.await.map_err(|_| cancelled())?;
+            configure_container(&h, &plan, prepared).await
         })
         .await
     });
-    let side = ContainerSide { plan: tx, done };
-    // A leftover from an earlier, failed attempt with the same identity.
-    if nl::delete_link(host, &plan.host_ifname)
-        .await
-        .map_err(nl_err(format!("deleting stale {}", plan.host_ifname)))?
-    {
-        tracing::info!(host_ifname = %plan.host_ifname, "deleted stale host veth");
-    }
+    let mut side = ContainerSide {
+        paired: Some(paired_tx),
+        plan: tx,
+        done,
+        host_index: 0,
+    };
     let ns =
         netns::open(&plan.netns).map_err(|e| CniError::env("CNI_NETNS", e))?;
-    create_pair(host, plan, &ns).await?;
+    // Tried first, since a name clash is rare: a host end left by an
+    // earlier, failed attempt with the same identity is removed and the
+    // pair made again; otherwise the clash is in the container.
+    if !create_pair(host, plan, &ns).await? {
+        let stale = nl::delete_link(host, &plan.host_ifname)
+            .await
+            .map_err(nl_err(format!("deleting stale {}", plan.host_ifname)))?;
+        if stale {
+            tracing::info!(host_ifname = %plan.host_ifname, "deleted stale host veth");
+        }
+        if !stale || !create_pair(host, plan, &ns).await? {
+            return Err(CniError::dataplane(
+                format!("creating {} in {}", plan.ifname, plan.netns.display()),
+                "an interface with that name already exists in the container",
+            ));
+        }
+    }
+    if let Some(paired) = side.paired.take() {
+        let _ = paired.send(());
+    }
     configure_host_sysctls(&plan.host_ifname, false)?;
+    side.host_index = nl::link_by_name(host, &plan.host_ifname)
+        .await
+        .map_err(nl_err(format!("looking up {}", plan.host_ifname)))?
+        .ok_or_else(|| {
+            CniError::dataplane(&plan.host_ifname, "vanished after creation")
+        })?
+        .index;
     Ok(side)
 }
 
 /// The rest, once the addresses are known: the host end's IPv6 sysctls,
-/// then the container side (addresses, link up, routes) and the host
-/// routes, in parallel.
+/// then the container side (addresses; link up and routes unless done
+/// early) and the host routes, in parallel.
 #[tracing::instrument(level = "debug", name = "veth_configure", skip_all)]
 pub async fn configure(
     host: &Handle,
@@ -164,7 +203,7 @@ pub async fn configure(
     // A send fails only if the worker is gone; its result says why.
     let _ = side.plan.send(plan.clone());
     let (container, host_routes) =
-        tokio::join!(side.done, add_host_routes(host, plan));
+        tokio::join!(side.done, add_host_routes(host, plan, side.host_index));
     let container = container
         .map_err(|e| CniError::dataplane("configuring the container", e))?
         .map_err(|e| CniError::dataplane("entering CNI_NETNS", e))??;
@@ -174,12 +213,13 @@ pub async fn configure(
 
 /// Creates the veth with the host end in the host namespace and the peer,
 /// already named CNI_IFNAME, in the container's (no namespace move).
+/// Ok(false) when a name is taken (the kernel does not say which end's).
 #[tracing::instrument(level = "debug", skip_all)]
 async fn create_pair(
     host: &Handle,
     plan: &Plan,
     ns: &std::fs::File,
-) -> Result<()> {
+) -> Result<bool> {
     let peer = LinkUnspec::new_with_name(&plan.ifname)
         .mtu(plan.mtu)
         .setns_by_fd(ns.as_raw_fd())
@@ -202,12 +242,8 @@ async fn create_pair(
         }
     }
     match host.link().add(msg).execute().await {
-        Ok(()) => Ok(()),
-        // The host name was just freed, so the clash is in the container.
-        Err(e) if nl::errno(&e) == Some(EEXIST) => Err(CniError::dataplane(
-            format!("creating {} in {}", plan.ifname, plan.netns.display()),
-            "an interface with that name already exists in the container",
-        )),
+        Ok(()) => Ok(true),
+        Err(e) if nl::errno(&e) == Some(EEXIST) => Ok(false),
         Err(e) => Err(CniError::dataplane(
             format!("creating veth {} <-> {}", plan.host_ifname, plan.ifname),
             e,
@@ -245,23 +281,21 @@ fn configure_host_sysctls(ifn: &str, v6: bool) -> Result<()> {
 /// existing route for the same prefix: IPAM just gave this address to
 /// this pod, so any other /32 for it is a stale leftover.
 #[tracing::instrument(level = "debug", skip_all)]
-async fn add_host_routes(host: &Handle, plan: &Plan) -> Result<()> {
-    let link = nl::link_by_name(host, &plan.host_ifname)
-        .await
-        .map_err(nl_err(format!("looking up {}", plan.host_ifname)))?
-        .ok_or_else(|| {
-            CniError::dataplane(&plan.host_ifname, "vanished after creation")
-        })?;
+async fn add_host_routes(
+    host: &Handle,
+    plan: &Plan,
+    host_index: u32,
+) -> Result<()> {
     for net in &plan.ips {
         let msg = match net.ip() {
             IpAddr::V4(ip) => RouteMessageBuilder::<Ipv4Addr>::new()
                 .destination_prefix(ip, 32)
-                .output_interface(link.index)
+                .output_interface(host_index)
                 .scope(RouteScope::Link)
                 .build(),
             IpAddr::V6(ip) => RouteMessageBuilder::<Ipv6Addr>::new()
                 .destination_prefix(ip, 128)
-                .output_interface(link.index)
+                .output_interface(host_index)
                 .scope(RouteScope::Link)
                 .build(),
         };
@@ -278,11 +312,22 @@ async fn add_host_routes(host: &Handle, plan: &Plan) -> Result<()> {
     Ok(())
 }
 
-/// Inside the container: addresses, link up, the 169.254.1.1 and default
-/// routes; returns the container end's MAC.
+/// What the container side did before the addresses were known.
+struct Prepared {
+    link: nl::LinkInfo,
+    /// The link is up and the IPv4 gateway routes are in place.
+    ipv4_ready: bool,
+}
+
+/// Inside the container, once the pair exists: finds the container end
+/// and, with `ipv4_only`, brings it up with the 169.254.1.1 and default
+/// routes, none of which depends on the address.
 #[tracing::instrument(level = "debug", skip_all)]
-async fn configure_container(h: &Handle, plan: &Plan) -> Result<Created> {
-    let ifn = &plan.ifname;
+async fn prepare_container(
+    h: &Handle,
+    ifn: &str,
+    ipv4_only: bool,
+) -> Result<Prepared> {
     let link = nl::link_by_name(h, ifn)
         .await
         .map_err(nl_err(format!("looking up {ifn} in the container")))?
@@ -292,6 +337,27 @@ async fn configure_container(h: &Handle, plan: &Plan) -> Result<Created> {
                 "not found in the container after creation",
             )
         })?;
+    if ipv4_only {
+        link_up(h, ifn, link.index).await?;
+        add_ipv4_gateway(h, link.index).await?;
+    }
+    Ok(Prepared {
+        link,
+        ipv4_ready: ipv4_only,
+    })
+}
+
+/// Inside the container, with the addresses: the IPv6 sysctls, the
+/// addresses, then (unless prepared) link up and the 169.254.1.1 and
+/// default routes; returns the container end's MAC.
+#[tracing::instrument(level = "debug", skip_all)]
+async fn configure_container(
+    h: &Handle,
+    plan: &Plan,
+    prepared: Prepared,
+) -> Result<Created> {
+    let ifn = &plan.ifname;
+    let link = prepared.link;
     if plan.has_v6() {
         // The /128 is unique by IPAM, so DAD only delays the pod's start.
         for (p, v) in [
@@ -316,32 +382,11 @@ async fn configure_container(h: &Handle, plan: &Plan) -> Result<Created> {
             .await
             .map_err(nl_err(format!("adding {net} to {ifn}")))?;
     }
-    h.link()
-        .set(LinkUnspec::new_with_index(link.index).up().build())
-        .execute()
-        .await
-        .map_err(nl_err(format!("setting {ifn} up")))?;
-    let step = |what: &str| format!("adding route {what} in the container");
-    if plan.ips.iter().any(IpNetwork::is_ipv4) {
-        let gw = RouteMessageBuilder::<Ipv4Addr>::new()
-            .destination_prefix(GATEWAY_V4, 32)
-            .output_interface(link.index)
-            .scope(RouteScope::Link)
-            .build();
-        h.route()
-            .add(gw)
-            .execute()
-            .await
-            .map_err(nl_err(step("169.254.1.1/32")))?;
-        let default = RouteMessageBuilder::<Ipv4Addr>::new()
-            .gateway(GATEWAY_V4)
-            .output_interface(link.index)
-            .build();
-        h.route()
-            .add(default)
-            .execute()
-            .await
-            .map_err(nl_err(step("default")))?;
+    if !prepared.ipv4_ready {
+        link_up(h, ifn, link.index).await?;
+        if plan.ips.iter().any(IpNetwork::is_ipv4) {
+            add_ipv4_gateway(h, link.index).await?;
+        }
     }
     if plan.has_v6() {
         let default = RouteMessageBuilder::<Ipv6Addr>::new()
@@ -352,11 +397,45 @@ async fn configure_container(h: &Handle, plan: &Plan) -> Result<Created> {
             .add(default)
             .execute()
             .await
-            .map_err(nl_err(step("::/0")))?;
+            .map_err(nl_err("adding route ::/0 in the container".into()))?;
     }
     Ok(Created {
         container_mac: link.mac.unwrap_or_default(),
     })
+}
+
+async fn link_up(h: &Handle, ifn: &str, index: u32) -> Result<()> {
+    h.link()
+        .set(LinkUnspec::new_with_index(index).up().build())
+        .execute()
+        .await
+        .map_err(nl_err(format!("setting {ifn} up")))
+}
+
+/// `169.254.1.1 dev <if> scope link` and `default via 169.254.1.1`: the
+/// host end answers ARP for every address (proxy_arp), so the pod needs
+/// no subnet.
+async fn add_ipv4_gateway(h: &Handle, index: u32) -> Result<()> {
+    let step = |what: &str| format!("adding route {what} in the container");
+    let gw = RouteMessageBuilder::<Ipv4Addr>::new()
+        .destination_prefix(GATEWAY_V4, 32)
+        .output_interface(index)
+        .scope(RouteScope::Link)
+        .build();
+    h.route()
+        .add(gw)
+        .execute()
+        .await
+        .map_err(nl_err(step("169.254.1.1/32")))?;
+    let default = RouteMessageBuilder::<Ipv4Addr>::new()
+        .gateway(GATEWAY_V4)
+        .output_interface(index)
+        .build();
+    h.route()
+        .add(default)
+        .execute()
+        .await
+        .map_err(nl_err(step("default")))
 }
 
 /// Removes the pair (deleting the host end removes both ends and the host

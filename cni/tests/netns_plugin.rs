@@ -152,10 +152,27 @@ fn failed_add_leaves_nothing_behind() {
     // The address was released: a fresh ADD in another netns gets the
     // same first address of the block again.
     a.exec(&["ip", "link", "del", "eth0"]).unwrap();
+    // A host end left by an earlier attempt (here a veth of that name
+    // whose peer stayed in the host) is replaced by the retry.
+    let st = std::process::Command::new("ip")
+        .args(["link", "add", &derived, "type", "veth", "peer", "mgstale0"])
+        .status()
+        .unwrap();
+    assert!(st.success());
     let out = invoke("ADD", "ctr-f", Some(&a.path()), "eth0", &f.conf);
     assert!(out.ok, "retry ADD: {}", out.stdout);
     let r: Value = serde_json::from_str(&out.stdout).unwrap();
     assert_eq!(host_ifname(&r), derived);
+    let kind = std::process::Command::new("ip")
+        .args(["-d", "link", "show", &derived])
+        .output()
+        .unwrap();
+    let kind = String::from_utf8_lossy(&kind.stdout);
+    assert!(
+        kind.contains("ee:ee:ee:ee:ee:ee"),
+        "not the new veth: {kind}"
+    );
+    assert!(!link_exists("mgstale0"), "the stale pair was not removed");
     let out = invoke("DEL", "ctr-f", Some(&a.path()), "eth0", &f.conf);
     assert!(out.ok);
 }

@@ -134,13 +134,24 @@ fn fetch_list<'a, K: Object>(
 #[derive(Debug)]
 pub struct ReadResults {
     answers: Vec<Option<Answer>>,
+    revision: Option<String>,
 }
 
 impl ReadResults {
-    pub(crate) fn new(answers: Vec<Answer>) -> Self {
+    /// `revision`: the one revision every answer was read at, if the
+    /// backend read them together.
+    pub(crate) fn new(answers: Vec<Answer>, revision: Option<String>) -> Self {
         ReadResults {
             answers: answers.into_iter().map(Some).collect(),
+            revision,
         }
+    }
+
+    /// The resourceVersion of the datastore at which every read of the
+    /// batch was answered (etcd); None when the backend answered them
+    /// separately. A watch from it sees every later change.
+    pub fn revision(&self) -> Option<&str> {
+        self.revision.as_deref()
     }
 
     /// The answer for `slot` (each slot is redeemed once, by value).
@@ -161,7 +172,7 @@ pub(crate) async fn read_each(
 ) -> Result<ReadResults> {
     let answers =
         try_join_all(batch.reads.iter().map(|r| (r.fetch)(ds, r))).await?;
-    Ok(ReadResults::new(answers))
+    Ok(ReadResults::new(answers, None))
 }
 
 // ===== writes =====

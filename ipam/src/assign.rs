@@ -19,6 +19,7 @@ use crate::convert::{self, block_name, handle_name};
 use crate::error::{IpamError, Result};
 use crate::hint::BlockHints;
 use crate::ipam::{Ctx, Ipam, LockAttempt};
+use crate::lock::HostLock;
 use crate::model::PoolView;
 use crate::pools::{describe, select_pools};
 use crate::search::{self, BlockSummary, Pick};
@@ -68,24 +69,17 @@ impl Ipam {
                 "nothing to assign: both num_v4 and num_v6 are 0".into(),
             ));
         }
-        // With the lock free (the usual case) it is taken first, so the
-        // context, and the hinted blocks in it, are read under it. When
-        // another request of this node holds it, the read overlaps the
-        // wait instead: what it says about this node's blocks is re-read
-        // if it does not suffice, and the hinted blocks are dropped (that
-        // request is probably changing them right now).
         let hints = self.load_block_hints();
-        let (_lock, ctx) = match self.try_host_lock()? {
-            LockAttempt::Taken(lock) => (lock, self.load_ctx(&hints).await?),
-            LockAttempt::Busy => {
-                let none = BlockHints::default();
-                let (lock, mut ctx) = tokio::try_join!(
-                    self.wait_host_lock(),
-                    self.load_ctx(&none)
-                )?;
-                ctx.hinted.clear();
-                (lock, ctx)
+        let (_lock, ctx) = match (&self.ctx_cache, self.try_host_lock()?) {
+            // A kept context costs no read: wait for the lock, then ask.
+            (Some(cache), attempt) => {
+                let lock = match attempt {
+                    LockAttempt::Taken(lock) => lock,
+                    LockAttempt::Busy => self.wait_host_lock().await?,
+                };
+                (lock, self.cached_ctx(cache, &hints).await?)
             }
+            (None, attempt) => self.lock_and_load_ctx(attempt, &hints).await?,
         };
         let mut attrs = args.attrs.clone();
         attrs.insert(ATTR_NODE.into(), self.node.clone());
@@ -130,6 +124,32 @@ impl Ipam {
             return Err(e);
         }
         Ok(out)
+    }
+
+    /// The host lock and the context read from the datastore. With the
+    /// lock free (the usual case) it is taken first, so the context, and
+    /// the hinted blocks in it, are read under it. When another request
+    /// of this node holds it, the read overlaps the wait instead: what it
+    /// says about this node's blocks is re-read if it does not suffice,
+    /// and the hinted blocks are dropped (that request is probably
+    /// changing them right now).
+    async fn lock_and_load_ctx(
+        &self,
+        attempt: LockAttempt,
+        hints: &BlockHints,
+    ) -> Result<(Option<HostLock>, Ctx)> {
+        Ok(match attempt {
+            LockAttempt::Taken(lock) => (lock, self.load_ctx(hints).await?),
+            LockAttempt::Busy => {
+                let none = BlockHints::default();
+                let (lock, mut ctx) = tokio::try_join!(
+                    self.wait_host_lock(),
+                    self.load_ctx(&none)
+                )?;
+                ctx.hinted.clear();
+                (lock, ctx)
+            }
+        })
     }
 
     /// Allocates `num` addresses of one family.

@@ -51,6 +51,7 @@ impl Ipam {
     /// Claims the block at `cidr` for this node.
     #[tracing::instrument(level = "debug", skip_all, fields(%cidr))]
     pub(crate) async fn claim_block(&self, cidr: IpNetwork) -> Result<Claim> {
+        self.affinities_changing();
         let aff_name = affinity_name(&self.node, &cidr);
         self.set_affinity_pending(&aff_name, cidr).await?;
 
@@ -153,6 +154,10 @@ impl Ipam {
         cidr: IpNetwork,
         cond: ReleaseCond,
     ) -> Result<bool> {
+        if node == self.node {
+            self.affinities_changing();
+        }
+        self.block_unknown(&cidr);
         let aff_name = affinity_name(node, &cidr);
         let have_affinity = get_live::<BlockAffinity>(&self.ds, &aff_name)
             .await?

@@ -64,6 +64,7 @@ impl Ipam {
             batch.update(block)?;
             let err = match self.ds.commit(&batch).await {
                 Ok(rev) => {
+                    self.block_written(block, &rev);
                     h.metadata.resource_version = Some(rev);
                     self.remember_handle(h);
                     return Ok(true);
@@ -73,6 +74,7 @@ impl Ipam {
             match err.subject() {
                 Some(("IPAMBlock", b)) if b == block_name => {
                     self.forget_handle(&name);
+                    self.block_unknown(&cidr);
                     return Ok(false);
                 }
                 Some(("IPAMHandle", _)) => {}

@@ -4,7 +4,7 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::PathBuf;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use ipnetwork::IpNetwork;
@@ -18,6 +18,7 @@ use margay_datastore::{Datastore, ReadBatch};
 use crate::addr::Family;
 use crate::check::{self, Liveness, Report};
 use crate::convert::{self, SoftDelete, affinity_view, handle_view};
+use crate::ctx_cache::ContextCache;
 use crate::error::{IpamError, Result};
 use crate::gc::GcTracker;
 use crate::hint::{self, BlockHints};
@@ -67,6 +68,8 @@ pub struct Ipam {
     /// The blocks this node last allocated from, as last read from or
     /// written to the hint file (or only kept here without a lock path).
     pub(crate) block_hints: Mutex<BlockHints>,
+    /// The context kept across instances by a long-lived process.
+    pub(crate) ctx_cache: Option<Arc<ContextCache>>,
 }
 
 /// What every allocation needs to know about the cluster.
@@ -118,7 +121,22 @@ impl Ipam {
             empty_since: Mutex::new(BTreeMap::new()),
             handle_hints: Mutex::new(HashMap::new()),
             block_hints: Mutex::new(BlockHints::default()),
+            ctx_cache: None,
         }
+    }
+
+    /// Keeps the allocation context in `cache` (shared by this node's
+    /// instances in one process) instead of reading it for every
+    /// allocation; see [`ContextCache`]. Ignored when the cache is for
+    /// another node.
+    pub fn with_context_cache(mut self, cache: Arc<ContextCache>) -> Self {
+        if cache.node() == self.node {
+            self.ctx_cache = Some(cache);
+        } else {
+            tracing::warn!(node = %self.node, cache = %cache.node(),
+                "IPAM context cache of another node ignored");
+        }
+        self
     }
 
     /// The node this instance allocates for.
@@ -174,6 +192,35 @@ impl Ipam {
     /// name, in one round trip.
     #[tracing::instrument(level = "debug", skip_all)]
     pub(crate) async fn load_ctx(&self, hints: &BlockHints) -> Result<Ctx> {
+        Ok(self.read_ctx(hints).await?.1)
+    }
+
+    /// The context from the cache when it is current, else read (and
+    /// kept). Called under the host lock, so the remembered blocks are as
+    /// this node's last allocation left them (unless another process of
+    /// this node wrote since: then a commit fails and the block is read).
+    pub(crate) async fn cached_ctx(
+        &self,
+        cache: &Arc<ContextCache>,
+        hints: &BlockHints,
+    ) -> Result<Ctx> {
+        let ticket = match cache.get(hints) {
+            Ok(ctx) => return Ok(ctx),
+            Err(ticket) => ticket,
+        };
+        let (revision, ctx) = self.read_ctx(hints).await?;
+        if let Some(rev) = revision {
+            cache.store(&self.ds, ticket, &rev, &ctx);
+        }
+        Ok(ctx)
+    }
+
+    /// [`Ipam::load_ctx`], with the revision it was read at when the
+    /// backend read it all at one.
+    async fn read_ctx(
+        &self,
+        hints: &BlockHints,
+    ) -> Result<(Option<String>, Ctx)> {
         let mut batch = ReadBatch::new();
         let cfg = batch.get::<IPAMConfig>(IPAM_CONFIG_NAME);
         let pools = batch.list::<IPPool>("");
@@ -185,6 +232,7 @@ impl Ipam {
             .map(|c| batch.get::<IPAMBlock>(&convert::block_name(&c)))
             .collect();
         let mut got = self.ds.read(&batch).await?;
+        let revision = got.revision().map(str::to_string);
         let (cfg, pools, node, reservations) = (
             got.take(cfg),
             got.take(pools),
@@ -221,13 +269,14 @@ impl Ipam {
             .flat_map(|r| r.spec.reserved_cidrs.iter())
             .filter_map(|c| parse_addr_or_net(c))
             .collect();
-        Ok(Ctx {
+        let ctx = Ctx {
             cfg: cfg.map(|c| c.spec).unwrap_or_default(),
             pools: facts,
             reserved,
             affinities,
             hinted,
-        })
+        };
+        Ok((revision, ctx))
     }
 
     /// The blocks to read with the context: from the hint file next to
@@ -253,6 +302,32 @@ impl Ipam {
         {
             tracing::debug!(path = %path.display(), error = %e,
                 "cannot store the block hint");
+        }
+    }
+
+    /// Remembers `block` as written at `revision`, for the next
+    /// allocation of this node (when a context cache is kept).
+    pub(crate) fn block_written(&self, block: &IPAMBlock, revision: &str) {
+        if let Some(cache) = &self.ctx_cache {
+            let mut b = block.clone();
+            b.metadata.resource_version = Some(revision.to_string());
+            cache.remember_block(&b);
+        }
+    }
+
+    /// Forgets the remembered copy of the block at `cidr` (it changed
+    /// under us; the next allocation reads it).
+    pub(crate) fn block_unknown(&self, cidr: &IpNetwork) {
+        if let Some(cache) = &self.ctx_cache {
+            cache.forget_block(cidr);
+        }
+    }
+
+    /// This process is about to change this node's affinities: a kept
+    /// context is no longer current.
+    pub(crate) fn affinities_changing(&self) {
+        if let Some(cache) = &self.ctx_cache {
+            cache.invalidate();
         }
     }
 

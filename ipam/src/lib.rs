@@ -8,7 +8,9 @@
 //!
 //! Layout: the decisions are pure ([`block`], [`search`], [`pools`],
 //! [`gc`], [`check`], [`show`]); [`Ipam`] (in `ipam`, `assign`, `claim`,
-//! `handle`, `release`) reads and writes the datastore around them.
+//! `handle`, `release`) reads and writes the datastore around them;
+//! [`ContextCache`] keeps what allocation reads across allocations in a
+//! long-lived process (the node agent).
 //!
 //! ```text
 //!  CNI ADD ──> Ipam::auto_assign ──> host lock ──> load pools/config
@@ -24,6 +26,7 @@ pub mod block;
 pub mod check;
 mod claim;
 mod convert;
+mod ctx_cache;
 pub mod error;
 pub mod gc;
 mod handle;
@@ -40,6 +43,7 @@ mod store;
 pub use crate::addr::Family;
 pub use crate::assign::{AssignArgs, Assigned, AssignedIp};
 pub use crate::check::{Issue, Report};
+pub use crate::ctx_cache::{CacheStats, ContextCache};
 pub use crate::error::{IpamError, Result};
 pub use crate::handle::cni_handle;
 pub use crate::ipam::{Ipam, IpamOptions};

@@ -116,6 +116,7 @@ impl Ipam {
                 .collect();
             let mut blocks = self.ds.read(&reads).await?;
             let mut writes = WriteBatch::new();
+            let mut written = Vec::new();
             let mut freed = Vec::new();
             for slot in slots {
                 let Some(mut obj) =
@@ -130,11 +131,17 @@ impl Ipam {
                 }
                 convert::block_into_spec(&b, &mut obj.spec);
                 writes.update(&obj)?;
+                written.push(obj);
                 freed.extend(ips);
             }
             writes.delete(&h)?;
             match self.ds.commit(&writes).await {
-                Ok(_) => return Ok(freed),
+                Ok(rev) => {
+                    for b in &written {
+                        self.block_written(b, &rev);
+                    }
+                    return Ok(freed);
+                }
                 Err(e) if e.is_conflict() || e.is_not_found() => continue,
                 Err(e) => return Err(e.into()),
             }

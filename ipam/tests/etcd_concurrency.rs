@@ -12,9 +12,9 @@ use std::net::IpAddr;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use margay_ipam::{AssignArgs, Ipam};
+use margay_ipam::{AssignArgs, ContextCache, Ipam};
 
-use common::{attrs, env};
+use common::{Env, attrs, env};
 
 /// Address -> handle of every address some task currently believes it
 /// holds.
@@ -112,6 +112,17 @@ async fn churn(
     t
 }
 
+/// IPAM for simulated node number `i`: odd nodes keep their context
+/// across allocations (as the node agent does), even ones read it for
+/// each, so both paths contend for the same blocks.
+fn ipam_for(e: &Env, node: &str, i: usize) -> Ipam {
+    let ipam = e.ipam(node);
+    if i % 2 == 1 {
+        return ipam.with_context_cache(ContextCache::new(node));
+    }
+    ipam
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn eight_nodes_churn_without_duplicates_or_leaks() {
     let Some(e) = env("eight_nodes_churn_without_duplicates_or_leaks").await
@@ -128,7 +139,7 @@ async fn eight_nodes_churn_without_duplicates_or_leaks() {
     for i in 0..8 {
         let node = format!("node-{i}");
         e.node(&node).await;
-        let ipam = Arc::new(e.ipam(&node));
+        let ipam = Arc::new(ipam_for(&e, &node, i));
         tasks.push(tokio::spawn(churn(ipam, held.clone(), 120, 3, deadline)));
     }
     let mut adds = 0;
@@ -158,7 +169,7 @@ async fn etcd_restart_mid_churn_duplicates_nothing() {
     for i in 0..4 {
         let node = format!("node-{i}");
         e.node(&node).await;
-        let ipam = Arc::new(e.ipam(&node));
+        let ipam = Arc::new(ipam_for(&e, &node, i));
         tasks.push(tokio::spawn(churn(ipam, held.clone(), 400, 5, deadline)));
     }
     tokio::time::sleep(Duration::from_millis(1500)).await;

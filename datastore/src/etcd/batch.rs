@@ -70,7 +70,8 @@ impl EtcdStore {
             };
             answers.push((r.decode_etcd)(self, got.kvs(), &r.type_prefix)?);
         }
-        Ok(ReadResults::new(answers))
+        let revision = resp.header().map(|h| h.revision().to_string());
+        Ok(ReadResults::new(answers, revision))
     }
 
     /// Applies every write of `batch` or none; returns the revision of

@@ -352,4 +352,11 @@ pub async fn read_batch_answers_each_slot(ds: &Datastore) {
     let mut w = ds.get::<Widget>("node1-a").await.unwrap().unwrap();
     w.spec.value = 9;
     ds.update(&w).await.unwrap();
+    // A backend that read the batch at one revision says which: a watch
+    // from it sees the first change after the read, nothing before.
+    if let Some(rev) = got.revision() {
+        let mut watch = ds.watch::<Widget>(rev);
+        let events = next_events(&mut watch, 1).await;
+        assert_eq!(summary(&events), vec![("Modified", "node1-a".into(), 9)]);
+    }
 }

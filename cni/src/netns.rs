@@ -6,7 +6,8 @@
 //! builds a single-threaded tokio runtime, opens its own rtnetlink
 //! connection and exits afterwards; no tokio worker ever changes namespace
 //! (the workaround of rtnetlink issue #68; see crates.md "netns
-//! entering"). Host-side work runs on the caller's runtime in parallel.
+//! entering"). Host-side work runs on the caller's runtime, removals on
+//! a connection thread of their own ([`removal_handle`]).
 
 use std::fs::File;
 use std::future::Future;
@@ -125,4 +126,58 @@ pub fn host_handle() -> io::Result<Handle> {
     let (conn, handle, _) = rtnetlink::new_connection()?;
     tokio::spawn(conn);
     Ok(handle)
+}
+
+/// A netlink handle in the host namespace for link removals, whose
+/// connection runs on a thread of its own: the kernel removes a link
+/// inside the `sendmsg` of the request and waits there for an RCU grace
+/// period (~20 ms), which on the caller's runtime would stall every other
+/// task on that thread (in the node agent: other invocations). A few
+/// long-lived connections, each on its own thread and made on first use,
+/// serve the whole process in turn: a thread per removal would be made
+/// and torn down next to the next ADD, and one for all would queue a
+/// burst of removals behind each other's grace periods.
+pub async fn removal_handle() -> io::Result<Handle> {
+    const SLOTS: usize = 4;
+    static HANDLES: [tokio::sync::OnceCell<Handle>; SLOTS] =
+        [const { tokio::sync::OnceCell::const_new() }; SLOTS];
+    static NEXT: std::sync::atomic::AtomicUsize =
+        std::sync::atomic::AtomicUsize::new(0);
+    let slot = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed) % SLOTS;
+    HANDLES[slot]
+        .get_or_try_init(spawn_connection_thread)
+        .await
+        .cloned()
+}
+
+async fn spawn_connection_thread() -> io::Result<Handle> {
+    let (tx, rx) = oneshot::channel();
+    std::thread::Builder::new()
+        .name("netlink".into())
+        .spawn(move || {
+            let rt = match tokio::runtime::Builder::new_current_thread()
+                .enable_io()
+                .build()
+            {
+                Ok(rt) => rt,
+                Err(e) => {
+                    let _ = tx.send(Err(e));
+                    return;
+                }
+            };
+            rt.block_on(async move {
+                // Made here: the socket registers with this runtime.
+                match rtnetlink::new_connection() {
+                    Ok((conn, handle, _)) => {
+                        let _ = tx.send(Ok(handle));
+                        conn.await;
+                    }
+                    Err(e) => {
+                        let _ = tx.send(Err(e));
+                    }
+                }
+            });
+        })?;
+    rx.await
+        .map_err(|_| io::Error::other("the netlink thread ended early"))?
 }

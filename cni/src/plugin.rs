@@ -228,9 +228,10 @@ pub async fn del<I: IpamBackend>(
         endpoint::read(&conf.endpoint_dir, &ctx.container_id, &ctx.ifname)
             .map(|ep| ep.host_iface)
             .unwrap_or_else(|| veth::host_ifname(&identity(env), env.ifname()));
-    let dataplane = match host_handle() {
+    // A removal blocks its netlink thread for an RCU grace period.
+    let dataplane = match netns::removal_handle().await {
         Ok(h) => veth::teardown(&h, &host_ifname).await.map(drop),
-        Err(e) => Err(e),
+        Err(e) => Err(CniError::dataplane("opening a netlink socket", e)),
     };
     let released = ipam.del(&ctx).await;
     let record =

@@ -17,10 +17,12 @@ use crate::ipam::DatastoreCache;
 use crate::run;
 
 /// Worker threads of the service's runtime. The kernel does netlink work
-/// (creating or deleting a veth takes milliseconds) inside the calling
-/// thread's `sendmsg`, so with one thread every invocation would wait for
-/// every other's; with a few, a burst of pod starts overlaps as it does
-/// with one plugin process per pod.
+/// inside the calling thread's `sendmsg`: creating a veth takes ~1 ms
+/// there, so with a few threads a burst of pod starts overlaps as it does
+/// with one plugin process per pod. Removing one waits ~20 ms for an RCU
+/// grace period, so DEL runs it on a thread of its own
+/// (`netns::removal_handle`), as in-container work always is
+/// (`netns::run_in`).
 const WORKERS: usize = 4;
 
 /// Binds the agent's socket at `path`, replacing a stale one left by an

@@ -1,12 +1,13 @@
 //! CNI ADD/DEL latency: margay (IPAM on a local etcd) on its own and
 //! relaying to the node agent's CNI service, vs Debian's `ptp` +
 //! `host-local` doing the same job (veth pair, /32 in the pod, host
-//! route), sequential and 16 concurrent, side by side. Needs root, `etcd`
+//! route), sequential and 16 concurrent, side by side: the three take
+//! turns round by round (16 at a time when concurrent). Needs root, `etcd`
 //! on PATH and /usr/lib/cni. Usage: `cni-bench [ROUNDS]` (default 64), or
 //! `cni-bench trace`: three ADD/DEL rounds of margay, alone and via the
-//! agent, at log level
-//! debug, printing each invocation's log (every datastore request, IPAM
-//! phase and netlink step with its duration) to find where time goes.
+//! agent, at log level debug, printing each invocation's log (every
+//! datastore request, IPAM phase and netlink step with its duration) to
+//! find where time goes.
 
 use std::io::Write;
 use std::net::TcpStream;
@@ -134,46 +135,52 @@ fn invoke_logged(
     Ok(took)
 }
 
-/// ADD and DEL latencies of `rounds` attachments over `par` threads.
+/// ADD and DEL latencies of one case.
+#[derive(Default)]
+struct Samples {
+    adds: Vec<Duration>,
+    dels: Vec<Duration>,
+}
+
+/// `rounds` ADD+DEL per case over `par` threads. The cases take turns
+/// wave by wave (each thread one ADD then one DEL), so that a change in
+/// the machine's speed during the run (a VM's neighbours) falls on every
+/// case alike and the ratios stay fair.
 fn run(
-    plugin: &Path,
-    conf: &Value,
+    cases: &[(&Path, &Value, &str)],
     nss: &[String],
     rounds: usize,
     par: usize,
-    tag: &str,
-) -> anyhow::Result<(Vec<Duration>, Vec<Duration>)> {
-    let per = rounds.div_ceil(par);
-    let results: Vec<anyhow::Result<(Vec<Duration>, Vec<Duration>)>> =
-        std::thread::scope(|s| {
-            let hs: Vec<_> = (0..par)
-                .map(|t| {
-                    s.spawn(move || {
-                        let (mut adds, mut dels) = (Vec::new(), Vec::new());
-                        for r in 0..per {
-                            let id = format!("{tag}-{t}-{r}");
-                            adds.push(invoke(
-                                plugin, "ADD", &id, &nss[t], conf,
-                            )?);
-                            dels.push(invoke(
-                                plugin, "DEL", &id, &nss[t], conf,
-                            )?);
-                        }
-                        Ok((adds, dels))
-                    })
-                })
-                .collect();
-            hs.into_iter()
-                .map(|h| h.join().expect("no panic"))
-                .collect()
-        });
-    let (mut a, mut d) = (Vec::new(), Vec::new());
-    for r in results {
-        let (x, y) = r?;
-        a.extend(x);
-        d.extend(y);
+) -> anyhow::Result<Vec<Samples>> {
+    let mut out: Vec<Samples> =
+        cases.iter().map(|_| Samples::default()).collect();
+    for w in 0..rounds.div_ceil(par) {
+        for ((plugin, conf, prefix), samples) in cases.iter().zip(&mut out) {
+            let results: Vec<anyhow::Result<(Duration, Duration)>> =
+                std::thread::scope(|s| {
+                    let hs: Vec<_> = (0..par)
+                        .map(|t| {
+                            s.spawn(move || {
+                                let id = format!("{prefix}-{t}-{w}");
+                                let ns = &nss[t];
+                                let add = invoke(plugin, "ADD", &id, ns, conf)?;
+                                let del = invoke(plugin, "DEL", &id, ns, conf)?;
+                                Ok((add, del))
+                            })
+                        })
+                        .collect();
+                    hs.into_iter()
+                        .map(|h| h.join().expect("no panic"))
+                        .collect()
+                });
+            for r in results {
+                let (add, del) = r?;
+                samples.adds.push(add);
+                samples.dels.push(del);
+            }
+        }
     }
-    Ok((a, d))
+    Ok(out)
 }
 
 fn pct(v: &mut [Duration], p: f64) -> f64 {
@@ -230,6 +237,12 @@ fn main() -> anyhow::Result<()> {
     server::spawn(server::bind(&socket)?)?;
     let mut agent_conf = margay_conf.clone();
     agent_conf["agent_socket"] = socket.display().to_string().into();
+    // A node of its own: on a real node the agent serves every ADD, and
+    // the plugin working alone in between would leave the agent's copy of
+    // the node's block stale at every turn (costing it a re-read).
+    agent_conf["nodename"] = "bench-node-agent".into();
+    agent_conf["ipam_lock_file"] =
+        dir.join("ipam-agent.lock").display().to_string().into();
     if trace {
         // The agent's spans, with their durations, on stdout.
         let only_margay = Targets::new().with_targets(
@@ -271,20 +284,20 @@ fn main() -> anyhow::Result<()> {
         "case", "ADD p50", "ADD p99", "DEL p50", "DEL p99"
     );
     for (par, label) in [(1, "sequential"), (CONCURRENCY, "16 concurrent")] {
-        let cases = [
-            ("margay", &margay, &margay_conf, "m"),
-            ("margay via agent", &margay, &agent_conf, "a"),
-            ("ptp+host-local", &ptp, &ptp_conf, "p"),
+        let names = ["margay", "margay via agent", "ptp+host-local"];
+        let cases: [(&Path, &Value, &str); 3] = [
+            (&margay, &margay_conf, "m"),
+            (&margay, &agent_conf, "a"),
+            (&ptp, &ptp_conf, "p"),
         ];
+        let samples = run(&cases, &nss.0, rounds, par)?;
         let mut rows = Vec::new();
-        for (name, plugin, conf, prefix) in cases {
-            let (mut a, mut d) =
-                run(plugin, conf, &nss.0, rounds, par, prefix)?;
+        for (name, mut s) in names.into_iter().zip(samples) {
             let q = [
-                pct(&mut a, 0.5),
-                pct(&mut a, 0.99),
-                pct(&mut d, 0.5),
-                pct(&mut d, 0.99),
+                pct(&mut s.adds, 0.5),
+                pct(&mut s.adds, 0.99),
+                pct(&mut s.dels, 0.5),
+                pct(&mut s.dels, 0.99),
             ];
             println!(
                 "{:<30} {:>7.2}ms {:>7.2}ms {:>7.2}ms {:>7.2}ms",

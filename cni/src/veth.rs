@@ -108,11 +108,10 @@ fn io_err(step: String) -> impl FnOnce(std::io::Error) -> CniError {
 
 /// The container side of a pair being set up: a thread that has entered
 /// CNI_NETNS and opened its netlink socket, waiting for the addresses.
-/// Dropping it lets the thread go without doing anything.
+/// Dropping it lets the thread go without configuring them (removing the
+/// pair is the caller's).
 #[derive(Debug)]
 pub struct ContainerSide {
-    /// Told once the pair exists.
-    paired: Option<oneshot::Sender<()>>,
     plan: oneshot::Sender<Plan>,
     done: JoinHandle<std::result::Result<Result<Created>, NetnsError>>,
     /// The host end's ifindex.
@@ -147,12 +146,6 @@ pub async fn create(host: &Handle, plan: &Plan) -> Result<ContainerSide> {
         })
         .await
     });
-    let mut side = ContainerSide {
-        paired: Some(paired_tx),
-        plan: tx,
-        done,
-        host_index: 0,
-    };
     let ns =
         netns::open(&plan.netns).map_err(|e| CniError::env("CNI_NETNS", e))?;
     // Tried first, since a name clash is rare: a host end left by an
@@ -172,18 +165,22 @@ pub async fn create(host: &Handle, plan: &Plan) -> Result<ContainerSide> {
             ));
         }
     }
-    if let Some(paired) = side.paired.take() {
-        let _ = paired.send(());
-    }
+    // The worker may start on the container end (else, on an error
+    // return, it sees the sender dropped and goes).
+    let _ = paired_tx.send(());
     configure_host_sysctls(&plan.host_ifname, false)?;
-    side.host_index = nl::link_by_name(host, &plan.host_ifname)
+    let host_index = nl::link_by_name(host, &plan.host_ifname)
         .await
         .map_err(nl_err(format!("looking up {}", plan.host_ifname)))?
         .ok_or_else(|| {
             CniError::dataplane(&plan.host_ifname, "vanished after creation")
         })?
         .index;
-    Ok(side)
+    Ok(ContainerSide {
+        plan: tx,
+        done,
+        host_index,
+    })
 }
 
 /// The rest, once the addresses are known: the host end's IPv6 sysctls,

@@ -47,7 +47,7 @@ pub struct ContextCache {
 struct State {
     /// The context and the revision it was read at.
     ctx: Option<(i64, Ctx)>,
-    /// Blocks at the revision last seen (name of the CIDR -> object).
+    /// Blocks at the revision last seen, by CIDR.
     blocks: HashMap<IpNetwork, IPAMBlock>,
     /// The watch: the revision it reports changes after, and its task.
     watch: Option<(i64, tokio::task::JoinHandle<()>)>,
@@ -235,6 +235,8 @@ fn changes<K: Object>(
     ds.watch::<K>(from)
         .map(move |item| {
             item.map(|ev: WatchEvent<K>| {
+                // An unreadable revision counts as the newest: the context
+                // is then never current under this watch (safe, slower).
                 let rev =
                     ev.resource_version().parse::<i64>().unwrap_or(i64::MAX);
                 relevant(ev.object()).then_some(rev)

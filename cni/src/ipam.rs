@@ -84,25 +84,28 @@ impl MargayIpam {
         ipam_conf: &MargayIpamConf,
     ) -> Result<MargayIpam> {
         let ds = connect_datastore(&datastore_spec(conf)?).await?;
-        MargayIpam::with_datastore(ds, conf, ipam_conf)
+        let node = conf.node_name()?;
+        Ok(MargayIpam::with_datastore(ds, node, conf, ipam_conf))
     }
 
     /// The same on an already connected datastore (the node agent keeps
-    /// one per datastore across invocations).
+    /// one per datastore across invocations), acting for `node` (the
+    /// config's, resolved by the caller: it may be read from a file).
     pub fn with_datastore(
         ds: Datastore,
+        node: String,
         conf: &NetConf,
         ipam_conf: &MargayIpamConf,
-    ) -> Result<MargayIpam> {
+    ) -> MargayIpam {
         let mut opts = IpamOptions::default();
         if let Some(lock) = &conf.ipam_lock_file {
             opts.lock_path = Some(lock.clone());
         }
-        Ok(MargayIpam {
-            ipam: Ipam::new(ds, conf.node_name()?, opts),
+        MargayIpam {
+            ipam: Ipam::new(ds, node, opts),
             network: conf.name.clone(),
             conf: ipam_conf.clone(),
-        })
+        }
     }
 
     /// The library instance (tests and the benchmark inspect it).
@@ -296,11 +299,11 @@ impl DatastoreCache {
             let ctx = kept
                 .contexts
                 .entry(node.clone())
-                .or_insert_with(|| ContextCache::new(node))
+                .or_insert_with(|| ContextCache::new(node.clone()))
                 .clone();
             (kept.ds.clone(), ctx)
         };
-        let mut ipam = MargayIpam::with_datastore(ds, conf, ipam_conf)?;
+        let mut ipam = MargayIpam::with_datastore(ds, node, conf, ipam_conf);
         ipam.ipam = ipam.ipam.with_context_cache(ctx);
         Ok(ipam)
     }

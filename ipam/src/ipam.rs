@@ -190,7 +190,6 @@ impl Ipam {
     /// Reads IPAMConfig, the pools (with whether this node may use them),
     /// the reservations, this node's affinities and the blocks `hints`
     /// name, in one round trip.
-    #[tracing::instrument(level = "debug", skip_all)]
     pub(crate) async fn load_ctx(&self, hints: &BlockHints) -> Result<Ctx> {
         Ok(self.read_ctx(hints).await?.1)
     }
@@ -217,6 +216,7 @@ impl Ipam {
 
     /// [`Ipam::load_ctx`], with the revision it was read at when the
     /// backend read it all at one.
+    #[tracing::instrument(level = "debug", name = "load_ctx", skip_all)]
     async fn read_ctx(
         &self,
         hints: &BlockHints,

@@ -4,55 +4,44 @@
 //! the previous result as prevResult; DEL in reverse with the final
 //! result. Needs root.
 
-use std::io::Write;
+mod common;
+
 use std::process::{Command, Stdio};
 
-use margay_crds::{IPPool, IPPoolSpec};
-use margay_datastore::{Datastore, DatastoreSpec};
-use margay_testkit::{EtcdServer, Netns, require_root};
+use margay_testkit::{Netns, require_root};
 use serde_json::{Value, json};
 
-/// Runs one plugin of the chain; returns (success, stdout).
+use common::{Out, fixture};
+
+/// Runs one plugin of the chain. The environment is kept (portmap runs
+/// iptables, which needs PATH).
 fn try_invoke(
     id: &str,
     plugin: &str,
     cmd: &str,
     ns: &Netns,
     conf: &Value,
-) -> (bool, String) {
+) -> Out {
     let path = if plugin == "margay" {
-        env!("CARGO_BIN_EXE_margay").to_string()
+        common::PLUGIN.to_string()
     } else {
         format!("/usr/lib/cni/{plugin}")
     };
-    let mut child = Command::new(&path)
+    let mut command = Command::new(&path);
+    command
         .env("CNI_COMMAND", cmd)
         .env("CNI_CONTAINERID", id)
         .env("CNI_NETNS", ns.path())
         .env("CNI_IFNAME", "eth0")
-        .env("CNI_PATH", "/usr/lib/cni")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(conf.to_string().as_bytes())
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
-    (
-        out.status.success(),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-    )
+        .env("CNI_PATH", "/usr/lib/cni");
+    common::feed(command, conf)
 }
 
 /// Runs one plugin of the chain; returns stdout, panics on failure.
 fn invoke(plugin: &str, cmd: &str, ns: &Netns, conf: &Value) -> String {
-    let (ok, stdout) = try_invoke(&ctr_id(), plugin, cmd, ns, conf);
-    assert!(ok, "{plugin} {cmd}: {stdout}");
-    stdout
+    let out = try_invoke(&ctr_id(), plugin, cmd, ns, conf);
+    assert!(out.ok, "{plugin} {cmd}: {}", out.stdout);
+    out.stdout
 }
 
 /// A container ID unique to this test run.
@@ -110,23 +99,11 @@ fn chained_with_tuning_portmap_bandwidth() {
     if !require_root("chained_with_tuning_portmap_bandwidth") {
         return;
     }
-    let etcd = EtcdServer::start().unwrap();
-    tokio::runtime::Runtime::new().unwrap().block_on(async {
-        let spec: DatastoreSpec =
-            format!("etcd:{}", etcd.endpoint()).parse().unwrap();
-        let ds = Datastore::connect(&spec).await.unwrap();
-        let spec = IPPoolSpec {
-            cidr: "10.253.0.0/24".into(),
-            block_size: Some(28),
-            ..IPPoolSpec::default()
-        };
-        ds.create(&IPPool::new("chain-pool", spec)).await.unwrap();
-    });
-    let dir = tempfile::tempdir().unwrap();
+    let f = fixture("10.253.0.0/24");
     let ns = Netns::new("chain").unwrap();
     let plugins = vec![
-        json!({"type": "margay", "nodename": "chain-node", "etcd_endpoints": etcd.endpoint(),
-               "ipam_lock_file": dir.path().join("lock"), "endpoint_dir": dir.path().join("ep"),
+        json!({"type": "margay", "nodename": "chain-node", "etcd_endpoints": f.etcd.endpoint(),
+               "ipam_lock_file": f.dir.path().join("lock"), "endpoint_dir": f.dir.path().join("ep"),
                "ipam": {"type": "margay-ipam"}}),
         json!({"type": "tuning", "sysctl": {"net.core.somaxconn": "555"}}),
         json!({"type": "portmap", "capabilities": {"portMappings": true}}),

@@ -48,10 +48,18 @@ pub fn run_plugin(
     env: &[(&str, &str)],
     conf: &Value,
 ) -> Out {
-    let mut child = Command::new(bin)
+    let mut command = Command::new(bin);
+    command
         .env_clear()
         .env("CNI_COMMAND", cmd)
-        .envs(env.iter().copied())
+        .envs(env.iter().copied());
+    feed(command, conf)
+}
+
+/// Starts `command` (its environment already set) with `conf` on stdin,
+/// as a runtime does, and collects its answer; stderr passes through.
+pub fn feed(mut command: Command, conf: &Value) -> Out {
+    let mut child = command
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())

@@ -2,7 +2,10 @@
 //! their executables store relative relocations packed.
 
 fn main() {
-    println!("cargo:rerun-if-changed=build.rs");
+    // The path is relative to the package being built, so it names this
+    // shared file from each daemon's directory; `build.rs` would name a file
+    // that does not exist there, and cargo would rerun (and relink) every time.
+    println!("cargo:rerun-if-changed=../build/pack_relocs.rs");
     let os = std::env::var("CARGO_CFG_TARGET_OS").unwrap_or_default();
     let env = std::env::var("CARGO_CFG_TARGET_ENV").unwrap_or_default();
     // A position-independent executable carries one 24-byte relocation

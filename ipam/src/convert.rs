@@ -381,10 +381,13 @@ mod tests {
 
     #[test]
     fn every_block_invariant_is_checked_and_named() {
-        let cases: Vec<(&str, Box<dyn FnOnce(&mut IPAMBlock)>, &str)> = vec![
+        type Change = Box<dyn FnOnce(&mut IPAMBlock)>;
+        let cases: Vec<(&str, Change, &str)> = vec![
             (
                 "spec.allocations",
-                Box::new(|o| drop(o.spec.allocations.pop())),
+                Box::new(|o| {
+                    o.spec.allocations.pop();
+                }),
                 "has 3 entries",
             ),
             (
@@ -411,7 +414,9 @@ mod tests {
             ),
             (
                 "spec.unallocated",
-                Box::new(|o| drop(o.spec.unallocated.pop())),
+                Box::new(|o| {
+                    o.spec.unallocated.pop();
+                }),
                 "lacks ordinal 3",
             ),
             // The stray block: hands out addresses of no pool.

@@ -1,8 +1,11 @@
 //! Endpoint records: what ADD wired for an attachment, one JSON file per
 //! attachment in `endpoint_dir` (default /var/run/margay/endpoints), for
 //! felix-lite to re-create a pod's host route if it goes missing, and for
-//! DEL to find the host veth. File name: `<containerID>-<ifname>.json`;
-//! content: `{"containerID","ifname","hostIface","ips":["10.1.0.5/32"]}`.
+//! DEL to find the host veth, and for GC to find what an attachment no
+//! longer live left behind. File name: `<containerID>-<ifname>.json`;
+//! content: `{"containerID","ifname","hostIface","ips":["10.1.0.5/32"],
+//! "network"}` (`network`, the CNI network name, is absent in records
+//! written before it existed: GC leaves those alone).
 //! Written atomically (temp file + rename) so readers never see half a
 //! record.
 
@@ -21,6 +24,9 @@ pub struct Endpoint {
     pub ifname: String,
     pub host_iface: String,
     pub ips: Vec<IpNetwork>,
+    /// The CNI network (config `name`) the attachment belongs to.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub network: Option<String>,
 }
 
 /// The record's path.
@@ -44,6 +50,28 @@ pub fn read(dir: &Path, container_id: &str, ifname: &str) -> Option<Endpoint> {
     serde_json::from_slice(&bytes).ok()
 }
 
+/// Every readable record in `dir` (none when it does not exist).
+pub fn list(dir: &Path) -> io::Result<Vec<Endpoint>> {
+    let entries = match std::fs::read_dir(dir) {
+        Ok(e) => e,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(vec![]),
+        Err(e) => return Err(e),
+    };
+    let mut out = Vec::new();
+    for entry in entries {
+        let path = entry?.path();
+        if path.extension().is_none_or(|x| x != "json") {
+            continue;
+        }
+        match std::fs::read(&path).map(|b| serde_json::from_slice(&b)) {
+            Ok(Ok(ep)) => out.push(ep),
+            _ => tracing::warn!(path = %path.display(),
+                "unreadable endpoint record skipped"),
+        }
+    }
+    Ok(out)
+}
+
 /// Removes the record; a missing one is fine.
 pub fn remove(dir: &Path, container_id: &str, ifname: &str) -> io::Result<()> {
     match std::fs::remove_file(path(dir, container_id, ifname)) {
@@ -64,6 +92,7 @@ mod tests {
             ifname: "eth0".into(),
             host_iface: "mg0123456789a".into(),
             ips: vec!["10.1.0.5/32".parse().unwrap()],
+            network: None,
         };
         write(dir.path(), &ep).unwrap();
         let text =

@@ -15,6 +15,7 @@ use std::io;
 use std::path::{Path, PathBuf};
 
 use nix::sched::{CloneFlags, setns};
+use nix::sys::statfs::{NSFS_MAGIC, fstatfs};
 use rtnetlink::Handle;
 use tokio::sync::oneshot;
 
@@ -27,6 +28,11 @@ pub enum NetnsError {
         #[source]
         source: io::Error,
     },
+    #[error(
+        "{path} is not a network namespace (a bind mount of /proc/PID/ns/net \
+         or a /proc/PID/ns/net path is expected): {what}"
+    )]
+    NotNetns { path: PathBuf, what: String },
     #[error("cannot enter network namespace {path}: {source}")]
     Enter {
         path: PathBuf,
@@ -51,12 +57,33 @@ impl NetnsError {
     }
 }
 
-/// Opens a namespace file (e.g. /run/netns/x or /proc/PID/ns/net).
+/// Opens a namespace file (e.g. /run/netns/x or /proc/PID/ns/net),
+/// refusing anything else before it is used: setns(2) on a regular file
+/// only fails later, with a bare EINVAL.
 pub fn open(path: &Path) -> Result<File, NetnsError> {
-    File::open(path).map_err(|source| NetnsError::Open {
+    let file = File::open(path).map_err(|source| NetnsError::Open {
         path: path.to_path_buf(),
         source,
-    })
+    })?;
+    let not_netns = |what: String| NetnsError::NotNetns {
+        path: path.to_path_buf(),
+        what,
+    };
+    // Namespace files live on nsfs (since Linux 3.19; /proc/PID/ns/net
+    // and a bind mount of it resolve to it).
+    let fs = fstatfs(&file)
+        .map_err(|e| not_netns(format!("statfs: {e}")))?
+        .filesystem_type();
+    if fs != NSFS_MAGIC {
+        let kind = match file.metadata() {
+            Ok(m) if m.is_dir() => "a directory".to_string(),
+            Ok(m) if m.is_file() => "a regular file".to_string(),
+            Ok(_) => "not a namespace file".to_string(),
+            Err(e) => e.to_string(),
+        };
+        return Err(not_netns(kind));
+    }
+    Ok(file)
 }
 
 /// Runs `work` with a netlink handle bound to the namespace `ns` (opened

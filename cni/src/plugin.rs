@@ -10,7 +10,7 @@ use ipnetwork::IpNetwork;
 use rtnetlink::Handle;
 
 use crate::check;
-use crate::config::NetConf;
+use crate::config::{Attachment, NetConf};
 use crate::endpoint::{self, Endpoint};
 use crate::error::{CniError, Code, Result};
 use crate::ipam::{AttachCtx, IpamBackend};
@@ -81,6 +81,17 @@ pub async fn add<I: IpamBackend>(
         ipv4_only: ipam.ipv4_only(),
     };
     let host = host_handle()?;
+    // A repeated ADD of this attachment (its first answer lost): IPAM
+    // answers with the addresses it already holds and the wiring is made
+    // again. veth::create replaces a host end of the same name; one of
+    // another name (the pod identity changed) goes here, so nothing of
+    // the first ADD is left beside the second.
+    if let Some(old) =
+        endpoint::read(&conf.endpoint_dir, &ctx.container_id, &ctx.ifname)
+        && old.host_iface != plan.host_ifname
+    {
+        veth::teardown(&host, &old.host_iface).await?;
+    }
     // The pair does not depend on the addresses: create it while IPAM
     // allocates (the two are most of ADD's time), then finish it.
     let (ips, pair) = tokio::join!(ipam.add(&ctx), veth::create(&host, &plan));
@@ -90,8 +101,9 @@ pub async fn add<I: IpamBackend>(
             plan.ips = ips;
             return Err(rollback(Some(&host), &plan, conf, &ctx, ipam, e).await);
         }
-        // A failed allocation released what it took; only the pair, if
-        // it was made, is left to remove.
+        // A failed allocation released what it took (or, when the
+        // datastore did not answer, left it to DEL and GC); only the
+        // pair, if it was made, is left to remove here.
         (Err(cause), _) => {
             if let Err(e) = veth::teardown(&host, &plan.host_ifname).await {
                 tracing::error!(error = %e, "rollback: removing the veth failed");
@@ -111,6 +123,7 @@ pub async fn add<I: IpamBackend>(
         ifname: plan.ifname.clone(),
         host_iface: plan.host_ifname.clone(),
         ips: ips.clone(),
+        network: Some(conf.name.clone()),
     };
     if let Err(e) = endpoint::write(&conf.endpoint_dir, &ep) {
         let e = CniError::new(
@@ -291,15 +304,72 @@ pub async fn status<I: IpamBackend>(ipam: &I) -> Result<String> {
     Ok(String::new())
 }
 
-/// GC: releases allocations of attachments not in
-/// `cni.dev/valid-attachments`.
-pub async fn gc<I: IpamBackend>(conf: &NetConf, ipam: &I) -> Result<String> {
+/// GC: releases what attachments of this network on this node that are
+/// not in `cni.dev/valid-attachments` left: their allocations (IPAM
+/// frees only this node's), and with `endpoints` (the main plugin) their
+/// host veth and endpoint record. SPEC.md "GC": "the plugin should
+/// remove any resources related to attachments not in the list".
+pub async fn gc<I: IpamBackend>(
+    conf: &NetConf,
+    ipam: &I,
+    endpoints: bool,
+) -> Result<String> {
     let valid = conf.valid_attachments.as_deref().ok_or_else(|| {
         CniError::config(
             "cni.dev/valid-attachments",
             "missing: GC needs the list of live attachments",
         )
     })?;
+    // The dataplane first, as DEL does: no route may still point at a
+    // pod when its address is handed out again.
+    let dataplane = match endpoints {
+        true => gc_endpoints(conf, valid).await,
+        false => Ok(()),
+    };
     ipam.gc(valid).await?;
+    dataplane?;
     Ok(String::new())
+}
+
+/// Removes the host veth and the record of every endpoint of this
+/// network whose attachment is not in `valid`. Records of other networks
+/// and records without a network (written before records had one) stay.
+async fn gc_endpoints(conf: &NetConf, valid: &[Attachment]) -> Result<()> {
+    let records = endpoint::list(&conf.endpoint_dir).map_err(|e| {
+        CniError::new(
+            Code::Io,
+            format!(
+                "reading the endpoint records in {}: {e}",
+                conf.endpoint_dir.display()
+            ),
+        )
+    })?;
+    let stale: Vec<Endpoint> = records
+        .into_iter()
+        .filter(|ep| ep.network.as_deref() == Some(conf.name.as_str()))
+        .filter(|ep| {
+            !valid.iter().any(|v| {
+                v.container_id == ep.container_id && v.ifname == ep.ifname
+            })
+        })
+        .collect();
+    if stale.is_empty() {
+        return Ok(());
+    }
+    let host = netns::removal_handle()
+        .await
+        .map_err(|e| CniError::dataplane("opening a netlink socket", e))?;
+    for ep in stale {
+        veth::teardown(&host, &ep.host_iface).await?;
+        endpoint::remove(&conf.endpoint_dir, &ep.container_id, &ep.ifname)
+            .map_err(|e| {
+                CniError::new(
+                    Code::Io,
+                    format!("removing the endpoint record: {e}"),
+                )
+            })?;
+        tracing::info!(container = %ep.container_id, ifname = %ep.ifname,
+            host_iface = %ep.host_iface, "GC removed a stale endpoint");
+    }
+    Ok(())
 }

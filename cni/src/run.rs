@@ -242,7 +242,7 @@ async fn dispatch<I: IpamBackend>(
             Ok(version::version_json(conf.cni_version.as_str()))
         }
         (_, Command::Status) => plugin::status(ipam).await,
-        (_, Command::Gc) => plugin::gc(conf, ipam).await,
+        (role, Command::Gc) => plugin::gc(conf, ipam, role == Role::Main).await,
         (Role::Main, Command::Add) => plugin::add(env, conf, ipam).await,
         (Role::Main, Command::Del) => plugin::del(env, conf, ipam).await,
         (Role::Main, Command::Check) => plugin::check(env, conf, ipam).await,

@@ -1,7 +1,9 @@
 //! `ipam show|check|release`, through margay-ipam's driver (the same code
 //! the CNI plugin allocates with), rendered as tables.
 
+use std::collections::BTreeSet;
 use std::net::IpAddr;
+use std::path::{Path, PathBuf};
 
 use margay_datastore::Datastore;
 use margay_ipam::block::Released;
@@ -17,6 +19,8 @@ pub enum IpamCmdError {
     Ipam(#[from] IpamError),
     #[error("cannot release {ip}: {reason}")]
     Refused { ip: IpAddr, reason: String },
+    #[error("cannot read the endpoint records in {}: {reason}", dir.display())]
+    Endpoints { dir: PathBuf, reason: String },
 }
 
 /// An IPAM driver for reading and for administrative releases. margayctl
@@ -93,6 +97,60 @@ fn percent(part: u128, whole: u128) -> String {
 /// `ipam check`: the report, and whether it is clean.
 pub async fn check(ds: &Datastore) -> Result<Report, IpamCmdError> {
     Ok(driver(ds.clone()).check().await?)
+}
+
+/// `ipam check --node N --network NET --endpoints DIR`: also `N`'s
+/// allocations in network `NET` with no endpoint record in `dir` (a
+/// missing directory has none).
+pub async fn check_node(
+    ds: &Datastore,
+    node: &str,
+    network: &str,
+    dir: &Path,
+) -> Result<Report, IpamCmdError> {
+    let live = endpoint_handles(dir, network)?;
+    let prefix = format!("{network}.");
+    Ok(driver(ds.clone())
+        .check_endpoints(node, &prefix, &live)
+        .await?)
+}
+
+/// The handles (`<network>.<containerID>`) of the endpoint records in
+/// `dir` (the CNI plugin's `<containerID>-<ifname>.json` files).
+fn endpoint_handles(
+    dir: &Path,
+    network: &str,
+) -> Result<BTreeSet<String>, IpamCmdError> {
+    #[derive(serde::Deserialize)]
+    struct Record {
+        #[serde(rename = "containerID")]
+        container_id: String,
+    }
+    let unreadable = |e: &dyn std::fmt::Display| IpamCmdError::Endpoints {
+        dir: dir.to_path_buf(),
+        reason: e.to_string(),
+    };
+    let entries = match std::fs::read_dir(dir) {
+        Ok(e) => e,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            return Ok(BTreeSet::new());
+        }
+        Err(e) => return Err(unreadable(&e)),
+    };
+    let mut live = BTreeSet::new();
+    for entry in entries {
+        let path = entry.map_err(|e| unreadable(&e))?.path();
+        if path.extension().is_none_or(|x| x != "json") {
+            continue;
+        }
+        let text = std::fs::read(&path).map_err(|e| unreadable(&e))?;
+        // A record this tool cannot read still names a live attachment
+        // for the plugin: refuse to judge rather than call it an orphan.
+        let r: Record = serde_json::from_slice(&text)
+            .map_err(|e| unreadable(&format!("{}: {e}", path.display())))?;
+        live.insert(format!("{network}.{}", r.container_id));
+    }
+    Ok(live)
 }
 
 /// `ipam release --ip IP`.

@@ -110,8 +110,20 @@ enum IpamCmd {
         #[arg(long)]
         show_blocks: bool,
     },
-    /// Report inconsistencies; exits non-zero if there are any.
-    Check,
+    /// Report inconsistencies; exits non-zero if there are any. With
+    /// --node, also the node's allocations without an endpoint record in
+    /// --endpoints (run it on that node).
+    Check {
+        /// The node whose allocations are judged against --endpoints.
+        #[arg(long, requires = "network")]
+        node: Option<String>,
+        /// That node's endpoint records (the CNI's endpoint_dir).
+        #[arg(long, default_value = "/var/run/margay/endpoints")]
+        endpoints: PathBuf,
+        /// The CNI network name (handles are `<network>.<containerID>`).
+        #[arg(long, requires = "node")]
+        network: Option<String>,
+    },
     /// Free one address (--ip) or everything a handle holds (--handle).
     #[command(group(
         clap::ArgGroup::new("what").required(true).args(["ip", "handle"])
@@ -227,8 +239,17 @@ async fn ipam_cmd(spec: &DatastoreSpec, cmd: IpamCmd) -> Result<ExitCode> {
         IpamCmd::Show { show_blocks } => {
             print!("{}", ipam::show(&ds, show_blocks).await?)
         }
-        IpamCmd::Check => {
-            let report = ipam::check(&ds).await?;
+        IpamCmd::Check {
+            node,
+            endpoints,
+            network,
+        } => {
+            let report = match (node, network) {
+                (Some(node), Some(net)) => {
+                    ipam::check_node(&ds, &node, &net, &endpoints).await?
+                }
+                _ => ipam::check(&ds).await?,
+            };
             print!("{report}");
             if !report.is_clean() {
                 return Ok(ExitCode::FAILURE);

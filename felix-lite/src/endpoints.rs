@@ -41,6 +41,9 @@ pub struct EndpointFile {
     pub ips: Vec<IpNetwork>,
     /// The host-side veth.
     pub host_iface: String,
+    /// The CNI network the attachment belongs to (for the plugin's GC).
+    #[serde(default)]
+    pub network: Option<String>,
 }
 
 /// A file that could not be used.

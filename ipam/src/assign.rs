@@ -59,8 +59,10 @@ pub struct Assigned {
 
 impl Ipam {
     /// Allocates `num_v4` IPv4 and `num_v6` IPv6 addresses to
-    /// `args.handle`. Either everything requested is allocated or nothing
-    /// is (what was taken is released before the error returns).
+    /// `args.handle`, or returns those it already holds (a repeated
+    /// request; see `existing`). Either everything requested is allocated
+    /// or the request releases what it took before the error returns,
+    /// retrying that release while the datastore is unavailable.
     #[tracing::instrument(level = "debug", skip_all, fields(handle = %args.handle))]
     pub async fn auto_assign(&self, args: &AssignArgs) -> Result<Assigned> {
         handle_name(&args.handle)?;
@@ -81,6 +83,11 @@ impl Ipam {
             }
             (None, attempt) => self.lock_and_load_ctx(attempt, &hints).await?,
         };
+        // A repeated request for one handle gets what it already holds.
+        // Outside the undo below: those addresses are another request's.
+        if let Some(existing) = self.existing_assignment(args, &ctx).await? {
+            return Ok(existing);
+        }
         let mut attrs = args.attrs.clone();
         attrs.insert(ATTR_NODE.into(), self.node.clone());
         attrs.insert(ATTR_TIMESTAMP.into(), jiff::Timestamp::now().to_string());
@@ -117,10 +124,7 @@ impl Ipam {
         if let Err(e) = res {
             // Both or neither: undo whatever this request took. Release by
             // handle also frees a partial allocation of the failed family.
-            if let Err(undo) = self.release_handle_locked(&args.handle).await {
-                tracing::warn!(handle = %args.handle, error = %undo,
-                    "could not undo a failed assignment; DEL will retry");
-            }
+            self.undo_assignment(&args.handle).await;
             return Err(e);
         }
         Ok(out)
@@ -340,10 +344,17 @@ impl Ipam {
         ctx: &Ctx,
     ) -> Result<Option<(Pick, &'p PoolView)>> {
         let blocks = self.ds.list::<IPAMBlock>().await?.items;
+        // Names of invalid blocks: their CIDR is taken (by a block nobody
+        // may use) whatever their spec says.
+        let invalid: BTreeSet<String> = blocks
+            .iter()
+            .filter(|b| convert::block_from_obj(b).is_err())
+            .filter_map(|b| b.metadata.name.clone())
+            .collect();
         let existing: BTreeMap<IpNetwork, BlockSummary> = blocks
             .iter()
             .filter_map(|b| {
-                let model = convert::block_from_spec(&b.spec).ok()?;
+                let model = convert::block_from_obj(b).ok()?;
                 let summary = BlockSummary {
                     host: model.host().map(str::to_string),
                     // A soft-deleted block is on its way out: not usable
@@ -360,23 +371,31 @@ impl Ipam {
             })
             .collect();
         let now = jiff::Timestamp::now();
+        let mut tried = tried.clone();
         for pool in pools {
             let fam = Family::of_net(&pool.cidr);
             let entropy = u64::try_from(now.as_nanosecond()).unwrap_or(0);
             let seed =
                 search::walk_seed(&self.node, pool.block_size, fam, entropy);
-            if let Some(pick) = search::find_usable_block(
+            while let Some(pick) = search::find_usable_block(
                 &pool.cidr,
                 pool.block_size,
                 seed,
                 &self.node,
                 &existing,
                 &ctx.reserved,
-                tried,
+                &tried,
                 now,
                 self.opts.min_reclaim_age,
             ) {
-                return Ok(Some((pick, pool)));
+                let cidr = match &pick {
+                    Pick::Fresh(c) => *c,
+                    Pick::Reclaim { cidr, .. } => *cidr,
+                };
+                if !invalid.contains(&block_name(&cidr)) {
+                    return Ok(Some((pick, pool)));
+                }
+                tried.insert(cidr);
             }
         }
         Ok(None)
@@ -415,7 +434,15 @@ impl Ipam {
                 }
                 return Ok(Vec::new());
             };
-            let mut b = convert::block_from_spec(&obj.spec)?;
+            // A block breaking its invariants only harms itself: never
+            // allocate from it, try the next one.
+            let mut b = match convert::block_from_obj(&obj) {
+                Ok(b) => b,
+                Err(e) => {
+                    tracing::error!(error = %e, "skipping an invalid block");
+                    return Ok(Vec::new());
+                }
+            };
             if own && b.host() != Some(self.node.as_str()) {
                 return Ok(Vec::new());
             }

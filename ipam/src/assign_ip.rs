@@ -58,7 +58,7 @@ impl Ipam {
                 self.claim_block(cidr).await?;
                 continue;
             };
-            let mut b = convert::block_from_spec(&obj.spec)?;
+            let mut b = convert::block_from_obj(&obj)?;
             if let Err(e) = b.assign(ip, handle, &attrs, &ctx.reserved) {
                 return Err(match e {
                     BlockError::AlreadyAllocated { ip, handle } => {

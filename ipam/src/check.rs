@@ -9,6 +9,7 @@ use std::net::IpAddr;
 use ipnetwork::IpNetwork;
 
 use crate::addr;
+use crate::block::ATTR_NODE;
 use crate::model::{AffinityState, Snapshot};
 
 /// One inconsistency.
@@ -40,6 +41,25 @@ pub enum Issue {
     BlockOutsidePools { cidr: IpNetwork },
     /// An allocation whose handle is in scope but not live.
     LeakedIp { ip: IpAddr, handle: String },
+    /// An allocation made by `node` whose attachment has no endpoint on
+    /// that node (e.g. an ADD whose commit landed but whose reply was
+    /// lost): nothing uses the address.
+    NoEndpoint {
+        ip: IpAddr,
+        handle: String,
+        node: String,
+    },
+    /// A handle in scope holding several addresses of one family, where
+    /// an attachment gets at most one (e.g. a repeated ADD that took a
+    /// second address).
+    HandleHoldsSeveral { handle: String, ips: Vec<IpAddr> },
+    /// A stored block breaking a block invariant: nothing is allocated
+    /// from it or released in it until an operator repairs it.
+    InvalidBlock {
+        name: String,
+        field: String,
+        message: String,
+    },
 }
 
 impl fmt::Display for Issue {
@@ -93,6 +113,28 @@ impl fmt::Display for Issue {
             Issue::LeakedIp { ip, handle } => {
                 write!(f, "{ip} is held by handle {handle}, which is not live")
             }
+            Issue::NoEndpoint { ip, handle, node } => write!(
+                f,
+                "{ip} is held by handle {handle}, which has no endpoint on \
+                 node {node}"
+            ),
+            Issue::HandleHoldsSeveral { handle, ips } => write!(
+                f,
+                "handle {handle} holds several addresses of one family, an \
+                 attachment gets one: {}",
+                ips.iter()
+                    .map(ToString::to_string)
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+            Issue::InvalidBlock {
+                name,
+                field,
+                message,
+            } => write!(
+                f,
+                "block {name} is invalid and unused: {field}: {message}"
+            ),
         }
     }
 }
@@ -139,8 +181,27 @@ pub struct Liveness<'a> {
     pub live: &'a BTreeSet<String>,
 }
 
+/// The endpoints one node has: with it, `check` judges only that node's
+/// allocations (their `node` attribute) against its endpoint records.
+#[derive(Debug, Clone, Copy)]
+pub struct NodeEndpoints<'a> {
+    pub node: &'a str,
+    /// Handles (`<network>.<containerID>`) with an endpoint on the node.
+    pub liveness: Liveness<'a>,
+}
+
 /// Checks `snap`; with `liveness`, also reports leaked addresses.
 pub fn check(snap: &Snapshot, liveness: Option<Liveness<'_>>) -> Report {
+    check_with(snap, liveness, None)
+}
+
+/// [`check`], also reporting `endpoints.node`'s allocations that have no
+/// endpoint there.
+pub fn check_with(
+    snap: &Snapshot,
+    liveness: Option<Liveness<'_>>,
+    endpoints: Option<NodeEndpoints<'_>>,
+) -> Report {
     let mut issues = Vec::new();
     let mut allocations = 0;
     // handle -> block -> count, from the blocks.
@@ -152,6 +213,8 @@ pub fn check(snap: &Snapshot, liveness: Option<Liveness<'_>>) -> Report {
         .map(|h| (h.id.as_str(), &h.blocks))
         .collect();
 
+    // In-scope handle -> its addresses.
+    let mut held: BTreeMap<String, Vec<IpAddr>> = BTreeMap::new();
     for b in &snap.blocks {
         if !snap
             .pools
@@ -184,13 +247,43 @@ pub fn check(snap: &Snapshot, liveness: Option<Liveness<'_>>) -> Report {
                     handle: h.clone(),
                 });
             }
+            if let Some(ep) = endpoints
+                && a.secondary.get(ATTR_NODE).map(String::as_str)
+                    == Some(ep.node)
+                && h.starts_with(ep.liveness.prefix)
+                && !ep.liveness.live.contains(&h)
+            {
+                issues.push(Issue::NoEndpoint {
+                    ip: a.ip,
+                    handle: h.clone(),
+                    node: ep.node.to_string(),
+                });
+            }
+            // CNI attachments (the endpoint check's scope) get at most
+            // one address per family; library callers may take more.
+            if endpoints.is_some_and(|e| h.starts_with(e.liveness.prefix)) {
+                held.entry(h.clone()).or_default().push(a.ip);
+            }
             *actual.entry(h).or_default().entry(b.cidr).or_default() += 1;
         }
     }
 
+    // What a handle records in an invalid block cannot be judged (the
+    // block is reported itself).
+    let invalid: BTreeSet<&str> = snap
+        .invalid_blocks
+        .iter()
+        .map(|b| b.name.as_str())
+        .collect();
+    let unjudged = |c: &IpNetwork| {
+        invalid.contains(crate::convert::block_name(c).as_str())
+    };
     for h in &snap.handles {
         let got = actual.get(&h.id);
         if got.is_none_or(BTreeMap::is_empty) {
+            if !h.blocks.is_empty() && h.blocks.keys().all(unjudged) {
+                continue;
+            }
             issues.push(Issue::HandleWithoutAllocations {
                 handle: h.id.clone(),
             });
@@ -199,7 +292,7 @@ pub fn check(snap: &Snapshot, liveness: Option<Liveness<'_>>) -> Report {
         let got = got.expect("checked above");
         let cidrs: BTreeSet<&IpNetwork> =
             h.blocks.keys().chain(got.keys()).collect();
-        for cidr in cidrs {
+        for cidr in cidrs.into_iter().filter(|c| !unjudged(c)) {
             let recorded = h.blocks.get(cidr).copied().unwrap_or(0);
             let actual = got.get(cidr).copied().unwrap_or(0);
             if recorded != actual {
@@ -213,12 +306,23 @@ pub fn check(snap: &Snapshot, liveness: Option<Liveness<'_>>) -> Report {
         }
     }
 
+    for (handle, ips) in held {
+        let v4 = ips.iter().filter(|ip| ip.is_ipv4()).count();
+        if v4 > 1 || ips.len() - v4 > 1 {
+            issues.push(Issue::HandleHoldsSeveral { handle, ips });
+        }
+    }
     check_affinities(snap, &mut issues);
+    issues.extend(snap.invalid_blocks.iter().map(|b| Issue::InvalidBlock {
+        name: b.name.clone(),
+        field: b.field.to_string(),
+        message: b.message.clone(),
+    }));
     issues.sort();
     Report {
         issues,
         allocations,
-        blocks: snap.blocks.len(),
+        blocks: snap.blocks.len() + snap.invalid_blocks.len(),
         handles: snap.handles.len(),
     }
 }
@@ -239,8 +343,13 @@ fn check_affinities(snap: &Snapshot, issues: &mut Vec<Issue>) {
             nodes.sort();
             issues.push(Issue::DuplicateAffinity { cidr: *cidr, nodes });
         }
+        // An invalid block exists, and is reported as such.
+        let invalid = snap
+            .invalid_blocks
+            .iter()
+            .any(|b| b.name == crate::convert::block_name(cidr));
         for node in nodes {
-            if !blocks.contains_key(cidr) {
+            if !blocks.contains_key(cidr) && !invalid {
                 issues.push(Issue::AffinityWithoutBlock {
                     node: node.clone(),
                     cidr: *cidr,
@@ -273,7 +382,7 @@ fn check_affinities(snap: &Snapshot, issues: &mut Vec<Issue>) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::block::{ATTR_NODE, Block};
+    use crate::block::Block;
     use crate::model::{AffinityView, HandleView, PoolView};
 
     fn net(s: &str) -> IpNetwork {
@@ -304,6 +413,7 @@ mod tests {
             }],
             nodes: Some(["n1".to_string()].into()),
             reserved: vec![],
+            invalid_blocks: vec![],
         }
     }
 
@@ -375,5 +485,51 @@ mod tests {
                 node: "n1".into()
             }]
         );
+    }
+
+    #[test]
+    fn allocations_of_one_node_without_an_endpoint_are_orphans() {
+        let mut s = consistent();
+        let n2 = [(ATTR_NODE.to_string(), "n2".to_string())].into();
+        // n2 borrowed one address of n1's block.
+        s.blocks[0].allocate(1, "net.b", &n2, &[]);
+        s.handles.push(HandleView {
+            id: "net.b".into(),
+            blocks: [(net("10.0.0.0/26"), 1)].into(),
+        });
+        let none = BTreeSet::new();
+        let on = |node| NodeEndpoints {
+            node,
+            liveness: Liveness {
+                prefix: "net.",
+                live: &none,
+            },
+        };
+        let r = check_with(&s, None, Some(on("n2")));
+        let orphans: Vec<_> = r
+            .issues
+            .iter()
+            .filter(|i| matches!(i, Issue::NoEndpoint { .. }))
+            .collect();
+        assert_eq!(
+            orphans,
+            [&Issue::NoEndpoint {
+                ip: "10.0.0.2".parse().unwrap(),
+                handle: "net.b".into(),
+                node: "n2".into(),
+            }]
+        );
+        let r = check_with(&s, None, Some(on("n3")));
+        assert!(
+            !r.issues
+                .iter()
+                .any(|i| matches!(i, Issue::NoEndpoint { .. })),
+            "{r}"
+        );
+        // net.a (2 IPv4 addresses) is more than one attachment takes.
+        assert!(r.issues.contains(&Issue::HandleHoldsSeveral {
+            handle: "net.a".into(),
+            ips: vec!["10.0.0.0".parse().unwrap(), "10.0.0.1".parse().unwrap()],
+        }));
     }
 }

@@ -174,7 +174,7 @@ impl Ipam {
                 done = true;
                 break;
             };
-            let b = convert::block_from_spec(&obj.spec)?;
+            let b = convert::block_from_obj(&obj)?;
             let owner_ok = b.host() == Some(node);
             let empty_ok = !cond.require_empty || b.is_empty();
             let seq_ok = cond.sequence.is_none_or(|s| s == b.sequence_number);

@@ -106,32 +106,141 @@ pub fn rv(meta: &ObjectMeta) -> Option<&str> {
 
 // ===== blocks =====
 
-/// The pure model of a stored block; rejects internally inconsistent data
-/// rather than guessing.
-pub fn block_from_spec(spec: &IPAMBlockSpec) -> Result<Block, IpamError> {
-    let bad = |message: String| IpamError::Invalid {
-        what: format!("IPAMBlock {}", spec.cidr),
+/// A stored block that breaks one of a block's invariants: IPAM never
+/// allocates from it (nor releases in it), `ipam check` names it, and
+/// every other block keeps working.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("invalid IPAMBlock {name}: {field}: {message}")]
+pub struct InvalidBlock {
+    /// The object's name (its key).
+    pub name: String,
+    /// The offending field, e.g. `spec.unallocated`.
+    pub field: &'static str,
+    pub message: String,
+}
+
+/// The pure model of a stored block, after checking every invariant the
+/// allocator relies on; a block breaking one is refused rather than
+/// guessed at (a free ordinal that is also allocated would be handed out
+/// twice, a CIDR that disagrees with the name hands out addresses outside
+/// the pool the name places it in).
+pub fn block_from_obj(obj: &IPAMBlock) -> Result<Block, InvalidBlock> {
+    let name = obj.metadata.name.clone().unwrap_or_default();
+    block_from_spec(&name, &obj.spec)
+}
+
+/// [`block_from_obj`] for the block stored under `name`.
+pub fn block_from_spec(
+    name: &str,
+    spec: &IPAMBlockSpec,
+) -> Result<Block, InvalidBlock> {
+    let bad = |field: &'static str, message: String| InvalidBlock {
+        name: name.to_string(),
+        field,
         message,
     };
     let cidr: IpNetwork = spec
         .cidr
         .parse()
-        .map_err(|e| bad(format!("spec.cidr: {e}")))?;
+        .map_err(|e| bad("spec.cidr", format!("{:?}: {e}", spec.cidr)))?;
+    let canonical = addr::net_at(
+        crate::addr::Family::of_net(&cidr),
+        addr::base(&cidr),
+        cidr.prefix(),
+    );
+    if canonical != cidr {
+        return Err(bad(
+            "spec.cidr",
+            format!("{cidr} has host bits set (the network is {canonical})"),
+        ));
+    }
+    if !name.is_empty() && block_name(&cidr) != name {
+        return Err(bad(
+            "spec.cidr",
+            format!(
+                "{cidr} does not match the object name, which is the block \
+                 {name}"
+            ),
+        ));
+    }
     let size = addr::size(&cidr);
     if spec.allocations.len() as u128 != size {
-        return Err(bad(format!(
-            "spec.allocations has {} entries, the block has {size} addresses",
-            spec.allocations.len()
-        )));
+        return Err(bad(
+            "spec.allocations",
+            format!(
+                "has {} entries, the block has {size} addresses",
+                spec.allocations.len()
+            ),
+        ));
     }
     let n_attr = spec.attributes.len();
-    if let Some(i) = spec.allocations.iter().flatten().find(|i| **i >= n_attr) {
-        return Err(bad(format!(
-            "spec.allocations refers to attribute {i}, only {n_attr} exist"
-        )));
+    if let Some((o, i)) = spec
+        .allocations
+        .iter()
+        .enumerate()
+        .find_map(|(o, i)| i.filter(|i| *i >= n_attr).map(|i| (o, i)))
+    {
+        return Err(bad(
+            "spec.allocations",
+            format!("ordinal {o} refers to attribute {i}, only {n_attr} exist"),
+        ));
     }
-    if let Some(o) = spec.unallocated.iter().find(|o| **o as u128 >= size) {
-        return Err(bad(format!("spec.unallocated has ordinal {o} >= {size}")));
+    // Every ordinal is exactly one of: allocated, or once in unallocated.
+    let mut free = vec![false; spec.allocations.len()];
+    for &o in &spec.unallocated {
+        let Some(seen) = free.get_mut(o) else {
+            return Err(bad(
+                "spec.unallocated",
+                format!("has ordinal {o}, outside 0..{size}"),
+            ));
+        };
+        if *seen {
+            return Err(bad(
+                "spec.unallocated",
+                format!("lists ordinal {o} more than once"),
+            ));
+        }
+        if spec.allocations[o].is_some() {
+            return Err(bad(
+                "spec.unallocated",
+                format!(
+                    "lists ordinal {o} ({}), which spec.allocations says is \
+                     allocated",
+                    ip_of(&cidr, o)
+                ),
+            ));
+        }
+        *seen = true;
+    }
+    if let Some(o) =
+        (0..free.len()).find(|&o| !free[o] && spec.allocations[o].is_none())
+    {
+        return Err(bad(
+            "spec.unallocated",
+            format!(
+                "lacks ordinal {o} ({}), which spec.allocations says is free",
+                ip_of(&cidr, o)
+            ),
+        ));
+    }
+    for (key, seq) in &spec.sequence_number_for_allocation {
+        let ok = key.parse::<usize>().is_ok_and(|o| (o as u128) < size);
+        if !ok {
+            return Err(bad(
+                "spec.sequenceNumberForAllocation",
+                format!("key {key:?} is not an ordinal in 0..{size}"),
+            ));
+        }
+        if *seq > spec.sequence_number {
+            return Err(bad(
+                "spec.sequenceNumberForAllocation",
+                format!(
+                    "ordinal {key} has {seq}, above the block's \
+                     sequenceNumber {}",
+                    spec.sequence_number
+                ),
+            ));
+        }
     }
     Ok(Block {
         cidr,
@@ -149,6 +258,31 @@ pub fn block_from_spec(spec: &IPAMBlockSpec) -> Result<Block, IpamError> {
         sequence_number: spec.sequence_number,
         sequence_for_allocation: spec.sequence_number_for_allocation.clone(),
     })
+}
+
+/// The valid blocks among `objs`, and why each other one is invalid
+/// (logged: one bad block must not stop a reader of every block).
+pub fn partition_blocks(objs: &[IPAMBlock]) -> (Vec<Block>, Vec<InvalidBlock>) {
+    let mut good = Vec::with_capacity(objs.len());
+    let mut bad = Vec::new();
+    for o in objs {
+        match block_from_obj(o) {
+            Ok(b) => good.push(b),
+            Err(e) => {
+                tracing::warn!(error = %e, "skipping an invalid block");
+                bad.push(e);
+            }
+        }
+    }
+    (good, bad)
+}
+
+/// The address at ordinal `o` of `cidr` (for messages).
+fn ip_of(cidr: &IpNetwork, o: usize) -> std::net::IpAddr {
+    addr::from_u128(
+        crate::addr::Family::of_net(cidr),
+        addr::base(cidr) + o as u128,
+    )
 }
 
 /// Writes the model back into `spec`, keeping the fields the model does
@@ -222,21 +356,108 @@ pub fn handle_view(h: &IPAMHandle) -> HandleView {
 mod tests {
     use super::*;
 
-    #[test]
-    fn block_spec_round_trip_and_validation() {
+    fn stored() -> IPAMBlock {
         let mut b = Block::new("10.0.0.0/30".parse().unwrap(), Some("n1"), 5);
         b.allocate(1, "net.a", &BTreeMap::new(), &[]);
-        let obj = new_block_object(&b, "2026-01-01T00:00:00Z");
-        assert_eq!(obj.spec.affinity.as_deref(), Some("host:n1"));
-        assert_eq!(block_from_spec(&obj.spec).unwrap(), b);
+        new_block_object(&b, "2026-01-01T00:00:00Z")
+    }
 
-        let mut broken = obj.spec.clone();
-        broken.allocations.pop();
-        let err = block_from_spec(&broken).unwrap_err().to_string();
-        assert!(err.contains("spec.allocations has 3 entries"), "{err}");
-        let mut broken = obj.spec.clone();
-        broken.allocations[1] = Some(9);
-        assert!(block_from_spec(&broken).is_err());
+    /// The error for `obj` changed by `f`, as text.
+    fn refused(f: impl FnOnce(&mut IPAMBlock)) -> InvalidBlock {
+        let mut obj = stored();
+        f(&mut obj);
+        block_from_obj(&obj).unwrap_err()
+    }
+
+    #[test]
+    fn block_spec_round_trip() {
+        let obj = stored();
+        assert_eq!(obj.spec.affinity.as_deref(), Some("host:n1"));
+        let b = block_from_obj(&obj).unwrap();
+        let mut again = obj.spec.clone();
+        block_into_spec(&b, &mut again);
+        assert_eq!(again, obj.spec);
+    }
+
+    #[test]
+    fn every_block_invariant_is_checked_and_named() {
+        type Change = Box<dyn FnOnce(&mut IPAMBlock)>;
+        let cases: Vec<(&str, Change, &str)> = vec![
+            (
+                "spec.allocations",
+                Box::new(|o| {
+                    o.spec.allocations.pop();
+                }),
+                "has 3 entries",
+            ),
+            (
+                "spec.allocations",
+                Box::new(|o| o.spec.allocations[0] = Some(9)),
+                "refers to attribute 9",
+            ),
+            // The issue's duplicate: ordinal 0 is allocated and free.
+            (
+                "spec.unallocated",
+                Box::new(|o| o.spec.unallocated.insert(0, 0)),
+                "lists ordinal 0 (10.0.0.0), which spec.allocations says is \
+                 allocated",
+            ),
+            (
+                "spec.unallocated",
+                Box::new(|o| o.spec.unallocated.push(1)),
+                "more than once",
+            ),
+            (
+                "spec.unallocated",
+                Box::new(|o| o.spec.unallocated.push(4)),
+                "outside 0..4",
+            ),
+            (
+                "spec.unallocated",
+                Box::new(|o| {
+                    o.spec.unallocated.pop();
+                }),
+                "lacks ordinal 3",
+            ),
+            // The issue's stray block: hands out addresses of no pool.
+            (
+                "spec.cidr",
+                Box::new(|o| o.spec.cidr = "10.99.0.0/30".into()),
+                "does not match the object name",
+            ),
+            (
+                "spec.cidr",
+                Box::new(|o| o.spec.cidr = "10.0.0.1/30".into()),
+                "host bits",
+            ),
+            (
+                "spec.cidr",
+                Box::new(|o| o.spec.cidr = "nonsense".into()),
+                "nonsense",
+            ),
+            (
+                "spec.sequenceNumberForAllocation",
+                Box::new(|o| {
+                    o.spec.sequence_number_for_allocation.insert("7".into(), 1);
+                }),
+                "not an ordinal",
+            ),
+            (
+                "spec.sequenceNumberForAllocation",
+                Box::new(|o| {
+                    o.spec
+                        .sequence_number_for_allocation
+                        .insert("0".into(), 1000);
+                }),
+                "above the block's sequenceNumber",
+            ),
+        ];
+        for (field, change, want) in cases {
+            let e = refused(change);
+            assert_eq!(e.field, field, "{e}");
+            assert_eq!(e.name, "10-0-0-0-30", "{e}");
+            assert!(e.to_string().contains(want), "{want:?} not in {e}");
+        }
     }
 
     #[test]

@@ -6,6 +6,7 @@ use margay_datastore::DatastoreError;
 
 use crate::addr::Family;
 use crate::block::BlockError;
+pub use crate::convert::InvalidBlock;
 use crate::lock::LockError;
 
 /// `Result` with [`IpamError`] as the default error.
@@ -69,6 +70,11 @@ pub enum IpamError {
     /// The host lock could not be taken.
     #[error(transparent)]
     Lock(#[from] LockError),
+
+    /// A stored block that breaks a block invariant (see
+    /// [`InvalidBlock`]).
+    #[error(transparent)]
+    InvalidBlock(#[from] InvalidBlock),
 
     /// Stored IPAM data that is internally inconsistent.
     #[error("invalid {what}: {message}")]

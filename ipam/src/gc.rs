@@ -1,8 +1,13 @@
 //! Garbage-collection planning: which allocations are leaked.
 //!
-//! An allocation leaks when its handle is in scope (e.g. starts with
-//! "k8s-pod-network.") but the caller's set of live attachments does not
-//! contain it. Like Calico's kube-controllers GC, a leak is first recorded
+//! An allocation leaks when it was made by the node running the GC (its
+//! `node` attribute, which every allocation records as Calico's do), its
+//! handle is in scope (e.g. starts with "k8s-pod-network.") and the
+//! caller's set of live attachments does not contain it. The live set is
+//! what one node's runtime knows (CNI `GC` lists that node's attachments
+//! only), so it says nothing about another node's allocations: those, and
+//! allocations without a `node` attribute (whose maker is unknown), are
+//! never candidates. Like Calico's kube-controllers GC, a leak is first recorded
 //! as a candidate and only confirmed on a later pass once `grace` has
 //! passed, so an ADD that has allocated but not yet been reported live is
 //! not freed under its feet. Pure: the driver supplies the blocks and the
@@ -16,7 +21,7 @@ use std::time::Duration;
 use ipnetwork::IpNetwork;
 use jiff::Timestamp;
 
-use crate::block::Block;
+use crate::block::{ATTR_NODE, Block};
 use crate::check::Liveness;
 
 /// One address of a leaked handle, with what the release must match.
@@ -63,9 +68,11 @@ impl GcTracker {
     /// One pass over `blocks`. Handles that became live again or lost
     /// their addresses are forgotten. A zero grace confirms at once (what a
     /// CNI `GC` call, which has no memory between calls, asks for).
+    /// Only allocations made by `node` are considered.
     pub fn plan(
         &mut self,
         blocks: &[Block],
+        node: &str,
         liveness: Liveness<'_>,
         now: Timestamp,
         grace: Duration,
@@ -73,6 +80,10 @@ impl GcTracker {
         let mut leaked: BTreeMap<String, Vec<LeakedIp>> = BTreeMap::new();
         for b in blocks {
             for a in b.allocations() {
+                if a.secondary.get(ATTR_NODE).map(String::as_str) != Some(node)
+                {
+                    continue;
+                }
                 let Some(h) = a.handle_id else { continue };
                 if h.starts_with(liveness.prefix) && !liveness.live.contains(&h)
                 {
@@ -105,7 +116,6 @@ impl GcTracker {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::block::ATTR_NODE;
 
     fn blocks() -> Vec<Block> {
         let mut b = Block::new("10.0.0.0/28".parse().unwrap(), Some("n1"), 1);
@@ -129,12 +139,12 @@ mod tests {
         };
         let grace = Duration::from_secs(60);
         let mut t = GcTracker::new();
-        let p1 = t.plan(&blocks(), lv, at(1000), grace);
+        let p1 = t.plan(&blocks(), "n1", lv, at(1000), grace);
         assert!(p1.confirmed.is_empty());
         assert_eq!(p1.candidates, 1);
-        let p2 = t.plan(&blocks(), lv, at(1059), grace);
+        let p2 = t.plan(&blocks(), "n1", lv, at(1059), grace);
         assert!(p2.confirmed.is_empty());
-        let p3 = t.plan(&blocks(), lv, at(1060), grace);
+        let p3 = t.plan(&blocks(), "n1", lv, at(1060), grace);
         assert_eq!(p3.confirmed.len(), 1);
         let leak = &p3.confirmed[0];
         assert_eq!(leak.handle, "net.dead");
@@ -153,14 +163,14 @@ mod tests {
             prefix: "net.",
             live: &live,
         };
-        assert_eq!(t.plan(&blocks(), lv, at(0), grace).candidates, 2);
+        assert_eq!(t.plan(&blocks(), "n1", lv, at(0), grace).candidates, 2);
         live.insert("net.dead".to_string());
         live.insert("net.live".to_string());
         let lv = Liveness {
             prefix: "net.",
             live: &live,
         };
-        let p = t.plan(&blocks(), lv, at(100), grace);
+        let p = t.plan(&blocks(), "n1", lv, at(100), grace);
         assert!(p.confirmed.is_empty());
         assert_eq!(t.tracked(), 0);
     }
@@ -173,7 +183,29 @@ mod tests {
             live: &live,
         };
         let mut t = GcTracker::new();
-        let p = t.plan(&blocks(), lv, at(0), Duration::ZERO);
+        let p = t.plan(&blocks(), "n1", lv, at(0), Duration::ZERO);
         assert_eq!(p.confirmed.len(), 2);
+    }
+
+    #[test]
+    fn only_this_nodes_allocations_are_candidates() {
+        let mut b = Block::new("10.0.0.0/28".parse().unwrap(), Some("n1"), 1);
+        let on = |n: &str| [(ATTR_NODE.to_string(), n.to_string())].into();
+        b.allocate(1, "net.mine", &on("n1"), &[]);
+        // n2 borrowed from n1's block; and an allocation of unknown maker.
+        b.allocate(1, "net.borrowed", &on("n2"), &[]);
+        b.allocate(1, "net.legacy", &BTreeMap::new(), &[]);
+        let live = BTreeSet::new();
+        let lv = Liveness {
+            prefix: "net.",
+            live: &live,
+        };
+        let mut t = GcTracker::new();
+        let p = t.plan(&[b.clone()], "n1", lv, at(0), Duration::ZERO);
+        let handles: Vec<_> = p.confirmed.iter().map(|l| &l.handle).collect();
+        assert_eq!(handles, ["net.mine"]);
+        let p = t.plan(&[b], "n2", lv, at(0), Duration::ZERO);
+        let handles: Vec<_> = p.confirmed.iter().map(|l| &l.handle).collect();
+        assert_eq!(handles, ["net.borrowed"]);
     }
 }

@@ -372,10 +372,7 @@ impl Ipam {
             list_live::<BlockAffinity>(&self.ds),
             list_live::<IPAMHandle>(&self.ds),
         )?;
-        let blocks = blocks
-            .iter()
-            .map(|b| convert::block_from_spec(&b.spec))
-            .collect::<Result<Vec<_>>>()?;
+        let (blocks, invalid_blocks) = convert::partition_blocks(&blocks);
         let nodes: BTreeSet<String> = nodes
             .items
             .iter()
@@ -384,6 +381,7 @@ impl Ipam {
         Ok(Snapshot {
             pools: pools.items.iter().filter_map(pool_view).collect(),
             blocks,
+            invalid_blocks,
             affinities: affs.iter().filter_map(affinity_view).collect(),
             handles: handles.iter().map(handle_view).collect(),
             // A datastore without any Node objects (a bare etcd used
@@ -412,6 +410,23 @@ impl Ipam {
     ) -> Result<Report> {
         let snap = self.snapshot().await?;
         Ok(check::check(&snap, Some(Liveness { prefix, live })))
+    }
+
+    /// Like [`Ipam::check`], also reporting allocations made by `node`
+    /// whose handle starts with `prefix` but has no endpoint there
+    /// (`live`: the handles of the node's endpoint records).
+    pub async fn check_endpoints(
+        &self,
+        node: &str,
+        prefix: &str,
+        live: &BTreeSet<String>,
+    ) -> Result<Report> {
+        let snap = self.snapshot().await?;
+        let endpoints = check::NodeEndpoints {
+            node,
+            liveness: Liveness { prefix, live },
+        };
+        Ok(check::check_with(&snap, None, Some(endpoints)))
     }
 
     /// The pools an allocation of family `fam` would use on this node

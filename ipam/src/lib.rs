@@ -28,6 +28,7 @@ mod claim;
 mod convert;
 mod ctx_cache;
 pub mod error;
+mod existing;
 pub mod gc;
 mod handle;
 mod hint;

@@ -7,6 +7,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use ipnetwork::IpNetwork;
 
 use crate::block::Block;
+use crate::convert::InvalidBlock;
 
 /// BlockAffinity state. Only `Confirmed` means ownership; `Pending` is a
 /// claim in progress and `PendingDeletion` a release in progress.
@@ -70,6 +71,8 @@ pub struct PoolView {
 pub struct Snapshot {
     pub pools: Vec<PoolView>,
     pub blocks: Vec<Block>,
+    /// Stored blocks that break a block invariant (left out of `blocks`).
+    pub invalid_blocks: Vec<InvalidBlock>,
     pub affinities: Vec<AffinityView>,
     pub handles: Vec<HandleView>,
     /// Names of the cluster's nodes, when the datastore has Node objects.

@@ -124,7 +124,7 @@ impl Ipam {
                 else {
                     continue;
                 };
-                let mut b = convert::block_from_spec(&obj.spec)?;
+                let mut b = convert::block_from_obj(&obj)?;
                 let ips = b.release_handle(handle);
                 if ips.is_empty() {
                     continue;
@@ -161,7 +161,7 @@ impl Ipam {
             else {
                 return Ok(Vec::new());
             };
-            let mut b = convert::block_from_spec(&obj.spec)?;
+            let mut b = convert::block_from_obj(&obj)?;
             let ips = b.release_handle(handle);
             if ips.is_empty() {
                 return Ok(ips);
@@ -235,7 +235,7 @@ impl Ipam {
                     })
                     .collect());
             };
-            let mut b = convert::block_from_spec(&obj.spec)?;
+            let mut b = convert::block_from_obj(&obj)?;
             let mut outcomes = Vec::new();
             let mut per_handle: BTreeMap<String, u32> = BTreeMap::new();
             for r in reqs {
@@ -252,6 +252,17 @@ impl Ipam {
             let changed = outcomes
                 .iter()
                 .any(|o| matches!(o.result, Ok(Released::Freed { .. })));
+            if changed && self.ds.has_transactions() {
+                convert::block_into_spec(&b, &mut obj.spec);
+                match self.commit_release(&obj, cidr, &per_handle).await {
+                    Ok(()) => return Ok(outcomes),
+                    Err(IpamError::Unavailable(e)) => {
+                        return Err(IpamError::Unavailable(e));
+                    }
+                    Err(e) if is_stale(&e) => continue,
+                    Err(e) => return Err(e),
+                }
+            }
             if changed {
                 convert::block_into_spec(&b, &mut obj.spec);
                 match self.ds.update(&obj).await {
@@ -268,6 +279,50 @@ impl Ipam {
             return Ok(outcomes);
         }
         Err(retries_exhausted::<IPAMBlock>("update", &name))
+    }
+
+    /// Writes a block whose addresses were freed and the handles that
+    /// held them (`per_handle`: how many each lost in `cidr`) in one
+    /// transaction, each conditioned on the revision read, so no failure
+    /// leaves a freed address still counted by its handle (or the
+    /// reverse). A handle left with nothing is deleted.
+    async fn commit_release(
+        &self,
+        block: &IPAMBlock,
+        cidr: IpNetwork,
+        per_handle: &BTreeMap<String, u32>,
+    ) -> Result<()> {
+        let mut reads = ReadBatch::new();
+        let slots: Vec<_> = per_handle
+            .iter()
+            .filter(|(h, _)| handle_name(h).is_ok())
+            .map(|(h, n)| (reads.get::<IPAMHandle>(h), *n))
+            .collect();
+        let mut got = self.ds.read(&reads).await?;
+        let mut writes = WriteBatch::new();
+        writes.update(block)?;
+        let key = cidr.to_string();
+        for (slot, n) in slots {
+            let Some(mut h) = got.take(slot).filter(|h| !h.is_deleted()) else {
+                continue;
+            };
+            self.forget_handle(&h.spec.handle_id.clone());
+            let left =
+                h.spec.block.get(&key).map_or(0, |c| c.saturating_sub(n));
+            if left == 0 {
+                h.spec.block.remove(&key);
+            } else {
+                h.spec.block.insert(key.clone(), left);
+            }
+            if h.spec.block.is_empty() {
+                writes.delete(&h)?;
+            } else {
+                writes.update(&h)?;
+            }
+        }
+        let rev = self.ds.commit(&writes).await?;
+        self.block_written(block, &rev);
+        Ok(())
     }
 
     /// Releases this node's blocks that have been empty for at least
@@ -299,7 +354,9 @@ impl Ipam {
             else {
                 continue;
             };
-            let b = convert::block_from_spec(&obj.spec)?;
+            let Ok(b) = convert::block_from_obj(&obj) else {
+                continue; // Never released: `ipam check` names it.
+            };
             if !b.is_empty() {
                 continue;
             }
@@ -338,24 +395,27 @@ impl Ipam {
         Ok(released)
     }
 
-    /// One garbage-collection pass: frees addresses whose handle starts
-    /// with `prefix` but is not in `live`, once they have been seen leaked
-    /// for `grace` (zero: at once). Each release is conditioned on the
+    /// One garbage-collection pass over this node's allocations (those
+    /// whose `node` attribute names this node, wherever their block is):
+    /// frees addresses whose handle starts with `prefix` but is not in
+    /// `live`, once they have been seen leaked for `grace` (zero: at
+    /// once). `live` is this node's attachments, so another node's
+    /// allocations are never touched. Each release is conditioned on the
     /// handle and the sequence number read, so an address re-allocated in
-    /// the meantime is left alone.
+    /// the meantime is left alone; a datastore failure mid-pass returns
+    /// the error with every release so far complete and the rest
+    /// untouched (the next pass finds them again).
     pub async fn gc(
         &self,
         prefix: &str,
         live: &BTreeSet<String>,
         grace: Duration,
     ) -> Result<GcStats> {
-        let blocks = list_live::<IPAMBlock>(&self.ds)
-            .await?
-            .iter()
-            .map(|b| convert::block_from_spec(&b.spec))
-            .collect::<Result<Vec<_>>>()?;
+        let (blocks, _) =
+            convert::partition_blocks(&list_live::<IPAMBlock>(&self.ds).await?);
         let plan = self.gc_tracker.lock().expect("not poisoned").plan(
             &blocks,
+            &self.node,
             Liveness { prefix, live },
             jiff::Timestamp::now(),
             grace,
@@ -400,4 +460,9 @@ impl Ipam {
         }
         Ok(stats)
     }
+}
+
+/// True for a commit that lost to a concurrent writer (read again).
+fn is_stale(e: &IpamError) -> bool {
+    matches!(e, IpamError::Datastore(d) if d.is_conflict() || d.is_not_found())
 }

@@ -334,6 +334,10 @@ impl Speaker {
             send_eor: true,
         });
         p.advertised = 0;
+        // What went wrong before (a refused connect, an earlier reset) is
+        // history once the session is up; `node status` would otherwise
+        // show "Established" next to a stale error.
+        p.last_error = None;
         if p.gr_stale {
             match peer_gr {
                 // RFC 4724 4.2: no GR capability in the new OPEN, or the

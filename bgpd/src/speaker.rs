@@ -542,6 +542,17 @@ impl Speaker {
         Some((id, conn))
     }
 
+    /// A connection from `remote` was refused before reaching the FSM
+    /// (e.g. RFC 5082 GTSM): shown as the peer's last error unless its
+    /// session is up on another connection.
+    pub fn note_refused(&mut self, remote: IpAddr, why: &str) {
+        if let Some(p) = self.peers.values_mut().find(|p| p.cfg.addr == remote)
+            && p.state != State::Established
+        {
+            p.last_error = Some(why.to_string());
+        }
+    }
+
     /// The outcome of a `Connect` output.
     pub fn on_connected(
         &mut self,
@@ -559,7 +570,11 @@ impl Speaker {
                 p.nbr.connected(conn, true)
             }
             Err(e) => {
-                p.last_error = Some(format!("connect: {e}"));
+                // A late attempt may fail while the session is up on a
+                // connection the peer started: not an error of the session.
+                if p.state != State::Established {
+                    p.last_error = Some(format!("connect: {e}"));
+                }
                 p.conns.remove(&conn);
                 p.nbr.connected(conn, false)
             }

@@ -90,7 +90,9 @@ pub struct Daemon {
     subscribers: Vec<mpsc::UnboundedSender<RibEvent>>,
     /// Subscribers waiting for a restart's selection deferral to end.
     held_subscribers: Vec<mpsc::UnboundedSender<RibEvent>>,
-    gtsm: HashMap<IpAddr, u8>,
+    /// Every configured peer address with its RFC 5082 GTSM hop count
+    /// (`None`: no GTSM), for the listeners' options and accept checks.
+    listen_peers: HashMap<IpAddr, Option<u8>>,
     connect_timeout: Duration,
     metrics: Option<Metrics>,
     bfd: BfdIo,
@@ -110,7 +112,7 @@ impl Daemon {
             timers: HashMap::new(),
             subscribers: Vec::new(),
             held_subscribers: Vec::new(),
-            gtsm: HashMap::new(),
+            listen_peers: HashMap::new(),
             connect_timeout: Duration::from_secs(5),
             metrics,
             bfd: BfdIo::new(inputs.clone()),
@@ -203,20 +205,24 @@ impl Daemon {
                 stream,
                 remote,
                 local,
-            } => match self.speaker.on_accept(remote.ip(), local.ip()) {
-                Some((peer, conn)) => {
-                    if let Some(h) = self.gtsm.get(&remote.ip())
-                        && let Err(e) =
-                            network::apply_gtsm(&stream, remote.is_ipv6(), *h)
-                    {
-                        tracing::warn!(%remote, "GTSM: {e}");
-                    }
-                    self.register(peer, conn, stream);
+            } => {
+                let gtsm =
+                    self.listen_peers.get(&remote.ip()).copied().flatten();
+                if let Some(h) = gtsm
+                    && let Some(why) = gtsm_refusal(&stream, h)
+                {
+                    // RFC 5082 3: the peer is further away than allowed
+                    // (or not using GTSM). Refuse before our OPEN: reset
+                    // the connection rather than start a session on it.
+                    tracing::warn!(%remote, "GTSM: {why}; connection refused");
+                    self.speaker
+                        .note_refused(remote.ip(), &format!("GTSM: {why}"));
+                    let _ = socket2::SockRef::from(&stream)
+                        .set_linger(Some(Duration::ZERO));
+                    return;
                 }
-                None => {
-                    tracing::info!(%remote, "connection from unknown peer refused")
-                }
-            },
+                self.accept(stream, remote, local, gtsm)
+            }
             Input::Connected { peer, conn, result } => match result {
                 Ok(stream) => {
                     let local = stream.local_addr().map(|a| a.ip());
@@ -281,6 +287,58 @@ impl Daemon {
             }
             Input::Bfd(r) => {
                 self.speaker.on_bfd_packet(r.src, r.ttl, &r.payload)
+            }
+        }
+    }
+
+    /// Hand an accepted connection to the speaker.
+    fn accept(
+        &mut self,
+        stream: TcpStream,
+        remote: SocketAddr,
+        local: SocketAddr,
+        gtsm: Option<u8>,
+    ) {
+        match self.speaker.on_accept(remote.ip(), local.ip()) {
+            Some((peer, conn)) => {
+                // The per-peer minimum TTL, for every later segment.
+                if let Some(h) = gtsm
+                    && let Err(e) =
+                        network::apply_gtsm(&stream, remote.is_ipv6(), h)
+                {
+                    tracing::warn!(%remote, "GTSM: {e}");
+                }
+                self.register(peer, conn, stream);
+            }
+            None => {
+                tracing::info!(%remote, "connection from unknown peer refused")
+            }
+        }
+    }
+
+    /// RFC 5082 on the listeners: a listener whose peers all use GTSM
+    /// drops low-TTL SYNs itself (its minimum TTL is the laxest of its
+    /// peers'); one shared with non-GTSM peers cannot, and accept checks
+    /// the SYN's TTL per peer instead (`gtsm_refusal`).
+    fn update_listener_min_ttl(&self) {
+        for l in &self.listeners {
+            let Ok(a) = l.local_addr() else { continue };
+            let mins: Vec<Option<u8>> = self
+                .listen_peers
+                .iter()
+                .filter(|(ip, _)| ip.is_ipv6() == a.is_ipv6())
+                .map(|(_, h)| h.map(network::gtsm_min_ttl))
+                .collect();
+            // Any non-GTSM peer (or none at all): no minimum.
+            let min = match mins.is_empty() {
+                true => 0,
+                false => mins
+                    .iter()
+                    .try_fold(u8::MAX, |m, t| t.map(|t| m.min(t)))
+                    .unwrap_or(0),
+            };
+            if let Err(e) = network::listener_min_ttl(l, min) {
+                tracing::warn!(listen = %a, "GTSM on listener: {e}");
             }
         }
     }
@@ -375,16 +433,32 @@ impl Daemon {
                             let _ = network::listener_md5(l, addr, None);
                         }
                     }
-                    match (add, ttl_security) {
-                        (true, Some(h)) => {
-                            self.gtsm.insert(addr, h);
-                        }
-                        _ => {
-                            self.gtsm.remove(&addr);
-                        }
+                    if add {
+                        self.listen_peers.insert(addr, ttl_security);
+                    } else {
+                        self.listen_peers.remove(&addr);
                     }
+                    self.update_listener_min_ttl();
                 }
             }
+        }
+    }
+}
+
+/// Why an accepted connection from a GTSM peer (`hops` away at most)
+/// must be refused: its SYN arrived with too low a TTL. `None` when it
+/// passes, or when the SYN was not saved (the socket's minimum TTL then
+/// still drops every later low-TTL segment, so no session comes up).
+fn gtsm_refusal(stream: &TcpStream, hops: u8) -> Option<String> {
+    let min = network::gtsm_min_ttl(hops);
+    match network::syn_ttl(stream) {
+        Ok(Some(ttl)) if ttl < min => {
+            Some(format!("SYN arrived with TTL {ttl}, below {min}"))
+        }
+        Ok(_) => None,
+        Err(e) => {
+            tracing::debug!("saved SYN: {e}");
+            None
         }
     }
 }

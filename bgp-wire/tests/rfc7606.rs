@@ -141,7 +141,8 @@ fn as_zero_in_as4_path_is_treat_as_withdraw() {
     // A 2-octet session: AS_PATH [65001, AS_TRANS, AS_TRANS] with
     // AS4_PATH [4200000009, 0]. RFC 7607 2 forbids AS 0 there too; the
     // route must not be merged and used.
-    let as_path: &[u8] = &[0x40, 2, 8, 2, 3, 0xfd, 0xe9, 0x5b, 0xa0, 0x5b, 0xa0];
+    let as_path: &[u8] =
+        &[0x40, 2, 8, 2, 3, 0xfd, 0xe9, 0x5b, 0xa0, 0x5b, 0xa0];
     let as4: &[u8] = &[0xc0, 17, 10, 2, 2, 0xfa, 0x56, 0xea, 0x09, 0, 0, 0, 0];
     let a = [ORIGIN, as_path, NEXT_HOP, as4].concat();
     let u = decode_cxt(&update(&[], &a, NLRI), &DecodeCxt::default()).unwrap();

@@ -14,12 +14,12 @@ use margay_bgpd::policy::{NextHopMode, Rule, RuleSet, SessionPolicy, Verdict};
 use margay_bgpd::speaker::{Output, PeerCfg, Speaker, SpeakerCfg};
 use margay_ctlproto::{PeerType, RibEvent};
 
-/// RFC 8950: IPv4 NLRI with an IPv6 next hop.
-#[path = "speaker_sansio/ext_next_hop.rs"]
-mod ext_next_hop;
 /// RFC 7607: AS 0 in AS_PATH / AS4_PATH is treat-as-withdraw.
 #[path = "speaker_sansio/as_zero.rs"]
 mod as_zero;
+/// RFC 8950: IPv4 NLRI with an IPv6 next hop.
+#[path = "speaker_sansio/ext_next_hop.rs"]
+mod ext_next_hop;
 /// RFC 4724 4.1: the restarting speaker defers its advertisements.
 #[path = "speaker_sansio/restarting.rs"]
 mod restarting;

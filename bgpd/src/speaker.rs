@@ -542,6 +542,25 @@ impl Speaker {
         Some((id, conn))
     }
 
+    /// bgpd stops for good (not a restart): every session ends with a
+    /// Cease / Administrative Shutdown (RFC 4486) carrying `message` as its
+    /// shutdown communication (RFC 9003, which obsoletes RFC 8203), so the
+    /// peers withdraw our routes at once instead of keeping them stale
+    /// for the restart time. RFC 4724 4.2: a NOTIFICATION ends the
+    /// helper's retention. We never advertise the RFC 8538 N bit, so no
+    /// peer treats a Cease as graceful and no Hard Reset is needed.
+    pub fn shutdown(&mut self, message: &str) {
+        let ids: Vec<PeerId> = self.peers.keys().copied().collect();
+        for id in ids {
+            let Some(p) = self.peers.get_mut(&id) else {
+                continue;
+            };
+            tracing::info!(peer = %p.cfg.name, "administrative shutdown");
+            let acts = p.nbr.stop(cease::ADMIN_SHUTDOWN, Some(message));
+            self.apply(id, acts);
+        }
+    }
+
     /// A connection from `remote` was refused before reaching the FSM
     /// (e.g. RFC 5082 GTSM): shown as the peer's last error unless its
     /// session is up on another connection.

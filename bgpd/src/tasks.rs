@@ -72,12 +72,23 @@ pub enum Input {
     Config(Box<Desired>),
     /// A datagram on the BFD port (RFC 5881).
     Bfd(Received),
+    /// Stop bgpd. `restart`: a planned restart, the sessions just close
+    /// (peers keep our routes stale, RFC 4724); otherwise a shutdown, each
+    /// session ends with Cease / Administrative Shutdown.
+    Shutdown {
+        restart: bool,
+    },
 }
+
+/// How long a shutdown waits for the NOTIFICATIONs to be written.
+const SHUTDOWN_DRAIN: Duration = Duration::from_secs(3);
 
 /// One live TCP connection.
 struct Conn {
     tx: mpsc::UnboundedSender<Bytes>,
     rx_task: JoinHandle<()>,
+    /// Finishes once what was queued is written and the socket shut.
+    tx_task: JoinHandle<()>,
 }
 
 /// The main loop's state.
@@ -96,6 +107,10 @@ pub struct Daemon {
     connect_timeout: Duration,
     metrics: Option<Metrics>,
     bfd: BfdIo,
+    /// Writers of closed connections still flushing (a NOTIFICATION).
+    draining: Vec<JoinHandle<()>>,
+    /// Set by [`Input::Shutdown`]: leave the main loop.
+    stopping: Option<bool>,
 }
 
 impl Daemon {
@@ -117,6 +132,8 @@ impl Daemon {
             metrics,
             bfd: BfdIo::new(inputs.clone()),
             inputs,
+            draining: Vec::new(),
+            stopping: None,
         }
     }
 
@@ -169,7 +186,34 @@ impl Daemon {
             if let Some(m) = &self.metrics {
                 m.update(&self.speaker);
             }
+            if let Some(restart) = self.stopping {
+                self.stop(restart).await;
+                return;
+            }
         }
+    }
+
+    /// Leave: for a shutdown, send every peer its Cease first and give
+    /// the writers a moment to put it on the wire; for a restart, just
+    /// go (the sockets close with the process: a TCP termination, which
+    /// RFC 4724 4.2 helpers answer by keeping our routes).
+    async fn stop(&mut self, restart: bool) {
+        if restart {
+            tracing::info!(
+                "planned restart: sessions closed without NOTIFICATION (graceful restart)"
+            );
+            return;
+        }
+        let msg =
+            format!("margay bgpd {} shutting down", self.speaker.router_id());
+        self.speaker.shutdown(&msg);
+        self.perform();
+        let writers = std::mem::take(&mut self.draining);
+        let all = futures::future::join_all(writers);
+        if tokio::time::timeout(SHUTDOWN_DRAIN, all).await.is_err() {
+            tracing::warn!("shutdown: some NOTIFICATIONs not written in time");
+        }
+        tracing::info!("shut down: every session ended with Cease");
     }
 
     fn fire_due_timers(&mut self) {
@@ -288,6 +332,7 @@ impl Daemon {
             Input::Bfd(r) => {
                 self.speaker.on_bfd_packet(r.src, r.ttl, &r.payload)
             }
+            Input::Shutdown { restart } => self.stopping = Some(restart),
         }
     }
 
@@ -350,11 +395,18 @@ impl Daemon {
         let (rd, wr) = stream.into_split();
         let (tx, txrx) = mpsc::unbounded_channel();
         let span = tracing::debug_span!("neighbor", addr = ?remote, conn);
-        tokio::spawn(nbr_tx(wr, txrx).instrument(span.clone()));
+        let tx_task = tokio::spawn(nbr_tx(wr, txrx).instrument(span.clone()));
         let rx_task = tokio::spawn(
             nbr_rx(peer, conn, rd, self.inputs.clone()).instrument(span),
         );
-        self.conns.insert((peer, conn), Conn { tx, rx_task });
+        self.conns.insert(
+            (peer, conn),
+            Conn {
+                tx,
+                rx_task,
+                tx_task,
+            },
+        );
     }
 
     /// Carry out the speaker's outputs.
@@ -383,6 +435,8 @@ impl Daemon {
                     // (a NOTIFICATION) and then shut the socket down.
                     if let Some(c) = self.conns.remove(&(peer, conn)) {
                         c.rx_task.abort();
+                        self.draining.retain(|t| !t.is_finished());
+                        self.draining.push(c.tx_task);
                     }
                 }
                 Output::ArmTimer(k, d) => {

@@ -23,6 +23,9 @@ mod ext_next_hop;
 /// RFC 4724 4.1: the restarting speaker defers its advertisements.
 #[path = "speaker_sansio/restarting.rs"]
 mod restarting;
+/// Shutdown: Cease / Administrative Shutdown to every peer.
+#[path = "speaker_sansio/shutdown.rs"]
+mod shutdown;
 
 fn peer(addr: [u8; 4], asn: u32) -> PeerCfg {
     let accept = RuleSet {

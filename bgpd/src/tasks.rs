@@ -308,6 +308,12 @@ impl Daemon {
                     Request::Rib => Response::Rib {
                         routes: self.speaker.rib_dump(),
                     },
+                    Request::ResetPeer { peer } => {
+                        match self.speaker.reset_peer(&peer) {
+                            Ok(message) => Response::Done { message },
+                            Err(message) => Response::Error { message },
+                        }
+                    }
                     Request::SubscribeRib => Response::Error {
                         message:
                             "subscribe_rib switches the connection to a stream"

@@ -453,6 +453,28 @@ fn bird_max_prefix_sends_cease() {
         lab.rib_entry("192.168.50.0/24").is_none(),
         "routes must go with the session"
     );
+    // Held Idle: BIRD reconnects every second, and is refused; no second
+    // Cease (before, six full-table cycles came in 2.5 s).
+    let ceases =
+        |lab: &Lab| lab.bgpd_log().matches("session held Idle").count();
+    std::thread::sleep(Duration::from_secs(4));
+    assert_eq!(ceases(&lab), 1, "{}", lab.bgpd_log());
+    let peers = match lab.query(&margay_ctlproto::Request::Peers) {
+        Some(margay_ctlproto::Response::Peers { peers }) => peers,
+        r => panic!("{r:?}"),
+    };
+    assert_eq!(peers[0].state, "Idle");
+    assert!(peers[0].held_idle.is_some(), "{peers:?}");
+    // An explicit reset starts it again (and the limit trips again).
+    let r = lab.query(&margay_ctlproto::Request::ResetPeer {
+        peer: "10.0.0.2".into(),
+    });
+    assert!(
+        matches!(r, Some(margay_ctlproto::Response::Done { .. })),
+        "{r:?}"
+    );
+    let again = wait_until(Duration::from_secs(20), || ceases(&lab) == 2);
+    assert!(again, "{}", lab.bgpd_log());
 }
 
 fn has(lab: &Lab, sock: &str, p: &str) -> bool {

@@ -20,6 +20,9 @@ mod as_zero;
 /// RFC 8950: IPv4 NLRI with an IPv6 next hop.
 #[path = "speaker_sansio/ext_next_hop.rs"]
 mod ext_next_hop;
+/// Max-prefix back-off: held Idle until the restart interval or a reset.
+#[path = "speaker_sansio/max_prefix.rs"]
+mod max_prefix;
 /// RFC 4724 4.1: the restarting speaker defers its advertisements.
 #[path = "speaker_sansio/restarting.rs"]
 mod restarting;
@@ -48,6 +51,7 @@ fn peer(addr: [u8; 4], asn: u32) -> PeerCfg {
         source_addr: None,
         restart_time: 120,
         max_prefixes: None,
+        max_prefixes_restart: None,
         families: vec![Family::Ipv4Unicast],
         policy: SessionPolicy {
             local_as: 65000,

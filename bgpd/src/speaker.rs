@@ -253,7 +253,7 @@ pub struct Speaker {
 impl Speaker {
     pub fn new(cfg: SpeakerCfg) -> Speaker {
         let mut rib = Rib::new();
-        let local_attrs = rib.intern(Attrs::default());
+        let local_attrs = rib.intern(Attrs::local());
         let (deferral, out) = crate::restart::start(&cfg);
         Speaker {
             cfg,

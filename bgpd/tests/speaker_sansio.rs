@@ -261,6 +261,22 @@ fn transit_withdraw_and_graceful_restart_helper() {
     assert!(s.rib_dump().is_empty());
 }
 
+/// Issue 12 6: our blocks carry ORIGIN IGP on the wire, and the RIB (what
+/// `margayctl routes` shows) says the same.
+#[test]
+fn local_routes_show_the_origin_the_wire_carries() {
+    let mut s = speaker(vec![peer([10, 0, 0, 2], 65001)]);
+    s.set_local_routes(["10.65.0.0/26".parse().unwrap()].into());
+    let c = establish(&mut s, [10, 0, 0, 2], 65001);
+    s.flush();
+    let ups = updates_to(&s.take_outputs(), c);
+    let u = ups.iter().find(|u| !u.nlri.is_empty()).expect("our block");
+    assert_eq!(u.attrs.origin, Some(bgp_wire::Origin::Igp));
+    let dump = s.rib_dump();
+    assert_eq!(dump[0].paths[0].peer, None);
+    assert_eq!(dump[0].paths[0].origin, "Igp");
+}
+
 // ===== BFD as the speaker's liveness signal =====
 
 use margay_bgpd::bfd::session::Timer as BfdTimer;

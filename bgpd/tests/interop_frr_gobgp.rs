@@ -367,6 +367,33 @@ fn frr_ttl_security_connects_to_bgpd_and_sees_ttl_255_and_cs6() {
     );
 }
 
+/// The other direction: FRR is passive with `ttl-security hops 1`, so
+/// only bgpd's own connection (TTL 255 from the SYN on) can carry the
+/// session.
+#[test]
+fn bgpd_connects_to_passive_frr_with_ttl_security() {
+    let name = "bgpd_connects_to_passive_frr_with_ttl_security";
+    if skip(name, FRR_BGPD) {
+        return;
+    }
+    let mut lab = Lab::new("bgv").unwrap();
+    lab.start_bgpd(&dut_yaml("10.0.0.2", 65002, ", ttlSecurity: 1"), &[])
+        .unwrap();
+    let extra =
+        " neighbor 10.0.0.1 ttl-security hops 1\n neighbor 10.0.0.1 passive";
+    let (frr, _vty) = start_frr(&lab, &frr_conf(extra));
+    let ok = wait_until(Duration::from_secs(40), || {
+        lab.rib_entry("192.168.60.0/24").is_some()
+    });
+    assert!(
+        ok,
+        "no session to passive FRR\nfrr: {}\nbgpd: {}",
+        lab.peer.log(frr),
+        lab.bgpd_log()
+    );
+    lab.wait_established("passive frr ttl-security");
+}
+
 /// A peer that sends with TTL 1 (FRR's eBGP default, without
 /// ttl-security) is refused before any OPEN, even when the listener is
 /// shared with a non-GTSM peer (so its minimum TTL cannot filter SYNs).

@@ -277,6 +277,32 @@ fn local_routes_show_the_origin_the_wire_carries() {
     assert_eq!(dump[0].paths[0].origin, "Igp");
 }
 
+/// Issue 12 6: a refused connect of ours, then the session comes up on the
+/// peer's connection: `node status` must not show "Established connect:
+/// Connection refused".
+#[test]
+fn established_session_shows_no_stale_connect_error() {
+    let mut p = peer([10, 0, 0, 2], 65001);
+    p.passive = false;
+    let mut s = speaker(vec![p]);
+    let (id, conn) = s
+        .take_outputs()
+        .iter()
+        .find_map(|o| match o {
+            Output::Connect { peer, conn, .. } => Some((*peer, *conn)),
+            _ => None,
+        })
+        .expect("active peer connects");
+    s.on_connected(id, conn, Err("Connection refused".into()));
+    let err = s.peer_status()[0].last_error.clone();
+    assert!(err.unwrap_or_default().contains("refused"));
+    establish(&mut s, [10, 0, 0, 2], 65001);
+    assert_eq!(s.peer_status()[0].last_error, None);
+    // A late attempt failing while Established is not the session's error.
+    s.on_connected(id, conn + 100, Err("Connection refused".into()));
+    assert_eq!(s.peer_status()[0].last_error, None);
+}
+
 // ===== BFD as the speaker's liveness signal =====
 
 use margay_bgpd::bfd::session::Timer as BfdTimer;

@@ -209,6 +209,12 @@ impl AsPath {
         }
     }
 
+    /// Whether any segment holds AS 0, which RFC 7607 2 forbids in
+    /// AS_PATH and AS4_PATH.
+    pub fn has_as_zero(&self) -> bool {
+        self.segments.iter().any(|s| s.asns.contains(&0))
+    }
+
     /// Path length for best-path selection (RFC 4271 9.1.2.2 a): an
     /// AS_SET counts 1, confederation segments count 0 (RFC 5065 5.3).
     pub fn route_len(&self) -> usize {

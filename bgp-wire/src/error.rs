@@ -95,6 +95,9 @@ pub enum AttrErrorKind {
     InvalidOrigin,
     /// AS_PATH / AS4_PATH syntax (RFC 7606 7.2).
     MalformedAsPath,
+    /// AS number 0 in AS_PATH, AS4_PATH, AGGREGATOR or AS4_AGGREGATOR
+    /// (RFC 7607 2).
+    AsZero,
     /// NEXT_HOP not a valid IPv4 unicast address.
     InvalidNextHop,
     /// Well-known mandatory attribute absent (RFC 7606 3(d)).
@@ -145,6 +148,15 @@ impl AttrError {
             }
             AttrErrorKind::InvalidOrigin => UpdateSubcode::InvalidOrigin,
             AttrErrorKind::MalformedAsPath => UpdateSubcode::MalformedAsPath,
+            // RFC 7607 2: "considered as a malformed message"; for the
+            // aggregators the attribute is what is malformed.
+            AttrErrorKind::AsZero => match self.type_code {
+                crate::iana::attr_type::AGGREGATOR
+                | crate::iana::attr_type::AS4_AGGREGATOR => {
+                    UpdateSubcode::OptionalAttribute
+                }
+                _ => UpdateSubcode::MalformedAsPath,
+            },
             AttrErrorKind::InvalidNextHop => UpdateSubcode::InvalidNextHop,
             AttrErrorKind::Missing => UpdateSubcode::MissingWellKnown,
             AttrErrorKind::UnrecognizedWellKnown => {

@@ -27,7 +27,8 @@ fn v6() -> impl Strategy<Value = IpNetwork> {
 fn attrs() -> impl Strategy<Value = PathAttrs> {
     (
         0u8..3,
-        prop::collection::vec(any::<u32>(), 0..20),
+        // AS 0 is malformed (RFC 7607), so paths hold 1..
+        prop::collection::vec(1..=u32::MAX, 0..20),
         prop::option::of(any::<u32>()),
         prop::option::of(any::<u32>()),
         any::<bool>(),
@@ -97,7 +98,7 @@ proptest! {
     }
 
     #[test]
-    fn two_octet_session_keeps_4_octet_paths(path in prop::collection::vec(any::<u32>(), 1..30)) {
+    fn two_octet_session_keeps_4_octet_paths(path in prop::collection::vec(1..=u32::MAX, 1..30)) {
         // Encoded with AS_TRANS + AS4_PATH, merged back on receipt.
         let cxt = DecodeCxt::default();
         let mut a = PathAttrs { origin: Some(Origin::Igp), as_path: Some(AsPath::from_sequence(&path)), next_hop: Some(Ipv4Addr::LOCALHOST), ..PathAttrs::default() };

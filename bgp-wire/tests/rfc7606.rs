@@ -113,6 +113,63 @@ fn malformed_as_path_is_treat_as_withdraw() {
 }
 
 #[test]
+fn as_zero_in_as_path_is_treat_as_withdraw() {
+    // RFC 7607 2: AS 0 in AS_PATH makes the UPDATE malformed; RFC 7606
+    // treat-as-withdraw. 4-octet [65001, 0] and 2-octet [65001, 0].
+    let four: &[u8] = &[0x40, 2, 10, 2, 2, 0, 0, 0xfd, 0xe9, 0, 0, 0, 0];
+    let u = expect(
+        &update(&[], &[ORIGIN, four, NEXT_HOP].concat(), NLRI),
+        2,
+        AttrErrorKind::AsZero,
+        Verdict::TreatAsWithdraw,
+    );
+    let w: Vec<_> = u.withdrawn_all().map(|n| n.prefix.to_string()).collect();
+    assert_eq!(w, vec!["10.1.0.0/24"]);
+    assert_eq!(u.errors[0].subcode(), UpdateSubcode::MalformedAsPath);
+    let two: &[u8] = &[0x40, 2, 6, 2, 2, 0xfd, 0xe9, 0, 0];
+    let u = decode_cxt(
+        &update(&[], &[ORIGIN, two, NEXT_HOP].concat(), NLRI),
+        &DecodeCxt::default(),
+    )
+    .unwrap();
+    assert_eq!(u.verdict(), Verdict::TreatAsWithdraw, "{:?}", u.errors);
+    assert_eq!(u.errors[0].kind, AttrErrorKind::AsZero);
+}
+
+#[test]
+fn as_zero_in_as4_path_is_treat_as_withdraw() {
+    // A 2-octet session: AS_PATH [65001, AS_TRANS, AS_TRANS] with
+    // AS4_PATH [4200000009, 0]. RFC 7607 2 forbids AS 0 there too; the
+    // route must not be merged and used.
+    let as_path: &[u8] =
+        &[0x40, 2, 8, 2, 3, 0xfd, 0xe9, 0x5b, 0xa0, 0x5b, 0xa0];
+    let as4: &[u8] = &[0xc0, 17, 10, 2, 2, 0xfa, 0x56, 0xea, 0x09, 0, 0, 0, 0];
+    let a = [ORIGIN, as_path, NEXT_HOP, as4].concat();
+    let u = decode_cxt(&update(&[], &a, NLRI), &DecodeCxt::default()).unwrap();
+    assert_eq!(u.verdict(), Verdict::TreatAsWithdraw, "{:?}", u.errors);
+    assert_eq!(
+        (u.errors[0].type_code, u.errors[0].kind),
+        (17, AttrErrorKind::AsZero)
+    );
+    assert_eq!(u.attrs.as4_path, None);
+    assert_eq!(u.withdrawn_all().count(), 1);
+}
+
+#[test]
+fn as_zero_in_aggregator_is_discarded() {
+    // RFC 7607 2 + RFC 7606 7.7: AGGREGATOR with AS 0 -> attribute discard.
+    let agg: &[u8] = &[0xc0, 7, 8, 0, 0, 0, 0, 192, 0, 2, 1];
+    let m = expect(
+        &update(&[], &attrs_with(&[agg]), NLRI),
+        7,
+        AttrErrorKind::AsZero,
+        Verdict::AttributeDiscard,
+    );
+    assert_eq!(m.attrs.aggregator, None);
+    assert_eq!(m.announced().count(), 1);
+}
+
+#[test]
 fn bad_next_hop_is_treat_as_withdraw() {
     let a = [ORIGIN, AS_PATH, &[0x40, 3, 5, 1, 2, 3, 4, 5]].concat();
     expect(

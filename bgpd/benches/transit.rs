@@ -50,6 +50,7 @@ fn peer(addr: [u8; 4], asn: u32) -> PeerCfg {
         source_addr: None,
         restart_time: 120,
         max_prefixes: None,
+        max_prefixes_restart: None,
         families: vec![Family::Ipv4Unicast],
         policy: SessionPolicy {
             local_as: 65000,

@@ -27,8 +27,10 @@ mod session_opts;
 use origin::global_policy;
 pub use origin::originated;
 pub use session_opts::EXT_NH_ANNOTATION;
+pub use session_opts::MAX_PREFIX_RESTART_ANNOTATION;
 use session_opts::{
-    bfd_cfg, extended_next_hop_annotation, max_prefix_annotation, password,
+    bfd_cfg, extended_next_hop_annotation, max_prefix_annotation,
+    max_prefix_restart_annotation, password,
 };
 
 /// Calico's default AS (confd `client.go`).
@@ -237,6 +239,7 @@ pub fn derive(
                     source_addr: Some(mine),
                     restart_time: secs(restart),
                     max_prefixes: None,
+                    max_prefixes_restart: None,
                     families: vec![family_of(addr)],
                     policy: base(addr, remote_as, false),
                 });
@@ -320,6 +323,7 @@ pub fn derive(
         let peer_bfd = bfd_cfg(s.bfd.as_ref(), "BGPPeer", "spec.bfd")
             .map_err(|e| ConfigError::Invalid(e.named(&pname)))?;
         let ext_nh = extended_next_hop_annotation(bp)?;
+        let mp_restart = max_prefix_restart_annotation(bp)?;
         let pw = match &s.password {
             Some(p) => password(
                 p,
@@ -397,6 +401,7 @@ pub fn derive(
                 },
                 restart_time: secs(s.max_restart_time()?),
                 max_prefixes: max_prefix_annotation(bp),
+                max_prefixes_restart: mp_restart,
                 // RFC 8950: IPv4 unicast rides the IPv6 session too.
                 families: if ext_nh && addr.is_ipv6() {
                     vec![Family::Ipv6Unicast, Family::Ipv4Unicast]

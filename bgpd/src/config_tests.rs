@@ -431,3 +431,29 @@ fn extended_next_hop_annotation_adds_ipv4_to_ipv6_sessions_only() {
         "{e}"
     );
 }
+
+#[test]
+fn max_prefixes_restart_annotation_is_parsed_and_checked() {
+    let with = |v: &str| {
+        TRANSIT.replace(
+            r#"annotations: {margay.io/max-prefixes: "1000"}"#,
+            &format!(
+                r#"annotations: {{margay.io/max-prefixes: "1000", margay.io/max-prefixes-restart: "{v}"}}"#
+            ),
+        )
+    };
+    let d = derive(&res(&with("5m")), "dut", None).unwrap();
+    assert_eq!(
+        d.peers[1].max_prefixes_restart,
+        Some(Duration::from_secs(300))
+    );
+    assert_eq!(d.peers[0].max_prefixes_restart, None);
+    for bad in ["soon", "0s", "-1m"] {
+        let e = derive(&res(&with(bad)), "dut", None).unwrap_err();
+        let e = e.to_string();
+        assert!(
+            e.contains("margay.io/max-prefixes-restart") && e.contains("right"),
+            "{bad}: {e}"
+        );
+    }
+}

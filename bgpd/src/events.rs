@@ -273,12 +273,13 @@ impl Speaker {
                 };
             }
         }
-        self.check_max_prefix(id, conn);
+        self.check_max_prefix(id);
     }
 
     /// Margay's max-prefix limit: RFC 4486 Cease / Maximum Number of
-    /// Prefixes Reached, then the routes go with the session.
-    fn check_max_prefix(&mut self, id: PeerId, conn: ConnId) {
+    /// Prefixes Reached, then the routes go with the session, which stays
+    /// Idle (see `Speaker::hold_idle`).
+    fn check_max_prefix(&mut self, id: PeerId) {
         let count = self.rib.count_from(id);
         let p = self.peers.get_mut(&id).expect("caller checked");
         let Some(limit) = p.cfg.max_prefixes else {
@@ -295,8 +296,10 @@ impl Speaker {
             .copied()
             .unwrap_or(Family::Ipv4Unicast);
         let n = Notification::max_prefixes(fam.afi(), fam.safi(), limit);
-        let acts = p.nbr.conn_event(conn, Event::MessageError(n));
-        self.apply(id, acts);
+        self.counters.max_prefix_ceases += 1;
+        let restart = p.cfg.max_prefixes_restart;
+        let reason = format!("maximum prefixes exceeded ({count} > {limit})");
+        self.hold_idle(id, n, reason, restart);
     }
 
     /// The FSM reached Established.
@@ -334,6 +337,10 @@ impl Speaker {
             send_eor: true,
         });
         p.advertised = 0;
+        // What went wrong before (a refused connect, an earlier reset) is
+        // history once the session is up; `node status` would otherwise
+        // show "Established" next to a stale error.
+        p.last_error = None;
         if p.gr_stale {
             match peer_gr {
                 // RFC 4724 4.2: no GR capability in the new OPEN, or the

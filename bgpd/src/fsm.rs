@@ -93,6 +93,10 @@ pub enum Event {
         message: Option<String>,
         subcode: u8,
     },
+    /// Event 2 with our own NOTIFICATION: end the session with it and stay
+    /// Idle, with no AutomaticStart (e.g. RFC 4486 maximum prefixes, which
+    /// is restarted by an operator or a configured interval instead).
+    StopWith(Notification),
     /// Events 16/17: our connect succeeded or we accepted one.
     TcpConnected(ConnId),
     /// Event 18.
@@ -294,6 +298,17 @@ impl Fsm {
                     self.send_notification(n, &mut out);
                 }
                 self.go_idle(DownReason::AdminStop, &mut out);
+            }
+            Event::StopWith(n) => {
+                self.started = false;
+                if matches!(
+                    self.state,
+                    State::OpenSent | State::OpenConfirm | State::Established
+                ) {
+                    self.send_notification(n.clone(), &mut out);
+                }
+                out.push(Action::StopTimer(Timer::IdleHold));
+                self.go_idle(DownReason::NotificationSent(n), &mut out);
             }
             Event::TimerExpired(t) => self.timer(t, &mut out),
             Event::TcpConnected(conn) => self.tcp_connected(conn, &mut out),

@@ -136,6 +136,7 @@ async fn run(args: Args) -> Result<()> {
     };
     let _ = tx.send(Input::Config(Box::new(first.clone())));
     tokio::spawn(config_poller(ds, args, first, tx.clone()));
+    tokio::spawn(signals(tx.clone()));
     Daemon::new(speaker, tx, listeners, m).run(rx).await;
     Ok(())
 }
@@ -183,6 +184,25 @@ async fn config_poller(
             Err(e) => tracing::warn!("configuration not applied: {e:#}"),
         }
     }
+}
+
+/// SIGTERM / SIGINT: shutdown, every peer gets Cease / Administrative
+/// Shutdown and withdraws our routes at once. SIGUSR1: planned restart,
+/// the sessions just close and the peers keep our routes while bgpd comes
+/// back with `--graceful-restart` (RFC 4724).
+async fn signals(tx: mpsc::UnboundedSender<Input>) -> Result<()> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = signal(SignalKind::terminate())?;
+    let mut int = signal(SignalKind::interrupt())?;
+    let mut usr1 = signal(SignalKind::user_defined1())?;
+    let restart = tokio::select! {
+        _ = term.recv() => false,
+        _ = int.recv() => false,
+        _ = usr1.recv() => true,
+    };
+    tracing::info!(restart, "stop requested");
+    let _ = tx.send(Input::Shutdown { restart });
+    Ok(())
 }
 
 /// Wakes `changed` on every change to objects of kind `K`. The events

@@ -1,5 +1,6 @@
 //! Prometheus metrics (sessions by state, UPDATEs in/out, prefixes, FSM
-//! transitions, BFD sessions by state and BFD Downs acted on) and a
+//! transitions, BFD sessions by state and BFD Downs acted on, sessions
+//! held Idle and max-prefix Ceases) and a
 //! minimal HTTP responder for `/metrics`.
 
 use std::net::SocketAddr;
@@ -30,6 +31,8 @@ pub struct Metrics {
     prefixes: Gauge,
     bfd_sessions: Family<StateLabel, Gauge>,
     bfd_downs: Counter,
+    held_idle: Gauge,
+    max_prefix_ceases: Counter,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -49,6 +52,8 @@ impl Metrics {
             prefixes: Gauge::default(),
             bfd_sessions: Family::default(),
             bfd_downs: Counter::default(),
+            held_idle: Gauge::default(),
+            max_prefix_ceases: Counter::default(),
         };
         reg.register(
             "bgpd_sessions",
@@ -85,6 +90,16 @@ impl Metrics {
             "BFD Down events that tore a BGP session down or flushed its stale routes",
             m.bfd_downs.clone(),
         );
+        reg.register(
+            "bgpd_sessions_held_idle",
+            "sessions held Idle after a max-prefix Cease, until their restart interval or margayctl node reset",
+            m.held_idle.clone(),
+        );
+        reg.register(
+            "bgpd_max_prefix_ceases",
+            "sessions ended with Cease / Maximum Number of Prefixes Reached (RFC 4486)",
+            m.max_prefix_ceases.clone(),
+        );
         m
     }
 
@@ -104,6 +119,8 @@ impl Metrics {
         sync(&self.updates_out, s.counters.updates_out);
         sync(&self.transitions, s.counters.fsm_transitions);
         sync(&self.bfd_downs, s.counters.bfd_downs);
+        sync(&self.max_prefix_ceases, s.counters.max_prefix_ceases);
+        self.held_idle.set(s.held_idle_count() as i64);
         self.prefixes.set(s.rib().len() as i64);
         set_by_state(
             &self.bfd_sessions,

@@ -4,6 +4,7 @@
 use crate::fsm::{
     Action, ConnId, ConnIdSource, Event, Fsm, FsmConfig, State, Timer,
 };
+use crate::notification::Notification;
 
 /// An action tagged with the FSM instance that produced it (timers are
 /// keyed by that instance).
@@ -92,6 +93,24 @@ impl Neighbor {
         }
         out.extend(tag(self.primary.id(), self.primary.handle(ev)));
         out
+    }
+
+    /// End every connection with NOTIFICATION `n` and refuse the peer's
+    /// connections until [`Neighbor::start`] (RFC 4486 max prefixes).
+    pub fn stop_with(&mut self, n: Notification) -> Vec<NbrAction> {
+        self.enabled = false;
+        let ev = Event::StopWith(n);
+        let mut out = Vec::new();
+        if let Some(mut s) = self.secondary.take() {
+            out.extend(tag(s.id(), s.handle(ev.clone())));
+        }
+        out.extend(tag(self.primary.id(), self.primary.handle(ev)));
+        out
+    }
+
+    /// Whether the peer is started (not stopped or held Idle).
+    pub fn enabled(&self) -> bool {
+        self.enabled
     }
 
     /// A TCP connection from the peer was accepted.

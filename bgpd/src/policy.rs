@@ -246,9 +246,6 @@ pub fn export_attrs(
     }
     a.as4_path = None;
     a.as4_aggregator = None;
-    if origin == Origin::Local && a.origin.is_none() {
-        a.origin = Some(bgp_wire::Origin::Igp);
-    }
     let mut path = a.as_path.take().unwrap_or_default();
     let next_hop_self;
     if sess.ibgp() {

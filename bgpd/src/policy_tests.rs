@@ -254,7 +254,7 @@ fn export_attribute_rewriting() {
     s.next_hop_mode = NextHopMode::SelfAddr;
     let out = rewrite(&s, &g, &pfx, Origin::Ebgp, None, &a);
     assert_eq!(out.next_hop, Some(NextHop::V4(Ipv4Addr::new(10, 0, 0, 1))));
-    let local = Attrs::default();
+    let local = Attrs::local();
     let out =
         rewrite(&sess(65000, 65000), &g, &pfx, Origin::Local, None, &local);
     assert_eq!(out.next_hop, Some(NextHop::V4(Ipv4Addr::new(10, 0, 0, 1))));

@@ -51,6 +51,19 @@ pub struct Attrs {
 }
 
 impl Attrs {
+    /// The attributes of the routes we originate (our blocks): ORIGIN
+    /// IGP, as BIRD announces Calico's blocks. One value for the RIB, so
+    /// `margayctl routes` shows what the wire carries.
+    pub fn local() -> Attrs {
+        Attrs {
+            path: bgp_wire::PathAttrs {
+                origin: Some(bgp_wire::Origin::Igp),
+                ..Default::default()
+            },
+            next_hop: None,
+        }
+    }
+
     /// The next hop as a plain address (the global one for IPv6).
     pub fn next_hop_addr(&self) -> Option<IpAddr> {
         match self.next_hop? {

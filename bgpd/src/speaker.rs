@@ -12,7 +12,7 @@ use bgp_wire::{DecodeCxt, OpenMsg};
 use bytes::Bytes;
 use foldhash::fast::RandomState;
 use ipnetwork::IpNetwork;
-use margay_ctlproto::{PeerStatus, PeerType, RibEvent};
+use margay_ctlproto::{HeldIdle, PeerStatus, PeerType, RibEvent};
 
 use crate::bfd::client::BfdSessions;
 use crate::caps::{Capabilities, Family, GracefulRestartCap, Negotiated};
@@ -46,6 +46,9 @@ pub struct PeerCfg {
     /// RFC 4724 restart time we advertise (`maxRestartTime`).
     pub restart_time: u16,
     pub max_prefixes: Option<u32>,
+    /// After a max-prefix Cease the session stays Idle this long, then
+    /// restarts; `None`: until an explicit reset (`margayctl node reset`).
+    pub max_prefixes_restart: Option<Duration>,
     pub families: Vec<Family>,
     /// Import/export policy (`local_addr` is filled in per connection).
     pub policy: SessionPolicy,
@@ -60,6 +63,7 @@ impl PeerCfg {
             c.policy.import = Default::default();
             c.policy.export = Default::default();
             c.max_prefixes = None;
+            c.max_prefixes_restart = None;
             c
         };
         strip(self) == strip(other)
@@ -100,6 +104,17 @@ pub enum TimerKind {
     /// A timer of the BFD session with local discriminator `.0` (the
     /// key's `peer` is then `LOCAL`: BFD sessions outlive BGP peers).
     Bfd(u32, crate::bfd::session::Timer),
+    /// The end of a held-Idle period (`max_prefixes_restart`).
+    HeldRestart,
+}
+
+/// Why a session is held Idle (no automatic restart, connections from
+/// the peer refused), and until when.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Held {
+    pub reason: String,
+    /// When it restarts by itself; `None`: only on an explicit reset.
+    pub until: Option<SystemTime>,
 }
 
 /// How to open a connection.
@@ -166,6 +181,8 @@ pub struct Counters {
     /// BFD sessions that went Down while the BGP session or its stale
     /// routes depended on them (RFC 5882: each one acted on).
     pub bfd_downs: u64,
+    /// Sessions ended with Cease / Maximum Number of Prefixes Reached.
+    pub max_prefix_ceases: u64,
 }
 
 /// Per-connection facts.
@@ -201,6 +218,8 @@ pub(crate) struct Peer {
     pub session: Option<Session>,
     /// Helper side of RFC 4724: our copy of its routes is stale.
     pub gr_stale: bool,
+    /// Held Idle after a max-prefix Cease (RFC 4486 subcode 1).
+    pub held: Option<Held>,
     pub received: u64,
     pub advertised: u64,
     /// Announce (Some) or withdraw (None), flushed by `export.rs`.
@@ -234,7 +253,7 @@ pub struct Speaker {
 impl Speaker {
     pub fn new(cfg: SpeakerCfg) -> Speaker {
         let mut rib = Rib::new();
-        let local_attrs = rib.intern(Attrs::default());
+        let local_attrs = rib.intern(Attrs::local());
         let (deferral, out) = crate::restart::start(&cfg);
         Speaker {
             cfg,
@@ -358,6 +377,7 @@ impl Speaker {
                 sent_open: None,
                 session: None,
                 gr_stale: false,
+                held: None,
                 received: 0,
                 advertised: 0,
                 pending: Vec::new(),
@@ -408,10 +428,10 @@ impl Speaker {
             ttl_security: None,
             add: false,
         });
-        self.out.push(Output::StopTimer(TimerKey {
-            peer: id,
-            kind: TimerKind::GrStale,
-        }));
+        for kind in [TimerKind::GrStale, TimerKind::HeldRestart] {
+            self.out
+                .push(Output::StopTimer(TimerKey { peer: id, kind }));
+        }
         self.rib.remove_peer(id, false);
         self.rib.clear_advertised(id as usize);
     }
@@ -457,6 +477,12 @@ impl Speaker {
                 bfd_state: self
                     .bfd_state(&p.cfg.name)
                     .map(|s| s.name().to_string()),
+                held_idle: p.held.as_ref().map(|h| HeldIdle {
+                    reason: h.reason.clone(),
+                    restart_unix: h.until.map(|t| {
+                        t.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
+                    }),
+                }),
             })
             .collect()
     }
@@ -469,6 +495,11 @@ impl Speaker {
                 (*s, self.peers.values().filter(|p| p.state == *s).count())
             })
             .collect()
+    }
+
+    /// Sessions held Idle (see [`Speaker::hold_idle`]), for metrics.
+    pub fn held_idle_count(&self) -> usize {
+        self.peers.values().filter(|p| p.held.is_some()).count()
     }
 
     /// A timer fired.
@@ -486,6 +517,103 @@ impl Speaker {
                 self.end_deferral("selection deferral timer expired")
             }
             TimerKind::Bfd(discr, t) => self.on_bfd_timer(discr, t),
+            TimerKind::HeldRestart => self.release_held(key.peer),
+        }
+    }
+
+    /// Hold peer `id` Idle after we ended its session with `n`: no
+    /// automatic restart, its connections refused, until `restart_after`
+    /// (if any) or an explicit [`Speaker::reset_peer`]. Operators expect
+    /// this after a max-prefix Cease (FRR's `maximum-prefix N restart M`):
+    /// reconnecting at once would take the full table again and again.
+    pub(crate) fn hold_idle(
+        &mut self,
+        id: PeerId,
+        n: crate::notification::Notification,
+        reason: String,
+        restart_after: Option<Duration>,
+    ) {
+        let Some(p) = self.peers.get_mut(&id) else {
+            return;
+        };
+        let acts = p.nbr.stop_with(n);
+        let until = restart_after.map(|d| now() + d);
+        tracing::warn!(peer = %p.cfg.name, ?restart_after, "{reason}: session held Idle");
+        p.held = Some(Held { reason, until });
+        if let Some(d) = restart_after {
+            self.out.push(Output::ArmTimer(
+                TimerKey {
+                    peer: id,
+                    kind: TimerKind::HeldRestart,
+                },
+                d,
+            ));
+        }
+        self.apply(id, acts);
+    }
+
+    /// End a held-Idle period: start the session again.
+    fn release_held(&mut self, id: PeerId) {
+        let Some(p) = self.peers.get_mut(&id) else {
+            return;
+        };
+        if p.held.take().is_none() {
+            return;
+        }
+        tracing::info!(peer = %p.cfg.name, "held Idle period over: starting");
+        self.out.push(Output::StopTimer(TimerKey {
+            peer: id,
+            kind: TimerKind::HeldRestart,
+        }));
+        let acts = p.nbr.start(p.cfg.passive);
+        self.apply(id, acts);
+    }
+
+    /// `margayctl node reset PEER` (by name or address): a held-Idle
+    /// session starts again; any other is reset with Cease /
+    /// Administrative Reset (RFC 4486) and reconnects by itself. Returns
+    /// what was done, or why nothing was.
+    pub fn reset_peer(&mut self, which: &str) -> Result<String, String> {
+        let found: Vec<PeerId> = self
+            .peers
+            .values()
+            .filter(|p| p.cfg.name == which || p.cfg.addr.to_string() == which)
+            .map(|p| p.id)
+            .collect();
+        let id = match found[..] {
+            [id] => id,
+            [] => {
+                return Err(format!(
+                    "no peer named or at {which:?}; see `margayctl node status -o wide`"
+                ));
+            }
+            _ => {
+                return Err(format!(
+                    "{which:?} is the address of {} peers; give the name",
+                    found.len()
+                ));
+            }
+        };
+        let p = self.peers.get_mut(&id).expect("found");
+        let name = p.cfg.name.clone();
+        if p.held.is_some() {
+            self.release_held(id);
+            return Ok(format!("{name}: held Idle session started"));
+        }
+        p.last_error = None;
+        match p.nbr.established().and_then(|f| f.conn()) {
+            Some(conn) => {
+                let n = crate::notification::Notification::new(
+                    crate::notification::code::CEASE,
+                    cease::ADMIN_RESET,
+                );
+                let acts = p.nbr.conn_event(conn, fsm::Event::MessageError(n));
+                self.apply(id, acts);
+                Ok(format!(
+                    "{name}: session reset (Cease / Administrative Reset)"
+                ))
+            }
+            None => Ok(format!("{name}: not Established; nothing to reset")),
         }
     }
 
@@ -542,6 +670,36 @@ impl Speaker {
         Some((id, conn))
     }
 
+    /// bgpd stops for good (not a restart): every session ends with a
+    /// Cease / Administrative Shutdown (RFC 4486) carrying `message` as its
+    /// shutdown communication (RFC 9003, which obsoletes RFC 8203), so the
+    /// peers withdraw our routes at once instead of keeping them stale
+    /// for the restart time. RFC 4724 4.2: a NOTIFICATION ends the
+    /// helper's retention. We never advertise the RFC 8538 N bit, so no
+    /// peer treats a Cease as graceful and no Hard Reset is needed.
+    pub fn shutdown(&mut self, message: &str) {
+        let ids: Vec<PeerId> = self.peers.keys().copied().collect();
+        for id in ids {
+            let Some(p) = self.peers.get_mut(&id) else {
+                continue;
+            };
+            tracing::info!(peer = %p.cfg.name, "administrative shutdown");
+            let acts = p.nbr.stop(cease::ADMIN_SHUTDOWN, Some(message));
+            self.apply(id, acts);
+        }
+    }
+
+    /// A connection from `remote` was refused before reaching the FSM
+    /// (e.g. RFC 5082 GTSM): shown as the peer's last error unless its
+    /// session is up on another connection.
+    pub fn note_refused(&mut self, remote: IpAddr, why: &str) {
+        if let Some(p) = self.peers.values_mut().find(|p| p.cfg.addr == remote)
+            && p.state != State::Established
+        {
+            p.last_error = Some(why.to_string());
+        }
+    }
+
     /// The outcome of a `Connect` output.
     pub fn on_connected(
         &mut self,
@@ -559,7 +717,11 @@ impl Speaker {
                 p.nbr.connected(conn, true)
             }
             Err(e) => {
-                p.last_error = Some(format!("connect: {e}"));
+                // A late attempt may fail while the session is up on a
+                // connection the peer started: not an error of the session.
+                if p.state != State::Established {
+                    p.last_error = Some(format!("connect: {e}"));
+                }
                 p.conns.remove(&conn);
                 p.nbr.connected(conn, false)
             }

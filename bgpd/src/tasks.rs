@@ -72,12 +72,23 @@ pub enum Input {
     Config(Box<Desired>),
     /// A datagram on the BFD port (RFC 5881).
     Bfd(Received),
+    /// Stop bgpd. `restart`: a planned restart, the sessions just close
+    /// (peers keep our routes stale, RFC 4724); otherwise a shutdown, each
+    /// session ends with Cease / Administrative Shutdown.
+    Shutdown {
+        restart: bool,
+    },
 }
+
+/// How long a shutdown waits for the NOTIFICATIONs to be written.
+const SHUTDOWN_DRAIN: Duration = Duration::from_secs(3);
 
 /// One live TCP connection.
 struct Conn {
     tx: mpsc::UnboundedSender<Bytes>,
     rx_task: JoinHandle<()>,
+    /// Finishes once what was queued is written and the socket shut.
+    tx_task: JoinHandle<()>,
 }
 
 /// The main loop's state.
@@ -90,10 +101,16 @@ pub struct Daemon {
     subscribers: Vec<mpsc::UnboundedSender<RibEvent>>,
     /// Subscribers waiting for a restart's selection deferral to end.
     held_subscribers: Vec<mpsc::UnboundedSender<RibEvent>>,
-    gtsm: HashMap<IpAddr, u8>,
+    /// Every configured peer address with its RFC 5082 GTSM hop count
+    /// (`None`: no GTSM), for the listeners' options and accept checks.
+    listen_peers: HashMap<IpAddr, Option<u8>>,
     connect_timeout: Duration,
     metrics: Option<Metrics>,
     bfd: BfdIo,
+    /// Writers of closed connections still flushing (a NOTIFICATION).
+    draining: Vec<JoinHandle<()>>,
+    /// Set by [`Input::Shutdown`]: leave the main loop.
+    stopping: Option<bool>,
 }
 
 impl Daemon {
@@ -110,11 +127,13 @@ impl Daemon {
             timers: HashMap::new(),
             subscribers: Vec::new(),
             held_subscribers: Vec::new(),
-            gtsm: HashMap::new(),
+            listen_peers: HashMap::new(),
             connect_timeout: Duration::from_secs(5),
             metrics,
             bfd: BfdIo::new(inputs.clone()),
             inputs,
+            draining: Vec::new(),
+            stopping: None,
         }
     }
 
@@ -167,7 +186,34 @@ impl Daemon {
             if let Some(m) = &self.metrics {
                 m.update(&self.speaker);
             }
+            if let Some(restart) = self.stopping {
+                self.stop(restart).await;
+                return;
+            }
         }
+    }
+
+    /// Leave: for a shutdown, send every peer its Cease first and give
+    /// the writers a moment to put it on the wire; for a restart, just
+    /// go (the sockets close with the process: a TCP termination, which
+    /// RFC 4724 4.2 helpers answer by keeping our routes).
+    async fn stop(&mut self, restart: bool) {
+        if restart {
+            tracing::info!(
+                "planned restart: sessions closed without NOTIFICATION (graceful restart)"
+            );
+            return;
+        }
+        let msg =
+            format!("margay bgpd {} shutting down", self.speaker.router_id());
+        self.speaker.shutdown(&msg);
+        self.perform();
+        let writers = std::mem::take(&mut self.draining);
+        let all = futures::future::join_all(writers);
+        if tokio::time::timeout(SHUTDOWN_DRAIN, all).await.is_err() {
+            tracing::warn!("shutdown: some NOTIFICATIONs not written in time");
+        }
+        tracing::info!("shut down: every session ended with Cease");
     }
 
     fn fire_due_timers(&mut self) {
@@ -203,20 +249,24 @@ impl Daemon {
                 stream,
                 remote,
                 local,
-            } => match self.speaker.on_accept(remote.ip(), local.ip()) {
-                Some((peer, conn)) => {
-                    if let Some(h) = self.gtsm.get(&remote.ip())
-                        && let Err(e) =
-                            network::apply_gtsm(&stream, remote.is_ipv6(), *h)
-                    {
-                        tracing::warn!(%remote, "GTSM: {e}");
-                    }
-                    self.register(peer, conn, stream);
+            } => {
+                let gtsm =
+                    self.listen_peers.get(&remote.ip()).copied().flatten();
+                if let Some(h) = gtsm
+                    && let Some(why) = gtsm_refusal(&stream, h)
+                {
+                    // RFC 5082 3: the peer is further away than allowed
+                    // (or not using GTSM). Refuse before our OPEN: reset
+                    // the connection rather than start a session on it.
+                    tracing::warn!(%remote, "GTSM: {why}; connection refused");
+                    self.speaker
+                        .note_refused(remote.ip(), &format!("GTSM: {why}"));
+                    let _ = socket2::SockRef::from(&stream)
+                        .set_linger(Some(Duration::ZERO));
+                    return;
                 }
-                None => {
-                    tracing::info!(%remote, "connection from unknown peer refused")
-                }
-            },
+                self.accept(stream, remote, local, gtsm)
+            }
             Input::Connected { peer, conn, result } => match result {
                 Ok(stream) => {
                     let local = stream.local_addr().map(|a| a.ip());
@@ -258,6 +308,12 @@ impl Daemon {
                     Request::Rib => Response::Rib {
                         routes: self.speaker.rib_dump(),
                     },
+                    Request::ResetPeer { peer } => {
+                        match self.speaker.reset_peer(&peer) {
+                            Ok(message) => Response::Done { message },
+                            Err(message) => Response::Error { message },
+                        }
+                    }
                     Request::SubscribeRib => Response::Error {
                         message:
                             "subscribe_rib switches the connection to a stream"
@@ -282,6 +338,59 @@ impl Daemon {
             Input::Bfd(r) => {
                 self.speaker.on_bfd_packet(r.src, r.ttl, &r.payload)
             }
+            Input::Shutdown { restart } => self.stopping = Some(restart),
+        }
+    }
+
+    /// Hand an accepted connection to the speaker.
+    fn accept(
+        &mut self,
+        stream: TcpStream,
+        remote: SocketAddr,
+        local: SocketAddr,
+        gtsm: Option<u8>,
+    ) {
+        match self.speaker.on_accept(remote.ip(), local.ip()) {
+            Some((peer, conn)) => {
+                // The per-peer minimum TTL, for every later segment.
+                if let Some(h) = gtsm
+                    && let Err(e) =
+                        network::apply_gtsm(&stream, remote.is_ipv6(), h)
+                {
+                    tracing::warn!(%remote, "GTSM: {e}");
+                }
+                self.register(peer, conn, stream);
+            }
+            None => {
+                tracing::info!(%remote, "connection from unknown peer refused")
+            }
+        }
+    }
+
+    /// RFC 5082 on the listeners: a listener whose peers all use GTSM
+    /// drops low-TTL SYNs itself (its minimum TTL is the laxest of its
+    /// peers'); one shared with non-GTSM peers cannot, and accept checks
+    /// the SYN's TTL per peer instead (`gtsm_refusal`).
+    fn update_listener_min_ttl(&self) {
+        for l in &self.listeners {
+            let Ok(a) = l.local_addr() else { continue };
+            let mins: Vec<Option<u8>> = self
+                .listen_peers
+                .iter()
+                .filter(|(ip, _)| ip.is_ipv6() == a.is_ipv6())
+                .map(|(_, h)| h.map(network::gtsm_min_ttl))
+                .collect();
+            // Any non-GTSM peer (or none at all): no minimum.
+            let min = match mins.is_empty() {
+                true => 0,
+                false => mins
+                    .iter()
+                    .try_fold(u8::MAX, |m, t| t.map(|t| m.min(t)))
+                    .unwrap_or(0),
+            };
+            if let Err(e) = network::listener_min_ttl(l, min) {
+                tracing::warn!(listen = %a, "GTSM on listener: {e}");
+            }
         }
     }
 
@@ -292,11 +401,18 @@ impl Daemon {
         let (rd, wr) = stream.into_split();
         let (tx, txrx) = mpsc::unbounded_channel();
         let span = tracing::debug_span!("neighbor", addr = ?remote, conn);
-        tokio::spawn(nbr_tx(wr, txrx).instrument(span.clone()));
+        let tx_task = tokio::spawn(nbr_tx(wr, txrx).instrument(span.clone()));
         let rx_task = tokio::spawn(
             nbr_rx(peer, conn, rd, self.inputs.clone()).instrument(span),
         );
-        self.conns.insert((peer, conn), Conn { tx, rx_task });
+        self.conns.insert(
+            (peer, conn),
+            Conn {
+                tx,
+                rx_task,
+                tx_task,
+            },
+        );
     }
 
     /// Carry out the speaker's outputs.
@@ -325,6 +441,8 @@ impl Daemon {
                     // (a NOTIFICATION) and then shut the socket down.
                     if let Some(c) = self.conns.remove(&(peer, conn)) {
                         c.rx_task.abort();
+                        self.draining.retain(|t| !t.is_finished());
+                        self.draining.push(c.tx_task);
                     }
                 }
                 Output::ArmTimer(k, d) => {
@@ -375,16 +493,32 @@ impl Daemon {
                             let _ = network::listener_md5(l, addr, None);
                         }
                     }
-                    match (add, ttl_security) {
-                        (true, Some(h)) => {
-                            self.gtsm.insert(addr, h);
-                        }
-                        _ => {
-                            self.gtsm.remove(&addr);
-                        }
+                    if add {
+                        self.listen_peers.insert(addr, ttl_security);
+                    } else {
+                        self.listen_peers.remove(&addr);
                     }
+                    self.update_listener_min_ttl();
                 }
             }
+        }
+    }
+}
+
+/// Why an accepted connection from a GTSM peer (`hops` away at most)
+/// must be refused: its SYN arrived with too low a TTL. `None` when it
+/// passes, or when the SYN was not saved (the socket's minimum TTL then
+/// still drops every later low-TTL segment, so no session comes up).
+fn gtsm_refusal(stream: &TcpStream, hops: u8) -> Option<String> {
+    let min = network::gtsm_min_ttl(hops);
+    match network::syn_ttl(stream) {
+        Ok(Some(ttl)) if ttl < min => {
+            Some(format!("SYN arrived with TTL {ttl}, below {min}"))
+        }
+        Ok(_) => None,
+        Err(e) => {
+            tracing::debug!("saved SYN: {e}");
+            None
         }
     }
 }

@@ -355,6 +355,65 @@ fn bird_keeps_routes_stale_while_bgpd_restarts_until_end_of_rib() {
     );
 }
 
+fn signal_bgpd(lab: &Lab, sig: &str) {
+    let pid = lab.bgpd.expect("bgpd running").to_string();
+    let st = Command::new("kill").args([sig, &pid]).status().unwrap();
+    assert!(st.success(), "kill {sig} {pid}");
+}
+
+/// BIRD has route `p` and its session to us is Established.
+fn up_with(lab: &Lab, sock: &str, p: &str) -> bool {
+    wait_until(Duration::from_secs(40), || {
+        has(lab, sock, p)
+            && birdc(lab, sock, "show protocols dut").contains("Established")
+    })
+}
+
+/// SIGUSR1 is a planned restart: the session just closes and BIRD keeps
+/// our route (RFC 4724 helper). SIGTERM is a shutdown: BIRD gets Cease /
+/// Administrative Shutdown with our message and drops the route at once,
+/// not after its 60 s restart time.
+#[test]
+fn bird_keeps_routes_on_planned_restart_and_drops_them_on_shutdown() {
+    let name =
+        "bird_keeps_routes_on_planned_restart_and_drops_them_on_shutdown";
+    if skip(name) {
+        return;
+    }
+    let mut lab = Lab::new("bgq").unwrap();
+    let yaml = dut_yaml("10.0.0.2", 65001, "");
+    lab.start_bgpd(&yaml, &[]).unwrap();
+    let sock = start_bird(&lab, &bird_conf(&lab, "", ""));
+    let ours = "10.244.1.0/26";
+    assert!(up_with(&lab, &sock, ours), "{}", lab.bgpd_log());
+    signal_bgpd(&lab, "-USR1");
+    let down = wait_until(Duration::from_secs(20), || {
+        !birdc(&lab, &sock, "show protocols dut").contains("Established")
+    });
+    assert!(down, "bgpd did not stop on SIGUSR1: {}", lab.bgpd_log());
+    assert!(
+        has(&lab, &sock, ours),
+        "planned restart: route must be kept stale: {}",
+        birdc(&lab, &sock, "show route all")
+    );
+    lab.start_bgpd(&yaml, &["--graceful-restart"]).unwrap();
+    assert!(up_with(&lab, &sock, ours), "{}", lab.bgpd_log());
+    signal_bgpd(&lab, "-TERM");
+    let gone = wait_until(Duration::from_secs(10), || !has(&lab, &sock, ours));
+    let proto = birdc(&lab, &sock, "show protocols all dut");
+    assert!(
+        gone,
+        "shutdown: BIRD still has our route: {}\n{proto}\n{}",
+        birdc(&lab, &sock, "show route all"),
+        lab.bgpd_log()
+    );
+    assert!(
+        proto.contains("Administrative shutdown")
+            && proto.contains("shutting down"),
+        "{proto}"
+    );
+}
+
 #[test]
 fn bird_max_prefix_sends_cease() {
     if skip("bird_max_prefix_sends_cease") {
@@ -394,6 +453,28 @@ fn bird_max_prefix_sends_cease() {
         lab.rib_entry("192.168.50.0/24").is_none(),
         "routes must go with the session"
     );
+    // Held Idle: BIRD reconnects every second, and is refused; no second
+    // Cease (before, six full-table cycles came in 2.5 s).
+    let ceases =
+        |lab: &Lab| lab.bgpd_log().matches("session held Idle").count();
+    std::thread::sleep(Duration::from_secs(4));
+    assert_eq!(ceases(&lab), 1, "{}", lab.bgpd_log());
+    let peers = match lab.query(&margay_ctlproto::Request::Peers) {
+        Some(margay_ctlproto::Response::Peers { peers }) => peers,
+        r => panic!("{r:?}"),
+    };
+    assert_eq!(peers[0].state, "Idle");
+    assert!(peers[0].held_idle.is_some(), "{peers:?}");
+    // An explicit reset starts it again (and the limit trips again).
+    let r = lab.query(&margay_ctlproto::Request::ResetPeer {
+        peer: "10.0.0.2".into(),
+    });
+    assert!(
+        matches!(r, Some(margay_ctlproto::Response::Done { .. })),
+        "{r:?}"
+    );
+    let again = wait_until(Duration::from_secs(20), || ceases(&lab) == 2);
+    assert!(again, "{}", lab.bgpd_log());
 }
 
 fn has(lab: &Lab, sock: &str, p: &str) -> bool {

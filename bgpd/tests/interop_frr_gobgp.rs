@@ -265,3 +265,185 @@ fn gobgp_ipv4_and_ipv6_routes_both_ways() {
         assert!(ok, "{afi} withdrawal not processed");
     }
 }
+
+// ===== RFC 5082 GTSM on connections the peer starts =====
+
+/// bgpd's peer at `10.0.0.2:1790`, where nothing listens: bgpd's own
+/// connects are refused, so only connections FRR starts (to our port 179)
+/// can carry the session.
+fn passive_gtsm_yaml(extra_docs: &str) -> String {
+    dut_yaml("10.0.0.2:1790", 65002, ", ttlSecurity: 1") + extra_docs
+}
+
+fn frr_conf(neighbor_extra: &str) -> String {
+    format!(
+        r#"hostname frr
+log stdout debugging
+router bgp 65002
+ bgp router-id 10.0.0.2
+ no bgp ebgp-requires-policy
+ no bgp network import-check
+ neighbor 10.0.0.1 remote-as 65000
+ neighbor 10.0.0.1 timers connect 1
+{neighbor_extra}
+ address-family ipv4 unicast
+  network 192.168.60.0/24
+ exit-address-family
+"#
+    )
+}
+
+/// Capture BGP on the peer side (`tcpdump -v`: the IP header line, with
+/// TOS and TTL, precedes each TCP line).
+fn start_tcpdump(lab: &Lab) -> u32 {
+    let mut c = Command::new("tcpdump");
+    c.args(["-i", "eth0", "-n", "-v", "-l", "tcp", "port", "179"]);
+    let pid = lab.peer.spawn(c).unwrap();
+    let up = wait_until(Duration::from_secs(10), || {
+        lab.peer.log(pid).contains("listening on")
+    });
+    assert!(up, "tcpdump: {}", lab.peer.log(pid));
+    pid
+}
+
+/// The (IP header line, TCP line) pairs of segments bgpd sent from :179.
+fn from_bgpd(capture: &str) -> Vec<(String, String)> {
+    let lines: Vec<&str> = capture.lines().collect();
+    lines
+        .windows(2)
+        .filter(|w| w[0].contains(" IP (") && w[1].contains("10.0.0.1.179 >"))
+        .map(|w| (w[0].to_string(), w[1].to_string()))
+        .collect()
+}
+
+/// FRR with `ttl-security hops 1` starts the connection; bgpd (GTSM on
+/// that peer) answers the SYN with TTL 255 and the session comes up. Every
+/// segment bgpd sends, from the SYN-ACK on, has TTL 255 and DSCP CS6.
+#[test]
+fn frr_ttl_security_connects_to_bgpd_and_sees_ttl_255_and_cs6() {
+    let name = "frr_ttl_security_connects_to_bgpd_and_sees_ttl_255_and_cs6";
+    if skip(name, FRR_BGPD) || skip(name, "tcpdump") {
+        return;
+    }
+    let mut lab = Lab::new("bgs").unwrap();
+    let dump = start_tcpdump(&lab);
+    lab.start_bgpd(&passive_gtsm_yaml(""), &[]).unwrap();
+    let (frr, _vty) =
+        start_frr(&lab, &frr_conf(" neighbor 10.0.0.1 ttl-security hops 1"));
+    let ok = wait_until(Duration::from_secs(40), || {
+        lab.rib_entry("192.168.60.0/24").is_some()
+    });
+    assert!(
+        ok,
+        "no session from FRR's side\nfrr: {}\nbgpd: {}\ncapture: {}",
+        lab.peer.log(frr),
+        lab.bgpd_log(),
+        lab.peer.log(dump)
+    );
+    lab.wait_established("frr ttl-security");
+    let cap = lab.peer.log(dump);
+    let sent = from_bgpd(&cap);
+    assert!(
+        sent.iter().any(|(_, t)| t.contains("Flags [S.]")),
+        "no SYN-ACK from bgpd:\n{cap}"
+    );
+    for (ip, tcp) in &sent {
+        assert!(
+            ip.contains("tos 0xc0") && ip.contains("ttl 255"),
+            "bgpd sent without TTL 255 / CS6: {ip} / {tcp}"
+        );
+    }
+    // Our own connects to :1790 were refused; the session is up on FRR's
+    // connection, so the stale connect error is not shown (issue 12 6).
+    let err = match lab.query(&margay_ctlproto::Request::Peers) {
+        Some(margay_ctlproto::Response::Peers { peers }) => {
+            peers[0].last_error.clone()
+        }
+        r => panic!("{r:?}"),
+    };
+    assert!(
+        !err.as_deref().unwrap_or("").contains("connect"),
+        "Established with a stale error: {err:?}"
+    );
+}
+
+/// The other direction: FRR is passive with `ttl-security hops 1`, so
+/// only bgpd's own connection (TTL 255 from the SYN on) can carry the
+/// session.
+#[test]
+fn bgpd_connects_to_passive_frr_with_ttl_security() {
+    let name = "bgpd_connects_to_passive_frr_with_ttl_security";
+    if skip(name, FRR_BGPD) {
+        return;
+    }
+    let mut lab = Lab::new("bgv").unwrap();
+    lab.start_bgpd(&dut_yaml("10.0.0.2", 65002, ", ttlSecurity: 1"), &[])
+        .unwrap();
+    let extra =
+        " neighbor 10.0.0.1 ttl-security hops 1\n neighbor 10.0.0.1 passive";
+    let (frr, _vty) = start_frr(&lab, &frr_conf(extra));
+    let ok = wait_until(Duration::from_secs(40), || {
+        lab.rib_entry("192.168.60.0/24").is_some()
+    });
+    assert!(
+        ok,
+        "no session to passive FRR\nfrr: {}\nbgpd: {}",
+        lab.peer.log(frr),
+        lab.bgpd_log()
+    );
+    lab.wait_established("passive frr ttl-security");
+}
+
+/// A peer that sends with TTL 1 (FRR's eBGP default, without
+/// ttl-security) is refused before any OPEN, even when the listener is
+/// shared with a non-GTSM peer (so its minimum TTL cannot filter SYNs).
+#[test]
+fn frr_without_ttl_security_is_refused_before_open() {
+    let name = "frr_without_ttl_security_is_refused_before_open";
+    if skip(name, FRR_BGPD) || skip(name, "tcpdump") {
+        return;
+    }
+    let mut lab = Lab::new("bgu").unwrap();
+    let dump = start_tcpdump(&lab);
+    let other = r#"
+---
+apiVersion: margay.io/v1
+kind: BGPPeer
+metadata: {name: other}
+spec: {peerIP: "10.0.0.3", asNumber: 65003}
+"#;
+    lab.start_bgpd(&passive_gtsm_yaml(other), &[]).unwrap();
+    let (frr, _vty) = start_frr(&lab, &frr_conf(""));
+    let ok = wait_until(Duration::from_secs(40), || {
+        lab.bgpd_log().contains("GTSM: SYN arrived with TTL 1")
+    });
+    assert!(
+        ok,
+        "no GTSM refusal\nbgpd: {}\nfrr: {}",
+        lab.bgpd_log(),
+        lab.peer.log(frr)
+    );
+    // FRR retries every second: let a few attempts happen.
+    std::thread::sleep(Duration::from_secs(3));
+    let cap = lab.peer.log(dump);
+    let sent = from_bgpd(&cap);
+    assert!(!sent.is_empty(), "capture saw nothing from bgpd:\n{cap}");
+    // Handshake segments and the reset only: no BGP message (no payload).
+    for (ip, tcp) in &sent {
+        assert!(
+            tcp.contains("length 0") || tcp.contains("Flags [R"),
+            "bgpd sent data to a peer with TTL 1: {ip} / {tcp}\n{cap}"
+        );
+    }
+    let peers = match lab.query(&margay_ctlproto::Request::Peers) {
+        Some(margay_ctlproto::Response::Peers { peers }) => peers,
+        r => panic!("{r:?}"),
+    };
+    let p = peers.iter().find(|p| p.address.to_string() == "10.0.0.2");
+    let p = p.expect("the GTSM peer");
+    assert_ne!(p.state, "Established");
+    assert!(
+        p.last_error.as_deref().unwrap_or("").contains("GTSM"),
+        "{p:?}"
+    );
+}

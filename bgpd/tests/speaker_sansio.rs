@@ -14,12 +14,21 @@ use margay_bgpd::policy::{NextHopMode, Rule, RuleSet, SessionPolicy, Verdict};
 use margay_bgpd::speaker::{Output, PeerCfg, Speaker, SpeakerCfg};
 use margay_ctlproto::{PeerType, RibEvent};
 
+/// RFC 7607: AS 0 in AS_PATH / AS4_PATH is treat-as-withdraw.
+#[path = "speaker_sansio/as_zero.rs"]
+mod as_zero;
 /// RFC 8950: IPv4 NLRI with an IPv6 next hop.
 #[path = "speaker_sansio/ext_next_hop.rs"]
 mod ext_next_hop;
+/// Max-prefix back-off: held Idle until the restart interval or a reset.
+#[path = "speaker_sansio/max_prefix.rs"]
+mod max_prefix;
 /// RFC 4724 4.1: the restarting speaker defers its advertisements.
 #[path = "speaker_sansio/restarting.rs"]
 mod restarting;
+/// Shutdown: Cease / Administrative Shutdown to every peer.
+#[path = "speaker_sansio/shutdown.rs"]
+mod shutdown;
 
 fn peer(addr: [u8; 4], asn: u32) -> PeerCfg {
     let accept = RuleSet {
@@ -42,6 +51,7 @@ fn peer(addr: [u8; 4], asn: u32) -> PeerCfg {
         source_addr: None,
         restart_time: 120,
         max_prefixes: None,
+        max_prefixes_restart: None,
         families: vec![Family::Ipv4Unicast],
         policy: SessionPolicy {
             local_as: 65000,
@@ -249,6 +259,48 @@ fn transit_withdraw_and_graceful_restart_helper() {
         "{ups:?}"
     );
     assert!(s.rib_dump().is_empty());
+}
+
+/// Issue 12 6: our blocks carry ORIGIN IGP on the wire, and the RIB (what
+/// `margayctl routes` shows) says the same.
+#[test]
+fn local_routes_show_the_origin_the_wire_carries() {
+    let mut s = speaker(vec![peer([10, 0, 0, 2], 65001)]);
+    s.set_local_routes(["10.65.0.0/26".parse().unwrap()].into());
+    let c = establish(&mut s, [10, 0, 0, 2], 65001);
+    s.flush();
+    let ups = updates_to(&s.take_outputs(), c);
+    let u = ups.iter().find(|u| !u.nlri.is_empty()).expect("our block");
+    assert_eq!(u.attrs.origin, Some(bgp_wire::Origin::Igp));
+    let dump = s.rib_dump();
+    assert_eq!(dump[0].paths[0].peer, None);
+    assert_eq!(dump[0].paths[0].origin, "Igp");
+}
+
+/// Issue 12 6: a refused connect of ours, then the session comes up on the
+/// peer's connection: `node status` must not show "Established connect:
+/// Connection refused".
+#[test]
+fn established_session_shows_no_stale_connect_error() {
+    let mut p = peer([10, 0, 0, 2], 65001);
+    p.passive = false;
+    let mut s = speaker(vec![p]);
+    let (id, conn) = s
+        .take_outputs()
+        .iter()
+        .find_map(|o| match o {
+            Output::Connect { peer, conn, .. } => Some((*peer, *conn)),
+            _ => None,
+        })
+        .expect("active peer connects");
+    s.on_connected(id, conn, Err("Connection refused".into()));
+    let err = s.peer_status()[0].last_error.clone();
+    assert!(err.unwrap_or_default().contains("refused"));
+    establish(&mut s, [10, 0, 0, 2], 65001);
+    assert_eq!(s.peer_status()[0].last_error, None);
+    // A late attempt failing while Established is not the session's error.
+    s.on_connected(id, conn + 100, Err("Connection refused".into()));
+    assert_eq!(s.peer_status()[0].last_error, None);
 }
 
 // ===== BFD as the speaker's liveness signal =====

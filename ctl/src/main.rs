@@ -101,6 +101,12 @@ enum NodeCmd {
         #[arg(short, long, value_enum)]
         output: Option<Format>,
     },
+    /// Restart a session held Idle after a max-prefix Cease, or reset an
+    /// Established one (Cease / Administrative Reset).
+    Reset {
+        /// The peer's address or name (see `node status -o wide`).
+        peer: String,
+    },
 }
 
 #[derive(Subcommand, Debug)]
@@ -161,6 +167,11 @@ async fn run(cli: Cli) -> Result<ExitCode> {
                     now
                 )?
             );
+        }
+        Command::Node(NodeCmd::Reset { peer }) => {
+            let done =
+                margay_ctlproto::client::reset_peer(&cli.bgpd_socket, &peer)?;
+            println!("{done}");
         }
         Command::Routes {
             fib_protocol,

@@ -72,7 +72,7 @@ pub fn render(peers: &[PeerStatus], wide: bool, now_unix: u64) -> String {
                 p.peer_type.describe().to_string(),
                 state_word(&p.state).to_string(),
                 since(p.since_unix, now_unix),
-                info(p),
+                info(p, now_unix),
                 p.prefixes_received.to_string(),
                 p.prefixes_accepted.to_string(),
                 p.prefixes_advertised.to_string(),
@@ -113,9 +113,19 @@ fn state_word(state: &str) -> &'static str {
     }
 }
 
-/// The RFC 4271 state, the last error and the BFD state, in words.
-fn info(p: &PeerStatus) -> String {
+/// The RFC 4271 state, why it is held Idle, the last error and the BFD
+/// state, in words.
+fn info(p: &PeerStatus, now_unix: u64) -> String {
     let mut s = p.state.clone();
+    if let Some(h) = &p.held_idle {
+        let until = match h.restart_unix {
+            Some(t) => {
+                format!("restarts in {}s", t.saturating_sub(now_unix))
+            }
+            None => "until `margayctl node reset`".to_string(),
+        };
+        s.push_str(&format!(" (held: {}; {until})", h.reason));
+    }
     if let Some(err) = p.last_error.as_deref().filter(|e| !e.is_empty()) {
         s.push(' ');
         s.push_str(err);
@@ -166,6 +176,7 @@ mod tests {
             prefixes_advertised: 3,
             last_error: None,
             bfd_state: None,
+            held_idle: None,
         }
     }
 
@@ -204,6 +215,27 @@ No IPv6 peers found.
         assert!(text.contains("route reflector client"), "{text}");
         assert!(text.contains("Idle, BFD down"), "{text}");
         assert!(text.contains("| Mesh_fd00::2 | 64512    | 64512     |"));
+    }
+
+    #[test]
+    fn held_idle_sessions_say_why_and_until_when() {
+        let mut p = peer("192.0.2.4", PeerType::Global, "Idle");
+        p.last_error = Some("sent Cease: Maximum Number of Prefixes".into());
+        p.held_idle = Some(margay_ctlproto::HeldIdle {
+            reason: "maximum prefixes exceeded (3 > 2)".into(),
+            restart_unix: Some(1_700_000_090),
+        });
+        let text = render(&[p.clone()], false, 1_700_000_060);
+        assert!(
+            text.contains(
+                "Idle (held: maximum prefixes exceeded (3 > 2); restarts in \
+                 30s) sent Cease"
+            ),
+            "{text}"
+        );
+        p.held_idle.as_mut().unwrap().restart_unix = None;
+        let text = render(&[p], false, 1_700_000_060);
+        assert!(text.contains("until `margayctl node reset`"), "{text}");
     }
 
     #[test]

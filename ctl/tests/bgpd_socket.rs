@@ -55,6 +55,7 @@ fn peer(addr: &str, ty: PeerType, state: &str, since: u64) -> PeerStatus {
         prefixes_advertised: 2,
         last_error: None,
         bfd_state: None,
+        held_idle: None,
     }
 }
 

@@ -102,10 +102,23 @@ pub fn rib(path: &Path) -> Result<Vec<RibEntry>, SocketError> {
     }
 }
 
+/// Restart a held-Idle session or reset an Established one; returns what
+/// bgpd did.
+pub fn reset_peer(path: &Path, peer: &str) -> Result<String, SocketError> {
+    let req = Request::ResetPeer {
+        peer: peer.to_string(),
+    };
+    match query(path, &req)? {
+        Response::Done { message } => Ok(message),
+        other => Err(unexpected("reset_peer", &other)),
+    }
+}
+
 fn unexpected(asked: &'static str, got: &Response) -> SocketError {
     let got = match got {
         Response::Peers { .. } => "peers",
         Response::Rib { .. } => "rib",
+        Response::Done { .. } => "done",
         Response::Error { .. } => "error",
     };
     SocketError::Unexpected { asked, got }

@@ -33,15 +33,28 @@ pub enum Request {
     Rib,
     /// Switch this connection to the best-route stream.
     SubscribeRib,
+    /// Restart a held-Idle session, or reset an Established one (Cease /
+    /// Administrative Reset); `peer` is its name or address.
+    ResetPeer { peer: String },
 }
 
 /// bgpd's answer to a [`Request`] other than `SubscribeRib`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "response", rename_all = "snake_case")]
 pub enum Response {
-    Peers { peers: Vec<PeerStatus> },
-    Rib { routes: Vec<RibEntry> },
-    Error { message: String },
+    Peers {
+        peers: Vec<PeerStatus>,
+    },
+    Rib {
+        routes: Vec<RibEntry>,
+    },
+    /// A command was carried out; `message` says what was done.
+    Done {
+        message: String,
+    },
+    Error {
+        message: String,
+    },
 }
 
 /// How a session came to exist, named as `calicoctl node status` names it.
@@ -92,6 +105,21 @@ pub struct PeerStatus {
     pub last_error: Option<String>,
     /// BFD session state when BFD is enabled for this peer.
     pub bfd_state: Option<String>,
+    /// Set while the session is held Idle (after a max-prefix Cease): it
+    /// does not reconnect, and refuses the peer, until `restart_unix` or
+    /// `margayctl node reset`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub held_idle: Option<HeldIdle>,
+}
+
+/// Why a session is held Idle and until when.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HeldIdle {
+    /// E.g. "maximum prefixes exceeded (3 > 2)".
+    pub reason: String,
+    /// Unix seconds when it restarts by itself; `None`: only on
+    /// `margayctl node reset`.
+    pub restart_unix: Option<u64>,
 }
 
 /// All candidate paths for one prefix.

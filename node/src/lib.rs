@@ -33,6 +33,7 @@ mod test_support {
             prefixes_advertised: 0,
             last_error: None,
             bfd_state: None,
+            held_idle: None,
         }
     }
 }

@@ -14,7 +14,11 @@ use margay_node::autodetect;
 use margay_node::cni_install::{CniInstall, conflist};
 use margay_node::health::{self, HealthCxt};
 use margay_node::register::{Registration, register};
-use margay_node::supervise::{ChildSpec, ChildState, supervise};
+use margay_node::supervise::{
+    ChildSpec, ChildState, Stop, supervise, take_restart_marker,
+    write_restart_marker,
+};
+use nix::sys::signal::Signal;
 use tokio::sync::watch;
 use tracing::{info, warn};
 
@@ -238,6 +242,13 @@ async fn main() -> anyhow::Result<()> {
         args.node.clone(),
     ];
     let mut bgpd_args = common.clone();
+    // The previous agent stopped for a planned restart (SIGUSR1): the
+    // peers keep our routes for their restart time (120 s by default),
+    // so bgpd comes back as a restarting speaker (RFC 4724 4.1).
+    if take_restart_marker(&args.run_dir, Duration::from_secs(120)) {
+        info!("planned restart: bgpd starts with --graceful-restart");
+        bgpd_args.push("--graceful-restart".into());
+    }
     bgpd_args.extend(["--control-socket".into(), socket.display().to_string()]);
     bgpd_args.extend(child_metrics("bgpd"));
     bgpd_args.extend(args.bgpd_args.iter().cloned());
@@ -253,16 +264,20 @@ async fn main() -> anyhow::Result<()> {
             // RFC 4724: peers keep our routes, and bgpd defers its own
             // advertisements until it has relearnt theirs (4.1).
             restart_args: vec!["--graceful-restart".into()],
+            // Keep graceful restart: no Cease to the peers.
+            restart_signal: Signal::SIGUSR1,
         },
         ChildSpec {
             name: "felix-lite",
             program: bin_dir.join("felix-lite"),
             args: felix_args,
             restart_args: Vec::new(),
+            // felix-lite leaves the FIB in place whenever it stops.
+            restart_signal: Signal::SIGTERM,
         },
     ];
 
-    let (stop_tx, stop_rx) = watch::channel(false);
+    let (stop_tx, stop_rx) = watch::channel(Stop::No);
     let mut tasks = Vec::new();
     let mut children = Vec::new();
     for spec in specs {
@@ -289,9 +304,14 @@ async fn main() -> anyhow::Result<()> {
         ));
     }
 
-    wait_for_signal().await?;
-    info!("shutting down");
-    let _ = stop_tx.send(true);
+    let how = wait_for_signal().await?;
+    if how == Stop::Restart
+        && let Err(e) = write_restart_marker(&args.run_dir)
+    {
+        warn!(error = %e, "cannot leave the restart marker; the next bgpd starts afresh");
+    }
+    info!(?how, "stopping");
+    let _ = stop_tx.send(how);
     for t in tasks {
         let _ = t.await;
     }
@@ -315,13 +335,19 @@ async fn connect(spec: &DatastoreSpec) -> anyhow::Result<Datastore> {
     }
 }
 
-async fn wait_for_signal() -> anyhow::Result<()> {
+/// SIGTERM / SIGINT stop for good: uninstall, node shutdown, pod deletion
+/// (bgpd sends its peers Cease / Administrative Shutdown, they withdraw
+/// our routes at once). SIGUSR1 is a planned restart: bgpd closes its
+/// sessions keeping graceful restart and the next agent starts it with
+/// `--graceful-restart`.
+async fn wait_for_signal() -> anyhow::Result<Stop> {
     use tokio::signal::unix::{SignalKind, signal};
     let mut term = signal(SignalKind::terminate())?;
     let mut int = signal(SignalKind::interrupt())?;
-    tokio::select! {
-        _ = term.recv() => {}
-        _ = int.recv() => {}
-    }
-    Ok(())
+    let mut usr1 = signal(SignalKind::user_defined1())?;
+    Ok(tokio::select! {
+        _ = term.recv() => Stop::Shutdown,
+        _ = int.recv() => Stop::Shutdown,
+        _ = usr1.recv() => Stop::Restart,
+    })
 }

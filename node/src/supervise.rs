@@ -1,7 +1,7 @@
 //! Supervision of bgpd and felix-lite: restart with backoff, stop on
 //! shutdown.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::time::Duration;
@@ -62,6 +62,22 @@ pub struct ChildSpec {
     /// Appended to `args` when the child is started again after it
     /// exited (bgpd then restarts gracefully: felix-lite kept the FIB).
     pub restart_args: Vec<String>,
+    /// The signal that stops the child for a planned restart
+    /// ([`Stop::Restart`]); a shutdown always sends SIGTERM. bgpd: SIGUSR1
+    /// (close the sessions keeping graceful restart, not Cease).
+    pub restart_signal: Signal,
+}
+
+/// Whether and how the supervised children stop.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stop {
+    /// Keep them running.
+    No,
+    /// For good (uninstall, node shutdown): SIGTERM; bgpd sends its
+    /// peers Cease / Administrative Shutdown.
+    Shutdown,
+    /// The agent restarts: each child gets its `restart_signal`.
+    Restart,
 }
 
 /// Live facts about a supervised child, read by the health endpoint.
@@ -72,17 +88,41 @@ pub struct ChildState {
     pub pid: AtomicU32,
 }
 
-/// Runs `spec` until `shutdown` turns true, restarting it whenever it exits.
-/// On shutdown the child gets SIGTERM, then SIGKILL after `grace`.
+/// The file in the run directory that tells the next agent that this one
+/// stopped for a planned restart, so bgpd's first start is a graceful
+/// restart (RFC 4724: the peers and felix-lite kept our routes).
+pub const RESTART_MARKER: &str = "bgpd.restarting";
+
+/// Leave the marker (before stopping the children for a restart).
+pub fn write_restart_marker(run_dir: &Path) -> std::io::Result<()> {
+    std::fs::write(run_dir.join(RESTART_MARKER), b"")
+}
+
+/// Take (remove) the marker; true when one was left less than `max_age`
+/// ago. An older one is stale: the peers no longer keep our routes
+/// (their restart time ran out), so a graceful restart would only delay
+/// our advertisements.
+pub fn take_restart_marker(run_dir: &Path, max_age: Duration) -> bool {
+    let path = run_dir.join(RESTART_MARKER);
+    let fresh = std::fs::metadata(&path)
+        .and_then(|m| m.modified())
+        .is_ok_and(|t| t.elapsed().is_ok_and(|age| age < max_age));
+    let _ = std::fs::remove_file(&path);
+    fresh
+}
+
+/// Runs `spec` until `shutdown` leaves [`Stop::No`], restarting it whenever
+/// it exits. Then the child gets SIGTERM (or its restart signal), and
+/// SIGKILL after `grace`.
 pub async fn supervise(
     spec: ChildSpec,
     state: Arc<ChildState>,
-    mut shutdown: watch::Receiver<bool>,
+    mut shutdown: watch::Receiver<Stop>,
     grace: Duration,
 ) {
     let mut backoff = Backoff::default();
     let mut again = false;
-    while !*shutdown.borrow() {
+    while *shutdown.borrow() == Stop::No {
         let started = tokio::time::Instant::now();
         let extra = if again { &spec.restart_args[..] } else { &[] };
         again = true;
@@ -121,7 +161,8 @@ pub async fn supervise(
                 }
             }
             _ = shutdown.changed() => {
-                stop_child(&spec, &mut child, grace).await;
+                let how = *shutdown.borrow();
+                stop_child(&spec, &mut child, grace, how).await;
                 state.running.store(false, Ordering::Relaxed);
                 break;
             }
@@ -131,11 +172,11 @@ pub async fn supervise(
 
 /// Sleeps for `delay`; true when shutdown was requested meanwhile.
 async fn wait_or_shutdown(
-    shutdown: &mut watch::Receiver<bool>,
+    shutdown: &mut watch::Receiver<Stop>,
     delay: Duration,
 ) -> bool {
     tokio::select! {
-        _ = tokio::time::sleep(delay) => *shutdown.borrow(),
+        _ = tokio::time::sleep(delay) => *shutdown.borrow() != Stop::No,
         _ = shutdown.changed() => true,
     }
 }
@@ -144,9 +185,14 @@ async fn stop_child(
     spec: &ChildSpec,
     child: &mut tokio::process::Child,
     grace: Duration,
+    how: Stop,
 ) {
+    let sig = match how {
+        Stop::Restart => spec.restart_signal,
+        Stop::No | Stop::Shutdown => Signal::SIGTERM,
+    };
     if let Some(pid) = child.id() {
-        let _ = kill(Pid::from_raw(pid as i32), Signal::SIGTERM);
+        let _ = kill(Pid::from_raw(pid as i32), sig);
     }
     if tokio::time::timeout(grace, child.wait()).await.is_err() {
         warn!(child = spec.name, "did not stop in time; killing");
@@ -158,6 +204,61 @@ async fn stop_child(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A planned restart stops the child with its restart signal, a
+    /// shutdown with SIGTERM: the child (a shell trapping both) says which.
+    #[tokio::test]
+    async fn restart_and_shutdown_send_different_signals() {
+        for (how, want) in [(Stop::Restart, "usr1"), (Stop::Shutdown, "term")] {
+            let dir = tempfile::tempdir().unwrap();
+            let out = dir.path().join("got");
+            let ready = dir.path().join("ready");
+            let script = format!(
+                "trap 'echo usr1 > {o}; exit 0' USR1; \
+                 trap 'echo term > {o}; exit 0' TERM; \
+                 touch {r}; while :; do sleep 0.05; done",
+                o = out.display(),
+                r = ready.display()
+            );
+            let spec = ChildSpec {
+                name: "trapper",
+                program: "/bin/sh".into(),
+                args: vec!["-c".into(), script],
+                restart_args: Vec::new(),
+                restart_signal: Signal::SIGUSR1,
+            };
+            let (tx, rx) = watch::channel(Stop::No);
+            let task = tokio::spawn(supervise(
+                spec,
+                Arc::new(ChildState::default()),
+                rx,
+                Duration::from_secs(5),
+            ));
+            for _ in 0..100 {
+                if ready.exists() {
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            tx.send(how).unwrap();
+            task.await.unwrap();
+            let got = std::fs::read_to_string(&out).unwrap_or_default();
+            assert_eq!(got.trim(), want, "{how:?}");
+        }
+    }
+
+    #[test]
+    fn restart_marker_is_taken_once_and_only_when_fresh() {
+        let dir = tempfile::tempdir().unwrap();
+        let long = Duration::from_secs(120);
+        assert!(!take_restart_marker(dir.path(), long));
+        write_restart_marker(dir.path()).unwrap();
+        assert!(take_restart_marker(dir.path(), long));
+        assert!(!take_restart_marker(dir.path(), long), "taken");
+        write_restart_marker(dir.path()).unwrap();
+        assert!(!take_restart_marker(dir.path(), Duration::ZERO), "stale");
+        assert!(!dir.path().join(RESTART_MARKER).exists());
+    }
 
     #[test]
     fn backoff_doubles_and_resets_after_a_healthy_run() {
@@ -183,9 +284,10 @@ mod tests {
                 "sh".into(),
             ],
             restart_args: vec!["again".into()],
+            restart_signal: Signal::SIGTERM,
         };
         let state = Arc::new(ChildState::default());
-        let (tx, rx) = watch::channel(false);
+        let (tx, rx) = watch::channel(Stop::No);
         let task = tokio::spawn(supervise(
             spec,
             state.clone(),
@@ -194,7 +296,7 @@ mod tests {
         ));
         // 200 ms + 400 ms backoff: at least three starts in ~1 s.
         tokio::time::sleep(Duration::from_millis(1000)).await;
-        tx.send(true).unwrap();
+        tx.send(Stop::Shutdown).unwrap();
         task.await.unwrap();
         let starts = std::fs::read_to_string(&marker).unwrap();
         let starts: Vec<&str> = starts.lines().collect();
@@ -215,9 +317,10 @@ mod tests {
             program: "/bin/sleep".into(),
             args: vec!["600".into()],
             restart_args: Vec::new(),
+            restart_signal: Signal::SIGTERM,
         };
         let state = Arc::new(ChildState::default());
-        let (tx, rx) = watch::channel(false);
+        let (tx, rx) = watch::channel(Stop::No);
         let task = tokio::spawn(supervise(
             spec,
             state.clone(),
@@ -227,7 +330,7 @@ mod tests {
         tokio::time::sleep(Duration::from_millis(200)).await;
         assert!(state.running.load(Ordering::Relaxed));
         let pid = state.pid.load(Ordering::Relaxed);
-        tx.send(true).unwrap();
+        tx.send(Stop::Shutdown).unwrap();
         tokio::time::timeout(Duration::from_secs(5), task)
             .await
             .expect("supervisor stops")

@@ -222,6 +222,12 @@ fn decode_one(
         T::AS_PATH => {
             let p = decode_as_path(v, cxt.four_octet_as)
                 .ok_or_else(|| r.err(K::MalformedAsPath, action))?;
+            // RFC 7607 2: "An UPDATE message that contains the AS number
+            // of zero in the AS_PATH attribute MUST be considered as a
+            // malformed message" -- RFC 7606 treat-as-withdraw.
+            if p.has_as_zero() {
+                return Err(r.err(K::AsZero, A::TreatAsWithdraw));
+            }
             a.as_path = Some(p);
         }
         // RFC 7606 7.3; RFC 4271 6.3: a syntactically incorrect NEXT_HOP.
@@ -243,10 +249,15 @@ fn decode_one(
             a.atomic_aggregate = true;
         }
         // RFC 7606 7.7: length other than 6 (8 with 4-octet AS) -> discard.
+        // RFC 7607 2: aggregator AS 0 is malformed; RFC 7606 7.7 makes
+        // that attribute discard.
         T::AGGREGATOR => {
-            a.aggregator = Some(
-                decode_aggregator(v, cxt.four_octet_as).ok_or_else(len_err)?,
-            )
+            let g =
+                decode_aggregator(v, cxt.four_octet_as).ok_or_else(len_err)?;
+            if g.asn == 0 {
+                return Err(r.err(K::AsZero, action));
+            }
+            a.aggregator = Some(g)
         }
         // RFC 7606 7.8: length 0 or not a multiple of 4 -> withdraw.
         T::COMMUNITIES => {
@@ -292,11 +303,21 @@ fn decode_one(
                     })
                 })
                 .ok_or_else(|| r.err(K::MalformedAsPath, action))?;
+            // RFC 7607 2 forbids AS 0 in AS4_PATH as in AS_PATH. Merely
+            // discarding it would keep the route (with AS_TRANS standing
+            // for the zero); a route whose path holds AS 0 must never be
+            // used or passed on, so the UPDATE is treat-as-withdraw.
+            if p.has_as_zero() {
+                return Err(r.err(K::AsZero, A::TreatAsWithdraw));
+            }
             a.as4_path = Some(p);
         }
         T::AS4_AGGREGATOR => {
-            a.as4_aggregator =
-                Some(decode_aggregator(v, true).ok_or_else(len_err)?)
+            let g = decode_aggregator(v, true).ok_or_else(len_err)?;
+            if g.asn == 0 {
+                return Err(r.err(K::AsZero, action));
+            }
+            a.as4_aggregator = Some(g)
         }
         // RFC 8092 6: length 0 or not a multiple of 12 -> withdraw.
         T::LARGE_COMMUNITY => {

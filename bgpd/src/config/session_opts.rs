@@ -77,6 +77,39 @@ pub(super) fn max_prefix_annotation(bp: &BGPPeer) -> Option<u32> {
         .ok()
 }
 
+/// margay extension beside `margay.io/max-prefixes`: how long a session
+/// stays Idle after its max-prefix Cease before it restarts by itself
+/// (FRR's `maximum-prefix N restart M`), e.g. "5m". Without it the
+/// session stays Idle until `margayctl node reset`.
+pub const MAX_PREFIX_RESTART_ANNOTATION: &str =
+    "margay.io/max-prefixes-restart";
+
+/// The `margay.io/max-prefixes-restart` annotation, validated.
+pub(super) fn max_prefix_restart_annotation(
+    bp: &BGPPeer,
+) -> Result<Option<std::time::Duration>, ConfigError> {
+    let Some(v) = bp
+        .metadata
+        .annotations
+        .as_ref()
+        .and_then(|a| a.get(MAX_PREFIX_RESTART_ANNOTATION))
+    else {
+        return Ok(None);
+    };
+    let bad = |why: String| ConfigError::Peer {
+        peer: name(&bp.metadata).into(),
+        reason: format!(
+            "annotation {MAX_PREFIX_RESTART_ANNOTATION}: {v:?}: {why}; {}",
+            crds::duration::DURATION_ALLOWED
+        ),
+    };
+    match crds::duration::parse_duration(v) {
+        Ok(d) if d.is_zero() => Err(bad("must be more than zero".into())),
+        Ok(d) => Ok(Some(d)),
+        Err(e) => Err(bad(e.to_string())),
+    }
+}
+
 /// margay extension: annotation `margay.io/extended-next-hop: "true"` on a
 /// BGPPeer carries IPv4 unicast over its IPv6 sessions with IPv6 next
 /// hops (RFC 8950); IPv4 sessions ignore it.

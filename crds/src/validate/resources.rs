@@ -180,6 +180,9 @@ impl Validate for BGPPeer {
                 errs.push(e);
             }
         }
+        for u in super::unsupported::bgp_peer(s) {
+            errs.push(u.to_error(K));
+        }
         errs.finish(resource_name(&self.metadata))
     }
 }
@@ -273,6 +276,9 @@ impl Validate for BGPConfiguration {
                 let f = format!("spec.{field}[{i}].cidr");
                 errs.check(parse_network(K, &f, &c.cidr));
             }
+        }
+        for u in super::unsupported::bgp_configuration(s) {
+            errs.push(u.to_error(K));
         }
         errs.finish(resource_name(&self.metadata))
     }

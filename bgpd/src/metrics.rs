@@ -20,6 +20,13 @@ struct StateLabel {
     state: String,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct FieldLabel {
+    kind: String,
+    name: String,
+    field: String,
+}
+
 /// The metric handles the main loop updates.
 #[derive(Clone)]
 pub struct Metrics {
@@ -30,6 +37,7 @@ pub struct Metrics {
     prefixes: Gauge,
     bfd_sessions: Family<StateLabel, Gauge>,
     bfd_downs: Counter,
+    unsupported: Family<FieldLabel, Gauge>,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -49,6 +57,7 @@ impl Metrics {
             prefixes: Gauge::default(),
             bfd_sessions: Family::default(),
             bfd_downs: Counter::default(),
+            unsupported: Family::default(),
         };
         reg.register(
             "bgpd_sessions",
@@ -85,7 +94,29 @@ impl Metrics {
             "BFD Down events that tore a BGP session down or flushed its stale routes",
             m.bfd_downs.clone(),
         );
+        reg.register(
+            "bgpd_unsupported_fields",
+            "stored fields bgpd does not implement (1 per kind, name, field)",
+            m.unsupported.clone(),
+        );
         m
+    }
+
+    /// Publish the stored fields bgpd does not act on (replaces the set).
+    pub fn set_unsupported(
+        &self,
+        fields: &[crate::config::daemon_opts::UnsupportedField],
+    ) {
+        self.unsupported.clear();
+        for f in fields {
+            self.unsupported
+                .get_or_create(&FieldLabel {
+                    kind: f.kind.to_string(),
+                    name: f.name.clone(),
+                    field: f.field.to_string(),
+                })
+                .set(1);
+        }
     }
 
     /// Copy the speaker's counters into the metrics.

@@ -13,6 +13,12 @@ use crate::speaker::ConnectSpec;
 
 /// Bind the BGP listener (e.g. on the node IP and `listenPort`).
 pub fn listen(addr: SocketAddr) -> io::Result<TcpListener> {
+    listen_with(addr, false)
+}
+
+/// [`listen`], with `v6_only` for an IPv6 socket that must not take IPv4
+/// connections (`bindMode: None` binds 0.0.0.0 and `::` side by side).
+pub fn listen_with(addr: SocketAddr, v6_only: bool) -> io::Result<TcpListener> {
     let s = Socket::new(
         Domain::for_address(addr),
         Type::STREAM,
@@ -20,8 +26,8 @@ pub fn listen(addr: SocketAddr) -> io::Result<TcpListener> {
     )?;
     s.set_reuse_address(true)?;
     if addr.is_ipv6() {
-        // Dual-stack on "::" so IPv4 peers reach us too.
-        s.set_only_v6(false)?;
+        // Dual-stack on "::" so IPv4 peers reach us too, unless asked.
+        s.set_only_v6(v6_only)?;
         // The node's IPv6 address may still be tentative (duplicate
         // address detection) or not configured yet when bgpd starts: bind
         // anyway, sessions come up once the address is usable.

@@ -153,6 +153,26 @@ fn ignored_interfaces_and_reachable_by_are_refused_by_name() {
 }
 
 #[test]
+fn namespace_selector_is_refused_unless_it_selects_all() {
+    let pool = |sel: &str| {
+        format!(
+            "apiVersion: margay.io/v1\nkind: IPPool\nmetadata:\n  name: p\n\
+             spec:\n  cidr: 10.0.0.0/16\n  namespaceSelector: \"{sel}\"\n"
+        )
+    };
+    let docs = parse_documents(&pool("team == 'a'")).unwrap();
+    let errs = validate_set(&docs).unwrap_err();
+    assert_eq!(errs.len(), 1, "{errs:?}");
+    let msg = errs[0].to_string();
+    assert!(msg.contains("spec.namespaceSelector"), "{msg}");
+    assert!(msg.contains("not supported yet"), "{msg}");
+    for trivial in ["all()", ""] {
+        let docs = parse_documents(&pool(trivial)).unwrap();
+        validate_set(&docs).unwrap_or_else(|e| panic!("{trivial:?}: {e:?}"));
+    }
+}
+
+#[test]
 fn bgp_configuration_defaults() {
     let c = one(
         "apiVersion: margay.io/v1\nkind: BGPConfiguration\nmetadata:\n  \

@@ -48,6 +48,9 @@ impl Validate for IPPool {
         if let Some(sel) = &s.namespace_selector {
             errs.check(check_selector(K, "spec.namespaceSelector", sel));
         }
+        for u in super::unsupported::ip_pool(s) {
+            errs.push(u.to_error(K));
+        }
         // Calico: LoadBalancer addresses come from dedicated pools.
         if s.allowed_uses.contains(&AllowedUse::LoadBalancer)
             && s.allowed_uses.len() > 1

@@ -5,7 +5,7 @@
 //! all three.
 
 use crate::error::ValidationError;
-use crate::{BGPConfigurationSpec, BGPPeerSpec};
+use crate::{BGPConfigurationSpec, BGPPeerSpec, IPPoolSpec};
 
 /// A set field margay does not implement, and why.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -33,6 +33,11 @@ const REACHABLE_BY: &str = "not supported yet: margay does not install \
     the static route toward peerIP; remove the field and route peerIP via \
     the gateway on the node instead";
 
+const NAMESPACE_SELECTOR: &str = "not supported yet: margay's IPAM does \
+    not read namespace labels, so the pool would serve no pod; remove the \
+    field (or set it to all()), and pick pools with nodeSelector or by \
+    naming them in the CNI config (ipam.ipv4_pools / ipv6_pools)";
+
 impl Unsupported {
     /// The validation error that refuses it.
     pub fn to_error(&self, kind: &str) -> ValidationError {
@@ -53,6 +58,7 @@ pub fn reason(kind: &str, field: &str) -> Option<&'static str> {
         ) => SERVICES,
         ("BGPConfiguration", "ignoredInterfaces") => IGNORED_INTERFACES,
         ("BGPPeer", "reachableBy") => REACHABLE_BY,
+        ("IPPool", "namespaceSelector") => NAMESPACE_SELECTOR,
         _ => return None,
     })
 }
@@ -99,6 +105,22 @@ pub fn bgp_configuration(s: &BGPConfigurationSpec) -> Vec<Unsupported> {
             field: "spec.ignoredInterfaces",
             value: list(&s.ignored_interfaces, |i| format!("{i:?}")),
             why: IGNORED_INTERFACES,
+        });
+    }
+    out
+}
+
+/// The unsupported fields an IPPool sets. A `namespaceSelector` that
+/// selects everything (empty or `all()`) changes nothing and is accepted.
+pub fn ip_pool(s: &IPPoolSpec) -> Vec<Unsupported> {
+    let mut out = Vec::new();
+    if let Some(sel) = s.namespace_selector.as_deref()
+        && !matches!(sel.trim(), "" | "all()")
+    {
+        out.push(Unsupported {
+            field: "spec.namespaceSelector",
+            value: excerpt(format!("{sel:?}")),
+            why: NAMESPACE_SELECTOR,
         });
     }
     out

@@ -21,6 +21,7 @@ use crate::policy::{GlobalPolicy, NextHopMode, Rule, RuleSet, SessionPolicy};
 use crate::secrets::Secrets;
 use crate::speaker::PeerCfg;
 
+pub mod daemon_opts;
 mod origin;
 mod session_opts;
 

@@ -8,6 +8,7 @@ use std::time::Duration;
 use anyhow::{Context, Result};
 use clap::Parser;
 use futures::StreamExt;
+use margay_bgpd::config::daemon_opts::{self, DaemonOpts};
 use margay_bgpd::config::{self, Desired, Resources};
 use margay_bgpd::speaker::{Speaker, SpeakerCfg};
 use margay_bgpd::tasks::{Daemon, Input};
@@ -18,6 +19,13 @@ use margay_crds::{
 };
 use margay_datastore::{Datastore, DatastoreSpec};
 use tokio::sync::mpsc;
+use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::util::SubscriberInitExt;
+use tracing_subscriber::{EnvFilter, Registry, reload};
+
+/// Changes the log filter at run time (BGPConfiguration
+/// `logSeverityScreen`).
+type LogHandle = reload::Handle<EnvFilter, Registry>;
 
 /// margay's BGP speaker: peers, routes and policy from the datastore.
 #[derive(Debug, Parser)]
@@ -42,8 +50,11 @@ struct Args {
     #[arg(long)]
     metrics_addr: Option<SocketAddr>,
     /// trace, debug, info, warn or error (or an EnvFilter directive).
-    #[arg(long, default_value = "info")]
-    log_level: String,
+    /// Default: the BGPConfiguration's `logSeverityScreen` (node.<name>,
+    /// else default), followed at run time; Info when unset. The flag wins
+    /// over the datastore.
+    #[arg(long)]
+    log_level: Option<String>,
     /// Restarting speaker (RFC 4724, like `bird -R`): set the Restart
     /// State bit and the forwarding-preserved flags in the first OPENs,
     /// because felix-lite kept the FIB while bgpd was down.
@@ -63,25 +74,26 @@ struct Args {
 
 fn main() -> Result<()> {
     let args = Args::parse();
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_new(&args.log_level)
-                .with_context(|| format!("--log-level {:?}", args.log_level))?,
-        )
-        .with_writer(std::io::stderr)
+    let level = args.log_level.as_deref().unwrap_or("info");
+    let filter = EnvFilter::try_new(level)
+        .with_context(|| format!("--log-level {level:?}"))?;
+    let (filter, log) = reload::Layer::new(filter);
+    tracing_subscriber::registry()
+        .with(filter)
+        .with(tracing_subscriber::fmt::layer().with_writer(std::io::stderr))
         .init();
     // One thread: the daemon is single-threaded by design (2-core nodes).
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
-    rt.block_on(run(args))
+    rt.block_on(run(args, log))
 }
 
-async fn run(args: Args) -> Result<()> {
+async fn run(args: Args, log: LogHandle) -> Result<()> {
     let ds = Datastore::connect(&args.datastore).await.with_context(|| {
         format!("connecting to datastore {:?}", args.datastore)
     })?;
-    let first = desired(&ds, &args).await?;
+    let (first, opts) = desired(&ds, &args).await?;
     tracing::info!(router_id = %first.router_id, asn = first.local_as, peers = first.peers.len(), "configuration loaded");
     let speaker = Speaker::new(SpeakerCfg {
         router_id: first.router_id,
@@ -92,25 +104,18 @@ async fn run(args: Args) -> Result<()> {
     // One listener per node address: a dual-stack node has IPv6 sessions
     // (mesh, IPv6 peers) as well as IPv4 ones, and each side of a session
     // may be the one that connects (RFC 4271 6.8).
-    let listen_ips: Vec<IpAddr> = match args.listen_addr {
-        Some(ip) => vec![ip],
-        None => {
-            let mut ips: Vec<IpAddr> = first
-                .node_v4
-                .map(IpAddr::V4)
-                .into_iter()
-                .chain(first.node_v6.map(IpAddr::V6))
-                .collect();
-            if ips.is_empty() {
-                ips.push(IpAddr::V4(Ipv4Addr::UNSPECIFIED));
-            }
-            ips
-        }
-    };
+    // BGPConfiguration bindMode chooses between the node's addresses and
+    // every address.
+    let listen_ips = daemon_opts::listen_ips(
+        args.listen_addr,
+        opts.bind_mode,
+        first.node_v4,
+        first.node_v6,
+    );
     let mut listeners = Vec::new();
-    for ip in listen_ips {
+    for (ip, v6_only) in listen_ips {
         let listen = SocketAddr::new(ip, first.listen_port);
-        let listener = network::listen(listen)
+        let listener = network::listen_with(listen, v6_only)
             .with_context(|| format!("listening on {listen}"))?;
         tracing::info!(%listen, "listening");
         listeners.push(Arc::new(listener));
@@ -135,7 +140,18 @@ async fn run(args: Args) -> Result<()> {
         None => None,
     };
     let _ = tx.send(Input::Config(Box::new(first.clone())));
-    tokio::spawn(config_poller(ds, args, first, tx.clone()));
+    let mut applied = DaemonOpts {
+        // The listeners above are what runs; later changes need a restart.
+        bind_mode: opts.bind_mode,
+        ..Default::default()
+    };
+    apply_opts(&args, &log, m.as_ref(), &mut applied, opts);
+    let ctx = PollerCtx {
+        log,
+        metrics: m.clone(),
+        opts: applied,
+    };
+    tokio::spawn(config_poller(ds, args, first, ctx, tx.clone()));
     tokio::spawn(signals(tx.clone()));
     Daemon::new(speaker, tx, listeners, m).run(rx).await;
     Ok(())
@@ -149,6 +165,7 @@ async fn config_poller(
     ds: Datastore,
     args: Args,
     mut last: Desired,
+    mut ctx: PollerCtx,
     tx: mpsc::UnboundedSender<Input>,
 ) {
     let changed = Arc::new(tokio::sync::Notify::new());
@@ -166,7 +183,17 @@ async fn config_poller(
             _ = tick.tick() => {}
             () = changed.notified() => {}
         }
-        match desired(&ds, &args).await {
+        let res = desired(&ds, &args).await.map(|(d, opts)| {
+            apply_opts(
+                &args,
+                &ctx.log,
+                ctx.metrics.as_ref(),
+                &mut ctx.opts,
+                opts,
+            );
+            d
+        });
+        match res {
             Ok(d) if d != last => {
                 if d.router_id != last.router_id
                     || d.listen_port != last.listen_port
@@ -226,7 +253,59 @@ fn watch_for_changes<K: margay_datastore::Object>(
     });
 }
 
-async fn desired(ds: &Datastore, args: &Args) -> Result<Desired> {
+/// What the poller needs to apply [`DaemonOpts`].
+struct PollerCtx {
+    log: LogHandle,
+    metrics: Option<metrics::Metrics>,
+    /// The options last applied.
+    opts: DaemonOpts,
+}
+
+/// Applies what changed in `new` against `cur`: the log level (unless
+/// `--log-level` was given), a bindMode change (needs a restart: the
+/// listeners are bound once), and the stored fields bgpd does not act on
+/// (an error per new one, and the `bgpd_unsupported_fields` metric).
+fn apply_opts(
+    args: &Args,
+    log: &LogHandle,
+    metrics: Option<&metrics::Metrics>,
+    cur: &mut DaemonOpts,
+    new: DaemonOpts,
+) {
+    if new.log_level != cur.log_level && args.log_level.is_none() {
+        let level = new.log_level.unwrap_or("info");
+        match log.reload(EnvFilter::new(level)) {
+            Ok(()) => {
+                tracing::info!(level, "log level set from logSeverityScreen")
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "cannot change the log level")
+            }
+        }
+    }
+    if new.bind_mode != cur.bind_mode {
+        tracing::warn!(
+            bind_mode = ?new.bind_mode,
+            "BGPConfiguration bindMode changed: restart bgpd to apply"
+        );
+    }
+    if new.unsupported != cur.unsupported {
+        for u in &new.unsupported {
+            if !cur.unsupported.contains(u) {
+                tracing::error!(
+                    kind = u.kind, name = %u.name, field = u.field,
+                    "{} {:?}: {} is set but {}", u.kind, u.name, u.field, u.why
+                );
+            }
+        }
+        if let Some(m) = metrics {
+            m.set_unsupported(&new.unsupported);
+        }
+    }
+    *cur = new;
+}
+
+async fn desired(ds: &Datastore, args: &Args) -> Result<(Desired, DaemonOpts)> {
     let mut res = Resources {
         nodes: ds.list::<Node>().await?.items,
         bgp_configs: ds.list::<BGPConfiguration>().await?.items,
@@ -246,5 +325,6 @@ async fn desired(ds: &Datastore, args: &Args) -> Result<Desired> {
         );
         res.secrets = Some(secrets::resolve(k, &ns, &res).await?);
     }
-    Ok(config::derive(&res, &args.node, args.router_id)?)
+    let opts = daemon_opts::daemon_opts(&res, &args.node);
+    Ok((config::derive(&res, &args.node, args.router_id)?, opts))
 }

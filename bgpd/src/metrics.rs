@@ -21,6 +21,13 @@ struct StateLabel {
     state: String,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct FieldLabel {
+    kind: String,
+    name: String,
+    field: String,
+}
+
 /// The metric handles the main loop updates.
 #[derive(Clone)]
 pub struct Metrics {
@@ -33,6 +40,7 @@ pub struct Metrics {
     bfd_downs: Counter,
     held_idle: Gauge,
     max_prefix_ceases: Counter,
+    unsupported: Family<FieldLabel, Gauge>,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -54,6 +62,7 @@ impl Metrics {
             bfd_downs: Counter::default(),
             held_idle: Gauge::default(),
             max_prefix_ceases: Counter::default(),
+            unsupported: Family::default(),
         };
         reg.register(
             "bgpd_sessions",
@@ -100,7 +109,29 @@ impl Metrics {
             "sessions ended with Cease / Maximum Number of Prefixes Reached (RFC 4486)",
             m.max_prefix_ceases.clone(),
         );
+        reg.register(
+            "bgpd_unsupported_fields",
+            "stored fields bgpd does not implement (1 per kind, name, field)",
+            m.unsupported.clone(),
+        );
         m
+    }
+
+    /// Publish the stored fields bgpd does not act on (replaces the set).
+    pub fn set_unsupported(
+        &self,
+        fields: &[crate::config::daemon_opts::UnsupportedField],
+    ) {
+        self.unsupported.clear();
+        for f in fields {
+            self.unsupported
+                .get_or_create(&FieldLabel {
+                    kind: f.kind.to_string(),
+                    name: f.name.clone(),
+                    field: f.field.to_string(),
+                })
+                .set(1);
+        }
     }
 
     /// Copy the speaker's counters into the metrics.

@@ -46,6 +46,12 @@ fn mark_cs6(s: &SockRef<'_>, v6: bool) -> io::Result<()> {
 /// peers. The listener also saves each SYN's headers, so that the TTL a
 /// peer used can be checked before we send it anything ([`syn_ttl`]).
 pub fn listen(addr: SocketAddr) -> io::Result<TcpListener> {
+    listen_with(addr, false)
+}
+
+/// [`listen`], with `v6_only` for an IPv6 socket that must not take IPv4
+/// connections (`bindMode: None` binds 0.0.0.0 and `::` side by side).
+pub fn listen_with(addr: SocketAddr, v6_only: bool) -> io::Result<TcpListener> {
     let s = Socket::new(
         Domain::for_address(addr),
         Type::STREAM,
@@ -62,8 +68,8 @@ pub fn listen(addr: SocketAddr) -> io::Result<TcpListener> {
     mark_cs6(&SockRef::from(&s), v6)?;
     sockopt::set_save_syn(&s)?;
     if addr.is_ipv6() {
-        // Dual-stack on "::" so IPv4 peers reach us too.
-        s.set_only_v6(false)?;
+        // Dual-stack on "::" so IPv4 peers reach us too, unless asked.
+        s.set_only_v6(v6_only)?;
         // The node's IPv6 address may still be tentative (duplicate
         // address detection) or not configured yet when bgpd starts: bind
         // anyway, sessions come up once the address is usable.

@@ -1,11 +1,16 @@
 //! `import-calico`: converts Calico `projectcalico.org/v3` IPPool, BGPPeer,
-//! BGPConfiguration and BGPFilter (and `crd.projectcalico.org/v1` IPPool,
-//! as stored by Calico's Kubernetes datastore) into margay.io/v1
-//! resources.
+//! BGPConfiguration, BGPFilter, Node, IPReservation and
+//! IPAMConfiguration, and the `crd.projectcalico.org/v1` objects that
+//! Calico's Kubernetes datastore stores (what `kubectl get ippools.crd...
+//! -o yaml` prints: the same specs, except IPPool's legacy `nat-outgoing`
+//! and `ipip` and the kind `IPAMConfig` for IPAMConfiguration; it has no
+//! Node kind, Calico keeps node data on the Kubernetes Node), into
+//! margay.io/v1 resources.
 //!
 //! margay's resources use Calico's field names and meanings, so most
 //! fields carry over unchanged. Fields margay does not implement are
-//! dropped and reported; settings whose meaning margay cannot provide
+//! dropped and reported, as are fields kept whose meaning differs (e.g.
+//! `CrossSubnet`); settings whose meaning margay cannot provide
 //! (encapsulation, peering with pods) make the import fail, because
 //! silently dropping them would change how traffic flows. The result is
 //! checked by the same parser and validation as `apply`.
@@ -62,7 +67,6 @@ fn supported(kind: &str) -> &'static [&'static str] {
             "disableBGPExport",
             "blockSize",
             "nodeSelector",
-            "namespaceSelector",
             "allowedUses",
             "assignmentMode",
         ],
@@ -82,7 +86,6 @@ fn supported(kind: &str) -> &'static [&'static str] {
             "keepOriginalNextHop",
             "numAllowedLocalASNumbers",
             "filters",
-            "reachableBy",
             "reversePeering",
         ],
         "BGPConfiguration" => &[
@@ -95,14 +98,43 @@ fn supported(kind: &str) -> &'static [&'static str] {
             "communities",
             "prefixAdvertisements",
             "bindMode",
-            "serviceClusterIPs",
-            "serviceExternalIPs",
-            "serviceLoadBalancerIPs",
-            "serviceLoadBalancerAggregation",
-            "ignoredInterfaces",
         ],
         "BGPFilter" => &["exportV4", "importV4", "exportV6", "importV6"],
+        "Node" => &["bgp", "addresses"],
+        "IPReservation" => &["reservedCIDRs"],
+        "IPAMConfig" => {
+            &["strictAffinity", "maxBlocksPerHost", "autoAllocateBlocks"]
+        }
         _ => &[],
+    }
+}
+
+/// Fields of a Node's `spec.bgp` margay implements.
+const NODE_BGP: [&str; 4] = [
+    "asNumber",
+    "ipv4Address",
+    "ipv6Address",
+    "routeReflectorClusterID",
+];
+
+/// The margay kind for a Calico kind (Calico's v3 API calls the IPAM
+/// settings IPAMConfiguration, its v1 CRD IPAMConfig), if importable from
+/// `api`.
+fn margay_kind(api: &str, kind: &str) -> Option<&'static str> {
+    let common = match kind {
+        "IPPool" => "IPPool",
+        "BGPPeer" => "BGPPeer",
+        "BGPConfiguration" => "BGPConfiguration",
+        "BGPFilter" => "BGPFilter",
+        "IPReservation" => "IPReservation",
+        _ => "",
+    };
+    match (api, kind) {
+        (CALICO_V3 | CALICO_CRD_V1, _) if !common.is_empty() => Some(common),
+        (CALICO_V3, "Node") => Some("Node"),
+        (CALICO_V3, "IPAMConfiguration") => Some("IPAMConfig"),
+        (CALICO_CRD_V1, "IPAMConfig") => Some("IPAMConfig"),
+        _ => None,
     }
 }
 
@@ -120,7 +152,17 @@ fn drop_reason(kind: &str, field: &str) -> Option<&'static str> {
         | ("BGPConfiguration", "localWorkloadPeeringIPV6") => {
             "margay does not peer with pods"
         }
-        _ => return None,
+        ("Node", "ipv4VXLANTunnelAddr" | "ipv6VXLANTunnelAddr")
+        | ("Node", "vxlanTunnelMACAddr" | "vxlanTunnelMACAddrV6")
+        | ("Node", "bgp.ipv4IPIPTunnelAddr") => {
+            "margay never encapsulates, so it has no tunnel addresses"
+        }
+        ("Node", "orchRefs") => {
+            "margay names a node after its Kubernetes Node, with no \
+             orchestrator references"
+        }
+        ("Node", "wireguard") => "margay does not encrypt pod traffic",
+        _ => return margay_crds::validate::unsupported::reason(kind, field),
     })
 }
 
@@ -215,25 +257,19 @@ fn convert_doc(
         return Ok(out);
     }
     let api = str_field(m, "apiVersion").unwrap_or_default();
-    let known_kind = matches!(
-        kind.as_str(),
-        "IPPool" | "BGPPeer" | "BGPConfiguration" | "BGPFilter"
-    );
-    let ok = match api.as_str() {
-        CALICO_V3 => known_kind,
-        CALICO_CRD_V1 => kind == "IPPool",
-        _ => false,
-    };
-    if !ok {
+    let Some(kind) = margay_kind(&api, &kind) else {
         return Err(ImportError::Unsupported {
             document,
             message: format!(
                 "apiVersion {api:?} kind {kind:?} is not importable; allowed: \
-                 {CALICO_V3} IPPool, BGPPeer, BGPConfiguration, BGPFilter, and \
-                 {CALICO_CRD_V1} IPPool"
+                 {CALICO_V3} IPPool, BGPPeer, BGPConfiguration, BGPFilter, \
+                 Node, IPReservation, IPAMConfiguration, and {CALICO_CRD_V1} \
+                 IPPool, BGPPeer, BGPConfiguration, BGPFilter, IPReservation, \
+                 IPAMConfig"
             ),
         });
-    }
+    };
+    let kind = kind.to_string();
     let meta = match m.get("metadata") {
         Some(Value::Mapping(meta)) => meta.clone(),
         _ => Mapping::new(),
@@ -256,7 +292,10 @@ fn convert_doc(
         }
     };
     let mut note =
-        |what: String| dropped.push(format!("{kind} {name}: dropped {what}"));
+        |what: String| dropped.push(format!("{kind} {name}: {what}"));
+    if m.contains_key("status") {
+        note("dropped status (the source cluster's state)".into());
+    }
     let spec = convert_spec(&kind, &name, spec, &mut note)?;
 
     let mut out = Mapping::new();
@@ -314,13 +353,21 @@ fn convert_spec(
     let legacy_nat = spec.get("nat-outgoing").and_then(Value::as_bool);
     for (k, v) in spec {
         let Some(field) = k.as_str().map(str::to_string) else {
-            note("a non-string spec key".into());
+            note("dropped a non-string spec key".into());
             continue;
         };
         match (kind, field.as_str()) {
             ("IPPool", "ipipMode" | "vxlanMode") => {
                 let mode = v.as_str().unwrap_or_default();
-                if mode != "Never" {
+                if mode == "CrossSubnet" {
+                    // As apply: plain routing inside a subnet, and the
+                    // fabric routes pod blocks between subnets.
+                    note(format!(
+                        "kept spec.{field}: CrossSubnet (margay never \
+                         encapsulates: traffic between subnets relies on the \
+                         fabric routing pod blocks learned over BGP)"
+                    ));
+                } else if mode != "Never" {
                     return Err(refuse(
                         &format!("spec.{field}: {mode}"),
                         format!(
@@ -344,11 +391,14 @@ fn convert_spec(
                             .into(),
                     ));
                 }
-                note("spec.ipip (deprecated; IP-in-IP is disabled)".into());
+                note(
+                    "dropped spec.ipip (deprecated; IP-in-IP is disabled)"
+                        .into(),
+                );
                 continue;
             }
             ("IPPool", "nat-outgoing") => {
-                note("spec.nat-outgoing (deprecated; carried over as natOutgoing)".into());
+                note("dropped spec.nat-outgoing (deprecated; carried over as natOutgoing)".into());
                 continue;
             }
             ("BGPPeer", "localWorkloadSelector") => {
@@ -359,14 +409,42 @@ fn convert_spec(
                         .into(),
                 ));
             }
+            ("IPPool", "namespaceSelector") => {
+                // all() (or empty) selects every namespace: the default.
+                let sel = v.as_str().unwrap_or_default().trim();
+                if matches!(sel, "" | "all()") {
+                    out.insert(Value::String(field), v);
+                    continue;
+                }
+            }
+            ("Node", "bgp") => {
+                let Value::Mapping(bgp) = v else {
+                    note("dropped spec.bgp (not a mapping)".into());
+                    continue;
+                };
+                let mut kept = Mapping::new();
+                for (bk, bv) in bgp {
+                    let sub = bk.as_str().unwrap_or_default().to_string();
+                    if NODE_BGP.contains(&sub.as_str()) {
+                        kept.insert(bk, bv);
+                    } else {
+                        let path = format!("bgp.{sub}");
+                        let why = drop_reason(kind, &path)
+                            .unwrap_or("not implemented by margay");
+                        note(format!("dropped spec.{path} ({why})"));
+                    }
+                }
+                out.insert(Value::String(field), Value::Mapping(kept));
+                continue;
+            }
             _ => {}
         }
         if supported(kind).contains(&field.as_str()) {
             out.insert(Value::String(field), v);
         } else if let Some(reason) = drop_reason(kind, &field) {
-            note(format!("spec.{field} ({reason})"));
+            note(format!("dropped spec.{field} ({reason})"));
         } else {
-            note(format!("spec.{field} (not implemented by margay)"));
+            note(format!("dropped spec.{field} (not implemented by margay)"));
         }
     }
     if legacy_nat == Some(true) && !out.contains_key("natOutgoing") {

@@ -70,9 +70,11 @@ enum Command {
         #[arg(short, long, value_enum)]
         output: Option<Format>,
     },
-    /// Convert Calico projectcalico.org/v3 YAML (IPPool, BGPPeer,
-    /// BGPConfiguration, BGPFilter) into margay resources; dropped fields
-    /// are listed on stderr.
+    /// Convert Calico YAML (projectcalico.org/v3 IPPool, BGPPeer,
+    /// BGPConfiguration, BGPFilter, Node, IPReservation,
+    /// IPAMConfiguration, and the crd.projectcalico.org/v1 objects of a
+    /// Kubernetes-datastore Calico) into margay resources; every field
+    /// dropped, or kept with a different meaning, is listed on stderr.
     ImportCalico {
         /// The Calico YAML ("-" = stdin).
         file: String,

@@ -10,11 +10,15 @@
 //!                     │   results, dumps, notifications     │ Vec<RouteOp>
 //!               netlink task (one, owns the sockets) <──────┘
 //! ```
+//!
+//! Beside it, [`nat`] keeps `table inet margay` (IPPool `natOutgoing`)
+//! equal to the IPPools, from its own datastore watch.
 
 pub mod blocks;
 pub mod daemon;
 pub mod endpoints;
 pub mod metrics;
+pub mod nat;
 pub mod netlink;
 pub mod reconcile;
 pub mod route;

@@ -62,6 +62,14 @@ struct Args {
     /// Log as JSON lines.
     #[arg(long)]
     log_json: bool,
+    /// Do not program IPPool `natOutgoing` (leave nftables alone).
+    #[arg(long)]
+    no_nat: bool,
+    /// Uninstall: delete margay's nftables table (`inet margay`, the
+    /// natOutgoing rules) and exit. Stopping felix-lite keeps it, as it
+    /// keeps routes.
+    #[arg(long)]
+    remove_nat: bool,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -121,6 +129,12 @@ async fn main() -> Result<()> {
     if args.resync_interval.is_zero() || args.endpoint_scan_interval.is_zero() {
         bail!("--resync-interval and --endpoint-scan-interval must be > 0");
     }
+    if args.remove_nat {
+        felix_lite::nat::nft_remove(args.netns.as_deref())
+            .context("removing table inet margay")?;
+        tracing::info!("table inet margay removed");
+        return Ok(());
+    }
     let metrics = Arc::new(Metrics::new());
     if let Some(addr) = args.metrics_addr {
         let m = metrics.clone();
@@ -136,6 +150,13 @@ async fn main() -> Result<()> {
             format!("connecting to datastore {:?}", args.datastore)
         })?;
     let (blocks_tx, blocks_rx) = mpsc::channel(1024);
+    if !args.no_nat {
+        tokio::spawn(felix_lite::nat::run(
+            ds.clone(),
+            args.netns.clone(),
+            args.resync_interval,
+        ));
+    }
     tokio::spawn(felix_lite::blocks::watch_affinities(ds, blocks_tx));
     let cfg = DaemonConfig {
         node: args.node,

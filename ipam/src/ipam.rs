@@ -261,6 +261,9 @@ impl Ipam {
                 allows_workload: p.spec.allows(AllowedUse::Workload),
                 automatic: p.spec.assignment_mode()
                     == AssignmentMode::Automatic,
+                namespace_selector:
+                    !margay_crds::validate::unsupported::ip_pool(&p.spec)
+                        .is_empty(),
                 view,
             });
         }

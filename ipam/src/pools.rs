@@ -22,6 +22,10 @@ pub struct PoolFacts {
     /// `assignmentMode` is Automatic: the pool serves requests that name
     /// no pool (Manual pools only serve requests naming them).
     pub automatic: bool,
+    /// The pool has a `namespaceSelector` other than `all()`. margay does
+    /// not read namespace labels yet, so such a pool serves no pod rather
+    /// than every pod (apply refuses the field).
+    pub namespace_selector: bool,
 }
 
 /// The usable pools of family `fam` for `node`, in the order to try them.
@@ -65,6 +69,11 @@ pub fn select_pools(
             Some(" is disabled")
         } else if !p.selects_node {
             Some(": its nodeSelector does not select this node")
+        } else if p.namespace_selector {
+            Some(
+                ": its namespaceSelector is not supported yet (margay does \
+                 not read namespace labels), so it serves no pod",
+            )
         } else if !p.allows_workload {
             Some(": its allowedUses do not include Workload")
         } else {
@@ -121,6 +130,7 @@ mod tests {
             selects_node: sel,
             allows_workload: wl,
             automatic: true,
+            namespace_selector: false,
         }
     }
 
@@ -136,6 +146,28 @@ mod tests {
         assert_eq!(got[0].name, "a");
         let got = select_pools(Family::V6, "n1", &[], &pools).unwrap();
         assert_eq!(got[0].name, "v6");
+    }
+
+    #[test]
+    fn a_namespace_selector_is_never_matched_silently() {
+        let mut ns = facts("ns", "10.0.0.0/16", false, true, true);
+        ns.namespace_selector = true;
+        let pools = vec![ns.clone()];
+        let err = select_pools(Family::V4, "n1", &[], &pools)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("pool ns (10.0.0.0/16): its namespaceSelector is not supported yet"),
+            "{err}"
+        );
+        // Named in the CNI config: still not used.
+        assert!(
+            select_pools(Family::V4, "n1", &["ns".into()], &pools).is_err()
+        );
+        // Other pools keep serving.
+        let pools = vec![ns, facts("b", "10.1.0.0/16", false, true, true)];
+        let got = select_pools(Family::V4, "n1", &[], &pools).unwrap();
+        assert_eq!(got[0].name, "b");
     }
 
     #[test]

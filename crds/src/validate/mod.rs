@@ -5,6 +5,7 @@
 mod filter;
 mod resources;
 mod set;
+pub mod unsupported;
 
 use ipnetwork::IpNetwork;
 

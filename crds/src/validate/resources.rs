@@ -48,6 +48,9 @@ impl Validate for IPPool {
         if let Some(sel) = &s.namespace_selector {
             errs.check(check_selector(K, "spec.namespaceSelector", sel));
         }
+        for u in super::unsupported::ip_pool(s) {
+            errs.push(u.to_error(K));
+        }
         // Calico: LoadBalancer addresses come from dedicated pools.
         if s.allowed_uses.contains(&AllowedUse::LoadBalancer)
             && s.allowed_uses.len() > 1
@@ -180,6 +183,9 @@ impl Validate for BGPPeer {
                 errs.push(e);
             }
         }
+        for u in super::unsupported::bgp_peer(s) {
+            errs.push(u.to_error(K));
+        }
         errs.finish(resource_name(&self.metadata))
     }
 }
@@ -273,6 +279,9 @@ impl Validate for BGPConfiguration {
                 let f = format!("spec.{field}[{i}].cidr");
                 errs.check(parse_network(K, &f, &c.cidr));
             }
+        }
+        for u in super::unsupported::bgp_configuration(s) {
+            errs.push(u.to_error(K));
         }
         errs.finish(resource_name(&self.metadata))
     }

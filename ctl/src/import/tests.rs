@@ -114,8 +114,6 @@ spec:
   logSeverityScreen: Info
   nodeToNodeMeshEnabled: false
   asNumber: 64512
-  serviceClusterIPs:
-  - cidr: 10.96.0.0/12
 ---
 apiVersion: margay.io/v1
 kind: BGPPeer
@@ -165,6 +163,11 @@ fn converts_a_realistic_calico_export_exactly() {
     assert_eq!(
         got.dropped,
         vec![
+            "IPPool default-ipv4-ippool: dropped status (the source \
+             cluster's state)",
+            "BGPConfiguration default: dropped spec.serviceClusterIPs (not \
+             supported yet: margay does not advertise Service addresses \
+             (planned); remove the field, the ranges would not be announced)",
             "BGPConfiguration default: dropped spec.programClusterRoutes \
              (felix-lite always programs the routes bgpd selects)",
             "BGPConfiguration default: dropped spec.ipv4NormalRoutePriority \
@@ -189,9 +192,124 @@ fn refuses_encapsulation_with_an_explanation() {
         "{err}"
     );
     assert!(err.contains("no encapsulation"), "{err}");
-    let input = input.replace("ipipMode: Always", "vxlanMode: CrossSubnet");
+    let input = input.replace("ipipMode: Always", "vxlanMode: VXLAN");
     let err = import_calico(&input, Format::Yaml).unwrap_err().to_string();
-    assert!(err.contains("spec.vxlanMode: CrossSubnet"), "{err}");
+    assert!(err.contains("spec.vxlanMode: VXLAN"), "{err}");
+}
+
+#[test]
+fn cross_subnet_is_kept_as_apply_accepts_it_and_said_so() {
+    let input = "apiVersion: projectcalico.org/v3\nkind: IPPool\nmetadata:\n  \
+                 name: p\nspec:\n  cidr: 10.0.0.0/16\n  ipipMode: CrossSubnet\n";
+    let got = import_calico(input, Format::Yaml).unwrap();
+    assert!(got.text.contains("ipipMode: CrossSubnet"), "{}", got.text);
+    assert_eq!(got.dropped.len(), 1, "{:?}", got.dropped);
+    assert!(
+        got.dropped[0].starts_with("IPPool p: kept spec.ipipMode: CrossSubnet"),
+        "{:?}",
+        got.dropped
+    );
+}
+
+/// Node, IPReservation and IPAMConfiguration from the v3 API, and the
+/// Kubernetes datastore's crd.projectcalico.org/v1 kinds.
+const MORE: &str = r#"
+apiVersion: projectcalico.org/v3
+kind: Node
+metadata:
+  name: node-1
+  labels:
+    rack: r1
+spec:
+  bgp:
+    ipv4Address: 192.0.2.11/24
+    ipv4IPIPTunnelAddr: 10.244.3.0
+    asNumber: 65010
+  orchRefs:
+  - nodeName: node-1
+    orchestrator: k8s
+  addresses:
+  - address: 192.0.2.11
+    type: CalicoNodeIP
+status:
+  podCIDRs: []
+---
+apiVersion: projectcalico.org/v3
+kind: IPReservation
+metadata:
+  name: keep-out
+spec:
+  reservedCIDRs:
+  - 10.244.0.0/28
+---
+apiVersion: projectcalico.org/v3
+kind: IPAMConfiguration
+metadata:
+  name: default
+spec:
+  strictAffinity: true
+  maxBlocksPerHost: 4
+---
+apiVersion: crd.projectcalico.org/v1
+kind: BGPPeer
+metadata:
+  name: tor
+  annotations:
+    projectcalico.org/metadata: '{"creationTimestamp":null}'
+spec:
+  peerIP: 192.0.2.1
+  asNumber: 65001
+  reachableBy: 192.0.2.254
+---
+apiVersion: crd.projectcalico.org/v1
+kind: IPPool
+metadata:
+  name: team-a
+spec:
+  cidr: 10.245.0.0/16
+  namespaceSelector: team == 'a'
+"#;
+
+#[test]
+fn converts_nodes_reservations_ipam_config_and_v1_kinds() {
+    let got = import_calico(MORE, Format::Yaml).unwrap();
+    let docs = margay_crds::parse_documents(&got.text).unwrap();
+    let kinds: Vec<&str> = docs.iter().map(|d| d.kind()).collect();
+    assert_eq!(
+        kinds,
+        ["Node", "IPReservation", "IPAMConfig", "BGPPeer", "IPPool"]
+    );
+    let margay_crds::AnyResource::Node(n) = &docs[0] else {
+        panic!()
+    };
+    let bgp = n.spec.bgp.as_ref().unwrap();
+    assert_eq!(bgp.ipv4_address.as_deref(), Some("192.0.2.11/24"));
+    assert_eq!(bgp.as_number, Some(65010));
+    assert_eq!(n.spec.addresses.len(), 1);
+    let margay_crds::AnyResource::IPAMConfig(c) = &docs[2] else {
+        panic!()
+    };
+    assert!(c.spec.strict_affinity);
+    assert_eq!(c.spec.max_blocks_per_host, 4);
+    let dropped = got.dropped.join("\n");
+    for line in [
+        "Node node-1: dropped status",
+        "Node node-1: dropped spec.bgp.ipv4IPIPTunnelAddr (margay never \
+         encapsulates",
+        "Node node-1: dropped spec.orchRefs",
+        "BGPPeer tor: dropped spec.reachableBy (not supported yet",
+        "IPPool team-a: dropped spec.namespaceSelector (not supported yet",
+    ] {
+        assert!(dropped.contains(line), "missing {line:?} in:\n{dropped}");
+    }
+    assert_eq!(got.dropped.len(), 5, "{dropped}");
+    // The v1 CRD's kind name for IPAMConfiguration.
+    let v1 = "apiVersion: crd.projectcalico.org/v1\nkind: IPAMConfig\n\
+              metadata:\n  name: default\nspec:\n  strictAffinity: false\n  \
+              autoAllocateBlocks: true\n";
+    let got = import_calico(v1, Format::Yaml).unwrap();
+    assert!(got.text.contains("kind: IPAMConfig"), "{}", got.text);
+    assert!(got.dropped.is_empty(), "{:?}", got.dropped);
 }
 
 #[test]

@@ -52,27 +52,40 @@ pub const MAX_BFD_INTERVAL: Duration = Duration::from_secs(3600);
 pub struct BGPPeerSpec {
     /// Name of the one node this peering is for. Leave empty (and
     /// `nodeSelector` empty) to apply it to all nodes.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        deserialize_with = "crate::unset::empty_is_none",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub node: Option<String>,
     /// Selects the nodes this peering is for; excludes `node`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        deserialize_with = "crate::unset::empty_is_none",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub node_selector: Option<String>,
     /// Selects other margay nodes to peer with (their Node BGP addresses
     /// and AS numbers); excludes `peerIP` and `asNumber`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        deserialize_with = "crate::unset::empty_is_none",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub peer_selector: Option<String>,
     /// Peer address with optional port: `192.0.2.1`, `192.0.2.1:1179`,
     /// `2001:db8::1` or `[2001:db8::1]:1179`.
     #[serde(
+        deserialize_with = "crate::unset::empty_is_none",
         default,
         rename = "peerIP",
         skip_serializing_if = "Option::is_none"
     )]
     pub peer_ip: Option<String>,
-    /// The peer's AS number.
+    /// The peer's AS number (0 means unset, as in Calico).
     #[serde(
         default,
-        with = "crate::asn",
+        with = "crate::asn::peer",
         skip_serializing_if = "Option::is_none"
     )]
     #[schemars(schema_with = "crate::asn::schema")]
@@ -122,7 +135,11 @@ pub struct BGPPeerSpec {
     pub filters: Vec<String>,
     /// Gateway through which the peer is reachable; a static route to
     /// the peer is added through it.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        deserialize_with = "crate::unset::empty_is_none",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub reachable_by: Option<String>,
     /// `Auto` (default) creates the reverse peering for `peerSelector`
     /// peerings automatically; `Manual` expects it to be configured.

@@ -70,11 +70,19 @@ pub struct IPPoolSpec {
     pub block_size: Option<u8>,
     /// Selects the nodes that may allocate from this pool (default
     /// `all()`).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        deserialize_with = "crate::unset::empty_is_none",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub node_selector: Option<String>,
     /// Selects the namespaces whose pods may allocate from this pool
     /// (default: all namespaces).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        deserialize_with = "crate::unset::empty_is_none",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub namespace_selector: Option<String>,
     /// What addresses from this pool may be used for; empty means
     /// `[Workload, Tunnel]`.
@@ -151,9 +159,10 @@ impl IPPoolSpec {
     }
 
     /// The block prefix length, applying Calico's default (26 for IPv4,
-    /// 122 for IPv6). An unparseable `cidr` is treated as IPv4.
+    /// 122 for IPv6) when unset or 0 (Calico's `blockSize: 0` is
+    /// "unset"). An unparseable `cidr` is treated as IPv4.
     pub fn block_size(&self) -> u8 {
-        self.block_size.unwrap_or_else(|| {
+        self.block_size.filter(|b| *b != 0).unwrap_or_else(|| {
             if self.cidr.contains(':') {
                 DEFAULT_BLOCK_SIZE_V6
             } else {

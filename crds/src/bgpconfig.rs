@@ -45,6 +45,9 @@ pub struct BGPConfigurationSpec {
     /// Log level of the BGP daemon: Trace, Debug, Info (default),
     /// Warning, Error or Fatal, in any case.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(
+        pattern = r"^(?i)(Trace|Debug|Info|Warning|Error|Fatal)?$"
+    ))]
     pub log_severity_screen: Option<String>,
     /// Peer every node with every other node (default true).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -59,6 +62,7 @@ pub struct BGPConfigurationSpec {
     pub as_number: Option<u32>,
     /// TCP port the BGP daemon listens on (default 179).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1))]
     pub listen_port: Option<u16>,
     /// Password for node-to-node mesh sessions.
     #[serde(default, skip_serializing_if = "Option::is_none")]

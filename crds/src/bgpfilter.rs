@@ -31,18 +31,40 @@ use crate::ValidationError;
     printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#
 )]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[schemars(extend("x-kubernetes-validations" = [
+    {
+        "rule": "!has(self.exportV4) || self.exportV4.all(r, !has(r.cidr) || !isCIDR(r.cidr) || cidr(r.cidr).ip().family() == 4)",
+        "message": "exportV4 rules take IPv4 CIDRs"
+    },
+    {
+        "rule": "!has(self.importV4) || self.importV4.all(r, !has(r.cidr) || !isCIDR(r.cidr) || cidr(r.cidr).ip().family() == 4)",
+        "message": "importV4 rules take IPv4 CIDRs"
+    },
+    {
+        "rule": "!has(self.exportV6) || self.exportV6.all(r, !has(r.cidr) || !isCIDR(r.cidr) || cidr(r.cidr).ip().family() == 6)",
+        "message": "exportV6 rules take IPv6 CIDRs"
+    },
+    {
+        "rule": "!has(self.importV6) || self.importV6.all(r, !has(r.cidr) || !isCIDR(r.cidr) || cidr(r.cidr).ip().family() == 6)",
+        "message": "importV6 rules take IPv6 CIDRs"
+    }
+]))]
 pub struct BGPFilterSpec {
     /// Rules for IPv4 routes sent to peers.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 1000))]
     pub export_v4: Vec<BGPFilterRule>,
     /// Rules for IPv4 routes received from peers.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 1000))]
     pub import_v4: Vec<BGPFilterRule>,
     /// Rules for IPv6 routes sent to peers.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 1000))]
     pub export_v6: Vec<BGPFilterRule>,
     /// Rules for IPv6 routes received from peers.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 1000))]
     pub import_v6: Vec<BGPFilterRule>,
 }
 
@@ -52,6 +74,36 @@ pub struct BGPFilterSpec {
     Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema,
 )]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[schemars(extend("x-kubernetes-validations" = [
+    {
+        "rule": "(has(self.cidr) && size(self.cidr) > 0) == has(self.matchOperator)",
+        "message": "cidr and matchOperator must both be set or both be empty"
+    },
+    {
+        "rule": "!has(self.prefixLength) || (has(self.cidr) && size(self.cidr) > 0)",
+        "message": "prefixLength is allowed only together with cidr"
+    },
+    {
+        "rule": "!has(self.prefixLength) || !has(self.prefixLength.max) || !has(self.cidr) || !isCIDR(self.cidr) || self.prefixLength.max >= cidr(self.cidr).prefixLength()",
+        "message": "prefixLength.max must be at least the cidr's length"
+    },
+    {
+        "rule": "!has(self.prefixLength) || !has(self.cidr) || !isCIDR(self.cidr) || cidr(self.cidr).ip().family() == 6 || ((!has(self.prefixLength.min) || self.prefixLength.min <= 32) && (!has(self.prefixLength.max) || self.prefixLength.max <= 32))",
+        "message": "prefixLength must be 0-32 for an IPv4 cidr"
+    },
+    {
+        "rule": "!has(self.operations) || size(self.operations) == 0 || self.action == 'Accept'",
+        "message": "operations may only be used with action Accept"
+    },
+    {
+        "rule": "!has(self.interface) || size(self.interface) == 0",
+        "message": "interface is not supported by margay: bgpd matches BGP routes only and felix-lite programs them with the default metric"
+    },
+    {
+        "rule": "!has(self.priority)",
+        "message": "priority is not supported by margay: bgpd matches BGP routes only and felix-lite programs them with the default metric"
+    }
+]))]
 pub struct BGPFilterRule {
     /// Prefix the route is compared with, according to `matchOperator`.
     /// Must be set together with `matchOperator`.
@@ -60,6 +112,10 @@ pub struct BGPFilterRule {
         default,
         skip_serializing_if = "Option::is_none"
     )]
+    #[schemars(length(max = 43), extend("x-kubernetes-validations" = [{
+        "rule": "size(self) == 0 || (isCIDR(self) && cidr(self) == cidr(self).masked())",
+        "message": "cidr must be a network in CIDR notation with host bits zero, such as 10.0.0.0/8"
+    }]))]
     pub cidr: Option<String>,
     /// Prefix-length range of matched routes, narrowed to the CIDR's own
     /// length and 32 or 128, as Calico writes BIRD's `cidr{min,max}`.
@@ -104,6 +160,7 @@ pub struct BGPFilterRule {
     /// Modifications applied to accepted routes, in order (only with
     /// `action: Accept`).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 10))]
     pub operations: Vec<FilterOperation>,
 }
 
@@ -112,10 +169,16 @@ pub struct BGPFilterRule {
     Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema,
 )]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[schemars(extend("x-kubernetes-validations" = [{
+    "rule": "!has(self.min) || !has(self.max) || self.min <= self.max",
+    "message": "prefixLength.min must not exceed prefixLength.max"
+}]))]
 pub struct PrefixLengthRange {
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(max = 128))]
     pub min: Option<u8>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(max = 128))]
     pub max: Option<u8>,
 }
 
@@ -187,6 +250,14 @@ pub struct CommunityMatch {
     Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema,
 )]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[schemars(extend(
+    "minProperties" = 1,
+    "maxProperties" = 1,
+    "x-kubernetes-validations" = [{
+        "rule": "!has(self.setPriority)",
+        "message": "setPriority is not supported by margay: felix-lite programs routes with the default metric"
+    }]
+))]
 pub struct FilterOperation {
     /// Add a community to the route.
     #[serde(default, skip_serializing_if = "Option::is_none")]

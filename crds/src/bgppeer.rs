@@ -49,6 +49,36 @@ pub const MAX_BFD_INTERVAL: Duration = Duration::from_secs(3600);
     printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#
 )]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[schemars(extend("x-kubernetes-validations" = [
+    {
+        "rule": "!has(self.node) || size(self.node) == 0 || !has(self.nodeSelector) || size(self.nodeSelector) == 0",
+        "message": "node and nodeSelector cannot both be set"
+    },
+    {
+        "rule": "!has(self.peerIP) || size(self.peerIP) == 0 || !has(self.peerSelector) || size(self.peerSelector) == 0",
+        "message": "peerIP and peerSelector cannot both be set"
+    },
+    {
+        "rule": "(has(self.peerIP) && size(self.peerIP) > 0) || (has(self.peerSelector) && size(self.peerSelector) > 0)",
+        "message": "peerIP is required unless peerSelector is set"
+    },
+    {
+        "rule": "!has(self.peerSelector) || size(self.peerSelector) == 0 || !has(self.asNumber) || string(self.asNumber) == '0'",
+        "message": "asNumber must be empty when peerSelector is set (the selected nodes' AS numbers are used)"
+    },
+    {
+        "rule": "!has(self.peerIP) || size(self.peerIP) == 0 || (has(self.asNumber) && string(self.asNumber) != '0')",
+        "message": "asNumber is required with peerIP"
+    },
+    {
+        "rule": "!has(self.reachableBy) || size(self.reachableBy) == 0 || (has(self.peerIP) && size(self.peerIP) > 0)",
+        "message": "reachableBy must be empty when peerIP is empty"
+    },
+    {
+        "rule": "!has(self.keepOriginalNextHop) || !self.keepOriginalNextHop || !has(self.nextHopMode)",
+        "message": "keepOriginalNextHop and nextHopMode cannot both be set; keepOriginalNextHop is deprecated, use nextHopMode: Keep"
+    }
+]))]
 pub struct BGPPeerSpec {
     /// Name of the one node this peering is for. Leave empty (and
     /// `nodeSelector` empty) to apply it to all nodes.
@@ -81,6 +111,7 @@ pub struct BGPPeerSpec {
         rename = "peerIP",
         skip_serializing_if = "Option::is_none"
     )]
+    #[schemars(length(max = 64))]
     pub peer_ip: Option<String>,
     /// The peer's AS number (0 means unset, as in Calico).
     #[serde(
@@ -140,6 +171,10 @@ pub struct BGPPeerSpec {
         default,
         skip_serializing_if = "Option::is_none"
     )]
+    #[schemars(length(max = 64), extend("x-kubernetes-validations" = [{
+        "rule": "size(self) == 0 || isIP(self)",
+        "message": "reachableBy must be an IP address (the gateway to the peer)"
+    }]))]
     pub reachable_by: Option<String>,
     /// `Auto` (default) creates the reverse peering for `peerSelector`
     /// peerings automatically; `Manual` expects it to be configured.

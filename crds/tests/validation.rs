@@ -130,13 +130,15 @@ fn overlapping_pools_name_both() {
 
 #[test]
 fn reserved_as_numbers() {
+    // A BGPPeer's asNumber 0 is unset, as in Calico (`omitempty`).
+    assert_errors(
+        &peer("  peerIP: 192.0.2.1\n  asNumber: 0\n"),
+        &["BGPPeer \"tor\": spec.asNumber = <unset> is invalid: required \
+           with spec.peerIP (0 means unset)"],
+    );
     let cases = [
         (
-            0u64,
-            "AS 0 is reserved and must not be used in BGP (RFC 7607)",
-        ),
-        (
-            23456,
+            23456u64,
             "AS 23456 is AS_TRANS, the placeholder that stands in for \
              4-byte AS numbers in 2-byte fields (RFC 6793)",
         ),

@@ -166,7 +166,7 @@ impl Validate for BGPPeer {
                     K,
                     "spec.asNumber",
                     "<unset>",
-                    "required with spec.peerIP",
+                    "required with spec.peerIP (0 means unset)",
                 ));
             }
         }

@@ -62,7 +62,9 @@ fn calico_policy_is_accepted_with_a_warning() {
     let c = parse_v(&with("policy", json!({"type": "k8s"}))).unwrap();
     assert_eq!(
         c.warnings,
-        [r#"field "policy" = {"type":"k8s"} is ignored: margay does not enforce NetworkPolicy"#]
+        [
+            r#"field "policy" = {"type":"k8s"} is ignored: margay does not enforce NetworkPolicy"#
+        ]
     );
     assert!(parse_v(&base()).unwrap().warnings.is_empty());
 }

@@ -6,7 +6,7 @@
 use bgp_wire::{AsPath, Community, LargeCommunity, PathAttrs, SegmentType};
 use ipnetwork::IpNetwork;
 use margay_crds as crds;
-use margay_crds::ValidationError;
+use margay_crds::{PrefixMatch, ValidationError};
 use serde::Serialize;
 
 /// A BGPFilter rule's verdict.
@@ -14,15 +14,6 @@ use serde::Serialize;
 pub enum Verdict {
     Accept,
     Reject,
-}
-
-/// BGPFilter `matchOperator`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-pub enum MatchOp {
-    Equal,
-    NotEqual,
-    In,
-    NotIn,
 }
 
 /// Which kind of peer a rule applies to (BGPFilter `peerType`).
@@ -114,10 +105,9 @@ pub struct RouteFacts<'a> {
 /// One compiled BGPFilter rule. An empty match accepts everything.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Rule {
-    pub cidr: Option<IpNetwork>,
-    pub op: MatchOp,
-    /// `prefixLength {min, max}`, inclusive.
-    pub prefix_len: Option<(u8, u8)>,
+    /// `cidr`, `matchOperator` and `prefixLength`; `None` matches every
+    /// prefix. The matcher is margay_crds' (BIRD's semantics).
+    pub prefix: Option<PrefixMatch>,
     pub peer_kind: Option<PeerKind>,
     /// `source: RemotePeers`.
     pub remote_peers_only: bool,
@@ -133,9 +123,7 @@ impl Rule {
     /// A rule matching every prefix.
     pub fn all(action: Verdict) -> Rule {
         Rule {
-            cidr: None,
-            op: MatchOp::In,
-            prefix_len: None,
+            prefix: None,
             peer_kind: None,
             remote_peers_only: false,
             community: None,
@@ -164,26 +152,7 @@ impl Rule {
         {
             return false;
         }
-        self.matches_prefix(prefix)
-    }
-
-    fn matches_prefix(&self, prefix: &IpNetwork) -> bool {
-        if let Some((min, max)) = self.prefix_len
-            && (prefix.prefix() < min || prefix.prefix() > max)
-        {
-            return false;
-        }
-        let Some(cidr) = self.cidr else {
-            return true;
-        };
-        let same_family = cidr.is_ipv4() == prefix.is_ipv4();
-        let inside = same_family && crate::policy::contains(&cidr, prefix);
-        match self.op {
-            MatchOp::Equal => same_family && cidr == *prefix,
-            MatchOp::NotEqual => !(same_family && cidr == *prefix),
-            MatchOp::In => inside,
-            MatchOp::NotIn => !inside,
-        }
+        self.prefix.is_none_or(|m| m.matches(prefix))
     }
 }
 
@@ -236,37 +205,9 @@ impl RuleSet {
 /// allowed.
 pub fn compile(r: &crds::BGPFilterRule) -> Result<Rule, ValidationError> {
     refuse_kernel_fields(r)?;
-    let cidr = match r.cidr.as_deref().filter(|c| !c.is_empty()) {
-        None => None,
-        Some(c) => Some(c.parse::<IpNetwork>().map_err(|_| {
-            ValidationError::string(
-                "BGPFilter",
-                "rule.cidr",
-                c,
-                "allowed a CIDR such as \"10.0.0.0/8\"",
-            )
-        })?),
-    };
-    // Without a CIDR the operator is irrelevant: the rule matches all.
-    let default_op = if cidr.is_some() {
-        crds::MatchOperator::Equal
-    } else {
-        crds::MatchOperator::In
-    };
-    let op = match r.match_operator.unwrap_or(default_op) {
-        crds::MatchOperator::Equal => MatchOp::Equal,
-        crds::MatchOperator::NotEqual => MatchOp::NotEqual,
-        crds::MatchOperator::In => MatchOp::In,
-        crds::MatchOperator::NotIn => MatchOp::NotIn,
-    };
+    let prefix = r.prefix_match().map_err(|e| e.under("rule"))?;
     Ok(Rule {
-        prefix_len: match (&cidr, &r.prefix_length) {
-            (Some(c), Some(_)) => Some(r.length_bounds(c)),
-            (None, Some(p)) => Some((p.min.unwrap_or(0), p.max.unwrap_or(128))),
-            _ => None,
-        },
-        cidr,
-        op,
+        prefix,
         peer_kind: r.peer_type.map(|t| match t {
             crds::PeerType::EBgp => PeerKind::Ebgp,
             crds::PeerType::IBgp => PeerKind::Ibgp,
@@ -308,8 +249,7 @@ pub fn compile(r: &crds::BGPFilterRule) -> Result<Rule, ValidationError> {
 fn refuse_kernel_fields(
     r: &crds::BGPFilterRule,
 ) -> Result<(), ValidationError> {
-    const WHY: &str = "not supported by margay: bgpd matches BGP routes only \
-                       and felix-lite programs them with the default metric";
+    const WHY: &str = crds::KERNEL_UNSUPPORTED;
     if let Some(i) = &r.interface {
         return Err(unsupported("rule.interface", i, WHY));
     }
@@ -332,8 +272,7 @@ fn operation(op: &crds::FilterOperation) -> Result<Operation, ValidationError> {
         (None, None, Some(p)) => Err(unsupported(
             "rule.operations.setPriority",
             &p.value.to_string(),
-            "not supported by margay: felix-lite programs routes with the \
-             default metric",
+            crds::KERNEL_UNSUPPORTED,
         )),
         _ => Err(unsupported(
             "rule.operations",

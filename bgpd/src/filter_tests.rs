@@ -14,29 +14,50 @@ fn facts(attrs: &PathAttrs) -> RouteFacts<'_> {
     }
 }
 
+fn pm(cidr: &str, op: crds::MatchOperator, lens: Option<(u8, u8)>) -> Rule {
+    let rule = crds::BGPFilterRule {
+        cidr: Some(cidr.into()),
+        match_operator: Some(op),
+        prefix_length: lens.map(|(min, max)| crds::PrefixLengthRange {
+            min: Some(min),
+            max: Some(max),
+        }),
+        ..Default::default()
+    };
+    compile(&rule).unwrap()
+}
+
 #[test]
 fn match_operators_and_prefix_length() {
+    use crds::MatchOperator::*;
     let none = PathAttrs::default();
     let f = facts(&none);
-    let mut r = Rule::all(Verdict::Accept);
-    r.cidr = Some(n("10.0.0.0/8"));
+    let r = pm("10.0.0.0/8", In, None);
     assert!(r.matches(&n("10.1.0.0/16"), &f));
     assert!(!r.matches(&n("11.0.0.0/16"), &f));
     assert!(!r.matches(&n("10.0.0.0/7"), &f), "less specific is not In");
-    r.op = MatchOp::Equal;
+    let r = pm("10.0.0.0/8", Equal, None);
     assert!(r.matches(&n("10.0.0.0/8"), &f));
     assert!(!r.matches(&n("10.1.0.0/16"), &f));
-    r.op = MatchOp::NotEqual;
+    let r = pm("10.0.0.0/8", NotEqual, None);
     assert!(r.matches(&n("10.1.0.0/16"), &f));
-    r.op = MatchOp::NotIn;
+    let r = pm("10.0.0.0/8", NotIn, None);
     assert!(r.matches(&n("11.0.0.0/16"), &f));
-    assert!(r.matches(&n("fd00::/64"), &f));
-    r.op = MatchOp::In;
-    r.prefix_len = Some((16, 24));
+    let mut r = pm("10.0.0.0/8", In, Some((16, 24)));
     assert!(r.matches(&n("10.1.2.0/24"), &f));
     assert!(!r.matches(&n("10.1.2.128/25"), &f));
     r.peer_kind = Some(PeerKind::Ibgp);
     assert!(!r.matches(&n("10.1.2.0/24"), &f));
+}
+
+/// The case: crds said match, bgpd no match. Calico renders
+/// `net ~ [ 10.0.0.0/16{16,32} ]`, which BIRD does not match.
+#[test]
+fn in_with_min_below_the_cidr_length_is_birds() {
+    let none = PathAttrs::default();
+    let r = pm("10.0.0.0/16", crds::MatchOperator::In, Some((8, 32)));
+    assert!(!r.matches(&n("10.0.0.0/8"), &facts(&none)));
+    assert_eq!(r.prefix.unwrap().lengths, Some((16, 32)));
 }
 
 #[test]
@@ -116,8 +137,8 @@ fn operations_add_once_and_prepend_in_written_order() {
 #[test]
 fn first_match_decides_and_returns_its_operations() {
     let none = PathAttrs::default();
-    let mut reject = Rule::all(Verdict::Reject);
-    reject.cidr = Some(n("10.1.0.0/16"));
+    let mut reject = pm("10.1.0.0/16", crds::MatchOperator::In, None);
+    reject.action = Verdict::Reject;
     let mut accept = Rule::all(Verdict::Accept);
     accept.operations = vec![Operation::PrependAsPath(vec![1])];
     let set = RuleSet {

@@ -9,8 +9,7 @@ use ipnetwork::IpNetwork;
 use serde::Serialize;
 
 pub use crate::filter::{
-    AnyCommunity, MatchOp, Operation, PeerKind, RouteFacts, Rule, RuleSet,
-    Verdict,
+    AnyCommunity, Operation, PeerKind, RouteFacts, Rule, RuleSet, Verdict,
 };
 use crate::rib::Attrs;
 

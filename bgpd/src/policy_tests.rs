@@ -91,10 +91,17 @@ fn path(asns: &[u32]) -> PathAttrs {
 fn first_matching_rule_wins_then_pool_default() {
     let mut s = sess(65000, 65001);
     let mut reject = Rule::all(Verdict::Reject);
-    reject.cidr = Some(n("10.244.5.0/24"));
-    reject.op = MatchOp::Equal;
+    reject.prefix = Some(margay_crds::PrefixMatch {
+        cidr: n("10.244.5.0/24"),
+        op: margay_crds::MatchOperator::Equal,
+        lengths: None,
+    });
     let mut accept = Rule::all(Verdict::Accept);
-    accept.cidr = Some(n("192.168.0.0/16"));
+    accept.prefix = Some(margay_crds::PrefixMatch {
+        cidr: n("192.168.0.0/16"),
+        op: margay_crds::MatchOperator::In,
+        lengths: None,
+    });
     s.import.v4 = vec![reject, accept];
     let g = global();
     assert_eq!(

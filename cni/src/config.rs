@@ -54,6 +54,7 @@ const TOP_KEYS: &[&str] = &[
     "args",
     "prevResult",
     "cni.dev/valid-attachments",
+    "policy",
 ];
 const KUBERNETES_KEYS: &[&str] = &["kubeconfig"];
 const CONTAINER_SETTINGS_KEYS: &[&str] = &["allow_ip_forwarding"];
@@ -190,6 +191,9 @@ pub struct NetConf {
     pub prev_result: Option<Value>,
     /// GC's `cni.dev/valid-attachments`.
     pub valid_attachments: Option<Vec<Attachment>>,
+    /// Fields accepted but not acted on, each a sentence for the log
+    /// (e.g. Calico's `policy`).
+    pub warnings: Vec<String>,
 }
 
 /// The typed view of the top-level keys, before semantic checks.
@@ -303,6 +307,18 @@ pub fn parse(stdin: &[u8], strictness: Strictness) -> Result<NetConf> {
         Some(l) => parse_log_level(l)?,
     };
     let ipam = ipam_conf(raw.ipam.as_ref(), strictness)?;
+    let mut warnings = Vec::new();
+    // Calico's conflist carries `"policy": {"type": "k8s"}` for its
+    // NetworkPolicy agent. margay enforces no policy; accepting the key
+    // lets a Calico conflist work unchanged, and the warning says it
+    // has no effect rather than pretending to honour it.
+    if let Some(policy) = top.get("policy") {
+        warnings.push(format!(
+            "field \"policy\" = {} is ignored: margay does not enforce \
+             NetworkPolicy",
+            excerpt(&policy.to_string())
+        ));
+    }
     Ok(NetConf {
         cni_version,
         name: raw.name,
@@ -325,6 +341,7 @@ pub fn parse(stdin: &[u8], strictness: Strictness) -> Result<NetConf> {
         dns: raw.dns.unwrap_or_default(),
         prev_result: raw.prev_result.filter(|v| !v.is_null()),
         valid_attachments: raw.valid_attachments,
+        warnings,
     })
 }
 
@@ -393,12 +410,22 @@ fn check_keys(
             };
             return Err(CniError::new(
                 Code::UnsupportedField,
-                format!("unsupported field \"{full}\" = {value}"),
+                format!(
+                    "unsupported field \"{}\" = {}",
+                    excerpt(&full),
+                    excerpt(&value.to_string())
+                ),
             )
             .with_details(format!("allowed here: {}", allowed.join(", "))));
         }
     }
     Ok(())
+}
+
+/// A value as an error quotes it: at most a short excerpt, so a huge
+/// value is never echoed back on stdout.
+fn excerpt(text: &str) -> std::borrow::Cow<'_, str> {
+    margay_crds::error::excerpt(text)
 }
 
 /// `datastore_type` and the fields it needs.

@@ -55,11 +55,37 @@ fn calico_style_config_parses() {
     assert_eq!(c.node_name().unwrap(), "node1");
 }
 
+/// Calico's conflist has `"policy": {"type": "k8s"}`: accepted, with a
+/// warning that margay enforces no NetworkPolicy.
+#[test]
+fn calico_policy_is_accepted_with_a_warning() {
+    let c = parse_v(&with("policy", json!({"type": "k8s"}))).unwrap();
+    assert_eq!(
+        c.warnings,
+        [
+            r#"field "policy" = {"type":"k8s"} is ignored: margay does not enforce NetworkPolicy"#
+        ]
+    );
+    assert!(parse_v(&base()).unwrap().warnings.is_empty());
+}
+
+/// A 10 MB value is quoted by its first characters and its size.
+#[test]
+fn unsupported_field_quotes_a_short_excerpt() {
+    let huge = "x".repeat(10 << 20);
+    let e = parse_v(&with("policy_typo", json!(huge))).unwrap_err();
+    assert_eq!(e.code, Code::UnsupportedField);
+    assert!(e.msg.len() < 200, "{} bytes", e.msg.len());
+    assert!(e.msg.ends_with("... (10485762 bytes)"), "{}", e.msg);
+    let e = parse_v(&with(&huge, json!(1))).unwrap_err();
+    assert!(e.msg.len() < 200, "{} bytes", e.msg.len());
+}
+
 #[test]
 fn unknown_top_level_field_is_code_2_with_key_and_value() {
-    let e = parse_v(&with("policy", json!({"type": "k8s"}))).unwrap_err();
+    let e = parse_v(&with("plicy", json!({"type": "k8s"}))).unwrap_err();
     assert_eq!(e.code, Code::UnsupportedField);
-    assert_eq!(e.msg, r#"unsupported field "policy" = {"type":"k8s"}"#);
+    assert_eq!(e.msg, r#"unsupported field "plicy" = {"type":"k8s"}"#);
     assert!(
         e.details
             .starts_with("allowed here: cniVersion, name, type")

@@ -199,6 +199,9 @@ async fn execute(
     stdin: &[u8],
     datastores: Option<&DatastoreCache>,
 ) -> Result<String> {
+    for warning in &conf.warnings {
+        tracing::warn!("{warning}");
+    }
     match &conf.ipam {
         IpamConf::Margay(ic) => {
             let ipam = match datastores {

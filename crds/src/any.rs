@@ -261,11 +261,11 @@ fn parse_one(
         _ => return Err(DocumentError::NotAMapping { document, line }),
     };
     let get_str = |field: &'static str| match map.get(field) {
-        Some(Value::String(s)) => Ok(s.clone()),
-        Some(other) => Ok(serde_yaml::to_string(other)
-            .unwrap_or_default()
-            .trim()
-            .to_string()),
+        Some(Value::String(s)) => Ok(crate::error::excerpt(s).into_owned()),
+        Some(other) => Ok(crate::error::excerpt(
+            serde_yaml::to_string(other).unwrap_or_default().trim(),
+        )
+        .into_owned()),
         None => Err(DocumentError::Missing {
             document,
             line,
@@ -292,8 +292,7 @@ fn parse_one(
         .get("metadata")
         .and_then(|m| m.get("name"))
         .and_then(Value::as_str)
-        .unwrap_or("")
-        .to_string();
+        .map_or(String::new(), |n| crate::error::excerpt(n).into_owned());
     let invalid = |message: String| DocumentError::Invalid {
         document,
         line,
@@ -347,7 +346,8 @@ fn check_keys(
         let k = key.as_str().unwrap_or("<non-string key>");
         if !allowed.contains(&k) {
             return Err(format!(
-                "unknown field `{prefix}{k}`, expected one of {}",
+                "unknown field `{prefix}{}`, expected one of {}",
+                crate::error::excerpt(k),
                 allowed
                     .iter()
                     .map(|a| format!("`{a}`"))
@@ -362,7 +362,7 @@ fn check_keys(
 /// serde_yaml's message with its document-relative location replaced
 /// by the line in the whole input.
 fn relocate(e: &serde_yaml::Error, first_line: usize) -> String {
-    let msg = e.to_string();
+    let msg = crate::error::shorten_quoted(&e.to_string());
     match e.location() {
         Some(loc) => {
             let suffix =

@@ -45,20 +45,24 @@ pub(crate) fn deserialize_field<'de, D: Deserializer<'de>>(
     d: D,
     field: &str,
 ) -> Result<Option<u32>, D::Error> {
+    match Option::<Raw>::deserialize(d)? {
+        None => Ok(None),
+        Some(raw) => from_raw(raw, field).map(Some),
+    }
+}
+
+/// One AS number from its YAML form; errors name `field`.
+fn from_raw<E: serde::de::Error>(raw: Raw, field: &str) -> Result<u32, E> {
     let bad = |shown: String| {
-        serde::de::Error::custom(format!(
+        E::custom(format!(
             "{field}: invalid AS number {shown}: allowed 0-4294967295 as a number, \
              or a quoted asplain/asdot string such as \"64512\" or \"1.10\""
         ))
     };
-    match Option::<Raw>::deserialize(d)? {
-        None => Ok(None),
-        Some(Raw::Int(n)) => {
-            u32::try_from(n).map(Some).map_err(|_| bad(n.to_string()))
-        }
-        Some(Raw::Str(s)) => {
-            parse_asn(&s).map(Some).ok_or_else(|| bad(format!("{s:?}")))
-        }
+    match raw {
+        Raw::Int(n) => u32::try_from(n).map_err(|_| bad(n.to_string())),
+        Raw::Str(s) => parse_asn(&s)
+            .ok_or_else(|| bad(format!("{:?}", crate::error::excerpt(&s)))),
     }
 }
 
@@ -68,6 +72,49 @@ pub fn serialize<S: Serializer>(
     s: S,
 ) -> Result<S::Ok, S::Error> {
     v.serialize(s)
+}
+
+/// BGPPeer `asNumber`: Calico's field is a plain number with
+/// `omitempty`, so 0 means unset.
+pub mod peer {
+    use serde::{Deserializer, Serializer};
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(
+        d: D,
+    ) -> Result<Option<u32>, D::Error> {
+        Ok(super::deserialize_field(d, "asNumber")?.filter(|a| *a != 0))
+    }
+
+    pub fn serialize<S: Serializer>(
+        v: &Option<u32>,
+        s: S,
+    ) -> Result<S::Ok, S::Error> {
+        super::serialize(v, s)
+    }
+}
+
+/// Lists of AS numbers (BGPFilter `asPathPrefix`, `prependASPath.prefix`):
+/// each element a number or a quoted asplain/asdot string, as Calico's
+/// `[]numorstring.ASNumber`. Use with `#[serde(default, with =
+/// "crate::asn::list")]`.
+pub mod list {
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(
+        d: D,
+    ) -> Result<Vec<u32>, D::Error> {
+        Vec::<super::Raw>::deserialize(d)?
+            .into_iter()
+            .map(|r| super::from_raw(r, "AS path element"))
+            .collect()
+    }
+
+    pub fn serialize<S: Serializer>(
+        v: &[u32],
+        s: S,
+    ) -> Result<S::Ok, S::Error> {
+        v.serialize(s)
+    }
 }
 
 /// `localASNumber` fields.
@@ -93,6 +140,14 @@ pub fn schema(_: &mut SchemaGenerator) -> Schema {
     json_schema!({
         "x-kubernetes-int-or-string": true,
         "nullable": true,
+    })
+}
+
+/// OpenAPI schema of an AS-number list: integers or strings.
+pub fn list_schema(_: &mut SchemaGenerator) -> Schema {
+    json_schema!({
+        "type": "array",
+        "items": { "x-kubernetes-int-or-string": true },
     })
 }
 

@@ -42,9 +42,12 @@ pub const DEFAULT_LISTEN_PORT: u16 = 179;
 )]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct BGPConfigurationSpec {
-    /// Log level of the BGP daemon: Debug, Info (default), Warning,
-    /// Error or Fatal.
+    /// Log level of the BGP daemon: Trace, Debug, Info (default),
+    /// Warning, Error or Fatal, in any case.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(
+        pattern = r"^(?i)(Trace|Debug|Info|Warning|Error|Fatal)?$"
+    ))]
     pub log_severity_screen: Option<String>,
     /// Peer every node with every other node (default true).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -59,6 +62,7 @@ pub struct BGPConfigurationSpec {
     pub as_number: Option<u32>,
     /// TCP port the BGP daemon listens on (default 179).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1))]
     pub listen_port: Option<u16>,
     /// Password for node-to-node mesh sessions.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -197,8 +201,9 @@ pub const MIN_KEEPALIVE: Duration = Duration::from_secs(1);
 pub const MAX_KEEPALIVE: Duration = Duration::from_secs(65535 / 3);
 
 /// The log levels `logSeverityScreen` accepts.
-pub const LOG_SEVERITIES: [&str; 5] =
-    ["Debug", "Info", "Warning", "Error", "Fatal"];
+/// Calico matches them case-insensitively (`info` is `Info`).
+pub const LOG_SEVERITIES: [&str; 6] =
+    ["Trace", "Debug", "Info", "Warning", "Error", "Fatal"];
 
 // ===== impl BGPConfigurationSpec =====
 
@@ -218,9 +223,22 @@ impl BGPConfigurationSpec {
         self.listen_port.unwrap_or(DEFAULT_LISTEN_PORT)
     }
 
-    /// Log level, `Info` when unset.
+    /// Log level as spelled in [`LOG_SEVERITIES`] (Calico reads it in
+    /// any case), `Info` when unset or empty. An unknown value is
+    /// returned as written (validation refuses it).
     pub fn log_severity_screen(&self) -> &str {
-        self.log_severity_screen.as_deref().unwrap_or("Info")
+        match self
+            .log_severity_screen
+            .as_deref()
+            .filter(|s| !s.is_empty())
+        {
+            None => "Info",
+            Some(raw) => LOG_SEVERITIES
+                .iter()
+                .find(|l| l.eq_ignore_ascii_case(raw))
+                .copied()
+                .unwrap_or(raw),
+        }
     }
 
     /// Bind mode, `None` when unset.

@@ -6,6 +6,8 @@ use kube::CustomResource;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
+use crate::ValidationError;
+
 /// Import and export rules. Rules are tried in order; the first whose
 /// match fields all match decides (`action`). Routes no rule matches go
 /// on to the default policy.
@@ -29,18 +31,40 @@ use serde::{Deserialize, Serialize};
     printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#
 )]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[schemars(extend("x-kubernetes-validations" = [
+    {
+        "rule": "!has(self.exportV4) || self.exportV4.all(r, !has(r.cidr) || !isCIDR(r.cidr) || cidr(r.cidr).ip().family() == 4)",
+        "message": "exportV4 rules take IPv4 CIDRs"
+    },
+    {
+        "rule": "!has(self.importV4) || self.importV4.all(r, !has(r.cidr) || !isCIDR(r.cidr) || cidr(r.cidr).ip().family() == 4)",
+        "message": "importV4 rules take IPv4 CIDRs"
+    },
+    {
+        "rule": "!has(self.exportV6) || self.exportV6.all(r, !has(r.cidr) || !isCIDR(r.cidr) || cidr(r.cidr).ip().family() == 6)",
+        "message": "exportV6 rules take IPv6 CIDRs"
+    },
+    {
+        "rule": "!has(self.importV6) || self.importV6.all(r, !has(r.cidr) || !isCIDR(r.cidr) || cidr(r.cidr).ip().family() == 6)",
+        "message": "importV6 rules take IPv6 CIDRs"
+    }
+]))]
 pub struct BGPFilterSpec {
     /// Rules for IPv4 routes sent to peers.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 1000))]
     pub export_v4: Vec<BGPFilterRule>,
     /// Rules for IPv4 routes received from peers.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 1000))]
     pub import_v4: Vec<BGPFilterRule>,
     /// Rules for IPv6 routes sent to peers.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 1000))]
     pub export_v6: Vec<BGPFilterRule>,
     /// Rules for IPv6 routes received from peers.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 1000))]
     pub import_v6: Vec<BGPFilterRule>,
 }
 
@@ -50,13 +74,53 @@ pub struct BGPFilterSpec {
     Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema,
 )]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[schemars(extend("x-kubernetes-validations" = [
+    {
+        "rule": "(has(self.cidr) && size(self.cidr) > 0) == has(self.matchOperator)",
+        "message": "cidr and matchOperator must both be set or both be empty"
+    },
+    {
+        "rule": "!has(self.prefixLength) || (has(self.cidr) && size(self.cidr) > 0)",
+        "message": "prefixLength is allowed only together with cidr"
+    },
+    {
+        "rule": "!has(self.prefixLength) || !has(self.prefixLength.max) || !has(self.cidr) || !isCIDR(self.cidr) || self.prefixLength.max >= cidr(self.cidr).prefixLength()",
+        "message": "prefixLength.max must be at least the cidr's length"
+    },
+    {
+        "rule": "!has(self.prefixLength) || !has(self.cidr) || !isCIDR(self.cidr) || cidr(self.cidr).ip().family() == 6 || ((!has(self.prefixLength.min) || self.prefixLength.min <= 32) && (!has(self.prefixLength.max) || self.prefixLength.max <= 32))",
+        "message": "prefixLength must be 0-32 for an IPv4 cidr"
+    },
+    {
+        "rule": "!has(self.operations) || size(self.operations) == 0 || self.action == 'Accept'",
+        "message": "operations may only be used with action Accept"
+    },
+    {
+        "rule": "!has(self.interface) || size(self.interface) == 0",
+        "message": "interface is not supported by margay: bgpd matches BGP routes only and felix-lite programs them with the default metric"
+    },
+    {
+        "rule": "!has(self.priority)",
+        "message": "priority is not supported by margay: bgpd matches BGP routes only and felix-lite programs them with the default metric"
+    }
+]))]
 pub struct BGPFilterRule {
     /// Prefix the route is compared with, according to `matchOperator`.
     /// Must be set together with `matchOperator`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        deserialize_with = "crate::unset::empty_is_none",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    #[schemars(length(max = 43), extend("x-kubernetes-validations" = [{
+        "rule": "size(self) == 0 || (isCIDR(self) && cidr(self) == cidr(self).masked())",
+        "message": "cidr must be a network in CIDR notation with host bits zero, such as 10.0.0.0/8"
+    }]))]
     pub cidr: Option<String>,
-    /// Prefix-length range for `In`/`NotIn` matches (default: from the
-    /// CIDR's own length to 32 or 128).
+    /// Prefix-length range of matched routes, narrowed to the CIDR's own
+    /// length and 32 or 128, as Calico writes BIRD's `cidr{min,max}`.
+    /// With `Equal`/`NotEqual` the route is then compared with a prefix
+    /// set, as in Calico's BIRD: `Equal` never matches, `NotEqual` always.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub prefix_length: Option<PrefixLengthRange>,
     /// How the route's prefix is compared with `cidr`.
@@ -67,7 +131,11 @@ pub struct BGPFilterRule {
     pub source: Option<MatchSource>,
     /// Only routes whose outgoing interface matches this name (`*`
     /// wildcards allowed).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        deserialize_with = "crate::unset::empty_is_none",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub interface: Option<String>,
     /// Only sessions of this type.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -79,8 +147,10 @@ pub struct BGPFilterRule {
     #[serde(
         default,
         rename = "asPathPrefix",
+        with = "crate::asn::list",
         skip_serializing_if = "Vec::is_empty"
     )]
+    #[schemars(schema_with = "crate::asn::list_schema")]
     pub as_path_prefix: Vec<u32>,
     /// Only routes with this priority (kernel metric), 1-2147483646.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -90,6 +160,7 @@ pub struct BGPFilterRule {
     /// Modifications applied to accepted routes, in order (only with
     /// `action: Accept`).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 10))]
     pub operations: Vec<FilterOperation>,
 }
 
@@ -98,10 +169,16 @@ pub struct BGPFilterRule {
     Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema,
 )]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[schemars(extend("x-kubernetes-validations" = [{
+    "rule": "!has(self.min) || !has(self.max) || self.min <= self.max",
+    "message": "prefixLength.min must not exceed prefixLength.max"
+}]))]
 pub struct PrefixLengthRange {
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(max = 128))]
     pub min: Option<u8>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(max = 128))]
     pub max: Option<u8>,
 }
 
@@ -173,6 +250,14 @@ pub struct CommunityMatch {
     Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema,
 )]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[schemars(extend(
+    "minProperties" = 1,
+    "maxProperties" = 1,
+    "x-kubernetes-validations" = [{
+        "rule": "!has(self.setPriority)",
+        "message": "setPriority is not supported by margay: felix-lite programs routes with the default metric"
+    }]
+))]
 pub struct FilterOperation {
     /// Add a community to the route.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -206,6 +291,8 @@ pub struct AddCommunity {
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct PrependASPath {
     /// AS numbers to prepend, in order.
+    #[serde(with = "crate::asn::list")]
+    #[schemars(schema_with = "crate::asn::list_schema")]
     pub prefix: Vec<u32>,
 }
 
@@ -225,54 +312,114 @@ pub const MAX_PRIORITY: u32 = 2_147_483_646;
 // ===== impl BGPFilterRule =====
 
 impl BGPFilterRule {
-    /// Whether `route` satisfies this rule's prefix match (`cidr`,
-    /// `matchOperator`, `prefixLength`). A rule without `cidr` matches
-    /// every prefix; a rule of the other address family (or with an
-    /// unparseable `cidr`) matches none.
-    ///
-    /// `In` follows BIRD's prefix patterns (`cidr{min,max}`): the route
-    /// agrees with `cidr` on the first min(cidr length, route length)
-    /// bits and its length lies in [min, max], where min defaults to the
-    /// CIDR's length and max to 32/128. `Equal` is an exact prefix
-    /// comparison; `NotEqual`/`NotIn` negate within the family.
+    /// The rule's prefix match (`cidr`, `matchOperator`,
+    /// `prefixLength`), or `None` when `cidr` is unset or empty (the rule
+    /// then matches every prefix). Errors name the field: a CIDR that is
+    /// not a network, or a CIDR without an operator (Calico refuses to
+    /// render such a rule).
+    pub fn prefix_match(&self) -> Result<Option<PrefixMatch>, ValidationError> {
+        let Some(raw) = self.cidr.as_deref().filter(|c| !c.is_empty()) else {
+            return Ok(None);
+        };
+        let cidr = crate::validate::parse_network("BGPFilter", "cidr", raw)?;
+        let Some(op) = self.match_operator else {
+            return Err(ValidationError::new(
+                "BGPFilter",
+                "matchOperator",
+                "<unset>",
+                format!(
+                    "required with cidr {raw:?}; allowed Equal, NotEqual, \
+                     In, NotIn"
+                ),
+            ));
+        };
+        let lengths = self.prefix_length.as_ref().map(|r| {
+            // Calico narrows the user's bounds to [cidr length, family
+            // maximum] before writing BIRD's `cidr{lo,hi}`.
+            let family_max = if cidr.is_ipv4() { 32 } else { 128 };
+            (
+                r.min.map_or(cidr.prefix(), |m| m.max(cidr.prefix())),
+                r.max.map_or(family_max, |m| m.min(family_max)),
+            )
+        });
+        Ok(Some(PrefixMatch { cidr, op, lengths }))
+    }
+
+    /// Whether `route` satisfies this rule's prefix match; see
+    /// [`PrefixMatch::matches`]. A rule without `cidr` matches every
+    /// prefix, one whose prefix match is invalid matches none.
     pub fn matches_prefix(&self, route: &IpNetwork) -> bool {
-        let Some(cidr) = self.cidr.as_deref().filter(|c| !c.is_empty()) else {
-            return true;
-        };
-        let Ok(cidr) = cidr.parse::<IpNetwork>() else {
-            return false;
-        };
-        if cidr.is_ipv4() != route.is_ipv4() {
+        match self.prefix_match() {
+            Ok(None) => true,
+            Ok(Some(m)) => m.matches(route),
+            Err(_) => false,
+        }
+    }
+}
+
+// ===== impl PrefixMatch =====
+
+/// The prefix part of a BGPFilter rule, with the meaning BIRD gives the
+/// condition Calico generates for it (calico confd `filterMatchCIDR`):
+///
+/// | rule | BIRD condition |
+/// |---|---|
+/// | `Equal` / `NotEqual` | `net = cidr` / `net != cidr` |
+/// | `In` / `NotIn` | `net ~ cidr` / `net !~ cidr` |
+/// | any, with `prefixLength` | the same operator against the prefix set `[ cidr{lo,hi} ]` |
+///
+/// With `prefixLength`, `lo` is the larger of `min` and the CIDR's length
+/// and `hi` the smaller of `max` and 32/128. BIRD compares a prefix with a
+/// prefix set by `=` as values of different types: never equal, so
+/// `Equal` with `prefixLength` matches nothing and `NotEqual` everything.
+/// The one matcher of margay: bgpd, validation and margayctl use it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct PrefixMatch {
+    /// The rule's network (host bits are zero).
+    pub cidr: IpNetwork,
+    pub op: MatchOperator,
+    /// The prefix-pattern length range `{lo, hi}`, when `prefixLength`
+    /// is given.
+    pub lengths: Option<(u8, u8)>,
+}
+
+impl PrefixMatch {
+    /// Whether `route` matches. A route of the other address family
+    /// matches under no operator (Calico's rule lists are per family).
+    pub fn matches(&self, route: &IpNetwork) -> bool {
+        if self.cidr.is_ipv4() != route.is_ipv4() {
             return false;
         }
-        let op = self.match_operator.unwrap_or(MatchOperator::Equal);
-        match op {
-            MatchOperator::Equal => same_prefix(&cidr, route),
-            MatchOperator::NotEqual => !same_prefix(&cidr, route),
-            MatchOperator::In => self.within(&cidr, route),
-            MatchOperator::NotIn => !self.within(&cidr, route),
+        match (self.op, self.lengths) {
+            (MatchOperator::Equal, None) => same_prefix(&self.cidr, route),
+            (MatchOperator::NotEqual, None) => !same_prefix(&self.cidr, route),
+            // A prefix never equals a prefix set in BIRD.
+            (MatchOperator::Equal, Some(_)) => false,
+            (MatchOperator::NotEqual, Some(_)) => true,
+            (MatchOperator::In, _) => self.within(route),
+            (MatchOperator::NotIn, _) => !self.within(route),
         }
     }
 
-    /// The effective prefix-length bounds of an `In` match on `cidr`.
-    pub fn length_bounds(&self, cidr: &IpNetwork) -> (u8, u8) {
-        let family_max = if cidr.is_ipv4() { 32 } else { 128 };
-        let range = self.prefix_length.clone().unwrap_or_default();
-        (
-            range.min.unwrap_or(cidr.prefix()),
-            range.max.unwrap_or(family_max),
-        )
-    }
-
-    /// BIRD prefix-pattern containment, see [`Self::matches_prefix`].
-    fn within(&self, cidr: &IpNetwork, route: &IpNetwork) -> bool {
-        let (min, max) = self.length_bounds(cidr);
+    /// BIRD's `~`: against a prefix, "is a subnet of" (`net_in_netX`);
+    /// against the pattern `cidr{lo,hi}`, the first min(cidr length,
+    /// route length) bits agree and the route's length is in [lo, hi].
+    fn within(&self, route: &IpNetwork) -> bool {
         let len = route.prefix();
-        if len < min || len > max {
-            return false;
+        match self.lengths {
+            None => {
+                len >= self.cidr.prefix()
+                    && leading_bits_equal(&self.cidr, route, self.cidr.prefix())
+            }
+            Some((lo, hi)) => {
+                (lo..=hi).contains(&len)
+                    && leading_bits_equal(
+                        &self.cidr,
+                        route,
+                        self.cidr.prefix().min(len),
+                    )
+            }
         }
-        let common = cidr.prefix().min(len);
-        leading_bits_equal(cidr, route, common)
     }
 }
 
@@ -358,6 +505,51 @@ mod tests {
         assert!(r.matches_prefix(&net("10.1.2.0/25")));
         assert!(r.matches_prefix(&net("192.168.0.0/16")));
         assert!(!r.matches_prefix(&net("10.1.0.0/16")));
+    }
+
+    fn lengths(r: &mut BGPFilterRule, min: Option<u8>, max: Option<u8>) {
+        r.prefix_length = Some(PrefixLengthRange { min, max });
+    }
+
+    /// Calico writes `[ 10.0.0.0/16{16,32} ]` for min 8: the CIDR's
+    /// length is the floor, so a shorter route is not `In`.
+    #[test]
+    fn prefix_length_min_is_floored_at_the_cidr_length() {
+        let mut r = rule("10.0.0.0/16", MatchOperator::In);
+        lengths(&mut r, Some(8), None);
+        assert!(!r.matches_prefix(&net("10.0.0.0/8")));
+        assert!(!r.matches_prefix(&net("10.0.0.0/15")));
+        assert!(r.matches_prefix(&net("10.0.0.0/16")));
+        assert!(r.matches_prefix(&net("10.0.3.0/24")));
+        r.match_operator = Some(MatchOperator::NotIn);
+        assert!(r.matches_prefix(&net("10.0.0.0/8")));
+        let mut r = rule("2001:db8::/32", MatchOperator::In);
+        lengths(&mut r, Some(0), Some(200));
+        assert_eq!(r.prefix_match().unwrap().unwrap().lengths, Some((32, 128)));
+    }
+
+    /// BIRD: `net = [ set ]` is false and `net != [ set ]` true.
+    #[test]
+    fn equal_with_prefix_length_compares_against_a_set() {
+        let mut r = rule("10.0.0.0/16", MatchOperator::Equal);
+        lengths(&mut r, None, None);
+        assert!(!r.matches_prefix(&net("10.0.0.0/16")));
+        r.match_operator = Some(MatchOperator::NotEqual);
+        assert!(r.matches_prefix(&net("10.0.0.0/16")));
+        assert!(r.matches_prefix(&net("11.0.0.0/16")));
+        assert!(!r.matches_prefix(&net("2001:db8::/64")));
+    }
+
+    #[test]
+    fn cidr_needs_an_operator_and_no_host_bits() {
+        let mut r = rule("10.0.0.0/16", MatchOperator::In);
+        r.match_operator = None;
+        let e = r.prefix_match().unwrap_err();
+        assert_eq!(e.field, "matchOperator");
+        let r = rule("10.0.0.1/16", MatchOperator::In);
+        let e = r.prefix_match().unwrap_err();
+        assert!(e.allowed.contains("host bits"), "{e}");
+        assert!(!r.matches_prefix(&net("10.0.0.0/16")));
     }
 
     #[test]

@@ -49,30 +49,74 @@ pub const MAX_BFD_INTERVAL: Duration = Duration::from_secs(3600);
     printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#
 )]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[schemars(extend("x-kubernetes-validations" = [
+    {
+        "rule": "!has(self.node) || size(self.node) == 0 || !has(self.nodeSelector) || size(self.nodeSelector) == 0",
+        "message": "node and nodeSelector cannot both be set"
+    },
+    {
+        "rule": "!has(self.peerIP) || size(self.peerIP) == 0 || !has(self.peerSelector) || size(self.peerSelector) == 0",
+        "message": "peerIP and peerSelector cannot both be set"
+    },
+    {
+        "rule": "(has(self.peerIP) && size(self.peerIP) > 0) || (has(self.peerSelector) && size(self.peerSelector) > 0)",
+        "message": "peerIP is required unless peerSelector is set"
+    },
+    {
+        "rule": "!has(self.peerSelector) || size(self.peerSelector) == 0 || !has(self.asNumber) || string(self.asNumber) == '0'",
+        "message": "asNumber must be empty when peerSelector is set (the selected nodes' AS numbers are used)"
+    },
+    {
+        "rule": "!has(self.peerIP) || size(self.peerIP) == 0 || (has(self.asNumber) && string(self.asNumber) != '0')",
+        "message": "asNumber is required with peerIP"
+    },
+    {
+        "rule": "!has(self.reachableBy) || size(self.reachableBy) == 0 || (has(self.peerIP) && size(self.peerIP) > 0)",
+        "message": "reachableBy must be empty when peerIP is empty"
+    },
+    {
+        "rule": "!has(self.keepOriginalNextHop) || !self.keepOriginalNextHop || !has(self.nextHopMode)",
+        "message": "keepOriginalNextHop and nextHopMode cannot both be set; keepOriginalNextHop is deprecated, use nextHopMode: Keep"
+    }
+]))]
 pub struct BGPPeerSpec {
     /// Name of the one node this peering is for. Leave empty (and
     /// `nodeSelector` empty) to apply it to all nodes.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        deserialize_with = "crate::unset::empty_is_none",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub node: Option<String>,
     /// Selects the nodes this peering is for; excludes `node`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        deserialize_with = "crate::unset::empty_is_none",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub node_selector: Option<String>,
     /// Selects other margay nodes to peer with (their Node BGP addresses
     /// and AS numbers); excludes `peerIP` and `asNumber`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        deserialize_with = "crate::unset::empty_is_none",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub peer_selector: Option<String>,
     /// Peer address with optional port: `192.0.2.1`, `192.0.2.1:1179`,
     /// `2001:db8::1` or `[2001:db8::1]:1179`.
     #[serde(
+        deserialize_with = "crate::unset::empty_is_none",
         default,
         rename = "peerIP",
         skip_serializing_if = "Option::is_none"
     )]
+    #[schemars(length(max = 64))]
     pub peer_ip: Option<String>,
-    /// The peer's AS number.
+    /// The peer's AS number (0 means unset, as in Calico).
     #[serde(
         default,
-        with = "crate::asn",
+        with = "crate::asn::peer",
         skip_serializing_if = "Option::is_none"
     )]
     #[schemars(schema_with = "crate::asn::schema")]
@@ -122,7 +166,15 @@ pub struct BGPPeerSpec {
     pub filters: Vec<String>,
     /// Gateway through which the peer is reachable; a static route to
     /// the peer is added through it.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        deserialize_with = "crate::unset::empty_is_none",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    #[schemars(length(max = 64), extend("x-kubernetes-validations" = [{
+        "rule": "size(self) == 0 || isIP(self)",
+        "message": "reachableBy must be an IP address (the gateway to the peer)"
+    }]))]
     pub reachable_by: Option<String>,
     /// `Auto` (default) creates the reverse peering for `peerSelector`
     /// peerings automatically; `Manual` expects it to be configured.

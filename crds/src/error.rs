@@ -49,7 +49,7 @@ impl ValidationError {
             kind: kind.to_string(),
             name: String::new(),
             field: field.into(),
-            value: value.to_string(),
+            value: excerpt(&value.to_string()).into_owned(),
             allowed: allowed.into(),
         }
     }
@@ -61,7 +61,10 @@ impl ValidationError {
         value: &str,
         allowed: impl Into<String>,
     ) -> Self {
-        Self::new(kind, field, format!("{value:?}"), allowed)
+        ValidationError {
+            value: format!("{:?}", excerpt(value)),
+            ..Self::new(kind, field, "", allowed)
+        }
     }
 
     /// Sets the resource name (builder style).
@@ -75,6 +78,37 @@ impl ValidationError {
         self.field = format!("{prefix}.{}", self.field);
         self
     }
+}
+
+/// Longest user value an error message quotes in full.
+pub const EXCERPT_CHARS: usize = 64;
+
+/// `value`, or its first [`EXCERPT_CHARS`] characters and its size when
+/// longer: an error names a bad value, it never echoes megabytes back.
+pub fn excerpt(value: &str) -> std::borrow::Cow<'_, str> {
+    match value.char_indices().nth(EXCERPT_CHARS) {
+        None => value.into(),
+        Some((cut, _)) => {
+            format!("{}... ({} bytes)", &value[..cut], value.len()).into()
+        }
+    }
+}
+
+/// A parser message with every `` `quoted` `` part shortened by
+/// [`excerpt`] (serde quotes unknown fields and variants this way).
+pub fn shorten_quoted(message: &str) -> String {
+    message
+        .split('`')
+        .enumerate()
+        .map(|(i, part)| {
+            if i % 2 == 1 {
+                excerpt(part)
+            } else {
+                part.into()
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("`")
 }
 
 /// Collects errors from several checks of one resource.

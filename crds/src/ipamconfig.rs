@@ -26,6 +26,16 @@ pub const DEFAULT_MAX_BLOCKS_PER_HOST: u32 = 20;
     printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#
 )]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[schemars(extend("x-kubernetes-validations" = [
+    {
+        "rule": "!has(self.maxBlocksPerHost) || self.maxBlocksPerHost == 0 || (has(self.strictAffinity) && self.strictAffinity)",
+        "message": "maxBlocksPerHost requires strictAffinity: true (as in Calico)"
+    },
+    {
+        "rule": "(has(self.strictAffinity) && self.strictAffinity) || !has(self.autoAllocateBlocks) || self.autoAllocateBlocks",
+        "message": "strictAffinity and autoAllocateBlocks cannot both be false: a node could neither claim nor borrow addresses"
+    }
+]))]
 pub struct IPAMConfigSpec {
     /// Never borrow addresses from blocks affine to other nodes.
     #[serde(default)]

@@ -38,17 +38,57 @@ pub const DEFAULT_BLOCK_SIZE_V6: u8 = 122;
     printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#
 )]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[schemars(extend("x-kubernetes-validations" = [
+    {
+        "rule": "!isCIDR(self.cidr) || !has(self.blockSize) || self.blockSize == 0 || (cidr(self.cidr).ip().family() == 4 ? self.blockSize >= 20 && self.blockSize <= 32 : self.blockSize >= 116 && self.blockSize <= 128)",
+        "message": "blockSize must be 20-32 for an IPv4 pool and 116-128 for an IPv6 pool"
+    },
+    {
+        "rule": "!isCIDR(self.cidr) || cidr(self.cidr).prefixLength() <= (has(self.blockSize) && self.blockSize != 0 ? self.blockSize : (cidr(self.cidr).ip().family() == 4 ? 26 : 122))",
+        "message": "blockSize must not be shorter than the pool's prefix: a block cannot be larger than its pool"
+    }
+]))]
 pub struct IPPoolSpec {
     /// The pool's network in CIDR notation, e.g. `10.244.0.0/16`. Host
     /// bits must be zero.
+    #[schemars(length(max = 48), extend("x-kubernetes-validations" = [
+        {
+            "rule": "isCIDR(self)",
+            "message": "cidr must be a network in CIDR notation such as 10.244.0.0/16 or fd00:10:244::/48"
+        },
+        {
+            "rule": "!isCIDR(self) || cidr(self) == cidr(self).masked()",
+            "message": "cidr has host bits set; use the network address"
+        },
+        {
+            "rule": "!isCIDR(self) || (!cidr('169.254.0.0/16').containsIP(cidr(self).ip()) && !cidr(self).containsIP('169.254.0.0'))",
+            "message": "cidr overlaps the IPv4 link-local range 169.254.0.0/16"
+        },
+        {
+            "rule": "!isCIDR(self) || (!cidr('fe80::/10').containsIP(cidr(self).ip()) && !cidr(self).containsIP('fe80::'))",
+            "message": "cidr overlaps the IPv6 link-local range fe80::/10"
+        },
+        {
+            "rule": "self == oldSelf",
+            "message": "cidr cannot be changed (as in Calico); create a new pool and migrate"
+        }
+    ]))]
     pub cidr: String,
     /// VXLAN encapsulation. margay routes without encapsulation: `Never`
     /// (the default) and `CrossSubnet` (plain routing, with the fabric
     /// routing pod blocks between subnets) are accepted, `Always` is not.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(extend("x-kubernetes-validations" = [{
+        "rule": "self != 'Always'",
+        "message": "Always is not supported: margay routes pod traffic without encapsulation; use Never or CrossSubnet"
+    }]))]
     pub vxlan_mode: Option<EncapMode>,
     /// IP-in-IP encapsulation; the same rules as `vxlanMode`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(extend("x-kubernetes-validations" = [{
+        "rule": "self != 'Always'",
+        "message": "Always is not supported: margay routes pod traffic without encapsulation; use Never or CrossSubnet"
+    }]))]
     pub ipip_mode: Option<EncapMode>,
     /// Masquerade traffic from pods in this pool to destinations outside
     /// all pools.
@@ -67,18 +107,34 @@ pub struct IPPoolSpec {
     /// Prefix length of the per-node blocks: 20-32 for IPv4 (default 26),
     /// 116-128 for IPv6 (default 122). Immutable once in use.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(max = 128), extend("x-kubernetes-validations" = [{
+        "rule": "self == oldSelf",
+        "message": "blockSize cannot be changed (as in Calico); create a new pool and migrate"
+    }]))]
     pub block_size: Option<u8>,
     /// Selects the nodes that may allocate from this pool (default
     /// `all()`).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        deserialize_with = "crate::unset::empty_is_none",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub node_selector: Option<String>,
     /// Selects the namespaces whose pods may allocate from this pool
     /// (default: all namespaces).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        deserialize_with = "crate::unset::empty_is_none",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub namespace_selector: Option<String>,
     /// What addresses from this pool may be used for; empty means
     /// `[Workload, Tunnel]`.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 3), extend("x-kubernetes-validations" = [{
+        "rule": "!self.exists(u, u == 'LoadBalancer') || self.all(u, u == 'LoadBalancer')",
+        "message": "LoadBalancer cannot be combined with other uses"
+    }]))]
     pub allowed_uses: Vec<AllowedUse>,
     /// `Automatic` pools are used when a request names no pool; `Manual`
     /// pools only when named explicitly (default `Automatic`).
@@ -151,9 +207,10 @@ impl IPPoolSpec {
     }
 
     /// The block prefix length, applying Calico's default (26 for IPv4,
-    /// 122 for IPv6). An unparseable `cidr` is treated as IPv4.
+    /// 122 for IPv6) when unset or 0 (Calico's `blockSize: 0` is
+    /// "unset"). An unparseable `cidr` is treated as IPv4.
     pub fn block_size(&self) -> u8 {
-        self.block_size.unwrap_or_else(|| {
+        self.block_size.filter(|b| *b != 0).unwrap_or_else(|| {
             if self.cidr.contains(':') {
                 DEFAULT_BLOCK_SIZE_V6
             } else {

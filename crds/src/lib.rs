@@ -27,6 +27,7 @@ pub mod names;
 pub mod node;
 pub mod password;
 pub mod selector;
+mod unset;
 pub mod validate;
 
 pub use any::*;

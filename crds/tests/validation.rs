@@ -130,13 +130,15 @@ fn overlapping_pools_name_both() {
 
 #[test]
 fn reserved_as_numbers() {
+    // A BGPPeer's asNumber 0 is unset, as in Calico (`omitempty`).
+    assert_errors(
+        &peer("  peerIP: 192.0.2.1\n  asNumber: 0\n"),
+        &["BGPPeer \"tor\": spec.asNumber = <unset> is invalid: required \
+           with spec.peerIP (0 means unset)"],
+    );
     let cases = [
         (
-            0u64,
-            "AS 0 is reserved and must not be used in BGP (RFC 7607)",
-        ),
-        (
-            23456,
+            23456u64,
             "AS 23456 is AS_TRANS, the placeholder that stands in for \
              4-byte AS numbers in 2-byte fields (RFC 6793)",
         ),
@@ -292,8 +294,8 @@ spec:
         yaml,
         &[
             "BGPConfiguration \"default\": spec.logSeverityScreen = \
-             \"Verbose\" is invalid: allowed Debug, Info, Warning, Error, \
-             Fatal",
+             \"Verbose\" is invalid: allowed Trace, Debug, Info, Warning, \
+             Error, Fatal (in any case)",
             "BGPConfiguration \"default\": spec.asNumber = 23456 is invalid: \
              AS 23456 is AS_TRANS, the placeholder that stands in for 4-byte \
              AS numbers in 2-byte fields (RFC 6793); allowed 1-4294967294 \
@@ -349,7 +351,8 @@ spec:
             "BGPFilter \"f1\": spec.importV6[0].operations = <1 operations> \
              is invalid: allowed only with action Accept",
             "BGPFilter \"f1\": spec.importV6[0].operations[0].setPriority.value \
-             = 0 is invalid: allowed 1-2147483646",
+             = 0 is invalid: not supported by margay: bgpd matches BGP routes \
+             only and felix-lite programs them with the default metric",
         ],
     );
 }

@@ -382,28 +382,44 @@ pub async fn apply(
     Ok(out)
 }
 
-/// `validate_set` (each resource alone, then cross-resource checks such
-/// as pool overlaps) over the new resources plus the stored pools they
-/// do not replace.
+/// `validate_against` what is stored: each resource alone, then the
+/// cross-resource rules with the stored objects they refer to or must
+/// agree with: IPPools (overlaps, immutable `cidr`/`blockSize`),
+/// BGPFilters (named by BGPPeers) and, when pools are applied,
+/// IPAMBlocks (block size of a new pool).
 async fn validate(
     ds: &Datastore,
     path: &str,
     resources: &[AnyResource],
 ) -> Result<(), ResourceError> {
-    let mut set: Vec<AnyResource> = resources.to_vec();
-    let replaced = |name: &str| {
-        resources
-            .iter()
-            .any(|r| matches!(r, AnyResource::IPPool(_)) && r.name() == name)
-    };
-    for pool in ds.list::<IPPool>().await?.items {
-        if !replaced(pool.metadata.name.as_deref().unwrap_or_default()) {
-            set.push(AnyResource::IPPool(pool));
-        }
+    let mut stored: Vec<AnyResource> = Vec::new();
+    let has = |f: fn(&AnyResource) -> bool| resources.iter().any(f);
+    if has(|r| matches!(r, AnyResource::IPPool(_))) {
+        stored.extend(
+            ds.list::<IPPool>().await?.items.into_iter().map(Into::into),
+        );
+        stored.extend(
+            ds.list::<IPAMBlock>()
+                .await?
+                .items
+                .into_iter()
+                .map(Into::into),
+        );
     }
-    margay_crds::validate_set(&set).map_err(|errors| ResourceError::Invalid {
-        path: path.to_string(),
-        errors,
+    if has(|r| matches!(r, AnyResource::BGPPeer(_))) {
+        stored.extend(
+            ds.list::<BGPFilter>()
+                .await?
+                .items
+                .into_iter()
+                .map(Into::into),
+        );
+    }
+    margay_crds::validate_against(resources, &stored).map_err(|errors| {
+        ResourceError::Invalid {
+            path: path.to_string(),
+            errors,
+        }
     })
 }
 

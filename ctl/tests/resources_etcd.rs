@@ -104,17 +104,25 @@ async fn apply_get_delete_round_trip() {
             .unwrap_err()
             .to_string();
     assert_eq!(err, "IPPool \"other\" not found");
-    // Re-applying the same pool name with a new CIDR is checked against
-    // the others, not against its own stored version.
+    // A stored pool's CIDR cannot change (as in Calico): blocks already
+    // carved from it would fall outside every pool.
     let moved = POOLS.replace("10.244.0.0/16", "10.245.0.0/16");
-    let out = resources::apply(&ds, "pools.yaml", &moved).await.unwrap();
-    assert!(out.starts_with("ippool/default configured\n"), "{out}");
-
+    let err = resources::apply(&ds, "pools.yaml", &moved)
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains(
+            "IPPool \"default\": spec.cidr = \"10.245.0.0/16\" is invalid: \
+             cannot be changed"
+        ),
+        "{err}"
+    );
     let json = resources::get(&ds, Kind::IPPool, None, Format::Json, 0)
         .await
         .unwrap();
     let v: serde_json::Value = serde_json::from_str(&json).unwrap();
-    assert_eq!(v["spec"]["cidr"], "10.245.0.0/16");
+    assert_eq!(v["spec"]["cidr"], "10.244.0.0/16");
 
     let out = resources::delete(&ds, Kind::IPPool, "default")
         .await
@@ -157,4 +165,101 @@ async fn apply_reports_document_errors_with_the_file_name() {
     // Nothing was written.
     let list = ds.list::<margay_crds::IPPool>().await.unwrap();
     assert!(list.items.is_empty());
+}
+
+const FILTER: &str = "\
+apiVersion: margay.io/v1
+kind: BGPFilter
+metadata:
+  name: export-pods
+spec:
+  exportV4:
+    - cidr: 10.244.0.0/16
+      matchOperator: In
+      action: Accept
+";
+
+const PEER: &str = "\
+apiVersion: margay.io/v1
+kind: BGPPeer
+metadata:
+  name: tor
+spec:
+  peerIP: 192.0.2.1
+  asNumber: 65001
+  filters: [export-pods]
+";
+
+/// A BGPPeer may name a BGPFilter applied earlier; a missing one is
+/// still refused, listing the stored filters.
+#[tokio::test]
+async fn apply_validates_against_stored_objects() {
+    if !have_program("etcd") {
+        eprintln!("SKIP apply_validates_against_stored_objects: no etcd");
+        return;
+    }
+    let etcd = EtcdServer::start().expect("etcd");
+    let ds = connect(&etcd).await;
+    let out = resources::apply(&ds, "f.yaml", FILTER).await.unwrap();
+    assert_eq!(out, "bgpfilter/export-pods created\n");
+    let out = resources::apply(&ds, "p.yaml", PEER).await.unwrap();
+    assert_eq!(out, "bgppeer/tor created\n");
+    let other = PEER.replace("[export-pods]", "[export-pods, nope]");
+    let err = resources::apply(&ds, "p.yaml", &other)
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("no BGPFilter named \"nope\"; defined: export-pods"),
+        "{err}"
+    );
+}
+
+/// Calico: blockSize cannot change on update, and a new pool cannot take
+/// another block size than stored blocks inside it. blockSize 0 is the
+/// default, so it is no change.
+#[tokio::test]
+async fn pool_block_size_is_immutable_while_blocks_exist() {
+    if !have_program("etcd") {
+        eprintln!("SKIP pool_block_size_is_immutable_while_blocks_exist");
+        return;
+    }
+    let etcd = EtcdServer::start().expect("etcd");
+    let ds = connect(&etcd).await;
+    resources::apply(&ds, "p.yaml", POOLS).await.unwrap();
+    let zero = POOLS
+        .replace("cidr: 10.244.0.0/16", "cidr: 10.244.0.0/16\n  blockSize: 0");
+    resources::apply(&ds, "p.yaml", &zero).await.unwrap();
+    let resized = POOLS.replace(
+        "cidr: 10.244.0.0/16",
+        "cidr: 10.244.0.0/16\n  blockSize: 28",
+    );
+    let err = resources::apply(&ds, "p.yaml", &resized)
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("spec.blockSize = 28 is invalid: cannot be changed"),
+        "{err}"
+    );
+    let block = "apiVersion: margay.io/v1\nkind: IPAMBlock\nmetadata:\n  name: \
+                 10-244-0-0-26\nspec:\n  cidr: 10.244.0.0/26\n  affinity: \
+                 host:n1\n  allocations: []\n  unallocated: []\n  \
+                 attributes: []\n";
+    resources::apply(&ds, "b.yaml", block).await.unwrap();
+    resources::delete(&ds, Kind::IPPool, "default")
+        .await
+        .unwrap();
+    let err = resources::apply(&ds, "p.yaml", &resized)
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains(
+            "spec.blockSize = 28 is invalid: conflicts with the stored \
+             IPAMBlock 10.244.0.0/26"
+        ),
+        "{err}"
+    );
+    resources::apply(&ds, "p.yaml", POOLS).await.unwrap();
 }

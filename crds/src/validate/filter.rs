@@ -5,8 +5,7 @@ use super::{Validate, check_asn, parse_network};
 use crate::community::COMMUNITY_ALLOWED;
 use crate::error::{Errors, ValidationError};
 use crate::{
-    BGPFilter, BGPFilterRule, CommunityValue, FilterAction, MAX_PRIORITY,
-    resource_name,
+    BGPFilter, BGPFilterRule, CommunityValue, FilterAction, resource_name,
 };
 
 impl Validate for BGPFilter {
@@ -26,6 +25,13 @@ impl Validate for BGPFilter {
         errs.finish(resource_name(&self.metadata))
     }
 }
+
+/// Why kernel-route fields are refused: bgpd matches BGP routes only and
+/// felix-lite programs them with the default metric, so accepting them
+/// would silently export or accept more than the author meant.
+pub const KERNEL_UNSUPPORTED: &str = "not supported by margay: bgpd \
+    matches BGP routes only and felix-lite programs them with the default \
+    metric";
 
 /// Checks one filter rule of a list for IPv4 (`v4`) or IPv6 routes.
 fn check_rule(errs: &mut Errors, at: &str, r: &BGPFilterRule, v4: bool) {
@@ -85,22 +91,31 @@ fn check_rule(errs: &mut Errors, at: &str, r: &BGPFilterRule, v4: bool) {
                 format!("allowed at most prefixLength.max ({hi})"),
             ));
         }
-    }
-    if let Some(ifname) = &r.interface {
-        let ok = !ifname.is_empty()
-            && ifname.len() <= 15
-            && ifname
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || "._-*".contains(c));
-        if !ok {
-            errs.push(ValidationError::string(
+        // Calico writes BIRD's `cidr{lo,hi}` with lo at least the CIDR's
+        // length; BIRD refuses the configuration when hi is below it.
+        if let (Some(max), Ok(Some(m))) = (pl.max, r.prefix_match())
+            && max < m.cidr.prefix()
+        {
+            errs.push(ValidationError::new(
                 K,
-                format!("{at}.interface"),
-                ifname,
-                "allowed an interface name of at most 15 characters from \
-                 letters, digits, '.', '_', '-', with '*' as a wildcard",
+                format!("{at}.prefixLength.max"),
+                max,
+                format!(
+                    "allowed at least the cidr's length ({}): shorter \
+                     routes are never within {}",
+                    m.cidr.prefix(),
+                    m.cidr
+                ),
             ));
         }
+    }
+    if let Some(ifname) = &r.interface {
+        errs.push(ValidationError::string(
+            K,
+            format!("{at}.interface"),
+            ifname,
+            KERNEL_UNSUPPORTED,
+        ));
     }
     if let Some(cm) = &r.communities {
         if cm.values.len() != 1 {
@@ -119,7 +134,12 @@ fn check_rule(errs: &mut Errors, at: &str, r: &BGPFilterRule, v4: bool) {
         errs.check(check_asn(K, &format!("{at}.asPathPrefix[{j}]"), *asn));
     }
     if let Some(p) = r.priority {
-        check_priority(errs, &format!("{at}.priority"), p);
+        errs.push(ValidationError::new(
+            K,
+            format!("{at}.priority"),
+            p,
+            KERNEL_UNSUPPORTED,
+        ));
     }
     if !r.operations.is_empty() && r.action != FilterAction::Accept {
         errs.push(ValidationError::new(
@@ -165,7 +185,12 @@ fn check_rule(errs: &mut Errors, at: &str, r: &BGPFilterRule, v4: bool) {
             }
         }
         if let Some(sp) = &op.set_priority {
-            check_priority(errs, &format!("{f}.setPriority.value"), sp.value);
+            errs.push(ValidationError::new(
+                K,
+                format!("{f}.setPriority.value"),
+                sp.value,
+                KERNEL_UNSUPPORTED,
+            ));
         }
     }
 }
@@ -177,17 +202,6 @@ fn check_community(errs: &mut Errors, field: &str, v: &str) {
             field,
             v,
             COMMUNITY_ALLOWED,
-        ));
-    }
-}
-
-fn check_priority(errs: &mut Errors, field: &str, p: u32) {
-    if !(1..=MAX_PRIORITY).contains(&p) {
-        errs.push(ValidationError::new(
-            "BGPFilter",
-            field,
-            p,
-            format!("allowed 1-{MAX_PRIORITY}"),
         ));
     }
 }

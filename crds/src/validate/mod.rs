@@ -3,6 +3,7 @@
 //! field, the bad value and what is allowed.
 
 mod filter;
+mod immutable;
 mod resources;
 mod set;
 pub mod unsupported;
@@ -10,7 +11,8 @@ pub mod unsupported;
 use ipnetwork::IpNetwork;
 
 pub use crate::error::ValidationError;
-pub use set::validate_set;
+pub use filter::KERNEL_UNSUPPORTED;
+pub use set::{validate_against, validate_set};
 
 /// Checks one resource on its own.
 pub trait Validate {

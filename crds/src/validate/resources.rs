@@ -21,7 +21,10 @@ impl Validate for IPPool {
         let s = &self.spec;
         let mut errs = Errors::default();
         match s.cidr_net() {
-            Ok(net) => errs.check(check_block_size(net, s.block_size())),
+            Ok(net) => {
+                errs.check(check_block_size(net, s.block_size()));
+                errs.check(check_not_link_local(net));
+            }
             Err(e) => errs.push(e),
         }
         for (field, mode) in [
@@ -90,6 +93,29 @@ fn check_block_size(pool: IpNetwork, size: u8) -> Result<(), ValidationError> {
     Ok(())
 }
 
+/// Calico refuses pools in the link-local ranges: those addresses are
+/// never routed, and 169.254.1.1 is every pod's gateway.
+fn check_not_link_local(pool: IpNetwork) -> Result<(), ValidationError> {
+    let link_local = if pool.is_ipv4() {
+        "169.254.0.0/16"
+    } else {
+        "fe80::/10"
+    };
+    let ll: IpNetwork = link_local.parse().expect("constant network");
+    if !super::overlaps(&pool, &ll) {
+        return Ok(());
+    }
+    Err(ValidationError::string(
+        "IPPool",
+        "spec.cidr",
+        &pool.to_string(),
+        format!(
+            "overlaps the link-local range {link_local}; allowed a \
+             routable network"
+        ),
+    ))
+}
+
 // ===== BGPPeer =====
 
 impl Validate for BGPPeer {
@@ -143,7 +169,7 @@ impl Validate for BGPPeer {
                     K,
                     "spec.asNumber",
                     "<unset>",
-                    "required with spec.peerIP",
+                    "required with spec.peerIP (0 means unset)",
                 ));
             }
         }
@@ -158,6 +184,25 @@ impl Validate for BGPPeer {
         }
         errs.check(s.max_restart_time());
         errs.check(s.keepalive_time());
+        if s.keep_original_next_hop && s.next_hop_mode.is_some() {
+            errs.push(ValidationError::new(
+                K,
+                "spec.keepOriginalNextHop",
+                true,
+                "allowed only when spec.nextHopMode is not set \
+                 (keepOriginalNextHop is deprecated; use nextHopMode: Keep)",
+            ));
+        }
+        if let Some(gw) = &s.reachable_by
+            && s.peer_ip.is_none()
+        {
+            errs.push(ValidationError::string(
+                K,
+                "spec.reachableBy",
+                gw,
+                "allowed only together with spec.peerIP",
+            ));
+        }
         if let Some(gw) = &s.reachable_by
             && gw.parse::<std::net::IpAddr>().is_err()
         {
@@ -198,13 +243,14 @@ impl Validate for BGPConfiguration {
         let s = &self.spec;
         let mut errs = Errors::default();
         if let Some(l) = &s.log_severity_screen
-            && !LOG_SEVERITIES.contains(&l.as_str())
+            && !l.is_empty()
+            && !LOG_SEVERITIES.iter().any(|s| s.eq_ignore_ascii_case(l))
         {
             errs.push(ValidationError::string(
                 K,
                 "spec.logSeverityScreen",
                 l,
-                format!("allowed {}", LOG_SEVERITIES.join(", ")),
+                format!("allowed {} (in any case)", LOG_SEVERITIES.join(", ")),
             ));
         }
         if let Some(asn) = s.as_number {
@@ -429,7 +475,27 @@ impl Validate for IPAMHandle {
 impl Validate for IPAMConfig {
     fn validate(&self) -> Result<(), Vec<ValidationError>> {
         let name = resource_name(&self.metadata);
+        let s = &self.spec;
         let mut errs = Errors::default();
+        // Calico (libcalico-go ipam SetIPAMConfig): the block cap acts
+        // before borrowing, so it is only allowed where borrowing is off.
+        if s.max_blocks_per_host > 0 && !s.strict_affinity {
+            errs.push(ValidationError::new(
+                "IPAMConfig",
+                "spec.maxBlocksPerHost",
+                s.max_blocks_per_host,
+                "allowed only with spec.strictAffinity: true (or 0)",
+            ));
+        }
+        if !s.strict_affinity && !s.auto_allocate_blocks {
+            errs.push(ValidationError::new(
+                "IPAMConfig",
+                "spec.autoAllocateBlocks",
+                false,
+                "allowed false only with spec.strictAffinity: true; with \
+                 both off a node could neither claim nor borrow addresses",
+            ));
+        }
         if name != IPAM_CONFIG_NAME {
             errs.push(ValidationError::string(
                 "IPAMConfig",

@@ -386,3 +386,106 @@ fn forbidden(err: &DatastoreError, sa: &str, resource: &str) -> bool {
         && text.contains(&format!("system:serviceaccount:{NS}:{sa}"))
         && text.contains(resource)
 }
+
+/// Opens a list_and_watch of `K` and waits for its first item: a `Listed`
+/// when list and watch are granted. A refused list comes back as an error
+/// item at once; a refused watch is retried and logged, never yielded, so
+/// the watch is also opened alone and its first answer checked.
+async fn can_list_and_watch<K: margay_datastore::Object>(ds: &Datastore) {
+    let mut informer = ds.list_and_watch::<K>();
+    let first = tokio::time::timeout(Duration::from_secs(10), informer.next())
+        .await
+        .expect("an answer")
+        .expect("an item");
+    let Ok(ListWatchEvent::Listed(list)) = first else {
+        panic!("list of {} refused: {first:?}", std::any::type_name::<K>());
+    };
+    let mut watch = ds.watch::<K>(&list.resource_version);
+    let answer =
+        tokio::time::timeout(Duration::from_secs(2), watch.next()).await;
+    assert!(
+        !matches!(answer, Ok(Some(Err(_)))),
+        "watch of {} refused: {answer:?}",
+        std::any::type_name::<K>()
+    );
+}
+
+/// margay-node, with only its deploy/20-rbac.yaml token, makes the calls
+/// ctl/tests/deploy_manifests.rs lists for it: bgpd's list_and_watch of
+/// every type it follows, the agent's get/create/update of its own Node
+/// and its get of a BGP password Secret.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rbac_grants_margay_node_its_calls() {
+    use margay_crds::*;
+    let Some(server) = server("rbac_grants_margay_node_its_calls", &[]).await
+    else {
+        return;
+    };
+    let ds = datastore_as(&server, "margay-node").await;
+    can_list_and_watch::<Node>(&ds).await;
+    can_list_and_watch::<BGPConfiguration>(&ds).await;
+    can_list_and_watch::<BGPPeer>(&ds).await;
+    can_list_and_watch::<BGPFilter>(&ds).await;
+    can_list_and_watch::<IPPool>(&ds).await;
+    can_list_and_watch::<IPAMBlock>(&ds).await;
+    can_list_and_watch::<BlockAffinity>(&ds).await;
+    // node/src/register.rs: get, create, then CAS update of its Node.
+    assert!(ds.get::<Node>("n1").await.unwrap().is_none());
+    let created = ds
+        .create(&Node::new("n1", NodeSpec::default()))
+        .await
+        .unwrap();
+    let mut labeled = created.clone();
+    labeled.metadata.labels = Some([("rack".into(), "r1".into())].into());
+    ds.update(&labeled).await.unwrap();
+    // It may not delete Nodes, nor write what it only reads.
+    let err = ds.delete::<Node>("n1", None).await.unwrap_err();
+    assert!(forbidden(&err, "margay-node", "nodes"), "{err}");
+    // BGPPeer password secretKeyRef: get of a Secret in margay-system.
+    let store = KubeStore::from_client(
+        server
+            .service_account_client(NS, "margay-node")
+            .await
+            .unwrap(),
+    );
+    assert_eq!(
+        store.secret_key(NS, "absent", "password").await.unwrap(),
+        None
+    );
+    let err = store
+        .secret_key("default", "absent", "password")
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("forbidden"), "{err}");
+}
+
+/// A watch from a resourceVersion older than the apiserver's watch cache
+/// (which starts at the current revision when the apiserver starts) is
+/// 410 Gone: the datastore says Compacted and names the revision asked.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn watch_older_than_the_watch_cache_is_gone() {
+    let Some(mut server) =
+        server("watch_older_than_the_watch_cache_is_gone", &[]).await
+    else {
+        return;
+    };
+    let ds = datastore_as(&server, "margay-node").await;
+    let first = ds.create(&widget("a", 1)).await.unwrap();
+    let mut last = first.clone();
+    for v in 2..4 {
+        last.spec.value = v;
+        last = ds.update(&last).await.unwrap();
+    }
+    server.restart().await.expect("restart");
+    let mut watch = ds.watch::<Widget>(&rv(&first));
+    let item = tokio::time::timeout(Duration::from_secs(10), watch.next())
+        .await
+        .expect("an answer")
+        .expect("an item");
+    let err = item.unwrap_err();
+    assert!(
+        matches!(&err, DatastoreError::Compacted { kind, revision }
+            if kind == "Widget" && *revision == rv(&first)),
+        "{err:?}"
+    );
+}

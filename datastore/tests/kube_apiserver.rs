@@ -489,3 +489,25 @@ async fn watch_older_than_the_watch_cache_is_gone() {
         "{err:?}"
     );
 }
+
+/// Every manifest in deploy/ is accepted by the real apiserver (server-side
+/// apply validates each against the server's schema, including the
+/// DaemonSet, which no kubelet runs here).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deploy_manifests_are_accepted() {
+    let Some(server) = server("deploy_manifests_are_accepted", &[]).await
+    else {
+        return;
+    };
+    let deploy = margay_testkit::deploy_dir();
+    for file in ["10-configmap.yaml", "30-daemonset.yaml"] {
+        server.apply_file(&deploy.join(file)).await.unwrap();
+    }
+    let ar = ApiResource::from_gvk(&kube::core::GroupVersionKind::gvk(
+        "apps",
+        "v1",
+        "DaemonSet",
+    ));
+    let ds: Api<DynamicObject> = Api::namespaced_with(server.admin(), NS, &ar);
+    assert!(ds.get_opt("margay-node").await.unwrap().is_some());
+}

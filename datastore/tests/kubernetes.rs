@@ -6,8 +6,8 @@
 //!
 //! kube-fake-client 0.3 has no watch endpoint (a `?watch=true` GET is
 //! answered as a plain list) and ignores delete preconditions, so those
-//! contract items print a NOTE here and are covered on real etcd in
-//! tests/etcd.rs.
+//! contract items print a NOTE here; tests/kube_apiserver.rs runs them on
+//! a real kube-apiserver (and tests/etcd.rs on etcd).
 
 mod conformance;
 

@@ -164,7 +164,8 @@ impl KubeApiServer {
     }
 
     /// Server-side applies every document of the YAML file at `path` with
-    /// the admin token, as `kubectl apply --server-side` does.
+    /// the admin token and strict field validation, as
+    /// `kubectl apply --server-side` does.
     pub async fn apply_file(&self, path: &Path) -> io::Result<()> {
         let text = std::fs::read_to_string(path).map_err(|e| {
             io::Error::new(e.kind(), format!("{}: {e}", path.display()))
@@ -206,7 +207,11 @@ impl KubeApiServer {
             ),
             Scope::Cluster => Api::all_with(self.admin.clone(), &ar),
         };
-        let pp = PatchParams::apply(FIELD_MANAGER).force();
+        // Strict: an unknown or duplicate field is an error, as with
+        // kubectl's default --validate=strict.
+        let pp = PatchParams::apply(FIELD_MANAGER)
+            .force()
+            .validation_strict();
         api.patch(&name, &pp, &Patch::Apply(&obj))
             .await
             .map_err(|e| other(format!("apply {} {name}: {e}", types.kind)))?;

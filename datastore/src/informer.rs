@@ -38,6 +38,7 @@ impl Datastore {
             resource_version: None,
             watch: None,
             backoff: MIN_BACKOFF,
+            failed: false,
         };
         stream::unfold(state, Informer::next).boxed()
     }
@@ -50,6 +51,11 @@ struct Informer<K> {
     resource_version: Option<String>,
     watch: Option<BoxStream<'static, Result<WatchEvent<K>>>>,
     backoff: Duration,
+    /// The last watch item was an error: if the watch then ends, the
+    /// error ended it (e.g. 403, RBAC lacks `watch`), so re-watch with
+    /// backoff instead of at once, lest a misconfiguration flood the
+    /// backend with requests and the caller with errors.
+    failed: bool,
 }
 
 impl<K: Object> Informer<K> {
@@ -79,6 +85,7 @@ impl<K: Object> Informer<K> {
             match watch.next().await {
                 Some(Ok(ev)) => {
                     self.backoff = MIN_BACKOFF;
+                    self.failed = false;
                     self.resource_version =
                         Some(ev.resource_version().to_string());
                     return Some((Ok(ListWatchEvent::Event(ev)), self));
@@ -96,12 +103,19 @@ impl<K: Object> Informer<K> {
                     self.retry_later(&e, "watch").await;
                 }
                 // A bad object: report it, the watch itself goes on.
-                Some(Err(e)) => return Some((Err(e), self)),
+                Some(Err(e)) => {
+                    self.failed = true;
+                    return Some((Err(e), self));
+                }
                 None => {
                     // The backend ended the watch (e.g. the apiserver's
                     // timeout): resume from the last revision.
                     self.watch = None;
-                    tokio::time::sleep(MIN_BACKOFF).await;
+                    if std::mem::take(&mut self.failed) {
+                        self.back_off().await;
+                    } else {
+                        tokio::time::sleep(MIN_BACKOFF).await;
+                    }
                 }
             }
         }
@@ -113,6 +127,11 @@ impl<K: Object> Informer<K> {
             kind = %kind::<K>(), error = %e, retry_in = ?self.backoff,
             "datastore {what} failed"
         );
+        self.back_off().await;
+    }
+
+    /// Sleeps for the backoff, then doubles it (up to MAX_BACKOFF).
+    async fn back_off(&mut self) {
         tokio::time::sleep(self.backoff).await;
         self.backoff = (self.backoff * 2).min(MAX_BACKOFF);
     }

@@ -86,3 +86,45 @@ async fn watch_is_not_served_by_the_fake() {
          the watch contract"
     );
 }
+
+/// A watch the apiserver refuses (403: RBAC grants `list` but not
+/// `watch`) ends after its error item; list_and_watch reports each refusal
+/// and watches again with a growing backoff, not every 200 ms forever.
+#[tokio::test]
+async fn refused_watch_is_retried_with_backoff() {
+    use std::sync::{Arc, Mutex};
+    use std::time::{Duration, Instant};
+
+    use margay_datastore::ListWatchEvent;
+
+    let watches = Arc::new(Mutex::new(Vec::<Instant>::new()));
+    let seen = watches.clone();
+    let client = margay_testkit::fake_kube::answering(move |req| {
+        if !req.uri().query().unwrap_or_default().contains("watch=true") {
+            let list = r#"{"apiVersion":"test.margay.io/v1","kind":"WidgetList",
+                "metadata":{"resourceVersion":"5"},"items":[]}"#;
+            return (200, list.to_string());
+        }
+        seen.lock().unwrap().push(Instant::now());
+        let status = concat!(
+            r#"{"kind":"Status","apiVersion":"v1","status":"Failure","#,
+            r#""message":"widgets is forbidden","reason":"Forbidden","#,
+            r#""code":403}"#
+        );
+        (403, status.to_string())
+    });
+    let ds = Datastore::Kubernetes(KubeStore::from_client(client));
+    let mut informer = ds.list_and_watch::<Widget>();
+    let first = informer.next().await.unwrap().unwrap();
+    assert!(matches!(first, ListWatchEvent::Listed(_)), "{first:?}");
+    for _ in 0..5 {
+        let err = informer.next().await.unwrap().unwrap_err();
+        assert!(err.to_string().contains("forbidden"), "{err}");
+    }
+    // Backoff 200, 400, 800, 1600 ms between the five refused watches:
+    // the last gap is at least 1.6 s (a sleep never ends early).
+    let at = watches.lock().unwrap().clone();
+    assert_eq!(at.len(), 5);
+    let last_gap = at[4] - at[3];
+    assert!(last_gap >= Duration::from_millis(1600), "{last_gap:?}");
+}

@@ -8,7 +8,7 @@ use futures::stream::{self, BoxStream, Stream, StreamExt};
 
 use crate::datastore::Datastore;
 use crate::error::{DatastoreError, Result};
-use crate::object::{List, Object, WatchEvent, kind};
+use crate::object::{List, Object, Progress, WatchEvent, kind};
 
 const MIN_BACKOFF: Duration = Duration::from_millis(200);
 const MAX_BACKOFF: Duration = Duration::from_secs(5);
@@ -49,7 +49,7 @@ struct Informer<K> {
     store: Datastore,
     /// The revision delivered so far; `None` = list first.
     resource_version: Option<String>,
-    watch: Option<BoxStream<'static, Result<WatchEvent<K>>>>,
+    watch: Option<BoxStream<'static, Result<Progress<K>>>>,
     backoff: Duration,
     /// The last watch item was an error: if the watch then ends, the
     /// error ended it (e.g. 403, RBAC lacks `watch`), so re-watch with
@@ -81,9 +81,13 @@ impl<K: Object> Informer<K> {
             };
             let watch = self
                 .watch
-                .get_or_insert_with(|| Box::pin(self.store.watch::<K>(&rv)));
+                .get_or_insert_with(|| self.store.watch_progress::<K>(&rv));
             match watch.next().await {
-                Some(Ok(ev)) => {
+                // Nothing changed up to `rv`: resume from there.
+                Some(Ok(Progress::Bookmark(rv))) => {
+                    self.resource_version = Some(rv);
+                }
+                Some(Ok(Progress::Event(ev))) => {
                     self.backoff = MIN_BACKOFF;
                     self.failed = false;
                     self.resource_version =

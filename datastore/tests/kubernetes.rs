@@ -128,3 +128,57 @@ async fn refused_watch_is_retried_with_backoff() {
     let last_gap = at[4] - at[3];
     assert!(last_gap >= Duration::from_millis(1600), "{last_gap:?}");
 }
+
+/// A bookmark moves the informer's resume point: when the watch ends
+/// (the apiserver's timeout), the next watch starts from the bookmark's
+/// resourceVersion, not from the last change, which the apiserver may
+/// have forgotten by then (410 Gone and a full re-list).
+#[tokio::test]
+async fn watch_resumes_from_the_last_bookmark() {
+    use std::sync::{Arc, Mutex};
+
+    use margay_datastore::ListWatchEvent;
+
+    let watched_from = Arc::new(Mutex::new(Vec::<String>::new()));
+    let seen = watched_from.clone();
+    let client = margay_testkit::fake_kube::answering(move |req| {
+        let query = req.uri().query().unwrap_or_default().to_string();
+        if !query.contains("watch=true") {
+            let list = r#"{"apiVersion":"test.margay.io/v1","kind":"WidgetList",
+                "metadata":{"resourceVersion":"5"},"items":[]}"#;
+            return (200, list.to_string());
+        }
+        let from = query
+            .split('&')
+            .find_map(|kv| kv.strip_prefix("resourceVersion="))
+            .unwrap_or_default()
+            .to_string();
+        let first = seen.lock().unwrap().is_empty();
+        seen.lock().unwrap().push(from);
+        if !first {
+            // The second watch: a change, so that the test sees it.
+            let added = concat!(
+                r#"{"type":"ADDED","object":{"apiVersion":"test.margay.io/v1","#,
+                r#""kind":"Widget","metadata":{"name":"a","#,
+                r#""resourceVersion":"43"},"spec":{"value":1}}}"#
+            );
+            return (200, format!("{added}\n"));
+        }
+        // The first watch: only a bookmark at 42, then the end.
+        let bookmark = concat!(
+            r#"{"type":"BOOKMARK","object":{"apiVersion":"test.margay.io/v1","#,
+            r#""kind":"Widget","metadata":{"resourceVersion":"42"}}}"#
+        );
+        (200, format!("{bookmark}\n"))
+    });
+    let ds = Datastore::Kubernetes(KubeStore::from_client(client));
+    let mut informer = ds.list_and_watch::<Widget>();
+    let first = informer.next().await.unwrap().unwrap();
+    assert!(matches!(first, ListWatchEvent::Listed(_)), "{first:?}");
+    let next = informer.next().await.unwrap().unwrap();
+    assert!(
+        matches!(&next, ListWatchEvent::Event(e) if e.name() == "a"),
+        "{next:?}"
+    );
+    assert_eq!(*watched_from.lock().unwrap(), ["5", "42"]);
+}

@@ -1,14 +1,14 @@
 //! `Datastore`: one handle over whichever backend `--datastore` chose,
 //! with the checks every backend shares done once here.
 
-use futures::Stream;
+use futures::stream::{BoxStream, Stream, StreamExt};
 
 use crate::batch::{self, ReadBatch, ReadResults, WriteBatch};
 use crate::error::{DatastoreError, Result};
 use crate::etcd::EtcdStore;
 use crate::file::FileStore;
 use crate::kubernetes::KubeStore;
-use crate::object::{self, List, Object, WatchEvent, kind, name_of};
+use crate::object::{self, List, Object, Progress, WatchEvent, kind, name_of};
 use crate::spec::DatastoreSpec;
 
 /// A connected datastore; cheap to clone (clones share connections).
@@ -175,6 +175,21 @@ impl Datastore {
             Datastore::Etcd(s) => s.watch(from_resource_version),
             Datastore::Kubernetes(s) => s.watch(from_resource_version),
             Datastore::File(s) => s.watch(from_resource_version),
+        }
+    }
+
+    /// [`watch`](Self::watch) with the Kubernetes backend's bookmarks, for
+    /// the informer.
+    pub(crate) fn watch_progress<K: Object>(
+        &self,
+        from_resource_version: &str,
+    ) -> BoxStream<'static, Result<Progress<K>>> {
+        match self {
+            Datastore::Kubernetes(s) => s.watch_progress(from_resource_version),
+            other => other
+                .watch(from_resource_version)
+                .map(|item| item.map(Progress::Event))
+                .boxed(),
         }
     }
 }

@@ -8,7 +8,7 @@ use futures::stream::{self, BoxStream, Stream, StreamExt};
 
 use crate::datastore::Datastore;
 use crate::error::{DatastoreError, Result};
-use crate::object::{List, Object, WatchEvent, kind};
+use crate::object::{List, Object, Progress, WatchEvent, kind};
 
 const MIN_BACKOFF: Duration = Duration::from_millis(200);
 const MAX_BACKOFF: Duration = Duration::from_secs(5);
@@ -38,6 +38,7 @@ impl Datastore {
             resource_version: None,
             watch: None,
             backoff: MIN_BACKOFF,
+            failed: false,
         };
         stream::unfold(state, Informer::next).boxed()
     }
@@ -48,8 +49,13 @@ struct Informer<K> {
     store: Datastore,
     /// The revision delivered so far; `None` = list first.
     resource_version: Option<String>,
-    watch: Option<BoxStream<'static, Result<WatchEvent<K>>>>,
+    watch: Option<BoxStream<'static, Result<Progress<K>>>>,
     backoff: Duration,
+    /// The last watch item was an error: if the watch then ends, the
+    /// error ended it (e.g. 403, RBAC lacks `watch`), so re-watch with
+    /// backoff instead of at once, lest a misconfiguration flood the
+    /// backend with requests and the caller with errors.
+    failed: bool,
 }
 
 impl<K: Object> Informer<K> {
@@ -75,10 +81,15 @@ impl<K: Object> Informer<K> {
             };
             let watch = self
                 .watch
-                .get_or_insert_with(|| Box::pin(self.store.watch::<K>(&rv)));
+                .get_or_insert_with(|| self.store.watch_progress::<K>(&rv));
             match watch.next().await {
-                Some(Ok(ev)) => {
+                // Nothing changed up to `rv`: resume from there.
+                Some(Ok(Progress::Bookmark(rv))) => {
+                    self.resource_version = Some(rv);
+                }
+                Some(Ok(Progress::Event(ev))) => {
                     self.backoff = MIN_BACKOFF;
+                    self.failed = false;
                     self.resource_version =
                         Some(ev.resource_version().to_string());
                     return Some((Ok(ListWatchEvent::Event(ev)), self));
@@ -96,12 +107,19 @@ impl<K: Object> Informer<K> {
                     self.retry_later(&e, "watch").await;
                 }
                 // A bad object: report it, the watch itself goes on.
-                Some(Err(e)) => return Some((Err(e), self)),
+                Some(Err(e)) => {
+                    self.failed = true;
+                    return Some((Err(e), self));
+                }
                 None => {
                     // The backend ended the watch (e.g. the apiserver's
                     // timeout): resume from the last revision.
                     self.watch = None;
-                    tokio::time::sleep(MIN_BACKOFF).await;
+                    if std::mem::take(&mut self.failed) {
+                        self.back_off().await;
+                    } else {
+                        tokio::time::sleep(MIN_BACKOFF).await;
+                    }
                 }
             }
         }
@@ -113,6 +131,11 @@ impl<K: Object> Informer<K> {
             kind = %kind::<K>(), error = %e, retry_in = ?self.backoff,
             "datastore {what} failed"
         );
+        self.back_off().await;
+    }
+
+    /// Sleeps for the backoff, then doubles it (up to MAX_BACKOFF).
+    async fn back_off(&mut self) {
         tokio::time::sleep(self.backoff).await;
         self.backoff = (self.backoff * 2).min(MAX_BACKOFF);
     }

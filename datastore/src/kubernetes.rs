@@ -16,7 +16,7 @@ use kube::config::{KubeConfigOptions, Kubeconfig};
 use kube::{Client, Config};
 
 use crate::error::{DatastoreError, Result};
-use crate::object::{List, Object, WatchEvent, kind, name_of};
+use crate::object::{List, Object, Progress, WatchEvent, kind, name_of};
 
 const BACKEND: &str = "kubernetes";
 /// Bound on opening a TCP/TLS connection to the apiserver.
@@ -192,6 +192,24 @@ impl KubeStore {
         &self,
         from: &str,
     ) -> BoxStream<'static, Result<WatchEvent<K>>> {
+        self.watch_progress(from)
+            .filter_map(|item| async move {
+                match item {
+                    Ok(Progress::Event(ev)) => Some(Ok(ev)),
+                    Ok(Progress::Bookmark(_)) => None,
+                    Err(e) => Some(Err(e)),
+                }
+            })
+            .boxed()
+    }
+
+    /// [`watch`](Self::watch) with the bookmarks the apiserver sends
+    /// (kube's WatchParams ask for them; the watch cache sends one 2 s
+    /// before the watch's timeout and about every minute).
+    pub(crate) fn watch_progress<K: Object>(
+        &self,
+        from: &str,
+    ) -> BoxStream<'static, Result<Progress<K>>> {
         let api = self.api::<K>();
         let from = if from.is_empty() { "0" } else { from }.to_string();
         let wp = WatchParams::default().timeout(WATCH_TIMEOUT_SECS);
@@ -216,17 +234,21 @@ impl KubeStore {
 
 // ===== helper functions =====
 
-/// Maps one kube watch event; `None` for bookmarks.
+/// Maps one kube watch event; `None` for a bookmark without a version.
 fn map_watch_event<K: Object>(
     ev: kube::Result<kube::core::WatchEvent<K>>,
     from: &str,
-) -> Option<Result<WatchEvent<K>>> {
+) -> Option<Result<Progress<K>>> {
     use kube::core::WatchEvent as KubeEvent;
+    let event = |ev| Some(Ok(Progress::Event(ev)));
     match ev {
-        Ok(KubeEvent::Added(o)) => Some(Ok(WatchEvent::Added(o))),
-        Ok(KubeEvent::Modified(o)) => Some(Ok(WatchEvent::Modified(o))),
-        Ok(KubeEvent::Deleted(o)) => Some(Ok(WatchEvent::Deleted(o))),
-        Ok(KubeEvent::Bookmark(_)) => None,
+        Ok(KubeEvent::Added(o)) => event(WatchEvent::Added(o)),
+        Ok(KubeEvent::Modified(o)) => event(WatchEvent::Modified(o)),
+        Ok(KubeEvent::Deleted(o)) => event(WatchEvent::Deleted(o)),
+        Ok(KubeEvent::Bookmark(b)) => {
+            let rv = b.metadata.resource_version;
+            (!rv.is_empty()).then(|| Ok(Progress::Bookmark(rv)))
+        }
         // 410 Gone: "too old resource version", the apiserver's compaction.
         Ok(KubeEvent::Error(status)) if status.code == 410 => {
             Some(Err(DatastoreError::Compacted {

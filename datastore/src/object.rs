@@ -57,6 +57,16 @@ pub enum WatchEvent<K> {
     Deleted(K),
 }
 
+/// An item of a watch as the informer reads it: a change, or a bookmark
+/// (Kubernetes): no change, but the revision the watch has reached, so a
+/// resumed watch starts there rather than at the last change, which the
+/// apiserver may have forgotten (410 Gone, a full re-list).
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) enum Progress<K> {
+    Event(WatchEvent<K>),
+    Bookmark(String),
+}
+
 impl<K: Object> WatchEvent<K> {
     /// The object the event is about.
     pub fn object(&self) -> &K {

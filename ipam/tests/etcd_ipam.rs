@@ -1,8 +1,10 @@
 //! IPAM on both datastores that can write: claims, borrowing,
 //! exhaustion, dual stack, the ABA guard, GC and empty-block release.
-//! Every scenario is one body run twice, on a real etcd (one transaction
-//! per allocation) and on the Kubernetes backend through kube-fake-client
-//! (no transactions: the handle-first, one-object-at-a-time protocol).
+//! Every scenario is one body run three times: on a real etcd (one
+//! transaction per allocation), and on the Kubernetes backend (no
+//! transactions: the handle-first, one-object-at-a-time protocol) through
+//! kube-fake-client and through a real kube-apiserver, where IPAM runs as
+//! margay-cni under deploy/20-rbac.yaml.
 
 mod common;
 
@@ -15,9 +17,10 @@ use margay_crds::{AffinityState, BlockAffinity, IPAMConfigSpec};
 use margay_ipam::block::{BlockError, Released};
 use margay_ipam::{AssignArgs, IpamError, IpamOptions, ReleaseRequest};
 
-use common::{Env, attrs, env, kube_env};
+use common::{Env, attrs, env, kube_env, real_kube_env};
 
-/// Two tests for scenario `$name`: `$name::etcd` and `$name::kubernetes`.
+/// Three tests for scenario `$name`: `$name::etcd`, `$name::kubernetes`
+/// (kube-fake-client) and `$name::kube_apiserver`.
 macro_rules! on_both_backends {
     ($($name:ident),* $(,)?) => {$(
         mod $name {
@@ -32,6 +35,15 @@ macro_rules! on_both_backends {
             #[tokio::test]
             async fn kubernetes() {
                 super::$name(&super::kube_env().await).await;
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn kube_apiserver() {
+                let test = concat!(stringify!($name), "::kube_apiserver");
+                let Some(e) = super::real_kube_env(test).await else {
+                    return;
+                };
+                super::$name(&e).await;
             }
         }
     )*};

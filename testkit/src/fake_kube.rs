@@ -26,6 +26,26 @@ pub fn cluster_scoped(fake: kube::Client) -> kube::Client {
     kube::Client::new(svc, FAKE_NS)
 }
 
+/// A client whose every request `answer` answers with a status code and
+/// a JSON body, for the apiserver behaviours kube-fake-client cannot show
+/// (e.g. a 403 on watch).
+pub fn answering<F>(answer: F) -> kube::Client
+where
+    F: Fn(&http::Request<Body>) -> (u16, String) + Send + Sync + 'static,
+{
+    let answer = std::sync::Arc::new(answer);
+    let svc = tower::service_fn(move |req: http::Request<Body>| {
+        let (status, body) = answer(&req);
+        async move {
+            http::Response::builder()
+                .status(status)
+                .header("content-type", "application/json")
+                .body(Body::from(body.into_bytes()))
+        }
+    });
+    kube::Client::new(svc, FAKE_NS)
+}
+
 /// `/apis/G/V/rest` -> `/apis/G/V/namespaces/FAKE_NS/rest`.
 fn namespaced(uri: &http::Uri) -> http::Uri {
     let path = uri.path();

@@ -1,19 +1,24 @@
 //! Test harness shared by margay's integration tests.
 //!
 //! Everything here creates real things (network namespaces, veth pairs,
-//! bridges, an etcd process) and removes them on `Drop`, so a failing or
+//! bridges, an etcd process, a kube-apiserver) and removes them on `Drop`, so a failing or
 //! panicking test leaves nothing behind. Tests that need root call
 //! [`require_root`] first; it prints a `SKIP` line (never a silent pass) when
 //! the process is not root.
 
 mod etcd;
 pub mod fake_kube;
+mod kube_apiserver;
 mod netns;
 
 use std::net::TcpListener;
 use std::time::{Duration, Instant};
 
 pub use etcd::EtcdServer;
+pub use kube_apiserver::{
+    KUBE_VERSION, KubeApiServer, deploy_dir, kube_apiserver_binary,
+    kube_apiserver_path,
+};
 pub use netns::{Netns, Segment, veth_between};
 
 /// True when the effective uid is 0; otherwise prints why `test` is skipped.

@@ -1,6 +1,7 @@
 //! Shared setup of the IPAM integration tests: a datastore on a real
-//! etcd, or on kube-fake-client (an in-memory apiserver) for the
-//! Kubernetes backend.
+//! etcd, on kube-fake-client (an in-memory apiserver) for the Kubernetes
+//! backend, or on a real kube-apiserver where IPAM runs as the margay-cni
+//! ServiceAccount of deploy/20-rbac.yaml.
 #![allow(dead_code)]
 
 use std::collections::BTreeMap;
@@ -12,14 +13,20 @@ use margay_crds::{
 };
 use margay_datastore::{Datastore, DatastoreSpec, KubeStore};
 use margay_ipam::{Ipam, IpamOptions};
-use margay_testkit::EtcdServer;
 use margay_testkit::fake_kube::cluster_scoped;
+use margay_testkit::{EtcdServer, KubeApiServer, kube_apiserver_binary};
 
 /// A datastore (and, on etcd, the server behind it).
 pub struct Env {
     /// None on the Kubernetes backend.
     pub etcd: Option<EtcdServer>,
+    /// The operator's datastore: pools, IPAMConfig, Nodes (and reads).
     pub ds: Datastore,
+    /// IPAM's datastore: `ds`, except on the real apiserver, where it is
+    /// margay-cni's ServiceAccount token (its RBAC, nothing more).
+    pub ipam_ds: Datastore,
+    /// The real apiserver, when the test runs on one.
+    pub kube: Option<KubeApiServer>,
     pub dir: tempfile::TempDir,
 }
 
@@ -39,8 +46,31 @@ pub async fn env(test: &str) -> Option<Env> {
     let dir = tempfile::tempdir().expect("tempdir");
     Some(Env {
         etcd: Some(etcd),
+        ipam_ds: ds.clone(),
         ds,
+        kube: None,
         dir,
+    })
+}
+
+/// A real etcd and kube-apiserver with deploy/ applied; setup writes go
+/// with the admin token, IPAM with margay-cni's. None (after printing
+/// SKIP) without the kube-apiserver binary (scripts/deps builds it).
+pub async fn real_kube_env(test: &str) -> Option<Env> {
+    kube_apiserver_binary(test)?;
+    let kube = KubeApiServer::start().await.expect("kube-apiserver starts");
+    kube.install_margay().await.expect("deploy/ applies");
+    let store = |c| Datastore::Kubernetes(KubeStore::from_client(c));
+    let cni = kube
+        .service_account_client("margay-system", "margay-cni")
+        .await
+        .expect("margay-cni token");
+    Some(Env {
+        etcd: None,
+        ds: store(kube.admin()),
+        ipam_ds: store(cni),
+        kube: Some(kube),
+        dir: tempfile::tempdir().expect("tempdir"),
     })
 }
 
@@ -65,9 +95,12 @@ pub async fn kube_env() -> Env {
         .await
         .expect("fake client");
     let client = cluster_scoped(fake);
+    let ds = Datastore::Kubernetes(KubeStore::from_client(client));
     Env {
         etcd: None,
-        ds: Datastore::Kubernetes(KubeStore::from_client(client)),
+        ipam_ds: ds.clone(),
+        ds,
+        kube: None,
         dir: tempfile::tempdir().expect("tempdir"),
     }
 }
@@ -94,7 +127,7 @@ impl Env {
     /// per-node file in the test's directory).
     pub fn ipam_with(&self, node: &str, mut opts: IpamOptions) -> Ipam {
         opts.lock_path = Some(self.dir.path().join(format!("{node}.lock")));
-        Ipam::new(self.ds.clone(), node, opts)
+        Ipam::new(self.ipam_ds.clone(), node, opts)
     }
 
     pub async fn pool(&self, name: &str, cidr: &str, block_size: u8) {

@@ -10,13 +10,14 @@ use std::time::Duration;
 use futures::stream::{self, BoxStream, StreamExt};
 use k8s_openapi::api::core::v1::Secret;
 use kube::api::{
-    Api, DeleteParams, ListParams, PostParams, Preconditions, WatchParams,
+    Api, ApiResource, DeleteParams, DynamicObject, ListParams, PostParams,
+    Preconditions, WatchParams,
 };
 use kube::config::{KubeConfigOptions, Kubeconfig};
 use kube::{Client, Config};
 
 use crate::error::{DatastoreError, Result};
-use crate::object::{List, Object, WatchEvent, kind, name_of};
+use crate::object::{self, List, Object, WatchEvent, kind, name_of};
 
 const BACKEND: &str = "kubernetes";
 /// Bound on opening a TCP/TLS connection to the apiserver.
@@ -100,25 +101,38 @@ impl KubeStore {
 
     /// Reads one object.
     pub async fn get<K: Object>(&self, name: &str) -> Result<Option<K>> {
-        self.api::<K>()
+        self.dyn_api::<K>()
             .get_opt(name)
             .await
-            .map_err(|e| map_err::<K>(e, Op::Other, name))
+            .map_err(|e| map_err::<K>(e, Op::Other, name))?
+            .map(typed::<K>)
+            .transpose()
     }
 
-    /// Lists all objects of type `K`.
+    /// The same resources untyped: what the apiserver holds may not
+    /// decode into `K` (`kubectl apply` past a loose schema), and one
+    /// such object must not fail a whole list or watch.
+    fn dyn_api<K: Object>(&self) -> Api<DynamicObject> {
+        Api::all_with(self.client.clone(), &ApiResource::erase::<K>(&()))
+    }
+
+    /// Lists all objects of type `K`; those that do not decode are
+    /// reported in `invalid`.
     pub async fn list<K: Object>(&self) -> Result<List<K>> {
         let list = self
-            .api::<K>()
+            .dyn_api::<K>()
             .list(&ListParams::default())
             .await
             .map_err(|e| map_err::<K>(e, Op::Other, ""))?;
+        let (items, invalid) =
+            object::partition(list.items.into_iter().map(typed::<K>))?;
         Ok(List {
             resource_version: list
                 .metadata
                 .resource_version
                 .unwrap_or_default(),
-            items: list.items,
+            items,
+            invalid,
         })
     }
 
@@ -192,7 +206,7 @@ impl KubeStore {
         &self,
         from: &str,
     ) -> BoxStream<'static, Result<WatchEvent<K>>> {
-        let api = self.api::<K>();
+        let api = self.dyn_api::<K>();
         let from = if from.is_empty() { "0" } else { from }.to_string();
         let wp = WatchParams::default().timeout(WATCH_TIMEOUT_SECS);
         let open =
@@ -216,16 +230,31 @@ impl KubeStore {
 
 // ===== helper functions =====
 
-/// Maps one kube watch event; `None` for bookmarks.
+/// Decodes an untyped object into `K`; `Decode` (naming the object and
+/// the field) when it does not fit.
+fn typed<K: Object>(o: DynamicObject) -> Result<K> {
+    let name = o.metadata.name.clone().unwrap_or_default();
+    let value =
+        serde_json::to_value(&o).map_err(|source| DatastoreError::Decode {
+            kind: kind::<K>(),
+            name: name.clone(),
+            field: String::new(),
+            source,
+        })?;
+    object::decode_value(value, &name)
+}
+
+/// Maps one kube watch event; `None` for bookmarks. An object that does
+/// not decode is a `Decode` item: the watch goes on.
 fn map_watch_event<K: Object>(
-    ev: kube::Result<kube::core::WatchEvent<K>>,
+    ev: kube::Result<kube::core::WatchEvent<DynamicObject>>,
     from: &str,
 ) -> Option<Result<WatchEvent<K>>> {
     use kube::core::WatchEvent as KubeEvent;
     match ev {
-        Ok(KubeEvent::Added(o)) => Some(Ok(WatchEvent::Added(o))),
-        Ok(KubeEvent::Modified(o)) => Some(Ok(WatchEvent::Modified(o))),
-        Ok(KubeEvent::Deleted(o)) => Some(Ok(WatchEvent::Deleted(o))),
+        Ok(KubeEvent::Added(o)) => Some(typed(o).map(WatchEvent::Added)),
+        Ok(KubeEvent::Modified(o)) => Some(typed(o).map(WatchEvent::Modified)),
+        Ok(KubeEvent::Deleted(o)) => Some(typed(o).map(WatchEvent::Deleted)),
         Ok(KubeEvent::Bookmark(_)) => None,
         // 410 Gone: "too old resource version", the apiserver's compaction.
         Ok(KubeEvent::Error(status)) if status.code == 410 => {
@@ -277,9 +306,12 @@ fn map_err_kind(
                 message: kube::Error::Api(status).to_string(),
             },
         },
-        kube::Error::SerdeError(source) => {
-            DatastoreError::Decode { kind, name, source }
-        }
+        kube::Error::SerdeError(source) => DatastoreError::Decode {
+            kind,
+            name,
+            field: String::new(),
+            source,
+        },
         e @ (kube::Error::HyperError(_)
         | kube::Error::Service(_)
         | kube::Error::ReadEvents(_)) => DatastoreError::Unavailable {

@@ -20,6 +20,13 @@ struct StateLabel {
     state: String,
 }
 
+/// An invalid datastore object: what `margay_invalid_objects` counts.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ObjectLabel {
+    pub kind: String,
+    pub name: String,
+}
+
 /// The metric handles the main loop updates.
 #[derive(Clone)]
 pub struct Metrics {
@@ -30,6 +37,7 @@ pub struct Metrics {
     prefixes: Gauge,
     bfd_sessions: Family<StateLabel, Gauge>,
     bfd_downs: Counter,
+    invalid: Family<ObjectLabel, Gauge>,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -49,6 +57,7 @@ impl Metrics {
             prefixes: Gauge::default(),
             bfd_sessions: Family::default(),
             bfd_downs: Counter::default(),
+            invalid: Family::default(),
         };
         reg.register(
             "bgpd_sessions",
@@ -85,7 +94,18 @@ impl Metrics {
             "BFD Down events that tore a BGP session down or flushed its stale routes",
             m.bfd_downs.clone(),
         );
+        reg.register(
+            "margay_invalid_objects",
+            "datastore objects left out because they are bad (1 each, by \
+             kind and name; see margayctl node status)",
+            m.invalid.clone(),
+        );
         m
+    }
+
+    /// Replace the set of invalid objects with `objects`.
+    pub fn set_invalid(&self, objects: &[margay_ctlproto::InvalidObject]) {
+        set_invalid(&self.invalid, objects);
     }
 
     /// Copy the speaker's counters into the metrics.
@@ -109,6 +129,23 @@ impl Metrics {
             &self.bfd_sessions,
             s.bfd_states().iter().map(|(st, n)| (st.name(), *n)),
         );
+    }
+}
+
+/// `margay_invalid_objects`: 1 for each (kind, name) in `objects`, and
+/// no series for any other (a fixed object disappears from the metric).
+pub fn set_invalid(
+    family: &Family<ObjectLabel, Gauge>,
+    objects: &[margay_ctlproto::InvalidObject],
+) {
+    family.clear();
+    for o in objects {
+        family
+            .get_or_create(&ObjectLabel {
+                kind: o.kind.clone(),
+                name: o.name.clone(),
+            })
+            .set(1);
     }
 }
 
@@ -151,5 +188,40 @@ pub async fn serve(
             let _ = s.write_all(head.as_bytes()).await;
             let _ = s.write_all(body.as_bytes()).await;
         });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn bad(kind: &str, name: &str) -> margay_ctlproto::InvalidObject {
+        margay_ctlproto::InvalidObject {
+            kind: kind.into(),
+            name: name.into(),
+            field: "spec".into(),
+            error: "bad".into(),
+        }
+    }
+
+    /// Each invalid object is one series; a fixed one disappears.
+    #[test]
+    fn invalid_objects_are_counted_by_kind_and_name() {
+        let mut reg = Registry::default();
+        let m = Metrics::new(&mut reg);
+        m.set_invalid(&[bad("BGPPeer", "typo"), bad("IPPool", "p")]);
+        let mut text = String::new();
+        prometheus_client::encoding::text::encode(&mut text, &reg).unwrap();
+        assert!(
+            text.contains(
+                "margay_invalid_objects{kind=\"BGPPeer\",name=\"typo\"} 1"
+            ),
+            "{text}"
+        );
+        m.set_invalid(&[bad("IPPool", "p")]);
+        let mut text = String::new();
+        prometheus_client::encoding::text::encode(&mut text, &reg).unwrap();
+        assert!(!text.contains("typo"), "{text}");
+        assert!(text.contains("name=\"p\"} 1"), "{text}");
     }
 }

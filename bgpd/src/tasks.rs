@@ -94,6 +94,8 @@ pub struct Daemon {
     connect_timeout: Duration,
     metrics: Option<Metrics>,
     bfd: BfdIo,
+    /// The datastore objects the last configuration left out as bad.
+    invalid: Vec<margay_ctlproto::InvalidObject>,
 }
 
 impl Daemon {
@@ -115,6 +117,7 @@ impl Daemon {
             metrics,
             bfd: BfdIo::new(inputs.clone()),
             inputs,
+            invalid: Vec::new(),
         }
     }
 
@@ -258,6 +261,9 @@ impl Daemon {
                     Request::Rib => Response::Rib {
                         routes: self.speaker.rib_dump(),
                     },
+                    Request::Invalid => Response::Invalid {
+                        objects: self.invalid.clone(),
+                    },
                     Request::SubscribeRib => Response::Error {
                         message:
                             "subscribe_rib switches the connection to a stream"
@@ -274,6 +280,10 @@ impl Daemon {
             }
             Input::Subscribe(tx) => self.subscribe(tx),
             Input::Config(d) => {
+                if let Some(m) = &self.metrics {
+                    m.set_invalid(&d.invalid);
+                }
+                self.invalid = d.invalid;
                 self.speaker.set_global(d.global);
                 self.speaker.set_peers(d.peers);
                 self.speaker.set_bfd(d.bfd);

@@ -53,29 +53,9 @@ pub struct List<K> {
 
 /// A stored object that does not decode into its type (written around
 /// validation, e.g. raw into etcd or by `kubectl apply` past the CRD
-/// schema, or a bad document of a file datastore).
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-pub struct InvalidObject {
-    /// Its kind, e.g. "BGPPeer".
-    pub kind: String,
-    /// Its `metadata.name` (the key's name on etcd).
-    pub name: String,
-    /// The dotted path of the field at fault, e.g. "spec.peerIP"; empty
-    /// when the object as a whole is unreadable (not JSON, not a mapping).
-    pub field: String,
-    /// What is wrong with it.
-    pub error: String,
-}
-
-impl std::fmt::Display for InvalidObject {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{} {:?}", self.kind, self.name)?;
-        if !self.field.is_empty() {
-            write!(f, " field {}", self.field)?;
-        }
-        write!(f, ": {}", self.error)
-    }
-}
+/// schema, or a bad document of a file datastore). Defined with the
+/// control protocol, which shows it (`margayctl node status`).
+pub use margay_ctlproto::InvalidObject;
 
 /// One change seen by a watch. Each object carries the revision of that
 /// change in `metadata.resourceVersion` (for `Deleted`: the revision of the

@@ -339,8 +339,9 @@ impl Ipam {
         tried: &BTreeSet<IpNetwork>,
         ctx: &Ctx,
     ) -> Result<Option<(Pick, &'p PoolView)>> {
-        let blocks = self.ds.list::<IPAMBlock>().await?.items;
-        let existing: BTreeMap<IpNetwork, BlockSummary> = blocks
+        let list = self.ds.list::<IPAMBlock>().await?;
+        let blocks = list.items;
+        let mut existing: BTreeMap<IpNetwork, BlockSummary> = blocks
             .iter()
             .filter_map(|b| {
                 let model = convert::block_from_spec(&b.spec).ok()?;
@@ -359,6 +360,21 @@ impl Ipam {
                 Some((model.cidr, summary))
             })
             .collect();
+        // A stored block that does not decode is never allocated from nor
+        // claimed: its CIDR counts as taken by nobody we could reclaim.
+        for bad in &list.invalid {
+            if let Some(cidr) = convert::block_cidr_of_name(&bad.name) {
+                existing.insert(
+                    cidr,
+                    BlockSummary {
+                        host: Some(String::new()),
+                        empty: false,
+                        claim_time: None,
+                        sequence: 0,
+                    },
+                );
+            }
+        }
         let now = jiff::Timestamp::now();
         for pool in pools {
             let fam = Family::of_net(&pool.cidr);

@@ -40,6 +40,14 @@ pub enum Issue {
     BlockOutsidePools { cidr: IpNetwork },
     /// An allocation whose handle is in scope but not live.
     LeakedIp { ip: IpAddr, handle: String },
+    /// A stored object that does not decode: left out of every IPAM
+    /// operation (a block is never allocated from) until it is fixed.
+    InvalidObject {
+        kind: String,
+        name: String,
+        field: String,
+        error: String,
+    },
 }
 
 impl fmt::Display for Issue {
@@ -93,6 +101,18 @@ impl fmt::Display for Issue {
             Issue::LeakedIp { ip, handle } => {
                 write!(f, "{ip} is held by handle {handle}, which is not live")
             }
+            Issue::InvalidObject {
+                kind,
+                name,
+                field,
+                error,
+            } => {
+                write!(f, "{kind} {name:?}")?;
+                if !field.is_empty() {
+                    write!(f, " field {field}")?;
+                }
+                write!(f, " does not decode and is left out: {error}")
+            }
         }
     }
 }
@@ -141,7 +161,24 @@ pub struct Liveness<'a> {
 
 /// Checks `snap`; with `liveness`, also reports leaked addresses.
 pub fn check(snap: &Snapshot, liveness: Option<Liveness<'_>>) -> Report {
-    let mut issues = Vec::new();
+    let mut issues: Vec<Issue> = snap
+        .invalid
+        .iter()
+        .map(|o| Issue::InvalidObject {
+            kind: o.kind.clone(),
+            name: o.name.clone(),
+            field: o.field.clone(),
+            error: o.error.clone(),
+        })
+        .collect();
+    // A handle that exists but does not decode is reported above, not as
+    // missing under every address it owns.
+    let bad_handles: BTreeSet<&str> = snap
+        .invalid
+        .iter()
+        .filter(|o| o.kind == "IPAMHandle")
+        .map(|o| o.name.as_str())
+        .collect();
     let mut allocations = 0;
     // handle -> block -> count, from the blocks.
     let mut actual: BTreeMap<String, BTreeMap<IpNetwork, u32>> =
@@ -169,7 +206,9 @@ pub fn check(snap: &Snapshot, liveness: Option<Liveness<'_>>) -> Report {
                 });
                 continue;
             };
-            if !handles.contains_key(h.as_str()) {
+            if !handles.contains_key(h.as_str())
+                && !bad_handles.contains(h.as_str())
+            {
                 issues.push(Issue::AllocationHandleMissing {
                     ip: a.ip,
                     handle: h.clone(),
@@ -304,6 +343,7 @@ mod tests {
             }],
             nodes: Some(["n1".to_string()].into()),
             reserved: vec![],
+            invalid: vec![],
         }
     }
 

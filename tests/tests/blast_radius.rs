@@ -142,6 +142,14 @@ async fn bad_objects_stop_nothing_else() {
     for (n, up) in names.iter().zip(&before) {
         assert_eq!(&established(&socket(n)), up, "{n}: sessions changed");
     }
+    // Counted in the node's metrics (bgpd's section of the agent's scrape).
+    let metrics = margay_lab::inspect::node_metrics(&opts, "node1").unwrap();
+    for (kind, name) in REPORTED {
+        let series = format!(
+            "margay_invalid_objects{{kind=\"{kind}\",name=\"{name}\"}} 1"
+        );
+        assert!(metrics.contains(&series), "no {series} in:\n{metrics}");
+    }
 
     // 3. A new block (a small-blocks pod on node1 claims one) reaches the
     // other nodes' FIBs via node1.

@@ -278,18 +278,15 @@ pub fn derive(
     // this node), or the field at fault and why.
     let peer_sessions = |bp: &BGPPeer,
                          have: &[PeerCfg]|
-     -> Result<
-        Vec<(PeerCfg, Option<SessionCfg>)>,
-        (&'static str, ConfigError),
-    > {
+     -> Result<Vec<Session>, Skip> {
         let s = &bp.spec;
         let pname = name(&bp.metadata).to_string();
-        let mut out: Vec<(PeerCfg, Option<SessionCfg>)> = Vec::new();
+        let mut out: Vec<Session> = Vec::new();
         let node_sel = match &s.node {
             Some(_) => None,
             None => Some(
                 parse_selector(&s.effective_node_selector(), &pname)
-                    .map_err(|e| ("spec.nodeSelector", e))?,
+                    .map_err(|e| skip("spec.nodeSelector", e))?,
             ),
         };
         // Whether a node is on the BGPPeer's "node" side.
@@ -305,7 +302,7 @@ pub fn derive(
         let peer_sel = match &s.peer_selector {
             Some(ps) => Some(
                 parse_selector(ps, &pname)
-                    .map_err(|e| ("spec.peerSelector", e))?,
+                    .map_err(|e| skip("spec.peerSelector", e))?,
             ),
             None => None,
         };
@@ -355,18 +352,20 @@ pub fn derive(
                 None => {
                     let (a, port) = bp
                         .peer_addr()
-                        .map_err(|e| ("spec.peerIP", e.into()))?;
+                        .map_err(|e| skip("spec.peerIP", e.into()))?;
                     vec![(a, port, s.as_number, false)]
                 }
             };
         // Never run a session with part of its policy: a peer naming a
         // missing or bad BGPFilter is left out as a whole.
         let filters = filter_rules(&filters, &s.filters, &pname)
-            .map_err(|e| ("spec.filters", e))?;
-        let peer_bfd = bfd_cfg(s.bfd.as_ref(), "BGPPeer", "spec.bfd")
-            .map_err(|e| ("spec.bfd", ConfigError::Invalid(e.named(&pname))))?;
+            .map_err(|e| skip("spec.filters", e))?;
+        let peer_bfd =
+            bfd_cfg(s.bfd.as_ref(), "BGPPeer", "spec.bfd").map_err(|e| {
+                skip("spec.bfd", ConfigError::Invalid(e.named(&pname)))
+            })?;
         let ext_nh = extended_next_hop_annotation(bp)
-            .map_err(|e| ("metadata.annotations", e))?;
+            .map_err(|e| skip("metadata.annotations", e))?;
         let pw = match &s.password {
             Some(p) => password(
                 p,
@@ -374,7 +373,7 @@ pub fn derive(
                 ("BGPPeer", &pname),
                 "spec.password",
             )
-            .map_err(|e| ("spec.password", e))?,
+            .map_err(|e| skip("spec.password", e))?,
             None => None,
         };
         for (addr, port, remote_as, client_by_cluster) in targets {
@@ -387,7 +386,7 @@ pub fn derive(
                 continue;
             }
             let remote_as = remote_as.ok_or_else(|| {
-                (
+                skip(
                     "spec.asNumber",
                     ConfigError::Peer {
                         peer: pname.clone(),
@@ -425,13 +424,13 @@ pub fn derive(
             };
             let keepalive = s
                 .keepalive_time()
-                .map_err(|e| ("spec.keepaliveTime", e.into()))?
+                .map_err(|e| skip("spec.keepaliveTime", e.into()))?
                 .map(secs);
             let hold =
                 keepalive.map_or(DEFAULT_HOLD, |k| k.saturating_mul(3).max(3));
             let restart = s
                 .max_restart_time()
-                .map_err(|e| ("spec.maxRestartTime", e.into()))?;
+                .map_err(|e| skip("spec.maxRestartTime", e.into()))?;
             let cfg = PeerCfg {
                 name,
                 peer_type: if rr_client {
@@ -482,7 +481,8 @@ pub fn derive(
                     peers.push(p);
                 }
             }
-            Err((field, e)) => {
+            Err(e) => {
+                let (field, e) = *e;
                 invalid.push(to_invalid("BGPPeer", &pname, field, e));
             }
         }
@@ -599,6 +599,17 @@ fn filter_rules(
         export.v6.extend(f.1.v6.iter().cloned());
     }
     Ok((import, export))
+}
+
+/// The sessions of one BGPPeer, each with its BFD settings.
+type Session = (PeerCfg, Option<SessionCfg>);
+
+/// Why a BGPPeer is left out: the field at fault and the error (boxed:
+/// errors are large and this is the rare path).
+type Skip = Box<(&'static str, ConfigError)>;
+
+fn skip(field: &'static str, e: ConfigError) -> Skip {
+    Box::new((field, e))
 }
 
 /// A Node's BGP addresses and cluster ID parse.

@@ -53,9 +53,9 @@ pub fn render_invalid(objects: &[InvalidObject]) -> String {
     if objects.is_empty() {
         return String::new();
     }
-    let mut out = format!(
+    let mut out = String::from(
         "\nInvalid datastore objects, left out (everything else is \
-         configured):\n"
+         configured):\n",
     );
     for o in objects {
         out.push_str(&format!("  {o}\n"));

@@ -38,10 +38,7 @@ pub fn load_resources(
     // naming absent BGPFilters): leave out every resource named by an
     // error, until the rest is consistent (leaving one out can only break
     // a reference to it, so this ends).
-    loop {
-        let Err(errs) = margay_crds::validate_set(&good) else {
-            break;
-        };
+    while let Err(errs) = margay_crds::validate_set(&good) {
         let bad: BTreeSet<(String, String)> = errs
             .iter()
             .map(|e| (e.kind.clone(), e.name.clone()))

@@ -14,10 +14,11 @@ use margay_crds::{
     Node, Selector,
 };
 use margay_ctlproto::PeerType;
+use margay_datastore::InvalidObject;
 
 use crate::bfd::SessionCfg;
 use crate::caps::Family;
-use crate::policy::{GlobalPolicy, NextHopMode, Rule, RuleSet, SessionPolicy};
+use crate::policy::{GlobalPolicy, NextHopMode, RuleSet, SessionPolicy};
 use crate::secrets::Secrets;
 use crate::speaker::PeerCfg;
 
@@ -70,6 +71,10 @@ pub struct Desired {
     pub local_routes: HashSet<IpNetwork>,
     /// BFD settings of the peers (by name) that run BFD.
     pub bfd: BTreeMap<String, SessionCfg>,
+    /// Objects left out because they are bad (a BGPPeer whose session is
+    /// not configured, a BGPFilter, a Node, an IPPool ...), each naming
+    /// kind, name and field; everything else is configured. Sorted.
+    pub invalid: Vec<InvalidObject>,
 }
 
 /// Configuration that cannot be turned into sessions.
@@ -145,6 +150,28 @@ pub fn derive(
         .unwrap_or_else(|| global_cfg.listen_port());
     let my_cluster = my_bgp.rr_cluster_id()?;
     let my_labels = me.labels();
+    let mut invalid: Vec<InvalidObject> = Vec::new();
+    // Other nodes whose BGP addresses do not parse: no session with them
+    // (mesh or peerSelector), every other node still peers.
+    let nodes: Vec<&Node> = res
+        .nodes
+        .iter()
+        .filter(|n| match node_bgp_check(n) {
+            Ok(()) => true,
+            Err(e) => {
+                invalid.push(to_invalid(
+                    "Node",
+                    name(&n.metadata),
+                    "spec.bgp",
+                    e,
+                ));
+                false
+            }
+        })
+        .collect();
+    // BGPFilters are compiled once; a bad one is reported here and any
+    // peer naming it is left out below.
+    let filters = compile_filters(res, &mut invalid);
     let local_addr = |peer: IpAddr| -> Option<IpAddr> {
         if peer.is_ipv4() {
             my_v4.map(IpAddr::V4)
@@ -203,7 +230,7 @@ pub fn derive(
             "BGPConfiguration",
             "spec.nodeMeshBFD",
         )?;
-        for n in &res.nodes {
+        for n in &nodes {
             if name(&n.metadata) == node {
                 continue;
             }
@@ -251,13 +278,20 @@ pub fn derive(
         }
     }
 
-    // BGPPeers selecting this node.
-    for bp in &res.peers {
+    // The sessions one BGPPeer asks for (none when it does not select
+    // this node), or the field at fault and why.
+    let peer_sessions = |bp: &BGPPeer,
+                         have: &[PeerCfg]|
+     -> Result<Vec<Session>, Skip> {
         let s = &bp.spec;
         let pname = name(&bp.metadata).to_string();
+        let mut out: Vec<Session> = Vec::new();
         let node_sel = match &s.node {
             Some(_) => None,
-            None => Some(parse_selector(&s.effective_node_selector(), &pname)?),
+            None => Some(
+                parse_selector(&s.effective_node_selector(), &pname)
+                    .map_err(|e| skip("spec.nodeSelector", e))?,
+            ),
         };
         // Whether a node is on the BGPPeer's "node" side.
         let on_node_side =
@@ -270,7 +304,10 @@ pub fn derive(
             };
         let selects_me = on_node_side(node, &my_labels);
         let peer_sel = match &s.peer_selector {
-            Some(ps) => Some(parse_selector(ps, &pname)?),
+            Some(ps) => Some(
+                parse_selector(ps, &pname)
+                    .map_err(|e| skip("spec.peerSelector", e))?,
+            ),
             None => None,
         };
         // Calico's reversePeering: Auto: a node selected by peerSelector
@@ -279,7 +316,7 @@ pub fn derive(
         let reverse = s.reverse_peering() == crds::ReversePeering::Auto
             && peer_sel.as_ref().is_some_and(|ps| ps.matches(&my_labels));
         if !selects_me && !reverse {
-            continue;
+            return Ok(out);
         }
         let targets: Vec<(IpAddr, Option<u16>, Option<u32>, bool)> =
             match &peer_sel {
@@ -287,7 +324,8 @@ pub fn derive(
                     // peerSelector: every matching node (not ourselves), and in
                     // reverse every node on the node side.
                     let mut v = Vec::new();
-                    for n in &res.nodes {
+                    // (Nodes with bad BGP addresses were left out above.)
+                    for n in &nodes {
                         let n_name = name(&n.metadata);
                         let labels = n.labels();
                         let forward = selects_me && sel.matches(&labels);
@@ -297,10 +335,10 @@ pub fn derive(
                         }
                         let Some(b) = &n.spec.bgp else { continue };
                         let client = my_cluster.is_some()
-                            && b.rr_cluster_id()? != my_cluster;
+                            && b.rr_cluster_id().ok().flatten() != my_cluster;
                         for a in [
-                            b.ipv4_addr()?.map(IpAddr::V4),
-                            b.ipv6_addr()?.map(IpAddr::V6),
+                            b.ipv4_addr().ok().flatten().map(IpAddr::V4),
+                            b.ipv6_addr().ok().flatten().map(IpAddr::V6),
                         ]
                         .into_iter()
                         .flatten()
@@ -316,22 +354,32 @@ pub fn derive(
                     v
                 }
                 None => {
-                    let (a, port) = bp.peer_addr()?;
+                    let (a, port) = bp
+                        .peer_addr()
+                        .map_err(|e| skip("spec.peerIP", e.into()))?;
                     vec![(a, port, s.as_number, false)]
                 }
             };
-        let filters = filter_rules(res, &s.filters, &pname)?;
-        let peer_bfd = bfd_cfg(s.bfd.as_ref(), "BGPPeer", "spec.bfd")
-            .map_err(|e| ConfigError::Invalid(e.named(&pname)))?;
-        let ext_nh = extended_next_hop_annotation(bp)?;
-        let mp_restart = max_prefix_restart_annotation(bp)?;
+        // Never run a session with part of its policy: a peer naming a
+        // missing or bad BGPFilter is left out as a whole.
+        let filters = filter_rules(&filters, &s.filters, &pname)
+            .map_err(|e| skip("spec.filters", e))?;
+        let peer_bfd =
+            bfd_cfg(s.bfd.as_ref(), "BGPPeer", "spec.bfd").map_err(|e| {
+                skip("spec.bfd", ConfigError::Invalid(e.named(&pname)))
+            })?;
+        let ext_nh = extended_next_hop_annotation(bp)
+            .map_err(|e| skip("metadata.annotations", e))?;
+        let mp_restart = max_prefix_restart_annotation(bp)
+            .map_err(|e| skip("metadata.annotations", e))?;
         let pw = match &s.password {
             Some(p) => password(
                 p,
                 res.secrets.as_ref(),
                 ("BGPPeer", &pname),
                 "spec.password",
-            )?,
+            )
+            .map_err(|e| skip("spec.password", e))?,
             None => None,
         };
         for (addr, port, remote_as, client_by_cluster) in targets {
@@ -339,13 +387,19 @@ pub fn derive(
                 || Some(addr) == my_v6.map(IpAddr::V6)
                 // Two BGPPeers (or both directions of one) naming the
                 // same session: the first one wins, as in Calico.
-                || peers.iter().any(|p| p.addr == addr && p.port == port.unwrap_or(179))
+                || have.iter().chain(out.iter().map(|(p, _)| p)).any(|p| p.addr == addr && p.port == port.unwrap_or(179))
             {
                 continue;
             }
-            let remote_as = remote_as.ok_or_else(|| ConfigError::Peer {
-                peer: pname.clone(),
-                reason: "spec.asNumber is required with spec.peerIP".into(),
+            let remote_as = remote_as.ok_or_else(|| {
+                skip(
+                    "spec.asNumber",
+                    ConfigError::Peer {
+                        peer: pname.clone(),
+                        reason: "spec.asNumber is required with spec.peerIP"
+                            .into(),
+                    },
+                )
             })?;
             let peer_local_as = s.local_as_number.unwrap_or(local_as);
             let ibgp = remote_as == peer_local_as;
@@ -374,10 +428,16 @@ pub fn derive(
                 crds::NextHopMode::SelfHop => NextHopMode::SelfAddr,
                 crds::NextHopMode::Keep => NextHopMode::Keep,
             };
-            let keepalive = s.keepalive_time()?.map(secs);
+            let keepalive = s
+                .keepalive_time()
+                .map_err(|e| skip("spec.keepaliveTime", e.into()))?
+                .map(secs);
             let hold =
                 keepalive.map_or(DEFAULT_HOLD, |k| k.saturating_mul(3).max(3));
-            peers.push(PeerCfg {
+            let restart = s
+                .max_restart_time()
+                .map_err(|e| skip("spec.maxRestartTime", e.into()))?;
+            let cfg = PeerCfg {
                 name,
                 peer_type: if rr_client {
                     PeerType::RouteReflectorClient
@@ -400,7 +460,7 @@ pub fn derive(
                     crds::SourceAddress::None => None,
                     _ => local_addr(addr),
                 },
-                restart_time: secs(s.max_restart_time()?),
+                restart_time: secs(restart),
                 max_prefixes: max_prefix_annotation(bp),
                 max_prefixes_restart: mp_restart,
                 // RFC 8950: IPv4 unicast rides the IPv6 session too.
@@ -410,17 +470,36 @@ pub fn derive(
                     vec![family_of(addr)]
                 },
                 policy,
-            });
-            if let (Some(b), Some(p)) = (peer_bfd, peers.last()) {
-                bfd.entry(p.name.clone()).or_insert(b);
+            };
+            out.push((cfg, peer_bfd));
+        }
+        Ok(out)
+    };
+    // BGPPeers selecting this node. A bad one is left out (its sessions
+    // are not configured) and reported; the others are configured.
+    for bp in &res.peers {
+        let pname = name(&bp.metadata).to_string();
+        match peer_sessions(bp, &peers) {
+            Ok(new) => {
+                for (p, b) in new {
+                    if let Some(b) = b {
+                        bfd.entry(p.name.clone()).or_insert(b);
+                    }
+                    peers.push(p);
+                }
+            }
+            Err(e) => {
+                let (field, e) = *e;
+                invalid.push(to_invalid("BGPPeer", &pname, field, e));
             }
         }
     }
     peers.sort_by(|a, b| a.name.cmp(&b.name));
     peers.dedup_by(|a, b| a.name == b.name);
 
-    let global = global_policy(res, &global_cfg)?;
-    let local_routes = originated(res, node)?;
+    let global = global_policy(res, &global_cfg, &mut invalid);
+    let local_routes = originated(res, node, &mut invalid);
+    invalid.sort_by(|a, b| (&a.kind, &a.name).cmp(&(&b.kind, &b.name)));
     Ok(Desired {
         router_id,
         local_as,
@@ -431,36 +510,148 @@ pub fn derive(
         global,
         local_routes,
         bfd,
+        invalid,
     })
+}
+
+/// Every BGPFilter compiled, by name: `Err` (naming the filter and the
+/// rule's field) for a bad one, which is also reported in `invalid`.
+fn compile_filters(
+    res: &Resources,
+    invalid: &mut Vec<InvalidObject>,
+) -> BTreeMap<String, Result<(RuleSet, RuleSet), crds::ValidationError>> {
+    let mut out = BTreeMap::new();
+    for f in &res.filters {
+        let fname = name(&f.metadata);
+        let compiled = compile_filter(f);
+        if let Err(e) = &compiled {
+            invalid.push(to_invalid(
+                "BGPFilter",
+                fname,
+                "spec",
+                ConfigError::Invalid(e.clone()),
+            ));
+        }
+        out.insert(fname.to_string(), compiled);
+    }
+    out
+}
+
+/// One BGPFilter's rules as import and export rule sets. An error names
+/// the filter and the rule, e.g. `spec.exportV4[2].interface`.
+fn compile_filter(
+    f: &BGPFilter,
+) -> Result<(RuleSet, RuleSet), crds::ValidationError> {
+    let fname = name(&f.metadata);
+    let mut import = RuleSet::default();
+    let mut export = RuleSet::default();
+    let lists = [
+        ("spec.importV4", &f.spec.import_v4, &mut import.v4),
+        ("spec.importV6", &f.spec.import_v6, &mut import.v6),
+        ("spec.exportV4", &f.spec.export_v4, &mut export.v4),
+        ("spec.exportV6", &f.spec.export_v6, &mut export.v6),
+    ];
+    for (field, rules, out) in lists {
+        for (i, r) in rules.iter().enumerate() {
+            let rule = crate::filter::compile(r).map_err(|mut e| {
+                // filter::compile names fields "rule.<field>".
+                let rest = e.field.strip_prefix("rule").unwrap_or(&e.field);
+                e.field = format!("{field}[{i}]{rest}");
+                e.named(fname)
+            })?;
+            out.push(rule);
+        }
+    }
+    Ok((import, export))
 }
 
 /// The peer's filters as import and export rule sets, in order.
 fn filter_rules(
-    res: &Resources,
+    filters: &BTreeMap<
+        String,
+        Result<(RuleSet, RuleSet), crds::ValidationError>,
+    >,
     names: &[String],
     peer: &str,
 ) -> Result<(RuleSet, RuleSet), ConfigError> {
     let mut import = RuleSet::default();
     let mut export = RuleSet::default();
     for fname in names {
-        let f = res.filters.iter().find(|f| name(&f.metadata) == fname).ok_or_else(|| ConfigError::Peer {
-            peer: peer.into(),
-            reason: format!("spec.filters names BGPFilter {fname:?}, which does not exist"),
-        })?;
-        let conv = |rules: &[crds::BGPFilterRule],
-                    out: &mut Vec<Rule>|
-         -> Result<(), ConfigError> {
-            for r in rules {
-                out.push(crate::filter::compile(r)?);
+        let f = match filters.get(fname) {
+            Some(Ok(f)) => f,
+            Some(Err(e)) => {
+                return Err(ConfigError::Peer {
+                    peer: peer.into(),
+                    reason: format!(
+                        "spec.filters names BGPFilter {fname:?}, which is \
+                         invalid ({e}); the peer is not configured rather \
+                         than run with part of its policy"
+                    ),
+                });
             }
-            Ok(())
+            None => {
+                return Err(ConfigError::Peer {
+                    peer: peer.into(),
+                    reason: format!(
+                        "spec.filters names BGPFilter {fname:?}, which does \
+                         not exist; the peer is not configured rather than \
+                         run without its policy"
+                    ),
+                });
+            }
         };
-        conv(&f.spec.import_v4, &mut import.v4)?;
-        conv(&f.spec.import_v6, &mut import.v6)?;
-        conv(&f.spec.export_v4, &mut export.v4)?;
-        conv(&f.spec.export_v6, &mut export.v6)?;
+        import.v4.extend(f.0.v4.iter().cloned());
+        import.v6.extend(f.0.v6.iter().cloned());
+        export.v4.extend(f.1.v4.iter().cloned());
+        export.v6.extend(f.1.v6.iter().cloned());
     }
     Ok((import, export))
+}
+
+/// The sessions of one BGPPeer, each with its BFD settings.
+type Session = (PeerCfg, Option<SessionCfg>);
+
+/// Why a BGPPeer is left out: the field at fault and the error (boxed:
+/// errors are large and this is the rare path).
+type Skip = Box<(&'static str, ConfigError)>;
+
+fn skip(field: &'static str, e: ConfigError) -> Skip {
+    Box::new((field, e))
+}
+
+/// A Node's BGP addresses and cluster ID parse.
+fn node_bgp_check(n: &Node) -> Result<(), ConfigError> {
+    if let Some(b) = &n.spec.bgp {
+        b.ipv4_addr()?;
+        b.ipv6_addr()?;
+        b.rr_cluster_id()?;
+    }
+    Ok(())
+}
+
+/// `e` about object `kind` `name` as a reported invalid object; the field
+/// is the error's own when it names one, else `field`.
+fn to_invalid(
+    kind: &str,
+    name: &str,
+    field: &str,
+    e: ConfigError,
+) -> InvalidObject {
+    let (field, error) = match e {
+        ConfigError::Invalid(v) => (
+            v.field.clone(),
+            format!("{} is invalid: {}", v.value, v.allowed),
+        ),
+        ConfigError::Peer { reason, .. } => (field.to_string(), reason),
+        other => (field.to_string(), other.to_string()),
+    };
+    tracing::warn!(%kind, %name, %field, %error, "left out: invalid");
+    InvalidObject {
+        kind: kind.into(),
+        name: name.into(),
+        field,
+        error,
+    }
 }
 
 fn parse_selector(s: &str, peer: &str) -> Result<Selector, ConfigError> {

@@ -1,5 +1,5 @@
 use super::*;
-use crate::policy::{AnyCommunity, Operation, Verdict};
+use crate::policy::{AnyCommunity, Operation, Rule, Verdict};
 
 fn res(yaml: &str) -> Resources {
     Resources::from_documents(crds::parse_documents(yaml).expect("valid YAML"))
@@ -141,14 +141,89 @@ fn reflector_has_no_mesh_and_mesh_can_be_disabled() {
     assert_eq!(d.peers.len(), 1);
 }
 
+/// What derive left out, as it reports it.
+fn skipped(d: &Desired) -> Vec<String> {
+    d.invalid.iter().map(ToString::to_string).collect()
+}
+
 #[test]
-fn missing_node_and_filter_are_clear_errors() {
+fn missing_node_is_an_error_missing_filter_skips_its_peer_only() {
     let e = derive(&res(TRANSIT), "nope", None).unwrap_err();
     assert!(e.to_string().contains("\"nope\" not found"), "{e}");
     let broken =
         TRANSIT.replace("filters: [accept-all]}", "filters: [missing]}");
-    let e = derive(&res(&broken), "dut", None).unwrap_err();
-    assert!(e.to_string().contains("BGPFilter \"missing\""), "{e}");
+    let d = derive(&res(&broken), "dut", None).unwrap();
+    let names: Vec<_> = d.peers.iter().map(|p| p.name.as_str()).collect();
+    assert_eq!(names, ["Global_10.0.1.2_port_1179"]);
+    let bad = skipped(&d);
+    assert_eq!(bad.len(), 1, "{bad:?}");
+    assert!(
+        bad[0].starts_with("BGPPeer \"left\" field spec.filters: ")
+            && bad[0].contains("BGPFilter \"missing\", which does not exist")
+            && bad[0].contains("not configured"),
+        "{bad:?}"
+    );
+}
+
+/// One bad object of each kind derive reads leaves out that object alone:
+/// a BGPPeer with a bad peerIP, a Node with a bad address (no mesh
+/// session with it), an IPPool and a BlockAffinity with a bad CIDR.
+#[test]
+fn bad_objects_are_left_out_and_everything_else_configured() {
+    let yaml = format!(
+        "{MESH}---
+apiVersion: margay.io/v1
+kind: Node
+metadata: {{name: broken}}
+spec: {{bgp: {{ipv4Address: 10.0.0.300/24}}}}
+---
+apiVersion: margay.io/v1
+kind: BGPPeer
+metadata: {{name: typo}}
+spec: {{peerIP: 10.0.0.x, asNumber: 65001}}
+---
+apiVersion: margay.io/v1
+kind: IPPool
+metadata: {{name: good}}
+spec: {{cidr: 10.244.0.0/16}}
+---
+apiVersion: margay.io/v1
+kind: IPPool
+metadata: {{name: bad}}
+spec: {{cidr: 10.245.0.0/33}}
+---
+apiVersion: margay.io/v1
+kind: BlockAffinity
+metadata: {{name: a-10-244-0-0-26}}
+spec: {{node: a, type: host, cidr: 10.244.0.0/26, state: confirmed}}
+---
+apiVersion: margay.io/v1
+kind: BlockAffinity
+metadata: {{name: a-junk}}
+spec: {{node: a, type: host, cidr: junk, state: confirmed}}
+"
+    );
+    let good = derive(&res(MESH), "a", None).unwrap();
+    let d = derive(&res(&yaml), "a", None).unwrap();
+    assert_eq!(d.peers, good.peers, "the good sessions are unchanged");
+    assert_eq!(d.global.pools.len(), good.global.pools.len() + 1);
+    let mut want = good.local_routes.clone();
+    want.insert("10.244.0.0/26".parse().unwrap());
+    assert_eq!(d.local_routes, want);
+    let kinds: Vec<_> = d
+        .invalid
+        .iter()
+        .map(|o| (o.kind.as_str(), o.name.as_str(), o.field.as_str()))
+        .collect();
+    assert_eq!(
+        kinds,
+        [
+            ("BGPPeer", "typo", "spec.peerIP"),
+            ("BlockAffinity", "a-junk", "spec.cidr"),
+            ("IPPool", "bad", "spec.cidr"),
+            ("Node", "broken", "spec.bgp.ipv4Address"),
+        ]
+    );
 }
 
 const RR: &str = r#"
@@ -253,9 +328,27 @@ fn kernel_route_filter_fields_are_refused_by_name() {
             "  importV4: [{action: Accept}]",
             &format!("  importV4: [{rule}]"),
         );
-        let err = derive(&res(&yaml), "dut", None).unwrap_err().to_string();
-        assert!(err.contains(field), "{err}");
-        assert!(err.contains("not supported by margay"), "{err}");
+        // The filter is reported by name and rule, and both peers using
+        // it are left out rather than run with part of their policy.
+        let d = derive(&res(&yaml), "dut", None).unwrap();
+        assert!(d.peers.is_empty(), "{:?}", d.peers);
+        let bad = skipped(&d);
+        let field = field.replace("rule", "spec.importV4[0]");
+        assert!(
+            bad[0].starts_with(&format!(
+                "BGPFilter \"accept-all\" field {field}: "
+            )) && bad[0].contains("not supported by margay"),
+            "{bad:?}"
+        );
+        for peer in ["left", "right"] {
+            assert!(
+                bad.iter().any(|b| b.starts_with(&format!(
+                    "BGPPeer \"{peer}\" field spec.filters: spec.filters \
+                     names BGPFilter \"accept-all\", which is invalid"
+                )) && b.contains(&field)),
+                "{bad:?}"
+            );
+        }
     }
 }
 
@@ -360,12 +453,15 @@ fn bad_bfd_settings_name_resource_and_field() {
         "nodeSelector: \"rack == 'r1'\"}",
         "nodeSelector: \"rack == 'r1'\", bfd: {enabled: true, multiplier: 0}}",
     );
-    let e = derive(&res(&yaml), "a", None).unwrap_err().to_string();
+    let d = derive(&res(&yaml), "a", None).unwrap();
     assert_eq!(
-        e,
-        "BGPPeer \"tor\": spec.bfd.multiplier = 0 is invalid: allowed 1-255 \
-         (RFC 5880 section 6.8.6)"
+        skipped(&d),
+        [
+            "BGPPeer \"tor\" field spec.bfd.multiplier: 0 is invalid: allowed \
+          1-255 (RFC 5880 section 6.8.6)"
+        ]
     );
+    assert!(d.peers.iter().all(|p| p.peer_type == PeerType::Mesh));
 }
 
 const EXT_NH: &str = r#"
@@ -420,9 +516,9 @@ fn extended_next_hop_annotation_adds_ipv4_to_ipv6_sessions_only() {
     assert_eq!(d.peers[1].name, "Global_fd00::2");
     assert_eq!(d.peers[1].families, [Family::Ipv6Unicast]);
 
-    let e = derive(&res(&EXT_NH.replace("VALUE", "yes")), "dut", None)
-        .unwrap_err()
-        .to_string();
+    let d = derive(&res(&EXT_NH.replace("VALUE", "yes")), "dut", None).unwrap();
+    assert_eq!(d.peers.len(), 2, "v4 and plain6 still peer");
+    let e = skipped(&d).join("\n");
     assert!(
         e.contains("v6")
             && e.contains("margay.io/extended-next-hop")

@@ -247,6 +247,9 @@ fn watch_for_changes<K: margay_datastore::Object>(
                 // A list (the first, or after compaction) may hold changes
                 // made since the last read: re-read as for an event.
                 Ok(_) => changed.notify_one(),
+                // An object that became bad is a change too: the re-read
+                // leaves it out and reports it.
+                Err(e) if e.invalid_object().is_some() => changed.notify_one(),
                 Err(e) => tracing::warn!("watch: {e}"),
             }
         }
@@ -306,14 +309,17 @@ fn apply_opts(
 }
 
 async fn desired(ds: &Datastore, args: &Args) -> Result<(Desired, DaemonOpts)> {
+    // Objects that do not decode are left out of each list and reported
+    // with what derive leaves out: one bad object stops nothing else.
+    let mut invalid = Vec::new();
     let mut res = Resources {
-        nodes: ds.list::<Node>().await?.items,
-        bgp_configs: ds.list::<BGPConfiguration>().await?.items,
-        peers: ds.list::<BGPPeer>().await?.items,
-        filters: ds.list::<BGPFilter>().await?.items,
-        pools: ds.list::<IPPool>().await?.items,
-        affinities: ds.list::<BlockAffinity>().await?.items,
-        blocks: ds.list::<IPAMBlock>().await?.items,
+        nodes: items(ds.list::<Node>().await?, &mut invalid),
+        bgp_configs: items(ds.list::<BGPConfiguration>().await?, &mut invalid),
+        peers: items(ds.list::<BGPPeer>().await?, &mut invalid),
+        filters: items(ds.list::<BGPFilter>().await?, &mut invalid),
+        pools: items(ds.list::<IPPool>().await?, &mut invalid),
+        affinities: items(ds.list::<BlockAffinity>().await?, &mut invalid),
+        blocks: items(ds.list::<IPAMBlock>().await?, &mut invalid),
         secrets: None,
     };
     // Only the kubernetes datastore has Secrets; read the referenced keys
@@ -326,5 +332,20 @@ async fn desired(ds: &Datastore, args: &Args) -> Result<(Desired, DaemonOpts)> {
         res.secrets = Some(secrets::resolve(k, &ns, &res).await?);
     }
     let opts = daemon_opts::daemon_opts(&res, &args.node);
-    Ok((config::derive(&res, &args.node, args.router_id)?, opts))
+    let mut d = config::derive(&res, &args.node, args.router_id)?;
+    // A peer naming a BGPFilter that does not decode is reported by derive
+    // as naming a missing filter; the filter itself is reported here.
+    d.invalid.append(&mut invalid);
+    d.invalid
+        .sort_by(|a, b| (&a.kind, &a.name).cmp(&(&b.kind, &b.name)));
+    Ok((d, opts))
+}
+
+/// The good objects of `list`; the ones that do not decode go to `invalid`.
+fn items<K>(
+    list: margay_datastore::List<K>,
+    invalid: &mut Vec<margay_datastore::InvalidObject>,
+) -> Vec<K> {
+    invalid.extend(list.invalid);
+    list.items
 }

@@ -28,6 +28,13 @@ struct FieldLabel {
     field: String,
 }
 
+/// An invalid datastore object: what `margay_invalid_objects` counts.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ObjectLabel {
+    pub kind: String,
+    pub name: String,
+}
+
 /// The metric handles the main loop updates.
 #[derive(Clone)]
 pub struct Metrics {
@@ -41,6 +48,7 @@ pub struct Metrics {
     held_idle: Gauge,
     max_prefix_ceases: Counter,
     unsupported: Family<FieldLabel, Gauge>,
+    invalid: Family<ObjectLabel, Gauge>,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -63,6 +71,7 @@ impl Metrics {
             held_idle: Gauge::default(),
             max_prefix_ceases: Counter::default(),
             unsupported: Family::default(),
+            invalid: Family::default(),
         };
         reg.register(
             "bgpd_sessions",
@@ -114,6 +123,12 @@ impl Metrics {
             "stored fields bgpd does not implement (1 per kind, name, field)",
             m.unsupported.clone(),
         );
+        reg.register(
+            "margay_invalid_objects",
+            "datastore objects left out because they are bad (1 each, by \
+             kind and name; see margayctl node status)",
+            m.invalid.clone(),
+        );
         m
     }
 
@@ -132,6 +147,11 @@ impl Metrics {
                 })
                 .set(1);
         }
+    }
+
+    /// Replace the set of invalid objects with `objects`.
+    pub fn set_invalid(&self, objects: &[margay_ctlproto::InvalidObject]) {
+        set_invalid(&self.invalid, objects);
     }
 
     /// Copy the speaker's counters into the metrics.
@@ -157,6 +177,23 @@ impl Metrics {
             &self.bfd_sessions,
             s.bfd_states().iter().map(|(st, n)| (st.name(), *n)),
         );
+    }
+}
+
+/// `margay_invalid_objects`: 1 for each (kind, name) in `objects`, and
+/// no series for any other (a fixed object disappears from the metric).
+pub fn set_invalid(
+    family: &Family<ObjectLabel, Gauge>,
+    objects: &[margay_ctlproto::InvalidObject],
+) {
+    family.clear();
+    for o in objects {
+        family
+            .get_or_create(&ObjectLabel {
+                kind: o.kind.clone(),
+                name: o.name.clone(),
+            })
+            .set(1);
     }
 }
 
@@ -199,5 +236,40 @@ pub async fn serve(
             let _ = s.write_all(head.as_bytes()).await;
             let _ = s.write_all(body.as_bytes()).await;
         });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn bad(kind: &str, name: &str) -> margay_ctlproto::InvalidObject {
+        margay_ctlproto::InvalidObject {
+            kind: kind.into(),
+            name: name.into(),
+            field: "spec".into(),
+            error: "bad".into(),
+        }
+    }
+
+    /// Each invalid object is one series; a fixed one disappears.
+    #[test]
+    fn invalid_objects_are_counted_by_kind_and_name() {
+        let mut reg = Registry::default();
+        let m = Metrics::new(&mut reg);
+        m.set_invalid(&[bad("BGPPeer", "typo"), bad("IPPool", "p")]);
+        let mut text = String::new();
+        prometheus_client::encoding::text::encode(&mut text, &reg).unwrap();
+        assert!(
+            text.contains(
+                "margay_invalid_objects{kind=\"BGPPeer\",name=\"typo\"} 1"
+            ),
+            "{text}"
+        );
+        m.set_invalid(&[bad("IPPool", "p")]);
+        let mut text = String::new();
+        prometheus_client::encoding::text::encode(&mut text, &reg).unwrap();
+        assert!(!text.contains("typo"), "{text}");
+        assert!(text.contains("name=\"p\"} 1"), "{text}");
     }
 }

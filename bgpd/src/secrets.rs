@@ -35,7 +35,7 @@ pub enum SecretError {
         namespace: String,
         name: String,
         #[source]
-        source: DatastoreError,
+        source: Box<DatastoreError>,
     },
     #[error(
         "Secret {namespace}/{name} key {key:?} is not UTF-8 text; allowed \
@@ -112,7 +112,7 @@ pub async fn resolve(
             .map_err(|source| SecretError::Read {
                 namespace: namespace.into(),
                 name: sel.name.clone(),
-                source,
+                source: Box::new(source),
             })?;
         let v = raw
             .map(|b| {

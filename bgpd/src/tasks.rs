@@ -111,6 +111,8 @@ pub struct Daemon {
     draining: Vec<JoinHandle<()>>,
     /// Set by [`Input::Shutdown`]: leave the main loop.
     stopping: Option<bool>,
+    /// The datastore objects the last configuration left out as bad.
+    invalid: Vec<margay_ctlproto::InvalidObject>,
 }
 
 impl Daemon {
@@ -134,6 +136,7 @@ impl Daemon {
             inputs,
             draining: Vec::new(),
             stopping: None,
+            invalid: Vec::new(),
         }
     }
 
@@ -314,6 +317,9 @@ impl Daemon {
                             Err(message) => Response::Error { message },
                         }
                     }
+                    Request::Invalid => Response::Invalid {
+                        objects: self.invalid.clone(),
+                    },
                     Request::SubscribeRib => Response::Error {
                         message:
                             "subscribe_rib switches the connection to a stream"
@@ -330,6 +336,10 @@ impl Daemon {
             }
             Input::Subscribe(tx) => self.subscribe(tx),
             Input::Config(d) => {
+                if let Some(m) = &self.metrics {
+                    m.set_invalid(&d.invalid);
+                }
+                self.invalid = d.invalid;
                 self.speaker.set_global(d.global);
                 self.speaker.set_peers(d.peers);
                 self.speaker.set_bfd(d.bfd);

@@ -221,7 +221,18 @@ impl IpamBackend for MargayIpam {
             }
         }
         if !usable.is_empty() {
-            let usage = self.ipam.show().await.map_err(unreachable)?;
+            // Only an outage is "not reachable": anything else the
+            // datastore answered is reported as what it is.
+            let usage = self.ipam.show().await.map_err(|e| {
+                if e.is_transient() {
+                    unreachable(e)
+                } else {
+                    CniError::new(
+                        Code::NotAvailable,
+                        format!("IPAM usage: {}", cni_error(e).msg),
+                    )
+                }
+            })?;
             for (fam, pools) in usable {
                 let free = usage.pools.iter().any(|p| {
                     p.allocated < p.size

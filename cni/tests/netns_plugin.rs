@@ -400,3 +400,27 @@ fn gc_releases_only_attachments_missing_from_valid_attachments() {
     let err: Value = serde_json::from_str(&out.stdout).unwrap();
     assert_eq!(err["code"], 1, "{err}");
 }
+
+/// An IPPool that does not decode (`{}`, written raw into etcd past every
+/// check) is left out: STATUS still reports ready from the good pool
+/// instead of 50 "datastore not reachable".
+#[test]
+fn undecodable_ippool_does_not_fail_status() {
+    let f = fixture("10.252.0.0/24");
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let mut raw = etcd_client::Client::connect([f.etcd.endpoint()], None)
+            .await
+            .unwrap();
+        raw.put("/margay/v1/ippools/bad", "{}", None).await.unwrap();
+        raw.put("/margay/v1/ippools/notjson", "{", None)
+            .await
+            .unwrap();
+    });
+    let out = invoke("STATUS", "st-ctr", None, "eth0", &f.conf);
+    assert!(
+        out.ok,
+        "STATUS with a bad pool beside a good one: {}",
+        out.stdout
+    );
+}

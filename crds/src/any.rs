@@ -211,6 +211,19 @@ pub fn parse_documents(yaml: &str) -> Result<Vec<AnyResource>, DocumentError> {
     Ok(out)
 }
 
+/// Like [`parse_documents`], but each document on its own: one bad
+/// document does not hide the others (a file datastore serves every good
+/// one and reports the bad ones).
+pub fn parse_each(yaml: &str) -> Vec<Result<AnyResource, DocumentError>> {
+    split_documents(yaml)
+        .into_iter()
+        .enumerate()
+        .filter_map(|(idx, (line, text))| {
+            parse_one(idx + 1, line, &text).transpose()
+        })
+        .collect()
+}
+
 // ===== helper functions =====
 
 /// Splits YAML text at `---` document markers, returning each document's

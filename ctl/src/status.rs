@@ -1,9 +1,10 @@
 //! `node status`: the BGP peer table in the shape of `calicoctl node status`
-//! (one boxed table per address family), plus prefix counters.
+//! (one boxed table per address family), plus prefix counters, and the
+//! datastore objects bgpd left out because they are bad.
 
 use std::path::Path;
 
-use margay_ctlproto::PeerStatus;
+use margay_ctlproto::{InvalidObject, PeerStatus};
 
 use crate::output::{self, Format, OutputError, Table};
 use margay_ctlproto::client::{self as socket, SocketError};
@@ -33,9 +34,33 @@ pub fn node_status(
                 socket_path.display()
             );
             out.push_str(&render(&peers, format == Format::Wide, now_unix));
+            // A bgpd without this request answers an error: say so
+            // rather than fail the peer table.
+            match socket::invalid(socket_path) {
+                Ok(objects) => out.push_str(&render_invalid(&objects)),
+                Err(e) => out.push_str(&format!(
+                    "\nInvalid datastore objects: unknown ({e})\n"
+                )),
+            }
             out
         }
     })
+}
+
+/// The datastore objects bgpd left out as bad, one per line with kind,
+/// name, field and why; nothing when there are none.
+pub fn render_invalid(objects: &[InvalidObject]) -> String {
+    if objects.is_empty() {
+        return String::new();
+    }
+    let mut out = String::from(
+        "\nInvalid datastore objects, left out (everything else is \
+         configured):\n",
+    );
+    for o in objects {
+        out.push_str(&format!("  {o}\n"));
+    }
+    out
 }
 
 /// The text tables for `peers`, IPv4 first.

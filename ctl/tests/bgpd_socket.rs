@@ -7,8 +7,8 @@ use std::path::{Path, PathBuf};
 use std::thread::JoinHandle;
 
 use margay_ctlproto::{
-    PeerStatus, PeerType, Request, Response, RibEntry, RibPath, decode_line,
-    encode_line,
+    InvalidObject, PeerStatus, PeerType, Request, Response, RibEntry, RibPath,
+    decode_line, encode_line,
 };
 use margay_testkit::{Netns, require_root};
 use margayctl::output::Format;
@@ -77,11 +77,21 @@ fn node_status_renders_peers_from_the_socket() {
             1_700_000_000,
         ),
     ];
+    let bad = InvalidObject {
+        kind: "BGPPeer".into(),
+        name: "typo".into(),
+        field: "spec.peerIP".into(),
+        error: "\"10.0.0.x\" is invalid: allowed an IP address".into(),
+    };
     let server = {
         let peers = peers.clone();
-        serve(&path, 2, move |req| match req {
+        let bad = bad.clone();
+        serve(&path, 3, move |req| match req {
             Request::Peers => encode_line(&Response::Peers {
                 peers: peers.clone(),
+            }),
+            Request::Invalid => encode_line(&Response::Invalid {
+                objects: vec![bad.clone()],
             }),
             other => panic!("unexpected request {other:?}"),
         })
@@ -99,11 +109,22 @@ fn node_status_renders_peers_from_the_socket() {
         .unwrap();
     assert!(mesh < global, "{text}");
     assert!(text.contains("| 2001:db8::1  | node specific | up    | 22:13:20 | Established | 1        | 1        | 2          |"), "{text}");
+    assert!(
+        text.contains(
+            "Invalid datastore objects, left out (everything else is \
+             configured):\n  BGPPeer \"typo\" field spec.peerIP: \
+             \"10.0.0.x\" is invalid: allowed an IP address\n"
+        ),
+        "{text}"
+    );
 
     let json = status::node_status(&path, Format::Json, 0).unwrap();
     let back: Vec<PeerStatus> = serde_json::from_str(&json).unwrap();
     assert_eq!(back, peers);
-    assert_eq!(server.join().unwrap(), vec![Request::Peers, Request::Peers]);
+    assert_eq!(
+        server.join().unwrap(),
+        vec![Request::Peers, Request::Invalid, Request::Peers]
+    );
 }
 
 #[test]

@@ -8,8 +8,8 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use crate::{
-    DecodeError, PeerStatus, Request, Response, RibEntry, decode_line,
-    encode_line,
+    DecodeError, InvalidObject, PeerStatus, Request, Response, RibEntry,
+    decode_line, encode_line,
 };
 
 /// How long to wait for bgpd; it answers from memory, so a slow answer
@@ -114,11 +114,20 @@ pub fn reset_peer(path: &Path, peer: &str) -> Result<String, SocketError> {
     }
 }
 
+/// The datastore objects bgpd left out because they are bad.
+pub fn invalid(path: &Path) -> Result<Vec<InvalidObject>, SocketError> {
+    match query(path, &Request::Invalid)? {
+        Response::Invalid { objects } => Ok(objects),
+        other => Err(unexpected("invalid", &other)),
+    }
+}
+
 fn unexpected(asked: &'static str, got: &Response) -> SocketError {
     let got = match got {
         Response::Peers { .. } => "peers",
         Response::Rib { .. } => "rib",
         Response::Done { .. } => "done",
+        Response::Invalid { .. } => "invalid",
         Response::Error { .. } => "error",
     };
     SocketError::Unexpected { asked, got }

@@ -36,6 +36,8 @@ pub enum Request {
     /// Restart a held-Idle session, or reset an Established one (Cease /
     /// Administrative Reset); `peer` is its name or address.
     ResetPeer { peer: String },
+    /// The datastore objects bgpd left out because they are bad.
+    Invalid,
 }
 
 /// bgpd's answer to a [`Request`] other than `SubscribeRib`.
@@ -52,9 +54,38 @@ pub enum Response {
     Done {
         message: String,
     },
+    Invalid {
+        objects: Vec<InvalidObject>,
+    },
     Error {
         message: String,
     },
+}
+
+/// A datastore object left out because it is bad: it does not decode, or
+/// a field is invalid. Everything else keeps working; this one is named,
+/// counted (`margay_invalid_objects`) and shown by `margayctl node status`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct InvalidObject {
+    /// Its kind, e.g. "BGPPeer".
+    pub kind: String,
+    /// Its `metadata.name` (the key's name on etcd).
+    pub name: String,
+    /// The dotted path of the field at fault, e.g. "spec.peerIP"; empty
+    /// when the object as a whole is unreadable (not JSON, not a mapping).
+    pub field: String,
+    /// What is wrong with it.
+    pub error: String,
+}
+
+impl std::fmt::Display for InvalidObject {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} {:?}", self.kind, self.name)?;
+        if !self.field.is_empty() {
+            write!(f, " field {}", self.field)?;
+        }
+        write!(f, ": {}", self.error)
+    }
 }
 
 /// How a session came to exist, named as `calicoctl node status` names it.

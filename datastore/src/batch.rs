@@ -17,14 +17,17 @@ use serde_json::Value;
 
 use crate::datastore::Datastore;
 use crate::error::{DatastoreError, Result};
-use crate::object::{self, Object, kind, name_of};
+use crate::object::{self, InvalidObject, Object, kind, name_of};
 
 /// A decoded answer, typed again by its [`Slot`].
 pub(crate) type Answer = Box<dyn Any + Send>;
 
-/// Runs one read on a backend without transactions.
-type Fetch =
-    for<'a> fn(&'a Datastore, &'a ReadReq) -> BoxFuture<'a, Result<Answer>>;
+/// Runs one read on a backend without transactions: the answer and the
+/// objects a list left out because they do not decode.
+type Fetch = for<'a> fn(
+    &'a Datastore,
+    &'a ReadReq,
+) -> BoxFuture<'a, Result<(Answer, Vec<InvalidObject>)>>;
 
 /// One read of a [`ReadBatch`].
 pub(crate) struct ReadReq {
@@ -72,7 +75,8 @@ impl ReadBatch {
     }
 
     /// Reads every object of type `K` whose name starts with
-    /// `name_prefix` ("" = all of them).
+    /// `name_prefix` ("" = all of them). Those that do not decode are
+    /// left out and reported by [`ReadResults::invalid`].
     pub fn list<K: Object>(&mut self, name_prefix: &str) -> Slot<Vec<K>> {
         self.push::<K, Vec<K>>(name_prefix, true, fetch_list::<K>)
     }
@@ -104,18 +108,20 @@ impl ReadBatch {
 fn fetch_get<'a, K: Object>(
     ds: &'a Datastore,
     r: &'a ReadReq,
-) -> BoxFuture<'a, Result<Answer>> {
-    async move { Ok(Box::new(ds.get::<K>(&r.name).await?) as Answer) }.boxed()
+) -> BoxFuture<'a, Result<(Answer, Vec<InvalidObject>)>> {
+    async move {
+        Ok((Box::new(ds.get::<K>(&r.name).await?) as Answer, Vec::new()))
+    }
+    .boxed()
 }
 
 fn fetch_list<'a, K: Object>(
     ds: &'a Datastore,
     r: &'a ReadReq,
-) -> BoxFuture<'a, Result<Answer>> {
+) -> BoxFuture<'a, Result<(Answer, Vec<InvalidObject>)>> {
     async move {
-        let items: Vec<K> = ds
-            .list::<K>()
-            .await?
+        let list = ds.list::<K>().await?;
+        let items: Vec<K> = list
             .items
             .into_iter()
             .filter(|o| {
@@ -125,7 +131,12 @@ fn fetch_list<'a, K: Object>(
                     .is_some_and(|n| n.starts_with(&r.name))
             })
             .collect();
-        Ok(Box::new(items) as Answer)
+        let invalid = list
+            .invalid
+            .into_iter()
+            .filter(|o| o.name.starts_with(&r.name))
+            .collect();
+        Ok((Box::new(items) as Answer, invalid))
     }
     .boxed()
 }
@@ -135,16 +146,28 @@ fn fetch_list<'a, K: Object>(
 pub struct ReadResults {
     answers: Vec<Option<Answer>>,
     revision: Option<String>,
+    invalid: Vec<InvalidObject>,
 }
 
 impl ReadResults {
     /// `revision`: the one revision every answer was read at, if the
-    /// backend read them together.
-    pub(crate) fn new(answers: Vec<Answer>, revision: Option<String>) -> Self {
+    /// backend read them together; `invalid`: what the lists left out.
+    pub(crate) fn new(
+        answers: Vec<Answer>,
+        revision: Option<String>,
+        invalid: Vec<InvalidObject>,
+    ) -> Self {
         ReadResults {
             answers: answers.into_iter().map(Some).collect(),
             revision,
+            invalid,
         }
+    }
+
+    /// The objects the batch's lists left out because they do not
+    /// decode (every list of the batch, every kind).
+    pub fn invalid(&self) -> &[InvalidObject] {
+        &self.invalid
     }
 
     /// The resourceVersion of the datastore at which every read of the
@@ -170,9 +193,10 @@ pub(crate) async fn read_each(
     ds: &Datastore,
     batch: &ReadBatch,
 ) -> Result<ReadResults> {
-    let answers =
+    let got =
         try_join_all(batch.reads.iter().map(|r| (r.fetch)(ds, r))).await?;
-    Ok(ReadResults::new(answers, None))
+    let (answers, invalid): (Vec<_>, Vec<_>) = got.into_iter().unzip();
+    Ok(ReadResults::new(answers, None, invalid.concat()))
 }
 
 // ===== writes =====

@@ -2,6 +2,8 @@
 
 use std::path::PathBuf;
 
+use crate::object::InvalidObject;
+
 /// A boxed error from a backend client library (etcd-client, kube, IO).
 pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
 
@@ -55,11 +57,16 @@ pub enum DatastoreError {
     )]
     Compacted { kind: String, revision: String },
 
-    /// Stored data that does not decode into the Rust type.
-    #[error("cannot decode {kind} {name:?} read from the datastore: {source}")]
+    /// Stored data that does not decode into the Rust type; `field` is
+    /// the dotted path of the field at fault ("" for the whole object).
+    #[error(
+        "cannot decode {kind} {name:?} read from the datastore{}: {source}",
+        if field.is_empty() { String::new() } else { format!(" (field {field})") }
+    )]
     Decode {
         kind: String,
         name: String,
+        field: String,
         #[source]
         source: serde_json::Error,
     },
@@ -98,6 +105,25 @@ impl DatastoreError {
     /// True for `AlreadyExists`.
     pub fn is_already_exists(&self) -> bool {
         matches!(self, DatastoreError::AlreadyExists { .. })
+    }
+
+    /// For `Decode`: the object that does not decode, as list and watch
+    /// report it (skip it, keep serving the others).
+    pub fn invalid_object(&self) -> Option<InvalidObject> {
+        match self {
+            DatastoreError::Decode {
+                kind,
+                name,
+                field,
+                source,
+            } => Some(InvalidObject {
+                kind: kind.clone(),
+                name: name.clone(),
+                field: field.clone(),
+                error: source.to_string(),
+            }),
+            _ => None,
+        }
     }
 
     /// The object (kind, name) a `NotFound`, `AlreadyExists` or `Conflict`

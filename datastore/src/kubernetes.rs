@@ -10,13 +10,14 @@ use std::time::Duration;
 use futures::stream::{self, BoxStream, StreamExt};
 use k8s_openapi::api::core::v1::Secret;
 use kube::api::{
-    Api, DeleteParams, ListParams, PostParams, Preconditions, WatchParams,
+    Api, ApiResource, DeleteParams, DynamicObject, ListParams, PostParams,
+    Preconditions, WatchParams,
 };
 use kube::config::{KubeConfigOptions, Kubeconfig};
 use kube::{Client, Config};
 
 use crate::error::{DatastoreError, Result};
-use crate::object::{List, Object, Progress, WatchEvent, kind, name_of};
+use crate::object::{self, List, Object, Progress, WatchEvent, kind, name_of};
 
 const BACKEND: &str = "kubernetes";
 /// Bound on opening a TCP/TLS connection to the apiserver.
@@ -100,25 +101,38 @@ impl KubeStore {
 
     /// Reads one object.
     pub async fn get<K: Object>(&self, name: &str) -> Result<Option<K>> {
-        self.api::<K>()
+        self.dyn_api::<K>()
             .get_opt(name)
             .await
-            .map_err(|e| map_err::<K>(e, Op::Other, name))
+            .map_err(|e| map_err::<K>(e, Op::Other, name))?
+            .map(typed::<K>)
+            .transpose()
     }
 
-    /// Lists all objects of type `K`.
+    /// The same resources untyped: what the apiserver holds may not
+    /// decode into `K` (`kubectl apply` past a loose schema), and one
+    /// such object must not fail a whole list or watch.
+    fn dyn_api<K: Object>(&self) -> Api<DynamicObject> {
+        Api::all_with(self.client.clone(), &ApiResource::erase::<K>(&()))
+    }
+
+    /// Lists all objects of type `K`; those that do not decode are
+    /// reported in `invalid`.
     pub async fn list<K: Object>(&self) -> Result<List<K>> {
         let list = self
-            .api::<K>()
+            .dyn_api::<K>()
             .list(&ListParams::default())
             .await
             .map_err(|e| map_err::<K>(e, Op::Other, ""))?;
+        let (items, invalid) =
+            object::partition(list.items.into_iter().map(typed::<K>))?;
         Ok(List {
             resource_version: list
                 .metadata
                 .resource_version
                 .unwrap_or_default(),
-            items: list.items,
+            items,
+            invalid,
         })
     }
 
@@ -210,7 +224,7 @@ impl KubeStore {
         &self,
         from: &str,
     ) -> BoxStream<'static, Result<Progress<K>>> {
-        let api = self.api::<K>();
+        let api = self.dyn_api::<K>();
         let from = if from.is_empty() { "0" } else { from }.to_string();
         let wp = WatchParams::default().timeout(WATCH_TIMEOUT_SECS);
         let open =
@@ -234,17 +248,35 @@ impl KubeStore {
 
 // ===== helper functions =====
 
+/// Decodes an untyped object into `K`; `Decode` (naming the object and
+/// the field) when it does not fit.
+fn typed<K: Object>(o: DynamicObject) -> Result<K> {
+    let name = o.metadata.name.clone().unwrap_or_default();
+    let value =
+        serde_json::to_value(&o).map_err(|source| DatastoreError::Decode {
+            kind: kind::<K>(),
+            name: name.clone(),
+            field: String::new(),
+            source,
+        })?;
+    object::decode_value(value, &name)
+}
+
 /// Maps one kube watch event; `None` for a bookmark without a version.
+/// An object that does not decode is a `Decode` item: the watch goes on.
 fn map_watch_event<K: Object>(
-    ev: kube::Result<kube::core::WatchEvent<K>>,
+    ev: kube::Result<kube::core::WatchEvent<DynamicObject>>,
     from: &str,
 ) -> Option<Result<Progress<K>>> {
     use kube::core::WatchEvent as KubeEvent;
-    let event = |ev| Some(Ok(Progress::Event(ev)));
     match ev {
-        Ok(KubeEvent::Added(o)) => event(WatchEvent::Added(o)),
-        Ok(KubeEvent::Modified(o)) => event(WatchEvent::Modified(o)),
-        Ok(KubeEvent::Deleted(o)) => event(WatchEvent::Deleted(o)),
+        Ok(KubeEvent::Added(o)) => Some(typed(o).map(|o| Progress::Event(WatchEvent::Added(o)))),
+        Ok(KubeEvent::Modified(o)) => {
+            Some(typed(o).map(|o| Progress::Event(WatchEvent::Modified(o))))
+        }
+        Ok(KubeEvent::Deleted(o)) => {
+            Some(typed(o).map(|o| Progress::Event(WatchEvent::Deleted(o))))
+        }
         Ok(KubeEvent::Bookmark(b)) => {
             let rv = b.metadata.resource_version;
             (!rv.is_empty()).then(|| Ok(Progress::Bookmark(rv)))
@@ -299,9 +331,12 @@ fn map_err_kind(
                 message: kube::Error::Api(status).to_string(),
             },
         },
-        kube::Error::SerdeError(source) => {
-            DatastoreError::Decode { kind, name, source }
-        }
+        kube::Error::SerdeError(source) => DatastoreError::Decode {
+            kind,
+            name,
+            field: String::new(),
+            source,
+        },
         e @ (kube::Error::HyperError(_)
         | kube::Error::Service(_)
         | kube::Error::ReadEvents(_)) => DatastoreError::Unavailable {

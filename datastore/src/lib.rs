@@ -42,5 +42,5 @@ pub use crate::etcd::EtcdStore;
 pub use crate::file::FileStore;
 pub use crate::informer::ListWatchEvent;
 pub use crate::kubernetes::KubeStore;
-pub use crate::object::{List, Object, WatchEvent};
+pub use crate::object::{InvalidObject, List, Object, WatchEvent};
 pub use crate::spec::{ALLOWED_FORMS, DatastoreSpec, DatastoreSpecError};

@@ -45,7 +45,17 @@ impl<T> Object for T where
 pub struct List<K> {
     pub items: Vec<K>,
     pub resource_version: String,
+    /// Stored objects of this kind that do not decode: left out of
+    /// `items` (one bad object must not hide every good one), reported
+    /// here so the caller can name, count and show them.
+    pub invalid: Vec<InvalidObject>,
 }
+
+/// A stored object that does not decode into its type (written around
+/// validation, e.g. raw into etcd or by `kubectl apply` past the CRD
+/// schema, or a bad document of a file datastore). Defined with the
+/// control protocol, which shows it (`margayctl node status`).
+pub use margay_ctlproto::InvalidObject;
 
 /// One change seen by a watch. Each object carries the revision of that
 /// change in `metadata.resourceVersion` (for `Deleted`: the revision of the
@@ -164,11 +174,47 @@ pub(crate) fn from_stored_json<K: Object>(
             meta.insert("resourceVersion".into(), revision.into());
         }
     }
-    serde_json::from_value(value).map_err(|source| DatastoreError::Decode {
-        kind: kind::<K>(),
-        name: name.to_string(),
-        source,
+    decode_value(value, name)
+}
+
+/// Decodes `value` into `K`; a failure is `Decode`, naming the field.
+pub(crate) fn decode_value<K: Object>(value: Value, name: &str) -> Result<K> {
+    serde_path_to_error::deserialize(value).map_err(|e| {
+        let path = e.path().to_string();
+        DatastoreError::Decode {
+            kind: kind::<K>(),
+            name: name.to_string(),
+            // serde_path_to_error says "." for the root.
+            field: if path == "." { String::new() } else { path },
+            source: e.into_inner(),
+        }
     })
+}
+
+/// Splits decode results into the good objects and the invalid ones;
+/// any other error fails the whole list.
+pub(crate) fn partition<K>(
+    results: impl IntoIterator<Item = Result<K>>,
+) -> Result<(Vec<K>, Vec<InvalidObject>)> {
+    let mut items = Vec::new();
+    let mut invalid = Vec::new();
+    for r in results {
+        match r {
+            Ok(o) => items.push(o),
+            Err(e) => match e.invalid_object() {
+                Some(bad) => {
+                    tracing::warn!(
+                        kind = %bad.kind, name = %bad.name,
+                        field = %bad.field, error = %bad.error,
+                        "skipping an object that does not decode"
+                    );
+                    invalid.push(bad);
+                }
+                None => return Err(e),
+            },
+        }
+    }
+    Ok((items, invalid))
 }
 
 /// Sets what an apiserver sets on create: a fresh uid and the creation

@@ -329,3 +329,52 @@ async fn ippool_round_trips_at_its_plural_key() {
     assert_eq!(json["spec"]["cidr"], "10.244.0.0/16");
     assert_eq!(json["spec"]["blockSize"], 26);
 }
+
+/// An object written raw into etcd (bypassing every check) that does not
+/// decode is reported by list, batch and watch; it fails none of them.
+#[tokio::test]
+async fn undecodable_object_is_reported_and_skipped() {
+    let Some((server, ds)) = etcd().await else {
+        return;
+    };
+    let mut client = etcd_client::Client::connect([server.endpoint()], None)
+        .await
+        .unwrap();
+    let bad = serde_json::json!({
+        "apiVersion": "test.margay.io/v1", "kind": "Widget",
+        "metadata": {"name": "bad"}, "spec": {"value": "seven"},
+    });
+    client
+        .put("/margay/v1/widgets/bad", bad.to_string(), None)
+        .await
+        .unwrap();
+    conformance::invalid_object_is_reported(&ds).await;
+    // Not even JSON: reported without a field.
+    client
+        .put("/margay/v1/widgets/junk", "{", None)
+        .await
+        .unwrap();
+    let list = ds.list::<Widget>().await.unwrap();
+    assert_eq!(list.items.len(), 2);
+    let junk = list.invalid.iter().find(|o| o.name == "junk").unwrap();
+    assert_eq!(junk.field, "");
+    // The watch reports a bad change as an error item and goes on.
+    let mut watch = ds.watch::<Widget>(&list.resource_version);
+    client
+        .put("/margay/v1/widgets/bad2", bad.to_string(), None)
+        .await
+        .unwrap();
+    ds.create(&widget("d", 4)).await.unwrap();
+    let first = tokio::time::timeout(Duration::from_secs(10), watch.next())
+        .await
+        .unwrap()
+        .unwrap();
+    let err = first.expect_err("bad2 does not decode");
+    let bad2 = err.invalid_object().expect("a decode error");
+    assert_eq!(
+        (bad2.name.as_str(), bad2.field.as_str()),
+        ("bad2", "spec.value")
+    );
+    let ev = next_events(&mut watch, 1).await;
+    assert_eq!(summary(&ev), vec![("Added", "d".into(), 4)]);
+}

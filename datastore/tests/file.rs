@@ -188,50 +188,88 @@ async fn reload_emits_added_modified_deleted() {
     assert_eq!(again, got);
 }
 
-/// A new file that fails validation is reported (naming the resource,
-/// field, value and what is allowed) and the previous content stays.
+/// A bad document (failing validation, with an unknown field, overlapping
+/// another pool, or not even YAML) is left out and reported naming its
+/// kind, name and field; every other document of the file is served and
+/// later changes to them still apply.
 #[tokio::test]
-async fn invalid_new_content_keeps_the_previous_content() {
+async fn bad_document_is_left_out_and_the_rest_served() {
     let (_dir, path) = file_with(RESOURCES);
     let (store, ds) = open_fast(&path).await;
-    let prefix = format!("invalid file datastore {}: ", path.display());
+    let extra = |name: &str, cidr: &str, more: &str| {
+        format!(
+            "---\napiVersion: margay.io/v1\nkind: IPPool\nmetadata:\n  \
+             name: {name}\nspec:\n  cidr: {cidr}\n{more}"
+        )
+    };
     let cases = [
         (
-            RESOURCES.replace("blockSize: 26", "blockSize: 33"),
-            "IPPool \"a\": spec.blockSize = 33 is invalid",
+            extra("c", "10.3.0.0/16", "  blockSize: 33\n"),
+            "c",
+            "spec.blockSize",
         ),
-        (
-            RESOURCES
-                .replace("  blockSize: 26", "  blockSize: 26\n  colour: red"),
-            "colour",
-        ),
-        (RESOURCES.replace("10.2.0.0/16", "10.1.128.0/17"), "overlap"),
-        (format!("{RESOURCES}---\n: : :\n"), "document 4"),
+        (extra("c", "10.3.0.0/16", "  colour: red\n"), "c", ""),
+        (extra("c", "10.1.128.0/17", ""), "c", "spec.cidr"),
+        ("---\n: : :\n".to_string(), "4 (line 24)", ""),
     ];
-    for (text, want) in cases {
-        write(&path, &text);
-        let err = store.reload().await.unwrap_err();
-        let msg = err.to_string();
-        assert!(msg.starts_with(&prefix), "{msg}");
-        assert!(msg.contains(want), "want {want:?} in: {msg}");
-        assert_eq!(
-            store.last_reload_error().as_deref(),
-            msg.strip_prefix(&prefix)
-        );
-        // Still the first content.
+    for (more, bad, field) in cases {
+        write(&path, &format!("{RESOURCES}{more}"));
+        store.reload().await.expect("a bad document fails no load");
+        assert_eq!(store.last_reload_error(), None);
         let pools = ds.list::<IPPool>().await.unwrap();
-        assert_eq!(pools.resource_version, "1");
-        assert_eq!(pools.items.len(), 2);
+        let names: Vec<_> = pools
+            .items
+            .iter()
+            .filter_map(|p| p.metadata.name.clone())
+            .collect();
+        assert_eq!(names, ["a", "b"], "{more}");
+        let reported: Vec<_> = store
+            .invalid_documents()
+            .into_iter()
+            .map(|o| (o.name, o.field))
+            .collect();
+        assert!(
+            reported.contains(&(bad.to_string(), field.to_string())),
+            "{reported:?} for {more}"
+        );
+        if bad == "c" {
+            assert_eq!(pools.invalid.len(), 1, "{:?}", pools.invalid);
+        }
+        // The BGPConfiguration of the same file is still served.
+        assert!(
+            ds.get::<BGPConfiguration>("default")
+                .await
+                .unwrap()
+                .is_some()
+        );
     }
-    // A fixed file is picked up by the poller and clears the error.
-    let mut watch = ds.watch::<IPPool>("1");
-    write(&path, &RESOURCES.replace("10.2.0.0/16", "10.9.0.0/16"));
+    // A change to a good document next to a bad one still applies.
+    let mut watch = ds
+        .watch::<IPPool>(&ds.list::<IPPool>().await.unwrap().resource_version);
+    write(
+        &path,
+        &format!(
+            "{}{}",
+            RESOURCES.replace("10.2.0.0/16", "10.9.0.0/16"),
+            extra("c", "10.3.0.0/16", "  blockSize: 33\n")
+        ),
+    );
     let ev = pool_events(&mut watch, 1).await;
     assert_eq!(
         ev,
         vec![("Modified".into(), "b".into(), "10.9.0.0/16".into())]
     );
-    assert_eq!(store.last_reload_error(), None);
+}
+
+/// A file that cannot be used as a whole keeps the previous content.
+#[tokio::test]
+async fn unreadable_file_keeps_the_previous_content() {
+    let (_dir, path) = file_with(RESOURCES);
+    let (store, ds) = open_fast(&path).await;
+    std::fs::write(&path, [0xff, 0xfe, 0x00]).unwrap();
+    let err = store.reload().await.unwrap_err().to_string();
+    assert!(err.contains("not UTF-8"), "{err}");
+    assert_eq!(ds.list::<IPPool>().await.unwrap().items.len(), 2);
 }
 
 #[tokio::test]
@@ -242,12 +280,15 @@ async fn bad_files_do_not_open() {
         format!("file:{}", missing.display()).parse().unwrap();
     let err = Datastore::connect(&spec).await.unwrap_err();
     assert!(err.to_string().contains("cannot read the file"), "{err}");
+    // Documents that are each bad open (nothing to serve), reporting each.
     let (_dir, dup) = file_with(&format!("{RESOURCES}---\n{RESOURCES}"));
-    let err = FileStore::open(&dup).await.unwrap_err().to_string();
-    assert!(err.contains("same name"), "{err}");
+    let store = FileStore::open(&dup).await.unwrap();
+    let bad = store.invalid_documents();
+    assert!(bad.iter().any(|o| o.error.contains("same name")), "{bad:?}");
     let (_dir, wrong) =
         file_with(&RESOURCES.replace("margay.io/v1", "projectcalico.org/v3"));
-    let err = FileStore::open(&wrong).await.unwrap_err().to_string();
-    assert!(err.contains("document 1"), "{err}");
-    assert!(err.contains("projectcalico.org/v3"), "{err}");
+    let store = FileStore::open(&wrong).await.unwrap();
+    let bad = store.invalid_documents();
+    assert_eq!(bad[0].name, "1 (line 1)");
+    assert!(bad[0].error.contains("projectcalico.org/v3"), "{bad:?}");
 }

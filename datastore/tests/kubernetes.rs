@@ -182,3 +182,24 @@ async fn watch_resumes_from_the_last_bookmark() {
     );
     assert_eq!(*watched_from.lock().unwrap(), ["5", "42"]);
 }
+
+/// An object the apiserver holds (e.g. applied with `kubectl apply` past a
+/// loose schema) that does not decode is reported by list and batch.
+#[tokio::test]
+async fn undecodable_object_is_reported_and_skipped() {
+    let fake = ClientBuilder::new()
+        .with_resource::<Widget>()
+        .with_resource::<Gadget>()
+        .build()
+        .await
+        .expect("fake client");
+    let client = cluster_scoped(fake);
+    let ar = kube::api::ApiResource::erase::<Widget>(&());
+    let api: kube::Api<kube::api::DynamicObject> =
+        kube::Api::all_with(client.clone(), &ar);
+    let mut bad = kube::api::DynamicObject::new("bad", &ar);
+    bad.data = serde_json::json!({"spec": {"value": "seven"}});
+    api.create(&Default::default(), &bad).await.unwrap();
+    let ds = Datastore::Kubernetes(KubeStore::from_client(client));
+    conformance::invalid_object_is_reported(&ds).await;
+}

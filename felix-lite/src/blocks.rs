@@ -114,37 +114,59 @@ impl BlockTracker {
 
 /// Feeds BlockAffinity changes from the datastore into `tx` until the
 /// receiver goes away. The informer retries transient errors itself;
-/// objects that do not decode are logged and skipped.
+/// objects that do not decode are logged and left out (a listed one is
+/// absent from the snapshot, a changed one is forgotten).
 pub async fn watch_affinities(ds: Datastore, tx: mpsc::Sender<BlockEvent>) {
     let mut stream = ds.list_and_watch::<BlockAffinity>();
     while let Some(item) = stream.next().await {
-        let ev = match item {
-            Ok(ListWatchEvent::Listed(list)) => BlockEvent::Snapshot(
-                list.items.iter().filter_map(from_crd).collect(),
-            ),
-            Ok(ListWatchEvent::Event(WatchEvent::Deleted(obj))) => {
-                BlockEvent::Delete {
-                    name: obj.metadata.name.clone().unwrap_or_default(),
-                }
-            }
-            Ok(ListWatchEvent::Event(
-                WatchEvent::Added(obj) | WatchEvent::Modified(obj),
-            )) => match from_crd(&obj) {
-                Some(a) => BlockEvent::Upsert(a),
-                // Unusable now: forget whatever it said before.
-                None => BlockEvent::Delete {
-                    name: obj.metadata.name.clone().unwrap_or_default(),
-                },
-            },
-            Err(e) => {
-                tracing::warn!(error = %e, "BlockAffinity watch error");
-                continue;
-            }
-        };
+        let Some(ev) = to_event(item) else { continue };
         if tx.send(ev).await.is_err() {
             return;
         }
     }
+}
+
+/// One informer item as a tracker event; `None` for errors that say
+/// nothing about an object (logged).
+fn to_event(
+    item: margay_datastore::Result<ListWatchEvent<BlockAffinity>>,
+) -> Option<BlockEvent> {
+    let ev = match item {
+        Ok(ListWatchEvent::Listed(list)) => BlockEvent::Snapshot(
+            list.items.iter().filter_map(from_crd).collect(),
+        ),
+        Ok(ListWatchEvent::Event(WatchEvent::Deleted(obj))) => {
+            BlockEvent::Delete {
+                name: obj.metadata.name.clone().unwrap_or_default(),
+            }
+        }
+        Ok(ListWatchEvent::Event(
+            WatchEvent::Added(obj) | WatchEvent::Modified(obj),
+        )) => match from_crd(&obj) {
+            Some(a) => BlockEvent::Upsert(a),
+            // Unusable now: forget whatever it said before.
+            None => BlockEvent::Delete {
+                name: obj.metadata.name.clone().unwrap_or_default(),
+            },
+        },
+        // An affinity that no longer decodes: forget what it said
+        // before (its block is no longer blackholed as ours).
+        Err(e) => match e.invalid_object() {
+            Some(bad) => {
+                tracing::warn!(
+                    name = %bad.name, field = %bad.field,
+                    error = %bad.error,
+                    "BlockAffinity that does not decode ignored"
+                );
+                BlockEvent::Delete { name: bad.name }
+            }
+            None => {
+                tracing::warn!(error = %e, "BlockAffinity watch error");
+                return None;
+            }
+        },
+    };
+    Some(ev)
 }
 
 /// The fields we need, or `None` (logged) for an unusable object.
@@ -243,5 +265,26 @@ mod tests {
             Some(AffinityState::PendingDeletion)
         );
         assert_eq!(AffinityState::parse("Confirmed"), None);
+    }
+
+    /// A watched affinity that stops decoding is forgotten, so a block it
+    /// named is no longer ours; other errors change nothing.
+    #[test]
+    fn undecodable_affinity_is_forgotten() {
+        let decode = margay_datastore::DatastoreError::Decode {
+            kind: "BlockAffinity".into(),
+            name: "n1-10-0-0-0-26".into(),
+            field: "spec.cidr".into(),
+            source: serde_json::from_str::<u8>("\"x\"").unwrap_err(),
+        };
+        assert!(matches!(
+            to_event(Err(decode)),
+            Some(BlockEvent::Delete { name }) if name == "n1-10-0-0-0-26"
+        ));
+        let outage = margay_datastore::DatastoreError::Other {
+            backend: "etcd",
+            message: "x".into(),
+        };
+        assert!(to_event(Err(outage)).is_none());
     }
 }

@@ -343,7 +343,8 @@ impl Ipam {
         tried: &BTreeSet<IpNetwork>,
         ctx: &Ctx,
     ) -> Result<Option<(Pick, &'p PoolView)>> {
-        let blocks = self.ds.list::<IPAMBlock>().await?.items;
+        let list = self.ds.list::<IPAMBlock>().await?;
+        let blocks = list.items;
         // Names of invalid blocks: their CIDR is taken (by a block nobody
         // may use) whatever their spec says.
         let invalid: BTreeSet<String> = blocks
@@ -351,7 +352,7 @@ impl Ipam {
             .filter(|b| convert::block_from_obj(b).is_err())
             .filter_map(|b| b.metadata.name.clone())
             .collect();
-        let existing: BTreeMap<IpNetwork, BlockSummary> = blocks
+        let mut existing: BTreeMap<IpNetwork, BlockSummary> = blocks
             .iter()
             .filter_map(|b| {
                 let model = convert::block_from_obj(b).ok()?;
@@ -370,6 +371,21 @@ impl Ipam {
                 Some((model.cidr, summary))
             })
             .collect();
+        // A stored block that does not decode is never allocated from nor
+        // claimed: its CIDR counts as taken by nobody we could reclaim.
+        for bad in &list.invalid {
+            if let Some(cidr) = convert::block_cidr_of_name(&bad.name) {
+                existing.insert(
+                    cidr,
+                    BlockSummary {
+                        host: Some(String::new()),
+                        empty: false,
+                        claim_time: None,
+                        sequence: 0,
+                    },
+                );
+            }
+        }
         let now = jiff::Timestamp::now();
         let mut tried = tried.clone();
         for pool in pools {

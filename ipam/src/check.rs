@@ -60,6 +60,14 @@ pub enum Issue {
         field: String,
         message: String,
     },
+    /// A stored object that does not decode: left out of every IPAM
+    /// operation (a block is never allocated from) until it is fixed.
+    InvalidObject {
+        kind: String,
+        name: String,
+        field: String,
+        error: String,
+    },
 }
 
 impl fmt::Display for Issue {
@@ -135,6 +143,18 @@ impl fmt::Display for Issue {
                 f,
                 "block {name} is invalid and unused: {field}: {message}"
             ),
+            Issue::InvalidObject {
+                kind,
+                name,
+                field,
+                error,
+            } => {
+                write!(f, "{kind} {name:?}")?;
+                if !field.is_empty() {
+                    write!(f, " field {field}")?;
+                }
+                write!(f, " does not decode and is left out: {error}")
+            }
         }
     }
 }
@@ -202,7 +222,24 @@ pub fn check_with(
     liveness: Option<Liveness<'_>>,
     endpoints: Option<NodeEndpoints<'_>>,
 ) -> Report {
-    let mut issues = Vec::new();
+    let mut issues: Vec<Issue> = snap
+        .invalid
+        .iter()
+        .map(|o| Issue::InvalidObject {
+            kind: o.kind.clone(),
+            name: o.name.clone(),
+            field: o.field.clone(),
+            error: o.error.clone(),
+        })
+        .collect();
+    // A handle that exists but does not decode is reported above, not as
+    // missing under every address it owns.
+    let bad_handles: BTreeSet<&str> = snap
+        .invalid
+        .iter()
+        .filter(|o| o.kind == "IPAMHandle")
+        .map(|o| o.name.as_str())
+        .collect();
     let mut allocations = 0;
     // handle -> block -> count, from the blocks.
     let mut actual: BTreeMap<String, BTreeMap<IpNetwork, u32>> =
@@ -232,7 +269,9 @@ pub fn check_with(
                 });
                 continue;
             };
-            if !handles.contains_key(h.as_str()) {
+            if !handles.contains_key(h.as_str())
+                && !bad_handles.contains(h.as_str())
+            {
                 issues.push(Issue::AllocationHandleMissing {
                     ip: a.ip,
                     handle: h.clone(),
@@ -414,6 +453,7 @@ mod tests {
             nodes: Some(["n1".to_string()].into()),
             reserved: vec![],
             invalid_blocks: vec![],
+            invalid: vec![],
         }
     }
 

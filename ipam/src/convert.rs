@@ -57,6 +57,21 @@ pub fn block_name(cidr: &IpNetwork) -> String {
     margay_crds::names::block_name(cidr)
 }
 
+/// The CIDR an IPAMBlock name encodes (the inverse of [`block_name`]),
+/// for a block whose content cannot be read: `10-42-117-0-26` ->
+/// `10.42.117.0/26`, `fd00---122` -> `fd00::/122`.
+pub fn block_cidr_of_name(name: &str) -> Option<IpNetwork> {
+    let (addr, len) = name.rsplit_once('-')?;
+    let len: u8 = len.parse().ok()?;
+    let v4 = addr.replace('-', ".");
+    let ip: std::net::IpAddr = match v4.parse::<std::net::Ipv4Addr>() {
+        Ok(a) => a.into(),
+        Err(_) => addr.replace('-', ":").parse().ok()?,
+    };
+    let net = IpNetwork::new(ip, len).ok()?;
+    (block_name(&net) == name).then_some(net)
+}
+
 /// Object name of `node`'s affinity for `cidr`.
 pub fn affinity_name(node: &str, cidr: &IpNetwork) -> String {
     margay_crds::names::affinity_name(node, cidr)
@@ -467,5 +482,20 @@ mod tests {
             let err = handle_name(bad).unwrap_err().to_string();
             assert!(err.contains("not a valid object name"), "{err}");
         }
+    }
+}
+
+#[cfg(test)]
+mod name_tests {
+    use super::*;
+
+    #[test]
+    fn block_cidr_of_name_inverts_block_name() {
+        for c in ["10.42.117.0/26", "fd00::/122", "fd00:1::40/122"] {
+            let net: IpNetwork = c.parse().unwrap();
+            assert_eq!(block_cidr_of_name(&block_name(&net)), Some(net));
+        }
+        assert_eq!(block_cidr_of_name("junk"), None);
+        assert_eq!(block_cidr_of_name("10-0-0-1-24"), None, "not canonical");
     }
 }

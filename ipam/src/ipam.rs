@@ -27,7 +27,6 @@ use crate::model::{PoolView, Snapshot};
 use crate::pools::{PoolFacts, select_pools};
 use crate::search::EMPTY_BLOCK_MIN_RECLAIM_AGE;
 use crate::show::{self, Usage};
-use crate::store::list_live;
 
 /// Tunables of an [`Ipam`].
 #[derive(Debug, Clone)]
@@ -232,6 +231,14 @@ impl Ipam {
             .map(|c| batch.get::<IPAMBlock>(&convert::block_name(&c)))
             .collect();
         let mut got = self.ds.read(&batch).await?;
+        // Objects that do not decode are left out of the lists (a bad
+        // IPPool must not fail every ADD on every node); say which.
+        for bad in got.invalid() {
+            tracing::warn!(
+                kind = %bad.kind, name = %bad.name, field = %bad.field,
+                error = %bad.error, "IPAM: left out an invalid object"
+            );
+        }
         let revision = got.revision().map(str::to_string);
         let (cfg, pools, node, reservations) = (
             got.take(cfg),
@@ -248,13 +255,18 @@ impl Ipam {
         let mut facts = Vec::new();
         for p in pools {
             let Some(view) = pool_view(&p) else { continue };
-            let selector =
-                Selector::parse(p.spec.node_selector()).map_err(|e| {
-                    IpamError::Invalid {
-                        what: format!("IPPool {} spec.nodeSelector", view.name),
-                        message: e.to_string(),
-                    }
-                })?;
+            // A pool with a bad selector is left out, not every pool.
+            let selector = match Selector::parse(p.spec.node_selector()) {
+                Ok(s) => s,
+                Err(e) => {
+                    tracing::warn!(
+                        kind = "IPPool", name = %view.name,
+                        field = "spec.nodeSelector", error = %e,
+                        "IPAM: left out an invalid IP pool"
+                    );
+                    continue;
+                }
+            };
             let selects_node = selector.matches(&labels);
             facts.push(PoolFacts {
                 selects_node,
@@ -363,7 +375,8 @@ impl Ipam {
         mine
     }
 
-    /// Reads everything IPAM stores (soft-deleted objects left out).
+    /// Reads everything IPAM stores (soft-deleted objects left out, and
+    /// objects that do not decode left out and listed in `invalid`).
     pub async fn snapshot(&self) -> Result<Snapshot> {
         let (pools, nodes, res) = tokio::try_join!(
             self.ds.list::<IPPool>(),
@@ -371,10 +384,34 @@ impl Ipam {
             self.ds.list::<IPReservation>(),
         )?;
         let (blocks, affs, handles) = tokio::try_join!(
-            list_live::<IPAMBlock>(&self.ds),
-            list_live::<BlockAffinity>(&self.ds),
-            list_live::<IPAMHandle>(&self.ds),
+            self.ds.list::<IPAMBlock>(),
+            self.ds.list::<BlockAffinity>(),
+            self.ds.list::<IPAMHandle>(),
         )?;
+        let invalid = [
+            &pools.invalid,
+            &nodes.invalid,
+            &res.invalid,
+            &blocks.invalid,
+            &affs.invalid,
+            &handles.invalid,
+        ]
+        .into_iter()
+        .flatten()
+        .cloned()
+        .collect();
+        let blocks: Vec<IPAMBlock> = blocks
+            .items
+            .into_iter()
+            .filter(|o| !o.is_deleted())
+            .collect();
+        let affs: Vec<BlockAffinity> =
+            affs.items.into_iter().filter(|o| !o.is_deleted()).collect();
+        let handles: Vec<IPAMHandle> = handles
+            .items
+            .into_iter()
+            .filter(|o| !o.is_deleted())
+            .collect();
         let (blocks, invalid_blocks) = convert::partition_blocks(&blocks);
         let nodes: BTreeSet<String> = nodes
             .items
@@ -396,6 +433,7 @@ impl Ipam {
                 .flat_map(|r| r.spec.reserved_cidrs.iter())
                 .filter_map(|c| parse_addr_or_net(c))
                 .collect(),
+            invalid,
         })
     }
 

@@ -78,4 +78,7 @@ pub struct Snapshot {
     /// Names of the cluster's nodes, when the datastore has Node objects.
     pub nodes: Option<BTreeSet<String>>,
     pub reserved: Vec<IpNetwork>,
+    /// Stored IPAM objects that do not decode: left out of the above,
+    /// reported by `check`.
+    pub invalid: Vec<margay_datastore::InvalidObject>,
 }

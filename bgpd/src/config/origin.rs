@@ -9,81 +9,133 @@ use ipnetwork::IpNetwork;
 use margay_crds as crds;
 use margay_crds::AffinityState;
 
-use super::{ConfigError, Resources};
+use margay_datastore::InvalidObject;
+
+use super::{Resources, name, to_invalid};
 use crate::policy::{GlobalPolicy, Pool, PrefixCommunities};
 
-/// Pools and prefix communities.
+/// Pools and prefix communities. A pool whose CIDR does not parse, or a
+/// prefix advertisement that does not, is left out and reported.
 pub(super) fn global_policy(
     res: &Resources,
     cfg: &crds::BGPConfigurationSpec,
-) -> Result<GlobalPolicy, ConfigError> {
+    invalid: &mut Vec<InvalidObject>,
+) -> GlobalPolicy {
     let mut pools = Vec::new();
     for p in &res.pools {
-        pools.push(Pool {
-            cidr: p.spec.cidr_net()?,
-            disabled: p.spec.disabled,
-            disable_bgp_export: p.spec.disable_bgp_export,
-        });
+        match p.spec.cidr_net() {
+            Ok(cidr) => pools.push(Pool {
+                cidr,
+                disabled: p.spec.disabled,
+                disable_bgp_export: p.spec.disable_bgp_export,
+            }),
+            Err(e) => invalid.push(to_invalid(
+                "IPPool",
+                name(&p.metadata),
+                "spec.cidr",
+                e.into(),
+            )),
+        }
     }
     let mut prefix_communities = Vec::new();
     for (i, pa) in cfg.prefix_advertisements.iter().enumerate() {
-        let field = format!("spec.prefixAdvertisements[{i}]");
-        let cidr: IpNetwork = pa.cidr.parse().map_err(|_| {
-            crds::ValidationError::string(
+        match prefix_advertisement(cfg, i, pa) {
+            Ok(pc) => prefix_communities.push(pc),
+            // Calico's global config is "default" (derive reads no other).
+            Err(e) => invalid.push(to_invalid(
                 "BGPConfiguration",
-                format!("{field}.cidr"),
-                &pa.cidr,
-                "allowed a CIDR such as \"10.0.0.0/16\"",
-            )
-        })?;
-        let mut pc = PrefixCommunities {
-            cidr,
-            communities: vec![],
-        };
-        for c in &pa.communities {
-            let v = cfg.resolve_community(c).unwrap_or(c);
-            pc.communities.push(crate::filter::community(
-                "BGPConfiguration",
-                &format!("{field}.communities"),
-                v,
-            )?);
+                "default",
+                "spec.prefixAdvertisements",
+                e.into(),
+            )),
         }
-        prefix_communities.push(pc);
     }
-    Ok(GlobalPolicy {
+    GlobalPolicy {
         pools,
         prefix_communities,
-    })
+    }
+}
+
+/// One entry of `spec.prefixAdvertisements`.
+fn prefix_advertisement(
+    cfg: &crds::BGPConfigurationSpec,
+    i: usize,
+    pa: &crds::PrefixAdvertisement,
+) -> Result<PrefixCommunities, crds::ValidationError> {
+    let field = format!("spec.prefixAdvertisements[{i}]");
+    let cidr: IpNetwork = pa.cidr.parse().map_err(|_| {
+        crds::ValidationError::string(
+            "BGPConfiguration",
+            format!("{field}.cidr"),
+            &pa.cidr,
+            "allowed a CIDR such as \"10.0.0.0/16\"",
+        )
+    })?;
+    let mut pc = PrefixCommunities {
+        cidr,
+        communities: vec![],
+    };
+    for c in &pa.communities {
+        let v = cfg.resolve_community(c).unwrap_or(c);
+        pc.communities.push(crate::filter::community(
+            "BGPConfiguration",
+            &format!("{field}.communities"),
+            v,
+        )?);
+    }
+    Ok(pc)
 }
 
 /// Confirmed blocks affine to `node` (pending never), and the /32s
 /// (/128s) this node borrowed from other nodes' blocks.
+/// A BlockAffinity or IPAMBlock whose CIDR does not parse is left out
+/// and reported in `invalid`.
 pub fn originated(
     res: &Resources,
     node: &str,
-) -> Result<HashSet<IpNetwork>, ConfigError> {
+    invalid: &mut Vec<InvalidObject>,
+) -> HashSet<IpNetwork> {
     let mut out = HashSet::new();
     for a in &res.affinities {
         if a.spec.node == node
             && a.spec.state == AffinityState::Confirmed
             && !a.spec.deleted
         {
-            let cidr: IpNetwork = a.spec.cidr.parse().map_err(|_| {
-                crds::ValidationError::string(
+            match a.spec.cidr.parse::<IpNetwork>() {
+                Ok(cidr) => {
+                    out.insert(cidr);
+                }
+                Err(_) => invalid.push(to_invalid(
                     "BlockAffinity",
+                    name(&a.metadata),
                     "spec.cidr",
-                    &a.spec.cidr,
-                    "allowed a CIDR",
-                )
-            })?;
-            out.insert(cidr);
+                    crds::ValidationError::string(
+                        "BlockAffinity",
+                        "spec.cidr",
+                        &a.spec.cidr,
+                        "allowed a CIDR",
+                    )
+                    .into(),
+                )),
+            }
         }
     }
     for b in &res.blocks {
         if b.spec.deleted || b.spec.affine_host() == Some(node) {
             continue;
         }
-        let cidr = b.spec.cidr_net()?;
+        let cidr = match b.spec.cidr_net() {
+            Ok(c) => c,
+            Err(e) => {
+                invalid.push(to_invalid(
+                    "IPAMBlock",
+                    name(&b.metadata),
+                    "spec.cidr",
+                    e.into(),
+                ));
+                continue;
+            }
+        };
         for (ord, slot) in b.spec.allocations.iter().enumerate() {
             let Some(attr) = slot.and_then(|i| b.spec.attributes.get(i)) else {
                 continue;
@@ -97,7 +149,7 @@ pub fn originated(
             }
         }
     }
-    Ok(out)
+    out
 }
 
 /// The `n`th address of `net`.

@@ -9,16 +9,23 @@ use crate::batch::{
     Answer, ReadBatch, ReadResults, WriteBatch, WriteOp, WriteReq,
 };
 use crate::error::{DatastoreError, Result};
-use crate::object::Object;
+use crate::object::{InvalidObject, Object, partition};
 
-/// Decodes the key-values of one read into its answer.
-pub(crate) type DecodeKvs = fn(&EtcdStore, &[KeyValue], &str) -> Result<Answer>;
+/// Decodes the key-values of one read into its answer; a list puts the
+/// objects that do not decode into the last argument.
+pub(crate) type DecodeKvs = fn(
+    &EtcdStore,
+    &[KeyValue],
+    &str,
+    &mut Vec<InvalidObject>,
+) -> Result<Answer>;
 
 /// A get's answer: `Option<K>`.
 pub(crate) fn decode_get<K: Object>(
     store: &EtcdStore,
     kvs: &[KeyValue],
     prefix: &str,
+    _: &mut Vec<InvalidObject>,
 ) -> Result<Answer> {
     let obj: Option<K> = kvs
         .first()
@@ -27,16 +34,18 @@ pub(crate) fn decode_get<K: Object>(
     Ok(Box::new(obj))
 }
 
-/// A list's answer: `Vec<K>`.
+/// A list's answer: `Vec<K>` of the objects that decode.
 pub(crate) fn decode_list<K: Object>(
     store: &EtcdStore,
     kvs: &[KeyValue],
     prefix: &str,
+    invalid: &mut Vec<InvalidObject>,
 ) -> Result<Answer> {
-    let items = kvs
-        .iter()
-        .map(|kv| store.decode::<K>(kv, &name_in(kv, prefix)))
-        .collect::<Result<Vec<K>>>()?;
+    let (items, mut bad) = partition(
+        kvs.iter()
+            .map(|kv| store.decode::<K>(kv, &name_in(kv, prefix))),
+    )?;
+    invalid.append(&mut bad);
     Ok(Box::new(items))
 }
 
@@ -64,14 +73,20 @@ impl EtcdStore {
             .collect();
         let resp = self.txn(Txn::new().and_then(ops)).await?;
         let mut answers = Vec::with_capacity(batch.reads.len());
+        let mut invalid = Vec::new();
         for (r, op) in batch.reads.iter().zip(resp.op_responses()) {
             let TxnOpResponse::Get(got) = op else {
                 return Err(unexpected("a read batch"));
             };
-            answers.push((r.decode_etcd)(self, got.kvs(), &r.type_prefix)?);
+            answers.push((r.decode_etcd)(
+                self,
+                got.kvs(),
+                &r.type_prefix,
+                &mut invalid,
+            )?);
         }
         let revision = resp.header().map(|h| h.revision().to_string());
-        Ok(ReadResults::new(answers, revision))
+        Ok(ReadResults::new(answers, revision, invalid))
     }
 
     /// Applies every write of `batch` or none; returns the revision of
@@ -165,6 +180,7 @@ impl EtcdStore {
             .map_err(|source| DatastoreError::Decode {
                 kind: w.kind.clone(),
                 name: w.name.clone(),
+                field: String::new(),
                 source,
             })?;
         let meta = &value["metadata"];

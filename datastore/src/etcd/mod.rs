@@ -104,7 +104,8 @@ impl EtcdStore {
             .transpose()
     }
 
-    /// Reads all objects of type `K` at one revision.
+    /// Reads all objects of type `K` at one revision; those that do not
+    /// decode are reported in `invalid`.
     #[tracing::instrument(level = "debug", name = "etcd_list", skip_all,
         fields(prefix = %prefix::<K>()))]
     pub async fn list<K: Object>(&self) -> Result<List<K>> {
@@ -115,17 +116,15 @@ impl EtcdStore {
             .map_err(map_err)?;
         let revision = resp.header().map_or(0, |h| h.revision());
         let pfx = prefix::<K>();
-        let items = resp
-            .kvs()
-            .iter()
-            .map(|kv| {
+        let (items, invalid) =
+            object::partition(resp.kvs().iter().map(|kv| {
                 let key = String::from_utf8_lossy(kv.key());
                 self.decode::<K>(kv, key.strip_prefix(&pfx).unwrap_or(&key))
-            })
-            .collect::<Result<Vec<K>>>()?;
+            }))?;
         Ok(List {
             items,
             resource_version: revision.to_string(),
+            invalid,
         })
     }
 
@@ -370,6 +369,7 @@ fn decode_at<K: Object>(bytes: &[u8], name: &str, revision: i64) -> Result<K> {
         DatastoreError::Decode {
             kind: kind::<K>(),
             name: name.to_string(),
+            field: String::new(),
             source,
         }
     })?;

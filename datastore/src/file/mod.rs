@@ -1,6 +1,7 @@
 //! Read-only file backend: a multi-document YAML of margay.io/v1 resources
 //! (what a user would `kubectl apply`), validated on load, polled for
-//! changes, with watch events for what each reload changed.
+//! changes, with watch events for what each reload changed. A bad
+//! document is left out and reported (`List::invalid`); the others load.
 
 mod load;
 mod state;
@@ -17,14 +18,18 @@ use tokio::sync::watch;
 pub use self::load::load_resources;
 use self::state::{Change, FileState, LogEntry};
 use crate::error::{DatastoreError, Result};
-use crate::object::{List, Object, WatchEvent, from_stored_json, kind};
+use crate::object::{
+    self, InvalidObject, List, Object, WatchEvent, from_stored_json, kind,
+};
 
 /// How often the file is checked for changes.
 pub const DEFAULT_POLL_INTERVAL: Duration = Duration::from_secs(1);
 
 /// Turns file content into validated JSON resources (each with `kind`
-/// and `metadata.name`), or an error text naming the bad document/field.
-pub type Loader = fn(&str) -> std::result::Result<Vec<Value>, String>;
+/// and `metadata.name`) plus the documents left out as invalid, or an
+/// error text when the file as a whole cannot be used.
+pub type Loader =
+    fn(&str) -> std::result::Result<(Vec<Value>, Vec<InvalidObject>), String>;
 
 /// A loaded file; cheap to clone. Reloading stops when the last clone
 /// (and the last watch stream) is dropped.
@@ -37,6 +42,8 @@ struct Inner {
     path: PathBuf,
     loader: Loader,
     state: Mutex<FileState>,
+    /// The documents of the last applied load that were left out.
+    invalid: Mutex<Vec<InvalidObject>>,
     /// The bytes last looked at (good or bad), so unchanged content is
     /// neither re-parsed nor re-reported.
     last_content: Mutex<Option<Vec<u8>>>,
@@ -72,6 +79,7 @@ impl FileStore {
                 path: path.to_path_buf(),
                 loader,
                 state: Mutex::new(FileState::default()),
+                invalid: Mutex::new(Vec::new()),
                 last_content: Mutex::new(None),
                 last_error: Mutex::new(None),
                 notify,
@@ -124,7 +132,7 @@ impl FileStore {
         }
         let text = String::from_utf8(bytes)
             .map_err(|e| self.invalid(what(), format!("not UTF-8: {e}")))?;
-        let docs = (inner.loader)(&text)
+        let (docs, invalid) = (inner.loader)(&text)
             .map_err(|message| self.invalid(what(), message))?;
         let (changed, revision) = {
             let mut state = lock(&inner.state);
@@ -133,6 +141,14 @@ impl FileStore {
                 .map_err(|message| self.invalid(what(), message))?;
             (changed, state.revision())
         };
+        for bad in &invalid {
+            tracing::warn!(
+                path = %inner.path.display(), kind = %bad.kind,
+                name = %bad.name, field = %bad.field, error = %bad.error,
+                "file datastore: document left out"
+            );
+        }
+        *lock(&inner.invalid) = invalid;
         *lock(&inner.last_error) = None;
         if changed > 0 {
             tracing::info!(
@@ -162,20 +178,32 @@ impl FileStore {
     }
 
     /// Lists all objects of type `K`; the list's version is the revision
-    /// of the last changing load.
+    /// of the last changing load. The documents of kind `K` that the last
+    /// load left out are in `invalid`.
     pub fn list<K: Object>(&self) -> Result<List<K>> {
         let state = lock(&self.inner.state);
         let kind = kind::<K>();
-        let items = state
-            .list(&kind)
-            .map(|(name, s)| {
+        let (items, mut invalid) =
+            object::partition(state.list(&kind).map(|(name, s)| {
                 from_stored_json(s.value.clone(), name, &s.revision.to_string())
-            })
-            .collect::<Result<Vec<K>>>()?;
+            }))?;
+        invalid.extend(
+            lock(&self.inner.invalid)
+                .iter()
+                .filter(|o| o.kind == kind)
+                .cloned(),
+        );
         Ok(List {
             items,
             resource_version: state.revision().to_string(),
+            invalid,
         })
+    }
+
+    /// Every document the last load left out, of any kind (including
+    /// those whose kind could not be read, reported as kind "document").
+    pub fn invalid_documents(&self) -> Vec<InvalidObject> {
+        lock(&self.inner.invalid).clone()
     }
 
     /// Every write is refused.

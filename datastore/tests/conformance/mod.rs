@@ -360,3 +360,40 @@ pub async fn read_batch_answers_each_slot(ds: &Datastore) {
         assert_eq!(summary(&events), vec![("Modified", "node1-a".into(), 9)]);
     }
 }
+
+/// With a stored Widget "bad" whose spec.value is not a number (written
+/// by the backend's test around every check), list and list reads of a
+/// batch serve the good widgets and report "bad" by kind, name and field.
+pub async fn invalid_object_is_reported(ds: &Datastore) {
+    ds.create(&widget("a", 1)).await.unwrap();
+    ds.create(&widget("c", 3)).await.unwrap();
+    let list = ds
+        .list::<Widget>()
+        .await
+        .expect("one bad object fails no list");
+    let mut names: Vec<_> = list
+        .items
+        .iter()
+        .filter_map(|w| w.metadata.name.clone())
+        .collect();
+    names.sort();
+    assert_eq!(names, ["a", "c"]);
+    assert_eq!(list.invalid.len(), 1, "{:?}", list.invalid);
+    let bad = &list.invalid[0];
+    assert_eq!((bad.kind.as_str(), bad.name.as_str()), ("Widget", "bad"));
+    assert_eq!(bad.field, "spec.value");
+    assert!(bad.to_string().contains("Widget \"bad\" field spec.value"));
+    let mut batch = margay_datastore::ReadBatch::new();
+    let all = batch.list::<Widget>("");
+    let gadgets = batch.list::<Gadget>("");
+    let mut got = ds
+        .read(&batch)
+        .await
+        .expect("one bad object fails no batch");
+    assert_eq!(got.take(all).len(), 2);
+    assert!(got.take(gadgets).is_empty());
+    assert_eq!(got.invalid(), list.invalid.as_slice());
+    // A get of the bad object itself still says why it cannot be read.
+    let err = ds.get::<Widget>("bad").await.unwrap_err();
+    assert_eq!(err.invalid_object().as_ref(), Some(bad));
+}

@@ -32,6 +32,7 @@ fn listeners(lab: &Lab) -> Vec<String> {
     addrs
 }
 
+#[ignore = "needs root (network namespaces): scripts/test runs it as root"]
 #[test]
 fn bind_mode_none_listens_everywhere_node_ip_on_the_node_address() {
     if !require_root(
@@ -56,6 +57,7 @@ fn bind_mode_none_listens_everywhere_node_ip_on_the_node_address() {
 
 /// BGPConfiguration `logSeverityScreen` sets bgpd's log level while it
 /// runs (no `--log-level` given).
+#[ignore = "needs root (network namespaces): scripts/test runs it as root"]
 #[test]
 fn log_severity_screen_applies_at_run_time() {
     if !require_root("log_severity_screen_applies_at_run_time") {

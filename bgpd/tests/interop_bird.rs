@@ -59,12 +59,13 @@ fn skip(name: &str) -> bool {
         return true;
     }
     if !have_program("bird") {
-        eprintln!("SKIP {name}: bird not installed");
+        panic!("{name}: bird is not installed (scripts/deps installs it)");
         return true;
     }
     false
 }
 
+#[ignore = "needs root (network namespaces): scripts/test runs it as root"]
 #[test]
 fn bird_ipv4_and_ipv6_routes_both_ways() {
     if skip("bird_ipv4_and_ipv6_routes_both_ways") {
@@ -131,6 +132,7 @@ fn bird_ipv4_and_ipv6_routes_both_ways() {
     assert!(snap.iter().all(|ev| !matches!(ev, margay_ctlproto::RibEvent::Route { prefix, .. } if prefix.to_string() == "10.244.1.0/26")));
 }
 
+#[ignore = "needs root (network namespaces): scripts/test runs it as root"]
 #[test]
 fn bird_ipv4_routes_with_ipv6_next_hops_over_an_ipv6_session() {
     let name = "bird_ipv4_routes_with_ipv6_next_hops_over_an_ipv6_session";
@@ -206,6 +208,7 @@ fn session_comes_up(
     lab
 }
 
+#[ignore = "needs root (network namespaces): scripts/test runs it as root"]
 #[test]
 fn bird_md5_right_key_up_wrong_key_down() {
     if skip("bird_md5_right_key_up_wrong_key_down") {
@@ -230,6 +233,7 @@ fn bird_md5_right_key_up_wrong_key_down() {
 /// RFC 5082 GTSM (`ttlSecurity: 1`): with BIRD's `ttl security on` both
 /// sides send TTL 255 and the session comes up; a BIRD without it sends
 /// eBGP packets with TTL 1, which bgpd's minimum TTL (255) drops.
+#[ignore = "needs root (network namespaces): scripts/test runs it as root"]
 #[test]
 fn bird_ttl_security_up_only_when_both_sides_use_it() {
     if skip("bird_ttl_security_up_only_when_both_sides_use_it") {
@@ -243,6 +247,7 @@ fn bird_ttl_security_up_only_when_both_sides_use_it() {
 /// BGPFilter beyond prefixes: an import rule matching a community, and
 /// export operations (AS-path prepend, standard and large communities)
 /// that BIRD must see on our block.
+#[ignore = "needs root (network namespaces): scripts/test runs it as root"]
 #[test]
 fn bird_sees_filter_operations_and_community_match_rejects() {
     if skip("bird_sees_filter_operations_and_community_match_rejects") {
@@ -300,6 +305,7 @@ spec:
     assert!(lab.rib_entry("192.168.51.0/24").is_none());
 }
 
+#[ignore = "needs root (network namespaces): scripts/test runs it as root"]
 #[test]
 fn bird_keeps_routes_stale_while_bgpd_restarts_until_end_of_rib() {
     if skip("bird_keeps_routes_stale_while_bgpd_restarts_until_end_of_rib") {
@@ -373,6 +379,7 @@ fn up_with(lab: &Lab, sock: &str, p: &str) -> bool {
 /// our route (RFC 4724 helper). SIGTERM is a shutdown: BIRD gets Cease /
 /// Administrative Shutdown with our message and drops the route at once,
 /// not after its 60 s restart time.
+#[ignore = "needs root (network namespaces): scripts/test runs it as root"]
 #[test]
 fn bird_keeps_routes_on_planned_restart_and_drops_them_on_shutdown() {
     let name =
@@ -414,6 +421,7 @@ fn bird_keeps_routes_on_planned_restart_and_drops_them_on_shutdown() {
     );
 }
 
+#[ignore = "needs root (network namespaces): scripts/test runs it as root"]
 #[test]
 fn bird_max_prefix_sends_cease() {
     if skip("bird_max_prefix_sends_cease") {
@@ -503,6 +511,7 @@ protocol bgp dut {{
     )
 }
 
+#[ignore = "needs root (network namespaces): scripts/test runs it as root"]
 #[test]
 fn route_reflector_between_two_bird_clients() {
     if skip("route_reflector_between_two_bird_clients") {
@@ -586,6 +595,7 @@ spec: {peerIP: "10.0.0.3", asNumber: 65000, filters: [accept-all]}
 /// silently (the peer's end of the veth goes down: no FIN, no RST) and
 /// bgpd drops the session and BIRD's route long before the 90 s hold
 /// timer would.
+#[ignore = "needs root (network namespaces): scripts/test runs it as root"]
 #[test]
 fn bird_bfd_down_drops_session_before_hold_timer() {
     if skip("bird_bfd_down_drops_session_before_hold_timer") {

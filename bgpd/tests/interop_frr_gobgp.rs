@@ -15,7 +15,7 @@ fn skip(name: &str, program: &str) -> bool {
         return true;
     }
     if !have_program(program) && !std::path::Path::new(program).exists() {
-        eprintln!("SKIP {name}: {program} not installed");
+        panic!("{name}: {program} is not installed (scripts/deps installs it)");
         return true;
     }
     false
@@ -57,6 +57,7 @@ fn vtysh(lab: &Lab, vty: &std::path::Path, cmd: &str) -> String {
         .unwrap_or_default()
 }
 
+#[ignore = "needs root (network namespaces): scripts/test runs it as root"]
 #[test]
 fn frr_ipv4_and_ipv6_routes_both_ways() {
     if skip("frr_ipv4_and_ipv6_routes_both_ways", FRR_BGPD) {
@@ -131,6 +132,7 @@ router bgp 65002
     assert!(ok, "FRR lacks our IPv6 block:\n{}", lab.peer.log(frr));
 }
 
+#[ignore = "needs root (network namespaces): scripts/test runs it as root"]
 #[test]
 fn frr_ipv4_routes_with_ipv6_next_hops_over_an_ipv6_session() {
     let name = "frr_ipv4_routes_with_ipv6_next_hops_over_an_ipv6_session";
@@ -192,6 +194,7 @@ router bgp 65002
     assert_eq!(lab.peer_state().as_deref(), Some("Established"));
 }
 
+#[ignore = "needs root (network namespaces): scripts/test runs it as root"]
 #[test]
 fn gobgp_ipv4_and_ipv6_routes_both_ways() {
     if skip("gobgp_ipv4_and_ipv6_routes_both_ways", "gobgpd") {
@@ -319,6 +322,7 @@ fn from_bgpd(capture: &str) -> Vec<(String, String)> {
 /// FRR with `ttl-security hops 1` starts the connection; bgpd (GTSM on
 /// that peer) answers the SYN with TTL 255 and the session comes up. Every
 /// segment bgpd sends, from the SYN-ACK on, has TTL 255 and DSCP CS6.
+#[ignore = "needs root (network namespaces): scripts/test runs it as root"]
 #[test]
 fn frr_ttl_security_connects_to_bgpd_and_sees_ttl_255_and_cs6() {
     let name = "frr_ttl_security_connects_to_bgpd_and_sees_ttl_255_and_cs6";
@@ -370,6 +374,7 @@ fn frr_ttl_security_connects_to_bgpd_and_sees_ttl_255_and_cs6() {
 /// The other direction: FRR is passive with `ttl-security hops 1`, so
 /// only bgpd's own connection (TTL 255 from the SYN on) can carry the
 /// session.
+#[ignore = "needs root (network namespaces): scripts/test runs it as root"]
 #[test]
 fn bgpd_connects_to_passive_frr_with_ttl_security() {
     let name = "bgpd_connects_to_passive_frr_with_ttl_security";
@@ -397,6 +402,7 @@ fn bgpd_connects_to_passive_frr_with_ttl_security() {
 /// A peer that sends with TTL 1 (FRR's eBGP default, without
 /// ttl-security) is refused before any OPEN, even when the listener is
 /// shared with a non-GTSM peer (so its minimum TTL cannot filter SYNs).
+#[ignore = "needs root (network namespaces): scripts/test runs it as root"]
 #[test]
 fn frr_without_ttl_security_is_refused_before_open() {
     let name = "frr_without_ttl_security_is_refused_before_open";

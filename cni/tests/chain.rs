@@ -94,6 +94,7 @@ fn plugin_conf(p: &Value, prev: Option<&Value>) -> Value {
     c
 }
 
+#[ignore = "needs root (network namespaces): scripts/test runs it as root"]
 #[test]
 fn chained_with_tuning_portmap_bandwidth() {
     if !require_root("chained_with_tuning_portmap_bandwidth") {

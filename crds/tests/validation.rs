@@ -133,8 +133,10 @@ fn reserved_as_numbers() {
     // A BGPPeer's asNumber 0 is unset, as in Calico (`omitempty`).
     assert_errors(
         &peer("  peerIP: 192.0.2.1\n  asNumber: 0\n"),
-        &["BGPPeer \"tor\": spec.asNumber = <unset> is invalid: required \
-           with spec.peerIP (0 means unset)"],
+        &[
+            "BGPPeer \"tor\": spec.asNumber = <unset> is invalid: required \
+           with spec.peerIP (0 means unset)",
+        ],
     );
     let cases = [
         (

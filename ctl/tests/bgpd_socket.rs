@@ -171,6 +171,7 @@ fn node_status_reports_bgpd_errors_and_bad_answers() {
     server.join().unwrap();
 }
 
+#[ignore = "needs root (network namespaces): scripts/test runs it as root"]
 #[test]
 fn routes_puts_rib_and_kernel_fib_side_by_side() {
     if !require_root("routes_puts_rib_and_kernel_fib_side_by_side") {

@@ -23,12 +23,6 @@ spec: {}
 
 #[tokio::test]
 async fn show_check_and_release_allocations() {
-    if !have_program("etcd") {
-        eprintln!(
-            "SKIP show_check_and_release_allocations: etcd is not installed"
-        );
-        return;
-    }
     let etcd = EtcdServer::start().expect("etcd");
     let spec: DatastoreSpec =
         format!("etcd:{}", etcd.endpoint()).parse().unwrap();

@@ -35,10 +35,6 @@ fn args(handle: &str, n: usize) -> AssignArgs {
 
 #[tokio::test]
 async fn check_reports_bad_blocks_orphans_and_double_addresses() {
-    if !have_program("etcd") {
-        eprintln!("SKIP check_reports_bad_blocks_orphans_and_double_addresses");
-        return;
-    }
     let etcd = EtcdServer::start().expect("etcd");
     let spec: DatastoreSpec =
         format!("etcd:{}", etcd.endpoint()).parse().unwrap();

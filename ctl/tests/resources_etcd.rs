@@ -30,10 +30,6 @@ async fn connect(etcd: &EtcdServer) -> Datastore {
 
 #[tokio::test]
 async fn apply_get_delete_round_trip() {
-    if !have_program("etcd") {
-        eprintln!("SKIP apply_get_delete_round_trip: etcd is not installed");
-        return;
-    }
     let etcd = EtcdServer::start().expect("etcd");
     let ds = connect(&etcd).await;
 
@@ -147,12 +143,6 @@ async fn apply_get_delete_round_trip() {
 
 #[tokio::test]
 async fn apply_reports_document_errors_with_the_file_name() {
-    if !have_program("etcd") {
-        eprintln!(
-            "SKIP apply_reports_document_errors_with_the_file_name: etcd is not installed"
-        );
-        return;
-    }
     let etcd = EtcdServer::start().expect("etcd");
     let ds = connect(&etcd).await;
     let typo = POOLS.replace("cidr:", "cdir:");
@@ -194,10 +184,6 @@ spec:
 /// still refused, listing the stored filters.
 #[tokio::test]
 async fn apply_validates_against_stored_objects() {
-    if !have_program("etcd") {
-        eprintln!("SKIP apply_validates_against_stored_objects: no etcd");
-        return;
-    }
     let etcd = EtcdServer::start().expect("etcd");
     let ds = connect(&etcd).await;
     let out = resources::apply(&ds, "f.yaml", FILTER).await.unwrap();
@@ -220,10 +206,6 @@ async fn apply_validates_against_stored_objects() {
 /// default, so it is no change.
 #[tokio::test]
 async fn pool_block_size_is_immutable_while_blocks_exist() {
-    if !have_program("etcd") {
-        eprintln!("SKIP pool_block_size_is_immutable_while_blocks_exist");
-        return;
-    }
     let etcd = EtcdServer::start().expect("etcd");
     let ds = connect(&etcd).await;
     resources::apply(&ds, "p.yaml", POOLS).await.unwrap();

@@ -270,7 +270,9 @@ fn map_watch_event<K: Object>(
 ) -> Option<Result<Progress<K>>> {
     use kube::core::WatchEvent as KubeEvent;
     match ev {
-        Ok(KubeEvent::Added(o)) => Some(typed(o).map(|o| Progress::Event(WatchEvent::Added(o)))),
+        Ok(KubeEvent::Added(o)) => {
+            Some(typed(o).map(|o| Progress::Event(WatchEvent::Added(o))))
+        }
         Ok(KubeEvent::Modified(o)) => {
             Some(typed(o).map(|o| Progress::Event(WatchEvent::Modified(o))))
         }

@@ -5,7 +5,7 @@
 //!
 //! Each test starts its own etcd and kube-apiserver (margay_testkit::
 //! KubeApiServer); without the binary (`scripts/deps` builds it) each
-//! prints a SKIP line.
+//! fails.
 
 mod conformance;
 
@@ -23,8 +23,8 @@ use margay_testkit::{KubeApiServer, kube_apiserver_binary};
 
 const NS: &str = "margay-system";
 
-/// A server with deploy/ and the conformance resources applied, or `None`
-/// (SKIP printed) without the binary.
+/// A server with deploy/ and the conformance resources applied (fails
+/// without the binary).
 async fn server(test: &str, extra: &[&str]) -> Option<KubeApiServer> {
     kube_apiserver_binary(test)?;
     let server = KubeApiServer::start_with(extra)

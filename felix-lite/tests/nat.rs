@@ -63,6 +63,7 @@ fn ping(from: &Netns, to: &str) -> bool {
     from.exec(&["ping", "-c1", "-W1", to]).is_ok()
 }
 
+#[ignore = "needs root (network namespaces): scripts/test runs it as root"]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn nat_outgoing_masquerades_only_beyond_the_pools() {
     if !require_root("nat_outgoing_masquerades_only_beyond_the_pools") {

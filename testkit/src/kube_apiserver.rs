@@ -51,18 +51,17 @@ pub fn kube_apiserver_path() -> PathBuf {
     cache_dir().join(format!("kube-apiserver-{KUBE_VERSION}"))
 }
 
-/// The kube-apiserver binary, or `None` after printing why `test` is
-/// skipped (never a silent pass): run `scripts/deps` to build it.
+/// The kube-apiserver binary; fails `test` when it is missing (never a
+/// silent pass): `scripts/deps` builds it. `Option` for the callers' `?`.
 pub fn kube_apiserver_binary(test: &str) -> Option<PathBuf> {
     let path = kube_apiserver_path();
     if path.is_file() {
         return Some(path);
     }
-    eprintln!(
-        "SKIP {test}: no kube-apiserver at {} (scripts/deps builds it)",
+    panic!(
+        "{test}: no kube-apiserver at {} (scripts/deps builds it)",
         path.display()
     );
-    None
 }
 
 /// The repository's deploy/ directory.

@@ -2,9 +2,11 @@
 //!
 //! Everything here creates real things (network namespaces, veth pairs,
 //! bridges, an etcd process, a kube-apiserver) and removes them on `Drop`, so a failing or
-//! panicking test leaves nothing behind. Tests that need root call
-//! [`require_root`] first; it prints a `SKIP` line (never a silent pass) when
-//! the process is not root.
+//! panicking test leaves nothing behind. Tests that need root are marked
+//! `#[ignore = "needs root ..."]`, so a plain `cargo test` reports them as
+//! ignored (never as passed); `scripts/test` runs them as root with
+//! `--include-ignored`. They call [`require_root`] first, which fails them
+//! with a clear message when they are included without root.
 
 mod etcd;
 pub mod fake_kube;
@@ -21,15 +23,16 @@ pub use kube_apiserver::{
 };
 pub use netns::{Netns, Segment, veth_between};
 
-/// True when the effective uid is 0; otherwise prints why `test` is skipped.
+/// True when the effective uid is 0; otherwise fails `test`, which was
+/// asked for (`--include-ignored`) without the root it needs.
 pub fn require_root(test: &str) -> bool {
-    if effective_uid() == Some(0) {
-        return true;
-    }
-    eprintln!(
-        "SKIP {test}: needs root for network namespaces (CI runs as root)"
+    assert_eq!(
+        effective_uid(),
+        Some(0),
+        "{test} needs root for network namespaces: run it as root \
+         (scripts/test does), or leave it ignored"
     );
-    false
+    true
 }
 
 /// The effective uid, read from /proc so that no `unsafe` libc call is needed.

@@ -8,6 +8,7 @@ fn netns_exists(name: &str) -> bool {
     std::path::Path::new("/run/netns").join(name).exists()
 }
 
+#[ignore = "needs root (network namespaces): scripts/test runs it as root"]
 #[test]
 fn netns_veth_and_segment_are_created_and_removed() {
     if !require_root("netns_veth_and_segment_are_created_and_removed") {
@@ -42,6 +43,7 @@ fn netns_veth_and_segment_are_created_and_removed() {
     }
 }
 
+#[ignore = "needs root (network namespaces): scripts/test runs it as root"]
 #[test]
 fn exec_reports_the_failing_command() {
     if !require_root("exec_reports_the_failing_command") {

@@ -58,6 +58,7 @@ fn ping_result(child: std::process::Child) -> (u32, u32, String) {
     (nums[0], nums[1], line)
 }
 
+#[ignore = "needs root (network namespaces): scripts/test runs it as root"]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bgpd_crash_and_etcd_outage_lose_nothing() {
     if !margay_testkit::require_root("bgpd_crash_and_etcd_outage_lose_nothing")
@@ -152,6 +153,7 @@ fn fib_via(netns: &str, gateway: &str) -> Vec<String> {
         .collect()
 }
 
+#[ignore = "needs root (network namespaces): scripts/test runs it as root"]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn stopped_node_leaves_the_fibs_within_bfd_detection() {
     let name = "stopped_node_leaves_the_fibs_within_bfd_detection";

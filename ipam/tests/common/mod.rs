@@ -30,13 +30,12 @@ pub struct Env {
     pub dir: tempfile::TempDir,
 }
 
-/// Starts etcd; None (after printing SKIP) when the etcd binary is absent.
+/// Starts etcd (fails when the etcd binary is absent: scripts/deps installs it).
 pub async fn env(test: &str) -> Option<Env> {
     let etcd = match EtcdServer::start() {
         Ok(e) => e,
         Err(e) => {
-            eprintln!("SKIP {test}: cannot start etcd: {e}");
-            return None;
+            panic!("cannot start etcd ({e}): scripts/deps installs it");
         }
     };
     let spec = DatastoreSpec::Etcd {
@@ -54,8 +53,8 @@ pub async fn env(test: &str) -> Option<Env> {
 }
 
 /// A real etcd and kube-apiserver with deploy/ applied; setup writes go
-/// with the admin token, IPAM with margay-cni's. None (after printing
-/// SKIP) without the kube-apiserver binary (scripts/deps builds it).
+/// with the admin token, IPAM with margay-cni's. Fails without the
+/// kube-apiserver binary (scripts/deps builds it).
 pub async fn real_kube_env(test: &str) -> Option<Env> {
     kube_apiserver_binary(test)?;
     let kube = KubeApiServer::start().await.expect("kube-apiserver starts");
@@ -76,7 +75,7 @@ pub async fn real_kube_env(test: &str) -> Option<Env> {
 
 /// The Kubernetes backend on a fresh, empty kube-fake-client that knows
 /// every kind IPAM reads or writes. Always available (no server to
-/// start), hence no SKIP.
+/// start).
 ///
 /// `margay_testkit::fake_kube` moves the backend's cluster-scoped paths
 /// into one namespace (the fake knows namespaced resources only). The

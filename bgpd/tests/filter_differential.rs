@@ -18,7 +18,7 @@ use std::time::Duration;
 use common::Lab;
 use ipnetwork::IpNetwork;
 use margay_ctlproto::{Request, Response};
-use margay_testkit::{have_program, require_root, wait_until};
+use margay_testkit::{require_root, wait_until};
 
 /// What BIRD originates: around the rule CIDRs 10.0.0.0/16 and
 /// 2001:db8::/48, shorter, equal, longer, inside, beside and default.

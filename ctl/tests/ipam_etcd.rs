@@ -3,7 +3,7 @@
 
 use margay_datastore::{Datastore, DatastoreSpec};
 use margay_ipam::{AssignArgs, Ipam, IpamOptions};
-use margay_testkit::{EtcdServer, have_program};
+use margay_testkit::EtcdServer;
 use margayctl::{ipam, resources};
 
 const SETUP: &str = "\

@@ -6,7 +6,7 @@
 use margay_crds::IPAMBlock;
 use margay_datastore::{Datastore, DatastoreSpec};
 use margay_ipam::{AssignArgs, Ipam, IpamOptions, Issue};
-use margay_testkit::{EtcdServer, have_program};
+use margay_testkit::EtcdServer;
 use margayctl::{ipam, resources};
 
 const SETUP: &str = "\

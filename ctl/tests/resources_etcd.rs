@@ -1,7 +1,7 @@
 //! apply / get / delete against a real etcd (margay_testkit::EtcdServer).
 
 use margay_datastore::{Datastore, DatastoreSpec};
-use margay_testkit::{EtcdServer, have_program};
+use margay_testkit::EtcdServer;
 use margayctl::output::Format;
 use margayctl::resources::{self, Kind};
 

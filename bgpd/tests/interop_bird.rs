@@ -58,10 +58,10 @@ fn skip(name: &str) -> bool {
     if !require_root(name) {
         return true;
     }
-    if !have_program("bird") {
-        panic!("{name}: bird is not installed (scripts/deps installs it)");
-        return true;
-    }
+    assert!(
+        have_program("bird"),
+        "{name}: bird is not installed (scripts/deps installs it)"
+    );
     false
 }
 

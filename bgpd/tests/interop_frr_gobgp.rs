@@ -14,10 +14,10 @@ fn skip(name: &str, program: &str) -> bool {
     if !require_root(name) {
         return true;
     }
-    if !have_program(program) && !std::path::Path::new(program).exists() {
-        panic!("{name}: {program} is not installed (scripts/deps installs it)");
-        return true;
-    }
+    assert!(
+        have_program(program) || std::path::Path::new(program).exists(),
+        "{name}: {program} is not installed (scripts/deps installs it)"
+    );
     false
 }
 

@@ -35,7 +35,7 @@ pub async fn env(test: &str) -> Option<Env> {
     let etcd = match EtcdServer::start() {
         Ok(e) => e,
         Err(e) => {
-            panic!("cannot start etcd ({e}): scripts/deps installs it");
+            panic!("{test}: cannot start etcd ({e}): scripts/deps installs it");
         }
     };
     let spec = DatastoreSpec::Etcd {

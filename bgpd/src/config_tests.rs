@@ -544,12 +544,20 @@ fn max_prefixes_restart_annotation_is_parsed_and_checked() {
         Some(Duration::from_secs(300))
     );
     assert_eq!(d.peers[0].max_prefixes_restart, None);
+    // A bad value leaves that peer out (one bad object stops nothing
+    // else), named with the annotation.
     for bad in ["soon", "0s", "-1m"] {
-        let e = derive(&res(&with(bad)), "dut", None).unwrap_err();
-        let e = e.to_string();
+        let d = derive(&res(&with(bad)), "dut", None).unwrap();
+        assert_eq!(d.peers.len(), 1, "{bad}: only the other peer is left");
+        let e = d
+            .invalid
+            .iter()
+            .find(|o| o.kind == "BGPPeer" && o.name == "right")
+            .unwrap_or_else(|| panic!("{bad}: {:?}", d.invalid));
+        assert_eq!(e.field, "metadata.annotations", "{bad}");
         assert!(
-            e.contains("margay.io/max-prefixes-restart") && e.contains("right"),
-            "{bad}: {e}"
+            e.error.contains("margay.io/max-prefixes-restart"),
+            "{bad}: {e:?}"
         );
     }
 }

@@ -66,3 +66,21 @@ fn schemas_keep_calico_field_names() {
         assert!(yaml.contains(&format!("{field}:")), "schema has {field}");
     }
 }
+
+/// No `format: uint*` (OpenAPI defines none; apiservers from 1.34 warn on
+/// each at apply): the bound it meant is a `maximum` instead.
+#[test]
+fn unsigned_fields_have_bounds_not_uint_formats() {
+    let yaml = margay_crds::crd::crds_yaml().expect("CRDs serialise");
+    assert!(!yaml.contains("format: uint"), "a uint format is left");
+    let pools = margay_crds::crd::all_crds()
+        .into_iter()
+        .find(|c| c.spec.names.kind == "IPPool")
+        .unwrap();
+    let schema = serde_json::to_value(&pools.spec.versions[0].schema).unwrap();
+    let block_size = &schema["openAPIV3Schema"]["properties"]["spec"]["properties"]
+        ["blockSize"];
+    // JSONSchemaProps keeps bounds as f64.
+    assert_eq!(block_size["maximum"].as_f64(), Some(128.0), "{block_size}");
+    assert_eq!(block_size["minimum"].as_f64(), Some(0.0), "{block_size}");
+}

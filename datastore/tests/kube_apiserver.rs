@@ -511,3 +511,78 @@ async fn deploy_manifests_are_accepted() {
     let ds: Api<DynamicObject> = Api::namespaced_with(server.admin(), NS, &ar);
     assert!(ds.get_opt("margay-node").await.unwrap().is_some());
 }
+
+/// The CRDs' OpenAPI and CEL rules make the real apiserver refuse what
+/// margay refuses, so `kubectl apply` cannot store it: host bits, a
+/// link-local pool, a block size outside its family's range, a changed
+/// cidr, a BGPFilter rule using `interface`. A valid pool is accepted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn crd_rules_refuse_what_margay_refuses() {
+    let Some(server) =
+        server("crd_rules_refuse_what_margay_refuses", &[]).await
+    else {
+        return;
+    };
+    let api = |kind: &str| -> Api<DynamicObject> {
+        let ar = ApiResource::from_gvk(&kube::core::GroupVersionKind::gvk(
+            "margay.io",
+            "v1",
+            kind,
+        ));
+        Api::all_with(server.admin(), &ar)
+    };
+    let obj = |kind: &str, name: &str, spec: serde_json::Value| {
+        serde_json::from_value::<DynamicObject>(serde_json::json!({
+            "apiVersion": "margay.io/v1",
+            "kind": kind,
+            "metadata": {"name": name},
+            "spec": spec,
+        }))
+        .unwrap()
+    };
+    let pools = api("IPPool");
+    let refused = [
+        (serde_json::json!({"cidr": "10.244.0.1/16"}), "host bits"),
+        (serde_json::json!({"cidr": "169.254.0.0/16"}), "link-local"),
+        (
+            serde_json::json!({"cidr": "10.244.0.0/16", "blockSize": 33}),
+            "blockSize",
+        ),
+    ];
+    for (i, (spec, why)) in refused.into_iter().enumerate() {
+        let err = pools
+            .create(
+                &PostParams::default(),
+                &obj("IPPool", &format!("p{i}"), spec),
+            )
+            .await
+            .expect_err(why);
+        assert!(err.to_string().contains(why), "{why}: {err}");
+    }
+    let mut good = pools
+        .create(
+            &PostParams::default(),
+            &obj(
+                "IPPool",
+                "good",
+                serde_json::json!({"cidr": "10.244.0.0/16"}),
+            ),
+        )
+        .await
+        .expect("a valid pool is accepted");
+    good.data["spec"]["cidr"] = "10.245.0.0/16".into();
+    let err = pools
+        .replace("good", &PostParams::default(), &good)
+        .await
+        .expect_err("cidr is immutable");
+    assert!(err.to_string().contains("cannot be changed"), "{err}");
+    let filters = api("BGPFilter");
+    let rule = serde_json::json!({"exportV4": [
+        {"action": "Accept", "interface": "eth0"}
+    ]});
+    let err = filters
+        .create(&PostParams::default(), &obj("BGPFilter", "f", rule))
+        .await
+        .expect_err("interface is refused");
+    assert!(err.to_string().contains("interface"), "{err}");
+}

@@ -173,13 +173,16 @@ async fn strict_affinity_stops_at_max_blocks_and_loose_borrows(e: &Env) {
         "{err}"
     );
 
-    // Without strict affinity, node a borrows from b's block.
+    // Without strict affinity, node a borrows from b's block (the pool's
+    // two blocks are both claimed). maxBlocksPerHost goes too: Calico (and
+    // the CRD's rule) allow it only with strictAffinity.
     let mut cfg =
         e.ds.get::<margay_crds::IPAMConfig>("default")
             .await
             .unwrap()
             .unwrap();
     cfg.spec.strict_affinity = false;
+    cfg.spec.max_blocks_per_host = 0;
     e.ds.update(&cfg).await.unwrap();
     let got = a.auto_assign(&v4("net.a2", 1)).await.unwrap();
     let usage = a.show().await.unwrap();

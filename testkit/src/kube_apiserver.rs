@@ -59,7 +59,7 @@ pub fn kube_apiserver_binary(test: &str) -> Option<PathBuf> {
         return Some(path);
     }
     panic!(
-        "{test}: no kube-apiserver at {} (scripts/deps builds it)",
+        "{test}: no kube-apiserver at {} (scripts/deps --kube builds it)",
         path.display()
     );
 }
@@ -543,7 +543,7 @@ fn launch(
             io::Error::new(
                 e.kind(),
                 format!(
-                    "cannot run {} (scripts/deps builds it): {e}",
+                    "cannot run {} (scripts/deps --kube builds it): {e}",
                     binary.display()
                 ),
             )

@@ -54,7 +54,7 @@ pub async fn env(test: &str) -> Option<Env> {
 
 /// A real etcd and kube-apiserver with deploy/ applied; setup writes go
 /// with the admin token, IPAM with margay-cni's. Fails without the
-/// kube-apiserver binary (scripts/deps builds it).
+/// kube-apiserver binary (scripts/deps --kube builds it).
 pub async fn real_kube_env(test: &str) -> Option<Env> {
     kube_apiserver_binary(test)?;
     let kube = KubeApiServer::start().await.expect("kube-apiserver starts");

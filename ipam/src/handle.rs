@@ -25,6 +25,15 @@ pub fn cni_handle(network: &str, container_id: &str) -> String {
     format!("{network}.{container_id}")
 }
 
+/// Takes `n` addresses of block `key` off a handle's count, dropping the
+/// block's entry at zero.
+pub(crate) fn take_from(h: &mut IPAMHandleSpec, key: &str, n: u32) {
+    match h.block.get(key).map_or(0, |c| c.saturating_sub(n)) {
+        0 => h.block.remove(key),
+        left => h.block.insert(key.to_string(), left),
+    };
+}
+
 impl Ipam {
     /// Commits an allocation in one transaction: `block` (changed, at the
     /// revision read) and `handle` counting `n` more addresses in it
@@ -162,13 +171,7 @@ impl Ipam {
             else {
                 return Ok(());
             };
-            let left =
-                h.spec.block.get(&key).map_or(0, |c| c.saturating_sub(n));
-            if left == 0 {
-                h.spec.block.remove(&key);
-            } else {
-                h.spec.block.insert(key.clone(), left);
-            }
+            take_from(&mut h.spec, &key, n);
             let res = if h.spec.block.is_empty() {
                 delete_shared(&self.ds, &h).await
             } else {

@@ -307,13 +307,7 @@ impl Ipam {
                 continue;
             };
             self.forget_handle(&h.spec.handle_id.clone());
-            let left =
-                h.spec.block.get(&key).map_or(0, |c| c.saturating_sub(n));
-            if left == 0 {
-                h.spec.block.remove(&key);
-            } else {
-                h.spec.block.insert(key.clone(), left);
-            }
+            crate::handle::take_from(&mut h.spec, &key, n);
             if h.spec.block.is_empty() {
                 writes.delete(&h)?;
             } else {

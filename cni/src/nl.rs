@@ -5,6 +5,7 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use futures::TryStreamExt;
 use ipnetwork::IpNetwork;
+use nix::errno::Errno;
 use rtnetlink::packet_route::address::AddressAttribute;
 use rtnetlink::packet_route::link::{LinkAttribute, LinkFlags, LinkMessage};
 use rtnetlink::packet_route::route::{
@@ -12,16 +13,13 @@ use rtnetlink::packet_route::route::{
 };
 use rtnetlink::{Handle, RouteMessageBuilder};
 
-/// Linux errno values seen in netlink NACKs.
-pub const ENOENT: i32 = 2;
-pub const ESRCH: i32 = 3;
-pub const EEXIST: i32 = 17;
-pub const ENODEV: i32 = 19;
-
-/// The errno of a netlink NACK, if that is what `e` is.
-pub fn errno(e: &rtnetlink::Error) -> Option<i32> {
+/// The errno of a netlink NACK, if that is what `e` is (the kernel sends
+/// it negated in `nlmsgerr.error`).
+pub fn errno(e: &rtnetlink::Error) -> Option<Errno> {
     match e {
-        rtnetlink::Error::NetlinkError(m) => Some(m.raw_code().abs()),
+        rtnetlink::Error::NetlinkError(m) => {
+            Some(Errno::from_raw(m.raw_code().abs()))
+        }
         _ => None,
     }
 }
@@ -78,7 +76,7 @@ pub async fn link_by_name(
     match s.try_next().await {
         Ok(Some(m)) => Ok(Some(LinkInfo::from_msg(&m))),
         Ok(None) => Ok(None),
-        Err(e) if errno(&e) == Some(ENODEV) => Ok(None),
+        Err(e) if errno(&e) == Some(Errno::ENODEV) => Ok(None),
         Err(e) => Err(e),
     }
 }
@@ -94,7 +92,7 @@ pub async fn delete_link(
     match h.link().del(link.index).execute().await {
         Ok(()) => Ok(true),
         // Gone in between (e.g. its netns was deleted concurrently).
-        Err(e) if errno(&e) == Some(ENODEV) => Ok(false),
+        Err(e) if errno(&e) == Some(Errno::ENODEV) => Ok(false),
         Err(e) => Err(e),
     }
 }
@@ -218,5 +216,22 @@ fn route_addr(a: &RouteAddress) -> Option<IpAddr> {
         RouteAddress::Inet(v4) => Some(IpAddr::V4(*v4)),
         RouteAddress::Inet6(v6) => Some(IpAddr::V6(*v6)),
         _ => None,
+    }
+}
+
+#[cfg(test)]
+mod errno_tests {
+    use super::*;
+    use rtnetlink::packet_core::ErrorMessage;
+
+    /// A NACK carries the errno negated (-19 is ENODEV in Linux's
+    /// asm-generic/errno-base.h); `errno` gives it back as an `Errno`.
+    #[test]
+    fn a_nack_gives_its_errno() {
+        let mut nack = ErrorMessage::default();
+        nack.code = std::num::NonZeroI32::new(-19);
+        let e = rtnetlink::Error::NetlinkError(nack);
+        assert_eq!(errno(&e), Some(Errno::ENODEV));
+        assert_eq!(errno(&rtnetlink::Error::RequestFailed), None);
     }
 }

@@ -28,7 +28,7 @@ use tokio::task::JoinHandle;
 
 use crate::error::{CniError, Result};
 use crate::netns::{self, NetnsError};
-use crate::nl::{self, EEXIST};
+use crate::nl;
 use crate::sysctl;
 
 /// The MAC of every host-side veth: the pod only ever talks to the host,
@@ -240,7 +240,7 @@ async fn create_pair(
     }
     match host.link().add(msg).execute().await {
         Ok(()) => Ok(true),
-        Err(e) if nl::errno(&e) == Some(EEXIST) => Ok(false),
+        Err(e) if nl::errno(&e) == Some(nix::errno::Errno::EEXIST) => Ok(false),
         Err(e) => Err(CniError::dataplane(
             format!("creating veth {} <-> {}", plan.host_ifname, plan.ifname),
             e,

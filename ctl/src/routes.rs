@@ -15,7 +15,7 @@ use crate::output::{self, Format, OutputError, Table};
 use margay_ctlproto::client::{self as socket, SocketError};
 
 /// The route protocol number felix-lite tags its kernel routes with.
-pub const DEFAULT_FIB_PROTOCOL: u8 = felix_lite::route::DEFAULT_PROTOCOL;
+pub use margay_ctlproto::DEFAULT_FIB_PROTOCOL;
 
 /// Why `routes` failed.
 #[derive(Debug, thiserror::Error)]

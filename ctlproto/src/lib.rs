@@ -23,6 +23,13 @@ use serde::{Deserialize, Serialize};
 /// Default path of bgpd's control socket.
 pub const DEFAULT_BGPD_SOCKET: &str = "/var/run/margay/bgpd.ctl";
 
+/// Margay's default kernel route protocol number, the one felix-lite tags
+/// its routes with and margayctl reads the FIB by. Calico's Felix uses 80
+/// (`DefaultRouteProto`) and BIRD 12; 81 is unassigned in
+/// /etc/iproute2/rt_protos, so margay and Calico can be told apart on one
+/// host.
+pub const DEFAULT_FIB_PROTOCOL: u8 = 81;
+
 /// A request from a client (felix-lite, margayctl) to bgpd.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "request", rename_all = "snake_case")]

@@ -11,11 +11,9 @@ use ipnetwork::IpNetwork;
 /// or writes.
 pub const MAIN_TABLE: u32 = 254;
 
-/// Margay's default route protocol number. Calico's Felix uses 80
-/// (`DefaultRouteProto`) and BIRD 12; 81 is unassigned in
-/// /etc/iproute2/rt_protos, so margay and Calico can be told apart on one
-/// host.
-pub const DEFAULT_PROTOCOL: u8 = 81;
+/// Margay's default route protocol number; defined in ctlproto because
+/// margayctl reads the FIB by it too.
+pub use margay_ctlproto::DEFAULT_FIB_PROTOCOL as DEFAULT_PROTOCOL;
 
 /// What a route does with matching packets.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]

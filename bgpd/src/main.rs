@@ -129,9 +129,10 @@ async fn run(args: Args, log: LogHandle) -> Result<()> {
         Some(addr) => {
             let mut reg = prometheus_client::registry::Registry::default();
             let m = metrics::Metrics::new(&mut reg);
-            let reg = Arc::new(reg);
+            let serve =
+                metrics::serve(addr, Arc::new(reg), m.clone(), tx.clone());
             tokio::spawn(async move {
-                if let Err(e) = metrics::serve(addr, reg).await {
+                if let Err(e) = serve.await {
                     tracing::error!(%addr, "metrics endpoint: {e}");
                 }
             });

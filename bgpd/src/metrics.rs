@@ -1,7 +1,7 @@
 //! Prometheus metrics (sessions by state, UPDATEs in/out, prefixes, FSM
 //! transitions, BFD sessions by state and BFD Downs acted on, sessions
-//! held Idle and max-prefix Ceases) and a
-//! minimal HTTP responder for `/metrics`.
+//! held Idle and max-prefix Ceases, per-peer prefix counts, the build) and
+//! the `/metrics` endpoint, on margay-httpd.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -11,10 +11,13 @@ use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpListener;
+use std::time::Duration;
+
+use margay_ctlproto::{PeerStatus, Request, Response};
+use tokio::sync::{mpsc, oneshot};
 
 use crate::speaker::Speaker;
+use crate::tasks::Input;
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct StateLabel {
@@ -26,6 +29,13 @@ struct FieldLabel {
     kind: String,
     name: String,
     field: String,
+}
+
+/// One configured peer: its address and its Calico-style name.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct PeerLabel {
+    peer: String,
+    name: String,
 }
 
 /// An invalid datastore object: what `margay_invalid_objects` counts.
@@ -49,6 +59,9 @@ pub struct Metrics {
     max_prefix_ceases: Counter,
     unsupported: Family<FieldLabel, Gauge>,
     invalid: Family<ObjectLabel, Gauge>,
+    peer_received: Family<PeerLabel, Gauge>,
+    peer_accepted: Family<PeerLabel, Gauge>,
+    peer_advertised: Family<PeerLabel, Gauge>,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -72,7 +85,15 @@ impl Metrics {
             max_prefix_ceases: Counter::default(),
             unsupported: Family::default(),
             invalid: Family::default(),
+            peer_received: Family::default(),
+            peer_accepted: Family::default(),
+            peer_advertised: Family::default(),
         };
+        margay_httpd::register_build_info(
+            reg,
+            "bgpd_build_info",
+            env!("CARGO_PKG_VERSION"),
+        );
         reg.register(
             "bgpd_sessions",
             "BGP sessions by FSM state",
@@ -129,7 +150,48 @@ impl Metrics {
              kind and name; see margayctl node status)",
             m.invalid.clone(),
         );
+        // The three counts `margayctl node status` shows per peer.
+        reg.register(
+            "bgpd_peer_prefixes_received",
+            "prefixes the peer announced and bgpd holds in its Adj-RIB-In",
+            m.peer_received.clone(),
+        );
+        reg.register(
+            "bgpd_peer_prefixes_accepted",
+            "prefixes from the peer that import policy accepted into the Loc-RIB",
+            m.peer_accepted.clone(),
+        );
+        reg.register(
+            "bgpd_peer_prefixes_advertised",
+            "prefixes bgpd advertises to the peer",
+            m.peer_advertised.clone(),
+        );
         m
+    }
+
+    /// Replace the per-peer prefix gauges with the peer table `peers`
+    /// (a removed peer's series disappear).
+    pub fn set_peers(&self, peers: &[PeerStatus]) {
+        for f in [
+            &self.peer_received,
+            &self.peer_accepted,
+            &self.peer_advertised,
+        ] {
+            f.clear();
+        }
+        for p in peers {
+            let l = PeerLabel {
+                peer: p.address.to_string(),
+                name: p.name.clone(),
+            };
+            let set = |f: &Family<PeerLabel, Gauge>, v: u64| {
+                f.get_or_create(&l)
+                    .set(i64::try_from(v).unwrap_or(i64::MAX));
+            };
+            set(&self.peer_received, p.prefixes_received);
+            set(&self.peer_accepted, p.prefixes_accepted);
+            set(&self.peer_advertised, p.prefixes_advertised);
+        }
     }
 
     /// Publish the stored fields bgpd does not act on (replaces the set).
@@ -211,32 +273,37 @@ fn set_by_state<'a>(
     }
 }
 
-/// Serve `GET /metrics` (any path) in the text exposition format.
+/// How long a scrape waits for the main loop's peer table before it
+/// answers with the counters alone.
+const PEER_QUERY_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// Serve `GET /metrics` in the text exposition format. The per-peer
+/// gauges are filled at scrape time from the peer table, asked of the main
+/// loop as `margayctl node status` asks for it: their cost is one walk of
+/// the peers per scrape, not one per loop iteration.
 pub async fn serve(
     addr: SocketAddr,
     reg: Arc<Registry>,
+    metrics: Metrics,
+    inputs: mpsc::UnboundedSender<Input>,
 ) -> std::io::Result<()> {
-    let l = TcpListener::bind(addr).await?;
-    loop {
-        let (mut s, _) = l.accept().await?;
-        let reg = reg.clone();
-        tokio::spawn(async move {
-            let mut buf = [0u8; 2048];
-            let _ = s.read(&mut buf).await;
-            let mut body = String::new();
-            if prometheus_client::encoding::text::encode(&mut body, &reg)
-                .is_err()
-            {
-                return;
+    let router = margay_httpd::metrics_router(move || {
+        let (reg, metrics, inputs) =
+            (reg.clone(), metrics.clone(), inputs.clone());
+        async move {
+            let (tx, rx) = oneshot::channel();
+            if inputs.send(Input::Query(Request::Peers, tx)).is_ok() {
+                // A busy or stopping loop: keep the last table.
+                if let Ok(Ok(Response::Peers { peers })) =
+                    tokio::time::timeout(PEER_QUERY_TIMEOUT, rx).await
+                {
+                    metrics.set_peers(&peers);
+                }
             }
-            let head = format!(
-                "HTTP/1.1 200 OK\r\nContent-Type: application/openmetrics-text; version=1.0.0; charset=utf-8\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
-                body.len()
-            );
-            let _ = s.write_all(head.as_bytes()).await;
-            let _ = s.write_all(body.as_bytes()).await;
-        });
-    }
+            margay_httpd::encode(&reg)
+        }
+    });
+    margay_httpd::bind_and_serve(addr, router).await
 }
 
 #[cfg(test)]
@@ -250,6 +317,93 @@ mod tests {
             field: "spec".into(),
             error: "bad".into(),
         }
+    }
+
+    fn peer(
+        addr: &str,
+        received: u64,
+        accepted: u64,
+        advertised: u64,
+    ) -> PeerStatus {
+        PeerStatus {
+            name: format!("Mesh_{addr}"),
+            peer_type: margay_ctlproto::PeerType::Mesh,
+            address: addr.parse().unwrap(),
+            port: 179,
+            local_as: 64512,
+            remote_as: 64512,
+            state: "Established".into(),
+            since_unix: 0,
+            prefixes_received: received,
+            prefixes_accepted: accepted,
+            prefixes_advertised: advertised,
+            last_error: None,
+            bfd_state: None,
+            held_idle: None,
+        }
+    }
+
+    /// `/metrics` over HTTP: the build, and per peer the three counts of
+    /// `margayctl node status`, asked of the main loop at scrape time; a
+    /// peer that left the table leaves the metrics.
+    #[tokio::test]
+    async fn the_endpoint_serves_build_info_and_per_peer_prefix_counts() {
+        let mut reg = Registry::default();
+        let m = Metrics::new(&mut reg);
+        let (tx, mut rx) = mpsc::unbounded_channel::<Input>();
+        // A stand-in for the main loop: two peers, then one.
+        tokio::spawn(async move {
+            let mut tables = vec![
+                vec![peer("10.0.0.2", 5, 4, 3), peer("10.0.0.3", 0, 0, 7)],
+                vec![peer("10.0.0.3", 1, 1, 7)],
+            ]
+            .into_iter();
+            while let Some(input) = rx.recv().await {
+                if let Input::Query(Request::Peers, reply) = input {
+                    let peers = tables.next().unwrap_or_default();
+                    let _ = reply.send(Response::Peers { peers });
+                }
+            }
+        });
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = l.local_addr().unwrap();
+        drop(l);
+        tokio::spawn(serve(addr, Arc::new(reg), m, tx));
+        let scrape = || async {
+            for _ in 0..100 {
+                match margay_httpd::get(
+                    addr,
+                    "/metrics",
+                    Duration::from_secs(5),
+                )
+                .await
+                {
+                    Ok(body) => return body,
+                    // The server task may not be listening yet.
+                    Err(_) => {
+                        tokio::time::sleep(Duration::from_millis(20)).await
+                    }
+                }
+            }
+            panic!("no metrics endpoint on {addr}");
+        };
+        let text = scrape().await;
+        for want in [
+            format!("bgpd_build_info{{version=\"{}\"}} 1", env!("CARGO_PKG_VERSION")),
+            "bgpd_peer_prefixes_received{peer=\"10.0.0.2\",name=\"Mesh_10.0.0.2\"} 5".into(),
+            "bgpd_peer_prefixes_accepted{peer=\"10.0.0.2\",name=\"Mesh_10.0.0.2\"} 4".into(),
+            "bgpd_peer_prefixes_advertised{peer=\"10.0.0.2\",name=\"Mesh_10.0.0.2\"} 3".into(),
+            "bgpd_peer_prefixes_advertised{peer=\"10.0.0.3\",name=\"Mesh_10.0.0.3\"} 7".into(),
+        ] {
+            assert!(text.lines().any(|l| l == want), "{want:?} in\n{text}");
+        }
+        assert!(text.ends_with("# EOF\n"), "{text}");
+        let text = scrape().await;
+        assert!(!text.contains("10.0.0.2"), "{text}");
+        assert!(
+            text.contains("bgpd_peer_prefixes_received{peer=\"10.0.0.3\",name=\"Mesh_10.0.0.3\"} 1"),
+            "{text}"
+        );
     }
 
     /// Each invalid object is one series; a fixed one disappears.

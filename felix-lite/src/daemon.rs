@@ -132,6 +132,7 @@ pub async fn run(
                 Some(ev) => {
                     if let Some(set) = tracker.apply(ev) {
                         tracing::info!(blocks = set.len(), "confirmed blocks changed");
+                        metrics.set_node_blocks(&set);
                         rec.process_blocks(set);
                     }
                 }

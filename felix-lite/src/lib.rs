@@ -17,6 +17,7 @@
 pub mod blocks;
 pub mod daemon;
 pub mod endpoints;
+pub mod ipam_usage;
 pub mod metrics;
 pub mod nat;
 pub mod netlink;

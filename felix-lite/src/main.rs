@@ -136,19 +136,23 @@ async fn main() -> Result<()> {
         return Ok(());
     }
     let metrics = Arc::new(Metrics::new());
-    if let Some(addr) = args.metrics_addr {
-        let m = metrics.clone();
-        tokio::spawn(async move {
-            if let Err(e) = metrics::serve(addr, m).await {
-                tracing::error!(%addr, error = %e, "metrics server failed");
-            }
-        });
-    }
     let ds = margay_datastore::Datastore::connect(&args.datastore)
         .await
         .with_context(|| {
             format!("connecting to datastore {:?}", args.datastore)
         })?;
+    if let Some(addr) = args.metrics_addr {
+        let m = metrics.clone();
+        let ipam = metrics::IpamSource {
+            ds: ds.clone(),
+            node: args.node.clone(),
+        };
+        tokio::spawn(async move {
+            if let Err(e) = metrics::serve(addr, m, Some(ipam)).await {
+                tracing::error!(%addr, error = %e, "metrics server failed");
+            }
+        });
+    }
     let (blocks_tx, blocks_rx) = mpsc::channel(1024);
     if !args.no_nat {
         tokio::spawn(felix_lite::nat::run(

@@ -16,7 +16,7 @@ use std::time::Duration;
 
 use margay_ctlproto::PeerStatus;
 use margay_ctlproto::client;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use margay_httpd::{Router, StatusCode};
 use tokio::net::TcpListener;
 
 use crate::metrics::{self, AgentFacts, ChildFacts, Scrape};
@@ -105,56 +105,46 @@ pub async fn query_peers(socket: &Path) -> Result<Vec<PeerStatus>, String> {
         .map_err(|e| e.to_string())
 }
 
+/// A probe's verdict as an HTTP answer.
+fn answer((code, body): Verdict) -> margay_httpd::Response {
+    let code =
+        StatusCode::from_u16(code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    margay_httpd::text_response(code, body)
+}
+
+/// The routes: `/livez`, `/readyz`, `/metrics`; anything else is a 404
+/// that names them.
+pub fn router(cxt: HealthCxt) -> Router {
+    let cxt = Arc::new(cxt);
+    let (live, ready, metrics) = (cxt.clone(), cxt.clone(), cxt);
+    Router::new()
+        .route(
+            "/livez",
+            margay_httpd::routing::get(move || async move {
+                answer(liveness(&live))
+            }),
+        )
+        .route(
+            "/readyz",
+            margay_httpd::routing::get(move || async move {
+                answer(readiness(&ready).await)
+            }),
+        )
+        .route(
+            "/metrics",
+            margay_httpd::routing::get(move || async move {
+                margay_httpd::metrics_response(metrics_text(&metrics).await)
+            }),
+        )
+        .fallback(|| async {
+            answer((404, "try /livez, /readyz or /metrics".into()))
+        })
+}
+
 /// Serves the probes until the task is dropped.
 pub async fn serve(listener: TcpListener, cxt: HealthCxt) {
-    let cxt = Arc::new(cxt);
-    loop {
-        let Ok((mut stream, _)) = listener.accept().await else {
-            continue;
-        };
-        let cxt = cxt.clone();
-        tokio::spawn(async move {
-            let mut buf = [0u8; 1024];
-            let n = match tokio::time::timeout(
-                Duration::from_secs(2),
-                stream.read(&mut buf),
-            )
-            .await
-            {
-                Ok(Ok(n)) => n,
-                _ => return,
-            };
-            let request = String::from_utf8_lossy(&buf[..n]);
-            let path = request.split_whitespace().nth(1).unwrap_or("/");
-            let mut content_type = "text/plain";
-            let (code, body) = match path {
-                "/livez" => liveness(&cxt),
-                "/readyz" => readiness(&cxt).await,
-                "/metrics" => {
-                    content_type = metrics::CONTENT_TYPE;
-                    (200, metrics_text(&cxt).await)
-                }
-                _ => (404, "try /livez, /readyz or /metrics".into()),
-            };
-            // The probes' one-line bodies get a newline; the exposition
-            // already ends with one.
-            let body = if body.ends_with('\n') {
-                body
-            } else {
-                body + "\n"
-            };
-            let reason = match code {
-                200 => "OK",
-                404 => "Not Found",
-                _ => "Service Unavailable",
-            };
-            let resp = format!(
-                "HTTP/1.1 {code} {reason}\r\nContent-Type: {content_type}\r\n\
-                 Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
-                body.len()
-            );
-            let _ = stream.write_all(resp.as_bytes()).await;
-        });
+    if let Err(e) = margay_httpd::serve(listener, router(cxt)).await {
+        tracing::error!(error = %e, "health endpoint stopped");
     }
 }
 
@@ -162,6 +152,7 @@ pub async fn serve(listener: TcpListener, cxt: HealthCxt) {
 mod tests {
     use super::*;
     use crate::test_support::peer;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
     #[test]
     fn ready_only_when_every_peer_is_established() {
@@ -199,6 +190,50 @@ mod tests {
         assert!(body.contains("/nonexistent/bgpd.ctl"), "{body}");
     }
 
+    /// `/livez` and `/readyz` answer with their verdicts as status and
+    /// body; an unknown path is a 404 naming the routes.
+    #[tokio::test]
+    async fn probe_routes_answer_with_their_verdicts() {
+        let a = Arc::new(ChildState::default());
+        a.running.store(true, Ordering::Relaxed);
+        let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = l.local_addr().unwrap();
+        tokio::spawn(serve(
+            l,
+            HealthCxt {
+                children: vec![("bgpd", a)],
+                bgpd_socket: "/nonexistent/bgpd.ctl".into(),
+                metrics_targets: vec![],
+            },
+        ));
+        let fetch = |path: &'static str| async move {
+            let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+            let req = format!(
+                "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+            );
+            s.write_all(req.as_bytes()).await.unwrap();
+            let mut raw = String::new();
+            s.read_to_string(&mut raw).await.unwrap();
+            let (head, body) = raw.split_once("\r\n\r\n").unwrap();
+            (head.lines().next().unwrap().to_string(), body.to_string())
+        };
+        assert_eq!(
+            fetch("/livez").await,
+            ("HTTP/1.1 200 OK".into(), "ok\n".into())
+        );
+        let (status, body) = fetch("/readyz").await;
+        assert_eq!(status, "HTTP/1.1 503 Service Unavailable");
+        assert!(body.starts_with("bgpd not ready: "), "{body}");
+        assert!(body.contains("/nonexistent/bgpd.ctl"), "{body}");
+        assert_eq!(
+            fetch("/other").await,
+            (
+                "HTTP/1.1 404 Not Found".into(),
+                "try /livez, /readyz or /metrics\n".into()
+            )
+        );
+    }
+
     #[tokio::test]
     async fn metrics_route_merges_a_child_endpoint() {
         // A stand-in for bgpd's --metrics-addr.
@@ -227,11 +262,20 @@ mod tests {
             },
         ));
         let mut s = tokio::net::TcpStream::connect(health_addr).await.unwrap();
-        s.write_all(b"GET /metrics HTTP/1.1\r\n\r\n").await.unwrap();
+        s.write_all(
+            b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+        )
+        .await
+        .unwrap();
         let mut raw = String::new();
         s.read_to_string(&mut raw).await.unwrap();
         assert!(raw.starts_with("HTTP/1.1 200 OK\r\n"), "{raw}");
-        assert!(raw.contains("Content-Type: application/openmetrics-text"));
+        // Header names are case-insensitive (RFC 9110 section 5.1).
+        let lower = raw.to_ascii_lowercase();
+        assert!(
+            lower.contains("content-type: application/openmetrics-text"),
+            "{raw}"
+        );
         for want in [
             "margay_node_child_up{child=\"bgpd\"} 1",
             "margay_node_child_restarts_total{child=\"bgpd\"} 1",
@@ -242,7 +286,11 @@ mod tests {
             assert!(raw.lines().any(|l| l == want), "{want:?} in\n{raw}");
         }
         let (head, body) = raw.split_once("\r\n\r\n").unwrap();
-        assert!(head.contains(&format!("Content-Length: {}", body.len())));
+        let head = head.to_ascii_lowercase();
+        assert!(
+            head.contains(&format!("content-length: {}", body.len())),
+            "{head}"
+        );
         assert!(body.ends_with("# EOF\n"));
     }
 }

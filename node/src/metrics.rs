@@ -18,12 +18,6 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use margay_ctlproto::PeerStatus;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
-
-/// The content type of what [`merge`] produces.
-pub const CONTENT_TYPE: &str =
-    "application/openmetrics-text; version=1.0.0; charset=utf-8";
 
 /// A supervised process as the metrics see it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -63,6 +57,17 @@ fn family(out: &mut String, name: &str, kind: &str, help: &str) {
 /// The agent's own metric families, without `# EOF`.
 pub fn render_agent(facts: &AgentFacts, scrapes: &[Scrape]) -> String {
     let mut o = String::new();
+    family(
+        &mut o,
+        "margay_node_build_info",
+        "gauge",
+        "Which build runs: 1, labelled with its version.",
+    );
+    let _ = writeln!(
+        o,
+        "margay_node_build_info{{version=\"{}\"}} 1",
+        label(env!("CARGO_PKG_VERSION"))
+    );
     family(
         &mut o,
         "margay_node_child_up",
@@ -165,45 +170,16 @@ pub async fn scrape(
     addr: SocketAddr,
     timeout: Duration,
 ) -> Result<String, String> {
-    let fetch = async {
-        let mut s = TcpStream::connect(addr)
-            .await
-            .map_err(|e| format!("connect {addr}: {e}"))?;
-        let req = format!(
-            "GET /metrics HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
-        );
-        s.write_all(req.as_bytes())
-            .await
-            .map_err(|e| format!("send to {addr}: {e}"))?;
-        let mut raw = Vec::new();
-        s.read_to_end(&mut raw)
-            .await
-            .map_err(|e| format!("read from {addr}: {e}"))?;
-        parse_response(&String::from_utf8_lossy(&raw))
-            .map_err(|e| format!("{addr}: {e}"))
-    };
-    tokio::time::timeout(timeout, fetch)
+    margay_httpd::get(addr, "/metrics", timeout)
         .await
-        .map_err(|_| format!("{addr}: no answer within {timeout:?}"))?
-}
-
-/// The body of an HTTP/1.x 200 response (the children close the
-/// connection after the body, so no chunking or length handling).
-fn parse_response(raw: &str) -> Result<String, String> {
-    let (head, body) = raw
-        .split_once("\r\n\r\n")
-        .ok_or("response has no header terminator")?;
-    let status = head.lines().next().unwrap_or_default();
-    match status.split_whitespace().nth(1) {
-        Some("200") => Ok(body.to_string()),
-        _ => Err(format!("unexpected status line {status:?}")),
-    }
+        .map_err(|e| e.to_string())
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::test_support::peer;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
     fn facts(peers: Result<Vec<PeerStatus>, String>) -> AgentFacts {
         AgentFacts {
@@ -240,6 +216,7 @@ mod tests {
         let text = merge(&render_agent(&facts(Ok(peers)), &scrapes), &scrapes);
         for want in [
             "# TYPE margay_node_child_up gauge",
+            "# TYPE margay_node_build_info gauge",
             "margay_node_child_up{child=\"bgpd\"} 1",
             "margay_node_child_up{child=\"felix-lite\"} 0",
             "# TYPE margay_node_child_restarts counter",
@@ -253,6 +230,11 @@ mod tests {
         ] {
             assert!(text.lines().any(|l| l == want), "{want:?} in\n{text}");
         }
+        let build = format!(
+            "margay_node_build_info{{version=\"{}\"}} 1",
+            env!("CARGO_PKG_VERSION")
+        );
+        assert!(text.lines().any(|l| l == build), "{build:?} in\n{text}");
         // Exactly one EOF, and last.
         assert_eq!(text.matches("# EOF").count(), 1, "{text}");
         assert!(text.ends_with("# EOF\n"));
@@ -268,16 +250,6 @@ mod tests {
     #[test]
     fn label_values_are_escaped() {
         assert_eq!(label("a\"b\\c\nd"), "a\\\"b\\\\c\\nd");
-    }
-
-    #[test]
-    fn only_a_200_answer_has_a_body() {
-        assert_eq!(
-            parse_response("HTTP/1.1 200 OK\r\nX: y\r\n\r\nm 1\n").unwrap(),
-            "m 1\n"
-        );
-        assert!(parse_response("HTTP/1.1 404 Not Found\r\n\r\nno").is_err());
-        assert!(parse_response("garbage").is_err());
     }
 
     #[tokio::test]

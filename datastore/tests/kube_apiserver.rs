@@ -429,6 +429,8 @@ async fn rbac_grants_margay_node_its_calls() {
     can_list_and_watch::<IPPool>(&ds).await;
     can_list_and_watch::<IPAMBlock>(&ds).await;
     can_list_and_watch::<BlockAffinity>(&ds).await;
+    // felix-lite's IPAM gauges: a get of each of this node's blocks.
+    assert!(ds.get::<IPAMBlock>("10-0-0-0-26").await.unwrap().is_none());
     // node/src/register.rs: get, create, then CAS update of its Node.
     assert!(ds.get::<Node>("n1").await.unwrap().is_none());
     let created = ds

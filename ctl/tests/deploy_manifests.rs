@@ -59,7 +59,12 @@ const REQUIRED: &[(Identity, &str, &str, &[&str])] = &[
     ("margay-node", "margay.io", "bgppeers", &["list", "watch"]),
     ("margay-node", "margay.io", "bgpfilters", &["list", "watch"]),
     ("margay-node", "margay.io", "ippools", &["list", "watch"]),
-    ("margay-node", "margay.io", "ipamblocks", &["get", "list", "watch"]),
+    (
+        "margay-node",
+        "margay.io",
+        "ipamblocks",
+        &["get", "list", "watch"],
+    ),
     (
         "margay-node",
         "margay.io",

@@ -164,6 +164,25 @@ fn metrics_are_served(opts: &LabOptions) {
     }
     assert!(text.contains("\nbgpd_sessions{"), "bgpd's metrics:\n{text}");
     assert!(text.contains("\nfelix_lite_routes{"), "felix's:\n{text}");
+    // Which build runs, per daemon; bgpd's per-peer prefix counts;
+    // felix-lite's IPAM usage of this node (its pods' block).
+    for family in [
+        "\nmargay_node_build_info{",
+        "\nbgpd_build_info{",
+        "\nfelix_lite_build_info{",
+        "\nbgpd_peer_prefixes_received{",
+        "\nbgpd_peer_prefixes_accepted{",
+        "\nbgpd_peer_prefixes_advertised{",
+    ] {
+        assert!(text.contains(family), "{family:?} in\n{text}");
+    }
+    assert!(
+        text.lines()
+            .any(|l| l.starts_with("felix_lite_ipam_allocations_in_use{")
+                && l.contains("node=\"node1\"")
+                && !l.ends_with(" 0")),
+        "node1's pods' addresses in\n{text}"
+    );
     assert_eq!(text.matches("# EOF").count(), 1, "{text}");
 }
 

@@ -32,6 +32,7 @@ pub const DEFAULT_BLOCK_SIZE_V6: u8 = 122;
     doc = "A pool of pod addresses, split into per-node blocks (Calico IPPool).",
     kind = "IPPool",
     plural = "ippools",
+    shortname = "ipp",
     printcolumn = r#"{"name":"CIDR","type":"string","jsonPath":".spec.cidr"}"#,
     printcolumn = r#"{"name":"BlockSize","type":"integer","jsonPath":".spec.blockSize"}"#,
     printcolumn = r#"{"name":"Disabled","type":"boolean","jsonPath":".spec.disabled"}"#,
@@ -95,7 +96,10 @@ pub struct IPPoolSpec {
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub nat_outgoing: bool,
     /// A disabled pool hands out no new addresses; existing ones stay.
+    // The schema's default lets the apiserver store `false`, so that
+    // `kubectl get ippools` shows it in the Disabled column.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    #[schemars(extend("default" = false))]
     pub disabled: bool,
     /// Do not advertise this pool's blocks over BGP.
     #[serde(

@@ -109,33 +109,41 @@ impl Kind {
     }
 
     /// The command-line names: singular first (used in `kind/name`
-    /// output), then plural and short forms.
+    /// output), then plural and short forms, the CRD's shortNames among
+    /// them (kubectl's: `ipp`, `bgpp`, ...).
     pub fn names(self) -> &'static [&'static str] {
         match self {
-            Kind::IPPool => &["ippool", "ippools", "pool", "pools"],
-            Kind::BGPPeer => &["bgppeer", "bgppeers", "peer", "peers"],
+            Kind::IPPool => &["ippool", "ippools", "pool", "pools", "ipp"],
+            Kind::BGPPeer => &["bgppeer", "bgppeers", "peer", "peers", "bgpp"],
             Kind::BGPConfiguration => &[
                 "bgpconfig",
                 "bgpconfigs",
                 "bgpconfiguration",
                 "bgpconfigurations",
             ],
-            Kind::BGPFilter => &["bgpfilter", "bgpfilters"],
-            Kind::Node => &["node", "nodes", "no"],
-            Kind::IPAMBlock => &["ipamblock", "ipamblocks", "block", "blocks"],
-            Kind::BlockAffinity => {
-                &["blockaffinity", "blockaffinities", "affinity", "affinities"]
+            Kind::BGPFilter => &["bgpfilter", "bgpfilters", "bgpf"],
+            Kind::Node => &["node", "nodes", "no", "mgnode"],
+            Kind::IPAMBlock => {
+                &["ipamblock", "ipamblocks", "block", "blocks", "ipamb"]
             }
+            Kind::BlockAffinity => &[
+                "blockaffinity",
+                "blockaffinities",
+                "affinity",
+                "affinities",
+                "blockaff",
+            ],
             Kind::IPAMHandle => {
-                &["ipamhandle", "ipamhandles", "handle", "handles"]
+                &["ipamhandle", "ipamhandles", "handle", "handles", "ipamh"]
             }
             Kind::IPAMConfig => &[
                 "ipamconfig",
                 "ipamconfigs",
                 "ipamconfiguration",
                 "ipamconfigurations",
+                "ipamc",
             ],
-            Kind::IPReservation => &["ipreservation", "ipreservations"],
+            Kind::IPReservation => &["ipreservation", "ipreservations", "ipr"],
         }
     }
 

@@ -36,7 +36,6 @@ pub const DEFAULT_LISTEN_PORT: u16 = 179;
     doc = "Cluster-wide (\"default\") or per-node BGP settings (Calico BGPConfiguration).",
     kind = "BGPConfiguration",
     plural = "bgpconfigurations",
-    shortname = "bgpconfig",
     printcolumn = r#"{"name":"ASNumber","type":"integer","jsonPath":".spec.asNumber"}"#,
     printcolumn = r#"{"name":"Mesh","type":"boolean","jsonPath":".spec.nodeToNodeMeshEnabled"}"#,
     printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#

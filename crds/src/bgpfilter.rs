@@ -28,7 +28,6 @@ use crate::ValidationError;
     doc = "Ordered BGP import/export rules, referenced by BGPPeer filters (Calico BGPFilter).",
     kind = "BGPFilter",
     plural = "bgpfilters",
-    shortname = "bgpf",
     printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#
 )]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]

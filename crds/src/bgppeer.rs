@@ -43,7 +43,6 @@ pub const MAX_BFD_INTERVAL: Duration = Duration::from_secs(3600);
     doc = "A BGP peering for some or all nodes (Calico BGPPeer).",
     kind = "BGPPeer",
     plural = "bgppeers",
-    shortname = "bgpp",
     printcolumn = r#"{"name":"PeerIP","type":"string","jsonPath":".spec.peerIP"}"#,
     printcolumn = r#"{"name":"ASNumber","type":"integer","jsonPath":".spec.asNumber"}"#,
     printcolumn = r#"{"name":"Node","type":"string","jsonPath":".spec.node"}"#,

@@ -24,7 +24,6 @@ use serde::{Deserialize, Serialize};
     doc = "A node's claim on one block (Calico BlockAffinity).",
     kind = "BlockAffinity",
     plural = "blockaffinities",
-    shortname = "blockaff",
     printcolumn = r#"{"name":"Node","type":"string","jsonPath":".spec.node"}"#,
     printcolumn = r#"{"name":"CIDR","type":"string","jsonPath":".spec.cidr"}"#,
     printcolumn = r#"{"name":"State","type":"string","jsonPath":".spec.state"}"#,

@@ -32,7 +32,6 @@ use crate::error::ValidationError;
     doc = "Allocation state of one address block (Calico IPAMBlock).",
     kind = "IPAMBlock",
     plural = "ipamblocks",
-    shortname = "ipamb",
     printcolumn = r#"{"name":"CIDR","type":"string","jsonPath":".spec.cidr"}"#,
     printcolumn = r#"{"name":"Affinity","type":"string","jsonPath":".spec.affinity"}"#,
     printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#

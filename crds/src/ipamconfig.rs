@@ -22,7 +22,6 @@ pub const DEFAULT_MAX_BLOCKS_PER_HOST: u32 = 20;
     doc = "Cluster-wide IPAM settings; singleton named default (Calico IPAMConfig).",
     kind = "IPAMConfig",
     plural = "ipamconfigs",
-    shortname = "ipamc",
     printcolumn = r#"{"name":"StrictAffinity","type":"boolean","jsonPath":".spec.strictAffinity"}"#,
     printcolumn = r#"{"name":"MaxBlocksPerHost","type":"integer","jsonPath":".spec.maxBlocksPerHost"}"#,
     printcolumn = r#"{"name":"AutoAllocateBlocks","type":"boolean","jsonPath":".spec.autoAllocateBlocks"}"#,

@@ -25,7 +25,6 @@ use serde::{Deserialize, Serialize};
     doc = "The addresses held by one allocation owner (Calico IPAMHandle).",
     kind = "IPAMHandle",
     plural = "ipamhandles",
-    shortname = "ipamh",
     printcolumn = r#"{"name":"HandleID","type":"string","jsonPath":".spec.handleID"}"#,
     printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#
 )]

@@ -32,7 +32,6 @@ pub const DEFAULT_BLOCK_SIZE_V6: u8 = 122;
     doc = "A pool of pod addresses, split into per-node blocks (Calico IPPool).",
     kind = "IPPool",
     plural = "ippools",
-    shortname = "ipp",
     printcolumn = r#"{"name":"CIDR","type":"string","jsonPath":".spec.cidr"}"#,
     printcolumn = r#"{"name":"BlockSize","type":"integer","jsonPath":".spec.blockSize"}"#,
     printcolumn = r#"{"name":"Disabled","type":"boolean","jsonPath":".spec.disabled"}"#,

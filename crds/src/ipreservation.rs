@@ -23,7 +23,6 @@ use serde::{Deserialize, Serialize};
     doc = "Addresses IPAM never hands out (Calico IPReservation).",
     kind = "IPReservation",
     plural = "ipreservations",
-    shortname = "ipr",
     printcolumn = r#"{"name":"ReservedCIDRs","type":"string","jsonPath":".spec.reservedCIDRs"}"#,
     printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#
 )]

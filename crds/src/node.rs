@@ -29,7 +29,6 @@ use crate::error::ValidationError;
     doc = "A node's BGP identity; its labels are matched by selectors (Calico Node).",
     kind = "Node",
     plural = "nodes",
-    shortname = "mgnode",
     printcolumn = r#"{"name":"IPv4","type":"string","jsonPath":".spec.bgp.ipv4Address"}"#,
     printcolumn = r#"{"name":"ASNumber","type":"integer","jsonPath":".spec.bgp.asNumber"}"#,
     printcolumn = r#"{"name":"IPv6","type":"string","jsonPath":".spec.bgp.ipv6Address"}"#,

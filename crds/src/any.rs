@@ -9,34 +9,54 @@ use crate::{
     IPAMBlock, IPAMConfig, IPAMHandle, IPPool, IPReservation, Node,
 };
 
-/// Any margay resource.
-#[derive(Clone, Debug, PartialEq)]
-pub enum AnyResource {
-    IPPool(IPPool),
-    BGPPeer(BGPPeer),
-    BGPConfiguration(BGPConfiguration),
-    BGPFilter(BGPFilter),
-    Node(Node),
-    IPAMBlock(IPAMBlock),
-    BlockAffinity(BlockAffinity),
-    IPAMHandle(IPAMHandle),
-    IPAMConfig(IPAMConfig),
-    IPReservation(IPReservation),
-}
+/// Generates [`AnyResource`], [`KINDS`], their accessors and the
+/// parser's dispatch from the kind list ([`crate::for_each_kind`]).
+macro_rules! any_resource {
+    (
+        ()
+        $($T:ident { names: [$($n:literal),* $(,)?], short: $s:literal, },)*
+    ) => {
+        /// Any margay resource.
+        #[derive(Clone, Debug, PartialEq)]
+        pub enum AnyResource {
+            $($T($T),)*
+        }
 
-/// Every kind [`parse_documents`] accepts.
-pub const KINDS: [&str; 10] = [
-    "IPPool",
-    "BGPPeer",
-    "BGPConfiguration",
-    "BGPFilter",
-    "Node",
-    "IPAMBlock",
-    "BlockAffinity",
-    "IPAMHandle",
-    "IPAMConfig",
-    "IPReservation",
-];
+        /// Every kind [`parse_documents`] accepts.
+        pub const KINDS: &[&str] = &[$(stringify!($T)),*];
+
+        impl AnyResource {
+            /// The resource's kind, e.g. `IPPool`.
+            pub fn kind(&self) -> &'static str {
+                match self {
+                    $(AnyResource::$T(_) => stringify!($T),)*
+                }
+            }
+        }
+
+        $(
+            impl From<$T> for AnyResource {
+                fn from(r: $T) -> Self {
+                    AnyResource::$T(r)
+                }
+            }
+        )*
+
+        /// Deserialises `text` as `kind`, one of [`KINDS`].
+        fn typed_any(
+            kind: &str,
+            text: &str,
+        ) -> Option<Result<AnyResource, serde_yaml::Error>> {
+            match kind {
+                $(stringify!($T) => {
+                    Some(typed::<$T>(text).map(AnyResource::$T))
+                })*
+                _ => None,
+            }
+        }
+    };
+}
+crate::for_each_kind!(any_resource!);
 
 /// Top-level keys of a document.
 const TOP_LEVEL: [&str; 4] = ["apiVersion", "kind", "metadata", "spec"];
@@ -124,77 +144,16 @@ fn allowed_for(field: &str) -> String {
 // ===== impl AnyResource =====
 
 impl AnyResource {
-    /// The resource's kind, e.g. `IPPool`.
-    pub fn kind(&self) -> &'static str {
-        match self {
-            AnyResource::IPPool(_) => "IPPool",
-            AnyResource::BGPPeer(_) => "BGPPeer",
-            AnyResource::BGPConfiguration(_) => "BGPConfiguration",
-            AnyResource::BGPFilter(_) => "BGPFilter",
-            AnyResource::Node(_) => "Node",
-            AnyResource::IPAMBlock(_) => "IPAMBlock",
-            AnyResource::BlockAffinity(_) => "BlockAffinity",
-            AnyResource::IPAMHandle(_) => "IPAMHandle",
-            AnyResource::IPAMConfig(_) => "IPAMConfig",
-            AnyResource::IPReservation(_) => "IPReservation",
-        }
-    }
-
     /// The resource's `metadata.name` ("" when unset).
     pub fn name(&self) -> &str {
-        let meta = match self {
-            AnyResource::IPPool(r) => &r.metadata,
-            AnyResource::BGPPeer(r) => &r.metadata,
-            AnyResource::BGPConfiguration(r) => &r.metadata,
-            AnyResource::BGPFilter(r) => &r.metadata,
-            AnyResource::Node(r) => &r.metadata,
-            AnyResource::IPAMBlock(r) => &r.metadata,
-            AnyResource::BlockAffinity(r) => &r.metadata,
-            AnyResource::IPAMHandle(r) => &r.metadata,
-            AnyResource::IPAMConfig(r) => &r.metadata,
-            AnyResource::IPReservation(r) => &r.metadata,
-        };
-        crate::resource_name(meta)
+        crate::with_any_resource!(self, r => crate::resource_name(&r.metadata))
     }
 
     /// The resource as the JSON an apiserver would return.
     pub fn to_json(&self) -> serde_json::Result<serde_json::Value> {
-        match self {
-            AnyResource::IPPool(r) => serde_json::to_value(r),
-            AnyResource::BGPPeer(r) => serde_json::to_value(r),
-            AnyResource::BGPConfiguration(r) => serde_json::to_value(r),
-            AnyResource::BGPFilter(r) => serde_json::to_value(r),
-            AnyResource::Node(r) => serde_json::to_value(r),
-            AnyResource::IPAMBlock(r) => serde_json::to_value(r),
-            AnyResource::BlockAffinity(r) => serde_json::to_value(r),
-            AnyResource::IPAMHandle(r) => serde_json::to_value(r),
-            AnyResource::IPAMConfig(r) => serde_json::to_value(r),
-            AnyResource::IPReservation(r) => serde_json::to_value(r),
-        }
+        crate::with_any_resource!(self, r => serde_json::to_value(r))
     }
 }
-
-macro_rules! impl_from {
-    ($($t:ident),*) => {$(
-        impl From<$t> for AnyResource {
-            fn from(r: $t) -> Self {
-                AnyResource::$t(r)
-            }
-        }
-    )*};
-}
-impl_from!(
-    IPPool,
-    BGPPeer,
-    BGPConfiguration,
-    BGPFilter,
-    Node,
-    IPAMBlock,
-    BlockAffinity,
-    IPAMHandle,
-    IPAMConfig,
-    IPReservation
-);
 
 // ===== global functions =====
 
@@ -326,22 +285,7 @@ fn parse_one(
     }
     // Deserialise from the text (not the Value) so that serde_yaml's
     // error carries the field path, e.g. `spec.password: unknown field`.
-    let parsed = match kind.as_str() {
-        "IPPool" => typed::<IPPool>(text).map(AnyResource::IPPool),
-        "BGPPeer" => typed::<BGPPeer>(text).map(AnyResource::BGPPeer),
-        "BGPConfiguration" => {
-            typed::<BGPConfiguration>(text).map(AnyResource::BGPConfiguration)
-        }
-        "BGPFilter" => typed::<BGPFilter>(text).map(AnyResource::BGPFilter),
-        "Node" => typed::<Node>(text).map(AnyResource::Node),
-        "IPAMBlock" => typed::<IPAMBlock>(text).map(AnyResource::IPAMBlock),
-        "BlockAffinity" => {
-            typed::<BlockAffinity>(text).map(AnyResource::BlockAffinity)
-        }
-        "IPAMHandle" => typed::<IPAMHandle>(text).map(AnyResource::IPAMHandle),
-        "IPAMConfig" => typed::<IPAMConfig>(text).map(AnyResource::IPAMConfig),
-        _ => typed::<IPReservation>(text).map(AnyResource::IPReservation),
-    };
+    let parsed = typed_any(&kind, text).expect("kind is one of KINDS");
     parsed.map(Some).map_err(|e| invalid(relocate(&e, line)))
 }
 

@@ -4,28 +4,29 @@
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::CustomResourceExt;
 
-use crate::{
-    BGPConfiguration, BGPFilter, BGPPeer, BlockAffinity, IPAMBlock, IPAMConfig,
-    IPAMHandle, IPPool, IPReservation, Node,
-};
-
-/// Every CRD, in a fixed order.
+/// Every CRD, in the kind list's order ([`crate::for_each_kind`]), each
+/// with its shortName from there.
 pub fn all_crds() -> Vec<CustomResourceDefinition> {
-    [
-        IPPool::crd(),
-        BGPPeer::crd(),
-        BGPConfiguration::crd(),
-        BGPFilter::crd(),
-        Node::crd(),
-        IPAMBlock::crd(),
-        BlockAffinity::crd(),
-        IPAMHandle::crd(),
-        IPAMConfig::crd(),
-        IPReservation::crd(),
-    ]
-    .into_iter()
-    .map(without_uint_formats)
-    .collect()
+    macro_rules! crds {
+        (
+            ()
+            $($T:ident { names: [$($n:literal),* $(,)?], short: $s:literal, },)*
+        ) => {
+            vec![$(with_short_name(crate::$T::crd(), $s)),*]
+        };
+    }
+    crate::for_each_kind!(crds!)
+        .into_iter()
+        .map(without_uint_formats)
+        .collect()
+}
+
+fn with_short_name(
+    mut crd: CustomResourceDefinition,
+    short: &str,
+) -> CustomResourceDefinition {
+    crd.spec.names.short_names = Some(vec![short.to_string()]);
+    crd
 }
 
 /// schemars marks unsigned integers `format: uint8` (uint16, uint32,

@@ -23,6 +23,8 @@ pub const DEFAULT_MAX_BLOCKS_PER_HOST: u32 = 20;
     kind = "IPAMConfig",
     plural = "ipamconfigs",
     printcolumn = r#"{"name":"StrictAffinity","type":"boolean","jsonPath":".spec.strictAffinity"}"#,
+    printcolumn = r#"{"name":"MaxBlocksPerHost","type":"integer","jsonPath":".spec.maxBlocksPerHost"}"#,
+    printcolumn = r#"{"name":"AutoAllocateBlocks","type":"boolean","jsonPath":".spec.autoAllocateBlocks"}"#,
     printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#
 )]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]

@@ -25,6 +25,7 @@ use serde::{Deserialize, Serialize};
     doc = "The addresses held by one allocation owner (Calico IPAMHandle).",
     kind = "IPAMHandle",
     plural = "ipamhandles",
+    printcolumn = r#"{"name":"HandleID","type":"string","jsonPath":".spec.handleID"}"#,
     printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#
 )]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]

@@ -95,7 +95,10 @@ pub struct IPPoolSpec {
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub nat_outgoing: bool,
     /// A disabled pool hands out no new addresses; existing ones stay.
+    // The schema's default lets the apiserver store `false`, so that
+    // `kubectl get ippools` shows it in the Disabled column.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    #[schemars(extend("default" = false))]
     pub disabled: bool,
     /// Do not advertise this pool's blocks over BGP.
     #[serde(

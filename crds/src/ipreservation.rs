@@ -23,6 +23,7 @@ use serde::{Deserialize, Serialize};
     doc = "Addresses IPAM never hands out (Calico IPReservation).",
     kind = "IPReservation",
     plural = "ipreservations",
+    printcolumn = r#"{"name":"ReservedCIDRs","type":"string","jsonPath":".spec.reservedCIDRs"}"#,
     printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#
 )]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]

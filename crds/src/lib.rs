@@ -23,6 +23,7 @@ pub mod ipamconfig;
 pub mod ipamhandle;
 pub mod ippool;
 pub mod ipreservation;
+mod kinds;
 pub mod names;
 pub mod node;
 pub mod password;

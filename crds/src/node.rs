@@ -31,6 +31,7 @@ use crate::error::ValidationError;
     plural = "nodes",
     printcolumn = r#"{"name":"IPv4","type":"string","jsonPath":".spec.bgp.ipv4Address"}"#,
     printcolumn = r#"{"name":"ASNumber","type":"integer","jsonPath":".spec.bgp.asNumber"}"#,
+    printcolumn = r#"{"name":"IPv6","type":"string","jsonPath":".spec.bgp.ipv6Address"}"#,
     printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#
 )]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]

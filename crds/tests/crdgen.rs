@@ -45,7 +45,40 @@ fn crds_are_cluster_scoped_with_printer_columns() {
     assert_eq!(cols("BGPPeer"), ["PeerIP", "ASNumber", "Node", "Age"]);
     assert_eq!(cols("BlockAffinity"), ["Node", "CIDR", "State", "Age"]);
     assert_eq!(cols("IPAMBlock"), ["CIDR", "Affinity", "Age"]);
-    assert_eq!(cols("Node"), ["IPv4", "ASNumber", "Age"]);
+    assert_eq!(cols("Node"), ["IPv4", "ASNumber", "IPv6", "Age"]);
+    assert_eq!(cols("IPAMHandle"), ["HandleID", "Age"]);
+    assert_eq!(
+        cols("IPAMConfig"),
+        [
+            "StrictAffinity",
+            "MaxBlocksPerHost",
+            "AutoAllocateBlocks",
+            "Age"
+        ]
+    );
+    assert_eq!(cols("IPReservation"), ["ReservedCIDRs", "Age"]);
+}
+
+/// Every kind has a short name for kubectl, none shadowing a built-in
+/// Kubernetes one (`no` is core Node's, so margay's Node is `mgnode`).
+#[test]
+fn crds_have_short_names() {
+    let mut seen = Vec::new();
+    for crd in margay_crds::crd::all_crds() {
+        let names = &crd.spec.names;
+        let shorts = names.short_names.clone().unwrap_or_default();
+        assert!(!shorts.is_empty(), "{} has a short name", names.kind);
+        for s in shorts {
+            assert!(
+                !["no", "po", "svc", "ns", "ep", "cm", "sa", "ds"]
+                    .contains(&s.as_str()),
+                "{}: {s} shadows a built-in",
+                names.kind
+            );
+            assert!(!seen.contains(&s), "{s} used twice");
+            seen.push(s);
+        }
+    }
 }
 
 #[test]

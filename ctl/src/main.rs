@@ -22,7 +22,7 @@ struct Cli {
         long,
         global = true,
         env = "MARGAY_DATASTORE",
-        default_value = "etcd:http://127.0.0.1:2379"
+        default_value = DEFAULT_ETCD
     )]
     datastore: DatastoreSpec,
     /// bgpd's control socket.
@@ -144,6 +144,9 @@ enum IpamCmd {
     },
 }
 
+/// `--datastore`'s default.
+const DEFAULT_ETCD: &str = "etcd:http://127.0.0.1:2379";
+
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -159,7 +162,7 @@ async fn main() -> ExitCode {
 async fn run(cli: Cli) -> Result<ExitCode> {
     let now = now_unix();
     match cli.command {
-        Command::Lab(cmd) => return run_lab(cmd).await,
+        Command::Lab(cmd) => return run_lab(cmd, &cli.datastore).await,
         Command::Node(NodeCmd::Status { output }) => {
             print!(
                 "{}",
@@ -363,6 +366,28 @@ mod tests {
         .to_string();
         assert!(err.contains("unknown datastore type"), "{err}");
     }
+
+    /// `lab up --datastore kubernetes` picks the Kubernetes lab; the
+    /// default picks etcd; a datastore elsewhere is refused, not ignored.
+    #[test]
+    fn lab_up_datastore() {
+        let lab = |args: &[&str]| {
+            let cli = Cli::try_parse_from(
+                ["margayctl", "lab", "up"].iter().chain(args),
+            )
+            .unwrap();
+            lab_datastore(&cli.datastore).map_err(|e| e.to_string())
+        };
+        assert_eq!(
+            lab(&["--datastore", "kubernetes"]),
+            Ok(margay_lab::LabDatastore::Kubernetes)
+        );
+        assert_eq!(lab(&[]), Ok(margay_lab::LabDatastore::Etcd));
+        for given in ["etcd:http://10.0.0.1:2379", "kubernetes:/k", "file:/f"] {
+            let err = lab(&["--datastore", given]).unwrap_err();
+            assert!(err.contains(given) && err.contains("allowed"), "{err}");
+        }
+    }
 }
 
 // ===== margayctl lab =====
@@ -384,6 +409,10 @@ enum LabCmd {
         /// v4, v6 or dual.
         #[arg(long, default_value = "v4", value_parser = ["v4", "v6", "dual"])]
         family: String,
+        /// The manifests a kubernetes lab applies (default: the source
+        /// tree's deploy/).
+        #[arg(long)]
+        deploy_dir: Option<std::path::PathBuf>,
         #[command(flatten)]
         common: LabCommon,
     },
@@ -426,7 +455,34 @@ impl LabCommon {
     }
 }
 
-async fn run_lab(cmd: LabCmd) -> anyhow::Result<std::process::ExitCode> {
+/// The lab's datastore from the global `--datastore`: `kubernetes` (a
+/// kube-apiserver the lab starts on its etcd, deploy/ applied with kubectl,
+/// agents and CNI with deploy/'s identities) or, by default, etcd (the lab
+/// starts its own). A datastore that exists elsewhere is refused, not
+/// ignored: the lab never uses one.
+fn lab_datastore(
+    given: &DatastoreSpec,
+) -> anyhow::Result<margay_lab::LabDatastore> {
+    let default: DatastoreSpec = DEFAULT_ETCD
+        .parse()
+        .expect("the default --datastore parses");
+    match given {
+        DatastoreSpec::Kubernetes { kubeconfig: None } => {
+            Ok(margay_lab::LabDatastore::Kubernetes)
+        }
+        g if *g == default => Ok(margay_lab::LabDatastore::Etcd),
+        other => anyhow::bail!(
+            "lab up --datastore {other}: the lab starts its own datastore; \
+             allowed: kubernetes (kube-apiserver on the lab's etcd), or \
+             none for etcd (unset MARGAY_DATASTORE)"
+        ),
+    }
+}
+
+async fn run_lab(
+    cmd: LabCmd,
+    datastore: &DatastoreSpec,
+) -> anyhow::Result<std::process::ExitCode> {
     use margay_lab::{Family, PeeringMode};
     use std::process::ExitCode;
     match cmd {
@@ -435,6 +491,7 @@ async fn run_lab(cmd: LabCmd) -> anyhow::Result<std::process::ExitCode> {
             pods_per_node,
             mode,
             family,
+            deploy_dir,
             common,
         } => {
             let mut opts = common.options()?;
@@ -450,6 +507,10 @@ async fn run_lab(cmd: LabCmd) -> anyhow::Result<std::process::ExitCode> {
                 "dual" => Family::Dual,
                 _ => Family::V4,
             };
+            opts.datastore = lab_datastore(datastore)?;
+            if let Some(d) = deploy_dir {
+                opts.deploy_dir = d;
+            }
             let summary = margay_lab::up(&opts).await?;
             Ok(if summary.ok {
                 ExitCode::SUCCESS

@@ -62,83 +62,57 @@ fn join_errors(errors: &[ValidationError]) -> String {
         .join("\n")
 }
 
-/// A margay resource kind.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-pub enum Kind {
-    IPPool,
-    BGPPeer,
-    BGPConfiguration,
-    BGPFilter,
-    Node,
-    IPAMBlock,
-    BlockAffinity,
-    IPAMHandle,
-    IPAMConfig,
-    IPReservation,
+/// Generates [`Kind`], its names and the `with_kind!` macro from the kind
+/// list ([`margay_crds::for_each_kind`]).
+macro_rules! kinds {
+    (
+        ($d:tt)
+        $($T:ident { names: [$($n:literal),* $(,)?], short: $s:literal, },)*
+    ) => {
+        /// A margay resource kind.
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+        pub enum Kind {
+            $($T,)*
+        }
+
+        impl Kind {
+            /// Every kind, in the order `get` help lists them.
+            pub const ALL: [Kind; [$(stringify!($T)),*].len()] =
+                [$(Kind::$T),*];
+
+            /// The kind as written in YAML, e.g. `IPPool`.
+            pub fn as_str(self) -> &'static str {
+                match self {
+                    $(Kind::$T => stringify!($T),)*
+                }
+            }
+
+            /// The command-line names: singular first (used in
+            /// `kind/name` output), then plural and short forms, the CRD's
+            /// shortName among them (kubectl's: `ipp`, `bgpp`, ...).
+            pub fn names(self) -> &'static [&'static str] {
+                match self {
+                    $(Kind::$T => &[$($n),*],)*
+                }
+            }
+        }
+
+        /// Runs `$body` with `$K` bound to the Rust type of `$kind`.
+        macro_rules! with_kind {
+            ($d kind:expr, $d K:ident => $d body:expr) => {
+                match $d kind {
+                    $(Kind::$T => {
+                        type $d K = $T;
+                        $d body
+                    })*
+                }
+            };
+        }
+    };
 }
+margay_crds::for_each_kind!(kinds! $);
 
 impl Kind {
-    /// Every kind, in the order `get` help lists them.
-    pub const ALL: [Kind; 10] = [
-        Kind::IPPool,
-        Kind::BGPPeer,
-        Kind::BGPConfiguration,
-        Kind::BGPFilter,
-        Kind::Node,
-        Kind::IPAMBlock,
-        Kind::BlockAffinity,
-        Kind::IPAMHandle,
-        Kind::IPAMConfig,
-        Kind::IPReservation,
-    ];
-
-    /// The kind as written in YAML, e.g. `IPPool`.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Kind::IPPool => "IPPool",
-            Kind::BGPPeer => "BGPPeer",
-            Kind::BGPConfiguration => "BGPConfiguration",
-            Kind::BGPFilter => "BGPFilter",
-            Kind::Node => "Node",
-            Kind::IPAMBlock => "IPAMBlock",
-            Kind::BlockAffinity => "BlockAffinity",
-            Kind::IPAMHandle => "IPAMHandle",
-            Kind::IPAMConfig => "IPAMConfig",
-            Kind::IPReservation => "IPReservation",
-        }
-    }
-
-    /// The command-line names: singular first (used in `kind/name`
-    /// output), then plural and short forms.
-    pub fn names(self) -> &'static [&'static str] {
-        match self {
-            Kind::IPPool => &["ippool", "ippools", "pool", "pools"],
-            Kind::BGPPeer => &["bgppeer", "bgppeers", "peer", "peers"],
-            Kind::BGPConfiguration => &[
-                "bgpconfig",
-                "bgpconfigs",
-                "bgpconfiguration",
-                "bgpconfigurations",
-            ],
-            Kind::BGPFilter => &["bgpfilter", "bgpfilters"],
-            Kind::Node => &["node", "nodes", "no"],
-            Kind::IPAMBlock => &["ipamblock", "ipamblocks", "block", "blocks"],
-            Kind::BlockAffinity => {
-                &["blockaffinity", "blockaffinities", "affinity", "affinities"]
-            }
-            Kind::IPAMHandle => {
-                &["ipamhandle", "ipamhandles", "handle", "handles"]
-            }
-            Kind::IPAMConfig => &[
-                "ipamconfig",
-                "ipamconfigs",
-                "ipamconfiguration",
-                "ipamconfigurations",
-            ],
-            Kind::IPReservation => &["ipreservation", "ipreservations"],
-        }
-    }
-
     /// Parses a command-line kind name, case-insensitively; the YAML kind
     /// (e.g. `IPPool`) is accepted too.
     pub fn parse(given: &str) -> Result<Kind, ResourceError> {
@@ -172,72 +146,6 @@ impl fmt::Display for Kind {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.as_str())
     }
-}
-
-/// Runs `$body` with `$K` bound to the Rust type of `$kind`.
-macro_rules! with_kind {
-    ($kind:expr, $K:ident => $body:expr) => {
-        match $kind {
-            Kind::IPPool => {
-                type $K = IPPool;
-                $body
-            }
-            Kind::BGPPeer => {
-                type $K = BGPPeer;
-                $body
-            }
-            Kind::BGPConfiguration => {
-                type $K = BGPConfiguration;
-                $body
-            }
-            Kind::BGPFilter => {
-                type $K = BGPFilter;
-                $body
-            }
-            Kind::Node => {
-                type $K = Node;
-                $body
-            }
-            Kind::IPAMBlock => {
-                type $K = IPAMBlock;
-                $body
-            }
-            Kind::BlockAffinity => {
-                type $K = BlockAffinity;
-                $body
-            }
-            Kind::IPAMHandle => {
-                type $K = IPAMHandle;
-                $body
-            }
-            Kind::IPAMConfig => {
-                type $K = IPAMConfig;
-                $body
-            }
-            Kind::IPReservation => {
-                type $K = IPReservation;
-                $body
-            }
-        }
-    };
-}
-
-/// Runs `$body` with `$r` bound to the typed resource inside `$any`.
-macro_rules! with_resource {
-    ($any:expr, $r:ident => $body:expr) => {
-        match $any {
-            AnyResource::IPPool($r) => $body,
-            AnyResource::BGPPeer($r) => $body,
-            AnyResource::BGPConfiguration($r) => $body,
-            AnyResource::BGPFilter($r) => $body,
-            AnyResource::Node($r) => $body,
-            AnyResource::IPAMBlock($r) => $body,
-            AnyResource::BlockAffinity($r) => $body,
-            AnyResource::IPAMHandle($r) => $body,
-            AnyResource::IPAMConfig($r) => $body,
-            AnyResource::IPReservation($r) => $body,
-        }
-    };
 }
 
 // ===== get =====
@@ -376,7 +284,7 @@ pub async fn apply(
         let kind =
             Kind::parse(r.kind()).expect("every AnyResource kind is known");
         let name = r.name().to_string();
-        let outcome = with_resource!(r, obj => apply_one(ds, kind, obj).await?);
+        let outcome = margay_crds::with_any_resource!(r, obj => apply_one(ds, kind, obj).await?);
         out.push_str(&format!("{}/{name} {outcome}\n", kind.cli_name()));
     }
     Ok(out)

@@ -29,13 +29,26 @@ pub fn down(opts: &LabOptions) -> Result<Vec<String>, LabError> {
             }
         }
     }
+    // kube-apiserver before its etcd.
+    if let Some(k) = state.as_ref().and_then(|s| s.kube.as_ref()) {
+        kill_if_ours(
+            k.apiserver_pid,
+            "kube-apiserver",
+            &opts.state_dir,
+            &mut removed,
+        );
+    }
+    // Only kube-apiserver names its --cert-dir there.
+    for pid in pids_with_arg(&opts.state_dir.join("kube/certs")) {
+        kill_if_ours(pid, "kube-apiserver", &opts.state_dir, &mut removed);
+    }
     if let Some(pid) = state.as_ref().and_then(|s| s.etcd_pid) {
-        kill_if_ours(pid, &opts.state_dir, &mut removed);
+        kill_if_ours(pid, "etcd", &opts.state_dir, &mut removed);
     }
     // An etcd whose state file was lost is still recognisable by its data
     // directory inside the state dir.
     for pid in pids_with_arg(&opts.state_dir.join("etcd")) {
-        kill_if_ours(pid, &opts.state_dir, &mut removed);
+        kill_if_ours(pid, "etcd", &opts.state_dir, &mut removed);
     }
     for ns in &namespaces {
         run("ip", &["netns", "del", ns])?;
@@ -58,7 +71,12 @@ pub fn down(opts: &LabOptions) -> Result<Vec<String>, LabError> {
     Ok(removed)
 }
 
-fn kill_if_ours(pid: u32, state_dir: &Path, removed: &mut Vec<String>) {
+fn kill_if_ours(
+    pid: u32,
+    what: &str,
+    state_dir: &Path,
+    removed: &mut Vec<String>,
+) {
     let cmdline =
         std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
     let cmdline = String::from_utf8_lossy(&cmdline);
@@ -72,7 +90,7 @@ fn kill_if_ours(pid: u32, state_dir: &Path, removed: &mut Vec<String>) {
         }
         std::thread::sleep(Duration::from_millis(20));
     }
-    removed.push(format!("process {pid} (etcd)"));
+    removed.push(format!("process {pid} ({what})"));
 }
 
 /// Pids whose command line has an argument mentioning `path`.

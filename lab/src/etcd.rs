@@ -58,14 +58,10 @@ pub async fn start_etcd_again(opts: &LabOptions) -> Result<(), LabError> {
         .ok_or_else(|| LabError::State("no lab is running".into()))?;
     state.etcd_pid = Some(start_etcd(&opts.state_dir)?);
     state.save()?;
-    let spec: DatastoreSpec =
-        format!("etcd:{}", state.etcd_endpoint)
-            .parse()
-            .map_err(|e| LabError::Resources(format!("{e}")))?;
-    wait_datastore(&spec).await.map(drop)
+    wait_datastore(&state.admin_datastore()).await.map(drop)
 }
 
-/// Connects to the datastore once etcd answers (30 s at most).
+/// Connects to the datastore once it answers (30 s at most).
 pub(crate) async fn wait_datastore(
     spec: &DatastoreSpec,
 ) -> Result<Datastore, LabError> {
@@ -80,7 +76,7 @@ pub(crate) async fn wait_datastore(
             Ok(ds) => return Ok(ds),
             Err(e) if Instant::now() > deadline => {
                 return Err(LabError::Timeout {
-                    what: "etcd".into(),
+                    what: "the datastore".into(),
                     detail: e.to_string(),
                 });
             }

@@ -8,7 +8,7 @@ use std::net::{IpAddr, SocketAddr, TcpStream};
 use std::time::Duration;
 
 use ipnetwork::IpNetwork;
-use margay_datastore::{Datastore, DatastoreSpec};
+use margay_datastore::Datastore;
 
 use crate::state::{LabState, NodeState, PodState};
 use crate::sys::ns_run;
@@ -91,10 +91,7 @@ pub async fn node_blocks(
     opts: &LabOptions,
     node_name: &str,
 ) -> Result<Vec<String>, LabError> {
-    let spec: DatastoreSpec = format!("etcd:{}", state(opts)?.etcd_endpoint)
-        .parse()
-        .map_err(|e| LabError::Resources(format!("{e}")))?;
-    let ds = Datastore::connect(&spec).await?;
+    let ds = Datastore::connect(&state(opts)?.admin_datastore()).await?;
     let mut out: Vec<String> = ds
         .list::<margay_crds::BlockAffinity>()
         .await?

@@ -15,6 +15,7 @@ mod converge;
 mod down;
 mod etcd;
 pub mod inspect;
+mod kube;
 mod neigh;
 mod node;
 mod pods;
@@ -33,6 +34,7 @@ use std::path::PathBuf;
 
 pub use down::down;
 pub use etcd::{start_etcd_again, stop_etcd};
+pub use kube::KubeState;
 pub use pods::{add_extra_pod, add_extra_pod_in_pool};
 pub use state::LabState;
 pub use status::status;
@@ -50,6 +52,26 @@ pub struct LabOptions {
     pub bin_dir: PathBuf,
     /// Where the lab keeps its state, logs and etcd data.
     pub state_dir: PathBuf,
+    /// Where the agents and the CNI plugin keep margay's resources.
+    pub datastore: LabDatastore,
+    /// The manifests a Kubernetes-datastore lab applies (`deploy/`, with
+    /// the CRDs in `deploy/crds/`).
+    pub deploy_dir: PathBuf,
+}
+
+/// The datastore of a lab.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LabDatastore {
+    /// etcd v3, written directly.
+    Etcd,
+    /// Custom resources in a kube-apiserver (on the lab's etcd), reached
+    /// with the ServiceAccount tokens of deploy/20-rbac.yaml.
+    Kubernetes,
+}
+
+/// The repository's deploy/ directory (where `margayctl` was built).
+pub fn default_deploy_dir() -> PathBuf {
+    PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../deploy"))
 }
 
 impl Default for LabOptions {
@@ -61,6 +83,8 @@ impl Default for LabOptions {
             family: Family::V4,
             bin_dir: PathBuf::from("target/release"),
             state_dir: PathBuf::from("/var/run/margay-lab"),
+            datastore: LabDatastore::Etcd,
+            deploy_dir: default_deploy_dir(),
         }
     }
 }
@@ -86,6 +110,13 @@ pub enum LabError {
         names.join(", ")
     )]
     MissingBinaries { dir: String, names: Vec<String> },
+    #[error(
+        "a Kubernetes-datastore lab needs kube-apiserver and kubectl {}: \
+         missing {}; build them with: scripts/deps --kube",
+        margay_apiserver::KUBE_VERSION,
+        paths.join(", ")
+    )]
+    MissingKube { paths: Vec<String> },
     #[error(
         "{addr} is already in use ({detail}); stop what holds it or run `margayctl lab down`"
     )]

@@ -17,6 +17,7 @@ pub(crate) fn start(
     opts: &LabOptions,
     topo: &Topology,
     n: &topology::NodePlan,
+    state: &LabState,
 ) -> Result<NodeState, LabError> {
     run("ip", &["netns", "add", &n.netns])?;
     ns_run(&n.netns, &["ip", "link", "set", "lo", "up"])?;
@@ -52,7 +53,7 @@ pub(crate) fn start(
     let run_dir = opts.state_dir.join(&n.name);
     mkdir(&run_dir.join("endpoints"))?;
     let mut args = vec![
-        format!("--datastore=etcd:{}", topo.etcd_endpoint()),
+        format!("--datastore={}", state.agent_datastore()),
         format!("--node={}", n.name),
         format!("--run-dir={}", run_dir.display()),
         format!("--bin-dir={}", opts.bin_dir.display()),
@@ -62,6 +63,11 @@ pub(crate) fn start(
             run_dir.join("endpoints").display()
         ),
     ];
+    if state.kube.is_some() {
+        // As deploy/30-daemonset.yaml runs it: the CNI plugin does its
+        // work itself, with its own (margay-cni) identity.
+        args.push("--cni-socket=none".into());
+    }
     if topo.family.v6() {
         args.push(format!("--ipv6-address={}/64", n.v6));
     }

@@ -37,7 +37,7 @@ pub fn add_extra_pod_in_pool(
         netns: format!("{}-{node}-{pod}", topology::PREFIX),
         container_id: format!("lab-{node}-{pod}"),
     };
-    let result = add_pod(opts, &topo, &plan, &opts.state_dir, ipv4_pools);
+    let result = add_pod(opts, &topo, &plan, &state, ipv4_pools);
     if let Ok(p) = &result {
         state.pods.push(p.clone());
         state.save()?;
@@ -51,9 +51,10 @@ pub(crate) fn add_pod(
     opts: &LabOptions,
     topo: &Topology,
     p: &topology::PodPlan,
-    dir: &Path,
+    state: &LabState,
     ipv4_pools: &[&str],
 ) -> Result<PodState, LabError> {
+    let dir = &state.state_dir;
     // A retried ADD (after a failure) reuses the pod's namespace, as a
     // runtime retries with the same sandbox.
     if !Path::new("/run/netns").join(&p.netns).exists() {
@@ -66,7 +67,10 @@ pub(crate) fn add_pod(
         .find(|n| n.name == p.node)
         .map(|n| n.netns.clone())
         .expect("pod's node is in the topology");
-    let config = topo.cni_config(&p.node, &dir.join(&p.node), ipv4_pools);
+    let mut config = topo.cni_config(&p.node, &dir.join(&p.node), ipv4_pools);
+    if let Some(kube) = &state.kube {
+        crate::kube::cni_datastore(&mut config, kube);
+    }
     let plugin: PathBuf = opts.bin_dir.join("margay");
     let mut child = Command::new("ip")
         .args(["netns", "exec", &node_ns])

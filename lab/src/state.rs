@@ -5,7 +5,10 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+use margay_datastore::DatastoreSpec;
+
 use crate::LabError;
+use crate::kube::KubeState;
 
 /// The saved state of a lab.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -23,6 +26,9 @@ pub struct LabState {
     /// for `down` to restore.
     #[serde(default)]
     pub raised_sysctls: Vec<(String, u64)>,
+    /// The kube-apiserver of a Kubernetes-datastore lab.
+    #[serde(default)]
+    pub kube: Option<KubeState>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -66,6 +72,30 @@ impl LabState {
                 what: format!("reading {}", path.display()),
                 source: e,
             }),
+        }
+    }
+
+    /// The datastore with the lab's admin rights: etcd, or the
+    /// apiserver with the admin kubeconfig.
+    pub fn admin_datastore(&self) -> DatastoreSpec {
+        match &self.kube {
+            Some(k) => DatastoreSpec::Kubernetes {
+                kubeconfig: Some(k.admin_kubeconfig.clone()),
+            },
+            None => DatastoreSpec::Etcd {
+                endpoints: vec![self.etcd_endpoint.clone()],
+            },
+        }
+    }
+
+    /// The `--datastore` of the node agents: etcd, or the apiserver with
+    /// the margay-node ServiceAccount's kubeconfig.
+    pub fn agent_datastore(&self) -> DatastoreSpec {
+        match &self.kube {
+            Some(k) => DatastoreSpec::Kubernetes {
+                kubeconfig: Some(k.node_kubeconfig.clone()),
+            },
+            None => self.admin_datastore(),
         }
     }
 

@@ -26,6 +26,10 @@ pub async fn status(opts: &LabOptions) -> Result<String, LabError> {
         state.etcd_endpoint,
         up(state.etcd_pid)
     );
+    if let Some(k) = &state.kube {
+        let _ =
+            writeln!(out, "kube   {}  {}", k.server, up(Some(k.apiserver_pid)));
+    }
     let _ = writeln!(
         out,
         "ToR    BIRD AS {}  {}",

@@ -42,6 +42,10 @@ pub const TOR_NS: &str = "mglab-tor";
 pub const NODE_AS: u32 = 64512;
 pub const TOR_AS: u32 = 65000;
 pub const ETCD_PORT: u16 = 23790;
+/// kube-apiserver's port (Kubernetes-datastore labs), on the host address.
+pub const KUBE_PORT: u16 = 26443;
+/// The `topology.kubernetes.io/zone` label of the lab's Kubernetes Nodes.
+pub const ZONE: &str = "lab-zone-a";
 pub const POOL_V4: &str = "10.244.0.0/16";
 pub const POOL_V6: &str = "fd44::/112";
 /// A Manual pool of tiny blocks (4 addresses), used only by pods that name

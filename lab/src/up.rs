@@ -3,13 +3,12 @@
 
 use std::io::Write as _;
 
-use margay_datastore::DatastoreSpec;
-
 use crate::state::LabState;
 use crate::sys::{missing_programs, mkdir, run};
 use crate::topology::{FABRIC_NS, HOST_LINK, Topology};
 use crate::{
-    LabError, LabOptions, down, etcd, neigh, node, pods, segment, tor,
+    LabDatastore, LabError, LabOptions, down, etcd, kube, neigh, node, pods,
+    segment, tor,
 };
 
 /// The binaries the lab runs from `bin_dir`.
@@ -76,15 +75,13 @@ pub async fn up(opts: &LabOptions) -> Result<LabSummary, LabError> {
     let etcd_pid = etcd::start_etcd(dir)?;
     state.etcd_pid = Some(etcd_pid);
     state.save()?;
-    let spec: DatastoreSpec = format!("etcd:{}", topo.etcd_endpoint())
-        .parse()
-        .map_err(|e| LabError::Resources(format!("{e}")))?;
-    let ds = etcd::wait_datastore(&spec).await?;
+    done(&topo.etcd_endpoint());
+    if opts.datastore == LabDatastore::Kubernetes {
+        start_kubernetes(opts, &topo, &mut state).await?;
+    }
+    let ds = etcd::wait_datastore(&state.admin_datastore()).await?;
     etcd::apply_resources(&ds, &topo).await?;
-    done(&format!(
-        "{} with BGPConfiguration, IPPool and BGPPeer resources",
-        topo.etcd_endpoint()
-    ));
+    done("BGPConfiguration, IPPool and BGPPeer resources created");
 
     step("starting the ToR (BIRD, AS 65000)");
     state.tor_pid = Some(tor::start(&topo, dir)?);
@@ -93,7 +90,7 @@ pub async fn up(opts: &LabOptions) -> Result<LabSummary, LabError> {
 
     step(&format!("starting {} nodes", topo.nodes.len()));
     for n in &topo.nodes {
-        let node = node::start(opts, &topo, n)?;
+        let node = node::start(opts, &topo, n, &state)?;
         state.nodes.push(node);
         state.save()?;
     }
@@ -105,7 +102,7 @@ pub async fn up(opts: &LabOptions) -> Result<LabSummary, LabError> {
         topo.pods.len()
     ));
     for p in &topo.pods {
-        let pod = pods::add_pod(opts, &topo, p, dir, &[])?;
+        let pod = pods::add_pod(opts, &topo, p, &state, &[])?;
         println!("    {} on {}: {}", pod.name, pod.node, pod.ips.join(", "));
         state.pods.push(pod);
         state.save()?;
@@ -115,6 +112,37 @@ pub async fn up(opts: &LabOptions) -> Result<LabSummary, LabError> {
     let summary = crate::prove::prove(&ds, &state).await?;
     println!("{}", summary.report);
     Ok(summary)
+}
+
+/// Starts kube-apiserver on the lab's etcd, applies deploy/ with kubectl,
+/// creates the Kubernetes Nodes and mints the ServiceAccount tokens.
+async fn start_kubernetes(
+    opts: &LabOptions,
+    topo: &Topology,
+    state: &mut LabState,
+) -> Result<(), LabError> {
+    step("starting kube-apiserver (RBAC) on the lab's etcd");
+    let k = kube::start_apiserver(&state.state_dir, topo).await?;
+    done(&k.server);
+    state.kube = Some(k.clone());
+    state.save()?;
+
+    step(&format!(
+        "applying {0}/crds and {0} with kubectl",
+        opts.deploy_dir.display()
+    ));
+    let warnings = kube::apply_manifests(&k, &opts.deploy_dir)?;
+    for w in warnings.lines() {
+        println!("    kubectl: {w}");
+    }
+    kube::create_nodes(&k, topo, &state.state_dir)?;
+    kube::identities(&k, &state.state_dir).await?;
+    done(&format!(
+        "{} Kubernetes Nodes (zone, rack labels); agents run as \
+         margay-node, the CNI plugin as margay-cni (TokenRequest tokens)",
+        topo.nodes.len()
+    ));
+    Ok(())
 }
 
 fn preflight(opts: &LabOptions) -> Result<(), LabError> {
@@ -127,6 +155,20 @@ fn preflight(opts: &LabOptions) -> Result<(), LabError> {
             programs: missing.iter().map(|s| s.to_string()).collect(),
             packages: "iproute2 etcd-server bird2 iputils-ping".into(),
         });
+    }
+    if opts.datastore == LabDatastore::Kubernetes {
+        let kube = [
+            margay_apiserver::kube_apiserver_path(),
+            margay_apiserver::kubectl_path(),
+        ];
+        let absent: Vec<String> = kube
+            .iter()
+            .filter(|p| !p.is_file())
+            .map(|p| p.display().to_string())
+            .collect();
+        if !absent.is_empty() {
+            return Err(LabError::MissingKube { paths: absent });
+        }
     }
     let absent: Vec<String> = BINARIES
         .iter()

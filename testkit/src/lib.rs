@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 pub use etcd::EtcdServer;
 pub use kube_apiserver::{
     KUBE_VERSION, KubeApiServer, deploy_dir, kube_apiserver_binary,
-    kube_apiserver_path,
+    kube_apiserver_path, kubectl_path,
 };
 pub use netns::{Netns, Segment, veth_between};
 

@@ -162,6 +162,7 @@ async fn main() {
         family: Family::V4,
         bin_dir: release_dir(),
         state_dir: state.path().to_path_buf(),
+        ..Default::default()
     };
     let started = Instant::now();
     let (_down, _state) = lab_up(&opts).await;

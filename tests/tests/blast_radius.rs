@@ -82,6 +82,7 @@ async fn bad_objects_stop_nothing_else() {
         family: Family::V4,
         bin_dir: margay_tests::bin_dir(),
         state_dir: dir.path().join("lab"),
+        ..Default::default()
     };
     let (_down, state) = lab_up(&opts).await;
     let node = |n: &str| state.nodes.iter().find(|x| x.name == n).unwrap();

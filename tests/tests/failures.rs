@@ -20,6 +20,7 @@ fn mesh_of_three(dir: &tempfile::TempDir) -> LabOptions {
         family: Family::V4,
         bin_dir: margay_tests::bin_dir(),
         state_dir: dir.path().join("lab"),
+        ..Default::default()
     }
 }
 

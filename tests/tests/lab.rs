@@ -27,6 +27,7 @@ fn options(
         family,
         bin_dir: margay_tests::bin_dir(),
         state_dir: state.path().join("lab"),
+        ..Default::default()
     }
 }
 

@@ -521,17 +521,6 @@ impl Validate for IPReservation {
 
 impl Validate for AnyResource {
     fn validate(&self) -> Result<(), Vec<ValidationError>> {
-        match self {
-            AnyResource::IPPool(r) => r.validate(),
-            AnyResource::BGPPeer(r) => r.validate(),
-            AnyResource::BGPConfiguration(r) => r.validate(),
-            AnyResource::BGPFilter(r) => r.validate(),
-            AnyResource::Node(r) => r.validate(),
-            AnyResource::IPAMBlock(r) => r.validate(),
-            AnyResource::BlockAffinity(r) => r.validate(),
-            AnyResource::IPAMHandle(r) => r.validate(),
-            AnyResource::IPAMConfig(r) => r.validate(),
-            AnyResource::IPReservation(r) => r.validate(),
-        }
+        crate::with_any_resource!(self, r => r.validate())
     }
 }

@@ -18,6 +18,17 @@ fn kind_aliases_are_unique_and_parse() {
     assert!(err.contains("ippool/ippools"), "{err}");
 }
 
+/// `margayctl get` takes the short names `kubectl get` takes.
+#[test]
+fn crd_short_names_are_kind_aliases() {
+    for crd in margay_crds::crd::all_crds() {
+        let kind = Kind::parse(&crd.spec.names.kind).unwrap();
+        for short in crd.spec.names.short_names.iter().flatten() {
+            assert_eq!(Kind::parse(short).unwrap(), kind, "{short}");
+        }
+    }
+}
+
 #[test]
 fn table_has_name_columns_and_age() {
     let pool: IPPool = serde_yaml::from_str(

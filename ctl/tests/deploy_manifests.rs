@@ -66,6 +66,9 @@ const REQUIRED: &[(Identity, &str, &str, &[&str])] = &[
         "blockaffinities",
         &["list", "watch"],
     ),
+    // node/src/kube_node.rs: get, then watch_object (list + watch) of
+    // its own core/v1 Node.
+    ("margay-node", "", "nodes", &["get", "list", "watch"]),
     // bgpd: BGPPeer password.secretKeyRef (namespaced Role).
     ("margay-node", "", "secrets", &["get"]),
     // ipam/src/ipam.rs load_ctx: get IPAMConfig and this Node, list pools

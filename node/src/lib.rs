@@ -9,6 +9,7 @@
 pub mod autodetect;
 pub mod cni_install;
 pub mod health;
+pub mod kube_node;
 pub mod metrics;
 pub mod register;
 pub mod supervise;

@@ -13,6 +13,7 @@ use margay_datastore::{Datastore, DatastoreSpec};
 use margay_node::autodetect;
 use margay_node::cni_install::{CniInstall, conflist};
 use margay_node::health::{self, HealthCxt};
+use margay_node::kube_node;
 use margay_node::register::{Registration, register};
 use margay_node::supervise::{
     ChildSpec, ChildState, Stop, supervise, take_restart_marker,
@@ -153,20 +154,6 @@ async fn main() -> anyhow::Result<()> {
     };
     std::fs::create_dir_all(&args.run_dir)
         .with_context(|| format!("creating {}", args.run_dir.display()))?;
-    let reg = Registration {
-        name: args.node.clone(),
-        ipv4: address(&args.ipv4_address, false)?,
-        ipv6: address(&args.ipv6_address, true)?,
-        as_number: args.as_number,
-        rr_cluster_id: args.route_reflector_cluster_id.clone(),
-        labels: args.labels.iter().cloned().collect::<BTreeMap<_, _>>(),
-    };
-    if reg.ipv4.is_none() && reg.ipv6.is_none() {
-        bail!(
-            "the node needs a BGP address: set --ipv4-address or --ipv6-address"
-        );
-    }
-    info!(node = %reg.name, ipv4 = ?reg.ipv4, ipv6 = ?reg.ipv6, "starting");
     let cni_socket = match args.cni_socket.as_deref() {
         Some("none") => None,
         Some(p) => Some(PathBuf::from(p)),
@@ -183,9 +170,49 @@ async fn main() -> anyhow::Result<()> {
         .transpose()?;
 
     let ds = connect(&args.datastore).await?;
+    // On the kubernetes datastore, this node's Kubernetes Node gives the
+    // labels copied onto the margay Node (see kube_node).
+    let kube_node = match &ds {
+        Datastore::Kubernetes(k) => {
+            let node =
+                kube_node::get(k.client(), &args.node).await.with_context(
+                    || format!("reading the Kubernetes Node {:?}", args.node),
+                )?;
+            if node.is_none() {
+                warn!(node = %args.node, "no Kubernetes Node of this name (yet): its labels are copied once it exists");
+            }
+            Some(node)
+        }
+        _ => None,
+    };
+    let reg = Registration {
+        name: args.node.clone(),
+        ipv4: address(&args.ipv4_address, false)?,
+        ipv6: address(&args.ipv6_address, true)?,
+        as_number: args.as_number,
+        rr_cluster_id: args.route_reflector_cluster_id.clone(),
+        labels: args.labels.iter().cloned().collect::<BTreeMap<_, _>>(),
+        kube_labels: kube_node.as_ref().and_then(|n| {
+            n.as_ref()
+                .map(|n| n.metadata.labels.clone().unwrap_or_default())
+        }),
+    };
+    if reg.ipv4.is_none() && reg.ipv6.is_none() {
+        bail!(
+            "the node needs a BGP address: set --ipv4-address or --ipv6-address"
+        );
+    }
+    info!(node = %reg.name, ipv4 = ?reg.ipv4, ipv6 = ?reg.ipv6, "starting");
     register(&ds, &reg, Duration::from_secs(120))
         .await
         .context("registering the Node resource")?;
+    if let Datastore::Kubernetes(k) = &ds {
+        tokio::spawn(kube_node::sync_labels(
+            k.client().clone(),
+            ds.clone(),
+            reg.clone(),
+        ));
+    }
 
     if args.install_cni {
         CniInstall {

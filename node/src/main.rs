@@ -1,7 +1,7 @@
 //! `margay-node`: the per-node agent (see the library docs).
 
 use std::collections::BTreeMap;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
@@ -10,7 +10,7 @@ use anyhow::{Context, bail};
 use clap::Parser;
 use ipnetwork::IpNetwork;
 use margay_datastore::{Datastore, DatastoreSpec};
-use margay_node::autodetect;
+use margay_node::autodetect::{self, Method};
 use margay_node::cni_install::{CniInstall, conflist};
 use margay_node::health::{self, HealthCxt};
 use margay_node::kube_node;
@@ -32,13 +32,31 @@ struct Args {
     /// This node's name (the Node resource and the CNI nodename).
     #[arg(long, env = "NODE_NAME")]
     node: String,
-    /// BGP IPv4 address in CIDR form; "autodetect" uses the interface that
-    /// holds the default route; "none" registers no IPv4 address.
+    /// BGP IPv4 address in CIDR form; "autodetect" picks one with
+    /// --ipv4-autodetection-method; "none" registers no IPv4 address.
     #[arg(long, default_value = "autodetect")]
     ipv4_address: String,
     /// BGP IPv6 address in CIDR form, "autodetect" or "none".
     #[arg(long, default_value = "none")]
     ipv6_address: String,
+    /// How "autodetect" picks the IPv4 address, as Calico's
+    /// IP_AUTODETECTION_METHOD: first-found, interface=REGEX,
+    /// skip-interface=REGEX, cidr=CIDR,..., can-reach=DEST,
+    /// kubernetes-internal-ip, or default-route (the address of the
+    /// interface holding the default route).
+    #[arg(
+        long,
+        env = "IP_AUTODETECTION_METHOD",
+        default_value = "default-route"
+    )]
+    ipv4_autodetection_method: Method,
+    /// The same for IPv6 (Calico's IP6_AUTODETECTION_METHOD).
+    #[arg(
+        long,
+        env = "IP6_AUTODETECTION_METHOD",
+        default_value = "default-route"
+    )]
+    ipv6_autodetection_method: Method,
     /// Per-node AS number (spec.bgp.asNumber); default: BGPConfiguration's.
     #[arg(long)]
     as_number: Option<u32>,
@@ -110,7 +128,12 @@ fn metrics_addr(flag: &str, arg: &str) -> anyhow::Result<Option<SocketAddr>> {
     }
 }
 
-fn address(arg: &str, v6: bool) -> anyhow::Result<Option<IpNetwork>> {
+fn address(
+    arg: &str,
+    v6: bool,
+    method: &Method,
+    internal_ips: Option<Vec<IpAddr>>,
+) -> anyhow::Result<Option<IpNetwork>> {
     let flag = if v6 {
         "--ipv6-address"
     } else {
@@ -118,10 +141,12 @@ fn address(arg: &str, v6: bool) -> anyhow::Result<Option<IpNetwork>> {
     };
     match arg {
         "none" => Ok(None),
-        "autodetect" => Ok(Some(
-            autodetect::detect(v6)
-                .with_context(|| format!("{flag} autodetect"))?,
-        )),
+        "autodetect" => {
+            let net = autodetect::detect(method, v6, internal_ips)
+                .with_context(|| format!("{flag} autodetect"))?;
+            info!(%net, ?method, "autodetected the node address");
+            Ok(Some(net))
+        }
         cidr => {
             let net: IpNetwork = cidr.parse().with_context(|| {
                 format!(
@@ -185,10 +210,23 @@ async fn main() -> anyhow::Result<()> {
         }
         _ => None,
     };
+    let internal_ips = kube_node
+        .as_ref()
+        .map(|n| n.as_ref().map(kube_node::internal_ips).unwrap_or_default());
     let reg = Registration {
         name: args.node.clone(),
-        ipv4: address(&args.ipv4_address, false)?,
-        ipv6: address(&args.ipv6_address, true)?,
+        ipv4: address(
+            &args.ipv4_address,
+            false,
+            &args.ipv4_autodetection_method,
+            internal_ips.clone(),
+        )?,
+        ipv6: address(
+            &args.ipv6_address,
+            true,
+            &args.ipv6_autodetection_method,
+            internal_ips,
+        )?,
         as_number: args.as_number,
         rr_cluster_id: args.route_reflector_cluster_id.clone(),
         labels: args.labels.iter().cloned().collect::<BTreeMap<_, _>>(),

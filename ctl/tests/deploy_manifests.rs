@@ -58,7 +58,13 @@ const REQUIRED: &[(Identity, &str, &str, &[&str])] = &[
     ),
     ("margay-node", "margay.io", "bgppeers", &["list", "watch"]),
     ("margay-node", "margay.io", "bgpfilters", &["list", "watch"]),
-    ("margay-node", "margay.io", "ippools", &["list", "watch"]),
+    // node/src/default_pool.rs: list, then create the default pools.
+    (
+        "margay-node",
+        "margay.io",
+        "ippools",
+        &["list", "watch", "create"],
+    ),
     ("margay-node", "margay.io", "ipamblocks", &["list", "watch"]),
     (
         "margay-node",

@@ -12,6 +12,7 @@ use ipnetwork::IpNetwork;
 use margay_datastore::{Datastore, DatastoreSpec};
 use margay_node::autodetect::{self, Method};
 use margay_node::cni_install::{CniInstall, conflist};
+use margay_node::default_pool;
 use margay_node::health::{self, HealthCxt};
 use margay_node::kube_node;
 use margay_node::register::{Registration, register};
@@ -194,7 +195,14 @@ async fn main() -> anyhow::Result<()> {
         })
         .transpose()?;
 
+    // Calico's CALICO_IPV{4,6}POOL_* variables (see default_pool).
+    default_pool::unknown_vars(std::env::vars().map(|(k, _)| k))?;
+    let default_pools = default_pool::from_env(|k| std::env::var(k).ok())?;
+
     let ds = connect(&args.datastore).await?;
+    if !ds.is_read_only() {
+        ensure_default_pools(&ds, &default_pools).await?;
+    }
     // On the kubernetes datastore, this node's Kubernetes Node gives the
     // labels copied onto the margay Node (see kube_node).
     let kube_node = match &ds {
@@ -396,6 +404,31 @@ async fn connect(spec: &DatastoreSpec) -> anyhow::Result<Datastore> {
                 delay = (delay * 2).min(Duration::from_secs(5));
             }
             Err(e) => return Err(e).context(format!("datastore {spec}")),
+        }
+    }
+}
+
+/// Creates the default pools unless pools exist, retrying while the
+/// datastore is unavailable.
+async fn ensure_default_pools(
+    ds: &Datastore,
+    pools: &[margay_crds::IPPool],
+) -> anyhow::Result<()> {
+    let mut delay = Duration::from_millis(200);
+    loop {
+        match default_pool::ensure(ds, pools).await {
+            Ok(done) => {
+                for d in done {
+                    info!(?d, "default IPPool");
+                }
+                return Ok(());
+            }
+            Err(e) if e.is_transient() => {
+                warn!(error = %e, "creating the default IPPools; retrying");
+                tokio::time::sleep(delay).await;
+                delay = (delay * 2).min(Duration::from_secs(5));
+            }
+            Err(e) => return Err(e).context("creating the default IPPools"),
         }
     }
 }

@@ -103,6 +103,42 @@ const REQUIRED: &[(Identity, &str, &str, &[&str])] = &[
         "ipamhandles",
         &["get", "list", "create", "update", "delete"],
     ),
+    // controllers/src/run.rs: the Kubernetes Nodes' names (metadata
+    // watch), the margay Nodes (list_and_watch, delete of a departed one);
+    // lease.rs: get, create, update of its Lease (namespaced Role).
+    ("margay-controllers", "", "nodes", &["list", "watch"]),
+    (
+        "margay-controllers",
+        "margay.io",
+        "nodes",
+        &["list", "watch", "delete"],
+    ),
+    (
+        "margay-controllers",
+        "coordination.k8s.io",
+        "leases",
+        &["get", "create", "update"],
+    ),
+    // ipam/src/departed.rs (gc, release_affinity): list, CAS updates,
+    // soft delete then delete; handles lose freed addresses.
+    (
+        "margay-controllers",
+        "margay.io",
+        "ipamblocks",
+        &["get", "list", "update", "delete"],
+    ),
+    (
+        "margay-controllers",
+        "margay.io",
+        "blockaffinities",
+        &["get", "list", "update", "delete"],
+    ),
+    (
+        "margay-controllers",
+        "margay.io",
+        "ipamhandles",
+        &["get", "update", "delete"],
+    ),
     // margayctl (ctl/src/resources.rs, ipam.rs): get/list for `get` and
     // `ipam show|check`, create/update for `apply`, delete for `delete`
     // and `ipam release` (handles).
@@ -175,6 +211,7 @@ const CRATES: &[(Identity, &str)] = &[
     ("margay-node", "felix-lite"),
     ("margay-cni", "cni"),
     ("margay-cni", "ipam"),
+    ("margay-controllers", "controllers"),
     ("role:margay-admin", "ctl"),
 ];
 

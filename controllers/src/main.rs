@@ -24,6 +24,10 @@ struct Args {
     /// addresses, blocks and Node are released.
     #[arg(long, default_value_t = 300)]
     grace_period_secs: u64,
+    /// Seconds a pod must be gone before the addresses allocated to it
+    /// are released (Calico's IPAM GC waits about as long).
+    #[arg(long, default_value_t = 900)]
+    pod_gc_grace_secs: u64,
     /// Namespace of the leader-election Lease.
     #[arg(long, env = "POD_NAMESPACE", default_value = "margay-system")]
     lease_namespace: String,
@@ -76,6 +80,7 @@ async fn main() -> anyhow::Result<()> {
     let lease_duration = Duration::from_secs(args.lease_duration_secs);
     let cfg = Config {
         grace: Duration::from_secs(args.grace_period_secs),
+        pod_grace: Duration::from_secs(args.pod_gc_grace_secs),
         tick: Duration::from_secs(1),
         lease: LeaseConfig {
             namespace: args.lease_namespace,

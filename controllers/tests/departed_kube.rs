@@ -110,6 +110,7 @@ async fn holdings(ds: &Datastore, node: &str) -> (bool, usize, usize, bool) {
 fn config(identity: &str) -> Config {
     Config {
         grace: Duration::from_secs(1),
+        pod_grace: Duration::from_secs(3600),
         tick: Duration::from_millis(200),
         lease: LeaseConfig {
             namespace: NS.into(),
@@ -227,4 +228,89 @@ async fn departed_nodes_are_released_by_the_lease_holder_only() {
     for (_, t, _) in &instances {
         t.abort();
     }
+}
+
+/// A pod-named allocation whose pod is gone is released after the pod
+/// grace period; one whose pod exists stays, until that pod goes too.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn addresses_of_gone_pods_are_released() {
+    use k8s_openapi::api::core::v1::{Container, Pod, PodSpec, ServiceAccount};
+    kube_apiserver_binary("addresses_of_gone_pods_are_released");
+    let server = KubeApiServer::start().await.expect("kube-apiserver starts");
+    server.install_margay().await.expect("deploy/ applies");
+    server
+        .apply_file(&deploy_dir().join("40-controllers.yaml"))
+        .await
+        .expect("deploy/40-controllers.yaml applies");
+    let admin = Datastore::Kubernetes(KubeStore::from_client(server.admin()));
+    let kube: Api<KubeNode> = Api::all(server.admin());
+    admin
+        .create(&IPPool::new(
+            "pool",
+            IPPoolSpec {
+                cidr: "10.60.0.0/16".into(),
+                block_size: Some(26),
+                ..IPPoolSpec::default()
+            },
+        ))
+        .await
+        .unwrap();
+    // No controller-manager here: the default ServiceAccount by hand.
+    let sas: Api<ServiceAccount> = Api::namespaced(server.admin(), "default");
+    let sa = ServiceAccount {
+        metadata: ObjectMeta {
+            name: Some("default".into()),
+            ..ObjectMeta::default()
+        },
+        ..ServiceAccount::default()
+    };
+    sas.create(&PostParams::default(), &sa).await.unwrap();
+    let pods: Api<Pod> = Api::namespaced(server.admin(), "default");
+    let pod = Pod {
+        metadata: ObjectMeta {
+            name: Some("n1-pod".into()),
+            ..ObjectMeta::default()
+        },
+        spec: Some(PodSpec {
+            automount_service_account_token: Some(false),
+            containers: vec![Container {
+                name: "c".into(),
+                image: Some("pause".into()),
+                ..Container::default()
+            }],
+            ..PodSpec::default()
+        }),
+        ..Pod::default()
+    };
+    pods.create(&PostParams::default(), &pod).await.unwrap();
+    // n1's pod exists; n2's ("n2-pod") never did.
+    add_node(&admin, &kube, "n1").await;
+    add_node(&admin, &kube, "n2").await;
+
+    let client = server
+        .service_account_client(NS, "margay-controllers")
+        .await
+        .unwrap();
+    let ds = Datastore::Kubernetes(KubeStore::from_client(client.clone()));
+    let stats = Arc::new(Stats::default());
+    let mut cfg = config("a");
+    cfg.grace = Duration::from_secs(3600);
+    cfg.pod_grace = Duration::from_secs(1);
+    let task = tokio::spawn(run(client, ds, cfg, stats.clone()));
+
+    // Only the address (and handle) go: the node keeps its block.
+    wait("n2-pod's address released", async || {
+        holdings(&admin, "n2").await == (true, 1, 0, false)
+    })
+    .await;
+    assert_eq!(holdings(&admin, "n1").await, (true, 1, 1, true));
+    pods.delete("n1-pod", &DeleteParams::default())
+        .await
+        .unwrap();
+    wait("n1-pod's address released", async || {
+        holdings(&admin, "n1").await == (true, 1, 0, false)
+    })
+    .await;
+    assert_eq!(stats.released_handles.load(Ordering::Relaxed), 2);
+    task.abort();
 }

@@ -107,6 +107,10 @@ const REQUIRED: &[(Identity, &str, &str, &[&str])] = &[
     // watch), the margay Nodes (list_and_watch, delete of a departed one);
     // lease.rs: get, create, update of its Lease (namespaced Role).
     ("margay-controllers", "", "nodes", &["list", "watch"]),
+    // run.rs pods(): the pods' names (metadata watch) for the pod GC.
+    ("margay-controllers", "", "pods", &["list", "watch"]),
+    // The pod GC: release_ips lists the pools.
+    ("margay-controllers", "margay.io", "ippools", &["list"]),
     (
         "margay-controllers",
         "margay.io",
@@ -120,12 +124,13 @@ const REQUIRED: &[(Identity, &str, &str, &[&str])] = &[
         &["get", "create", "update"],
     ),
     // ipam/src/departed.rs (gc, release_affinity): list, CAS updates,
-    // soft delete then delete; handles lose freed addresses.
+    // soft delete then delete; handles lose freed addresses. run.rs
+    // blocks(): list_and_watch for the pod GC.
     (
         "margay-controllers",
         "margay.io",
         "ipamblocks",
-        &["get", "list", "update", "delete"],
+        &["get", "list", "watch", "update", "delete"],
     ),
     (
         "margay-controllers",

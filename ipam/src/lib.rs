@@ -45,6 +45,7 @@ mod store;
 pub use crate::addr::Family;
 pub use crate::assign::{AssignArgs, Assigned, AssignedIp};
 pub use crate::check::{Issue, Report};
+pub use crate::convert::{InvalidBlock, block_from_obj};
 pub use crate::ctx_cache::{CacheStats, ContextCache};
 pub use crate::departed::DepartedRelease;
 pub use crate::error::{IpamError, Result};

@@ -8,7 +8,8 @@
 //! other runtimes) are never candidates.
 //!
 //! Cost: a block event re-reads that block's allocations only; a pod
-//! event touches that pod's handles only; `Tick` visits the candidates.
+//! event touches that pod's handles only (indexes by handle and by pod);
+//! `Tick` visits the candidates; only a (re)list of the pods visits all.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
@@ -54,6 +55,10 @@ pub struct PodGc {
     grace: Duration,
     pods: Option<BTreeSet<PodKey>>,
     blocks: BTreeMap<String, Vec<Allocation>>,
+    /// Indexes over `blocks`, so an event costs what it touches: the
+    /// blocks holding each handle, and the handles of each pod.
+    handle_blocks: BTreeMap<String, BTreeSet<String>>,
+    pod_handles: BTreeMap<PodKey, BTreeSet<String>>,
     /// Handles whose pod is absent, since when.
     missing_since: BTreeMap<String, Instant>,
     in_flight: BTreeSet<String>,
@@ -66,6 +71,8 @@ impl PodGc {
             grace,
             pods: None,
             blocks: BTreeMap::new(),
+            handle_blocks: BTreeMap::new(),
+            pod_handles: BTreeMap::new(),
             missing_since: BTreeMap::new(),
             in_flight: BTreeSet::new(),
             leader: false,
@@ -76,12 +83,8 @@ impl PodGc {
         match ev {
             Event::PodsListed(all) => {
                 self.pods = Some(all);
-                let handles: Vec<String> = self
-                    .blocks
-                    .values()
-                    .flatten()
-                    .map(|a| a.handle.clone())
-                    .collect();
+                let handles: Vec<String> =
+                    self.handle_blocks.keys().cloned().collect();
                 self.missing_since.clear();
                 for h in handles {
                     self.reconsider(&h, now);
@@ -100,36 +103,73 @@ impl PodGc {
                 }
             }
             Event::Block(name, allocs) => {
+                let old = self.unindex(&name);
+                for a in &allocs {
+                    self.handle_blocks
+                        .entry(a.handle.clone())
+                        .or_default()
+                        .insert(name.clone());
+                    self.pod_handles
+                        .entry(a.pod.clone())
+                        .or_default()
+                        .insert(a.handle.clone());
+                }
                 let mut touched: BTreeSet<String> =
                     allocs.iter().map(|a| a.handle.clone()).collect();
-                if let Some(old) = self.blocks.insert(name, allocs) {
-                    touched.extend(old.into_iter().map(|a| a.handle));
-                }
+                touched.extend(old.into_iter().map(|a| a.handle));
+                self.blocks.insert(name, allocs);
                 for h in touched {
                     self.reconsider(&h, now);
                 }
             }
             Event::BlockDeleted(name) => {
-                for a in self.blocks.remove(&name).unwrap_or_default() {
+                for a in self.unindex(&name) {
                     self.reconsider(&a.handle, now);
                 }
             }
             Event::Leader(l) => self.leader = l,
             Event::Tick => {}
             Event::ReleaseDone(h) => {
+                // Still there (the release failed or left an address
+                // alone): a new grace period, then another try.
                 self.in_flight.remove(&h);
                 self.missing_since.remove(&h);
+                self.reconsider(&h, now);
             }
         }
         self.due(now)
+    }
+
+    /// Takes block `name` out of `blocks` and the indexes; returns its
+    /// allocations.
+    fn unindex(&mut self, name: &str) -> Vec<Allocation> {
+        let old = self.blocks.remove(name).unwrap_or_default();
+        for a in &old {
+            if let Some(bs) = self.handle_blocks.get_mut(&a.handle) {
+                bs.remove(name);
+                if bs.is_empty() {
+                    self.handle_blocks.remove(&a.handle);
+                    if let Some(hs) = self.pod_handles.get_mut(&a.pod) {
+                        hs.remove(&a.handle);
+                        if hs.is_empty() {
+                            self.pod_handles.remove(&a.pod);
+                        }
+                    }
+                }
+            }
+        }
+        old
     }
 
     fn allocations_of<'a>(
         &'a self,
         handle: &'a str,
     ) -> impl Iterator<Item = &'a Allocation> + 'a {
-        self.blocks
-            .values()
+        self.handle_blocks
+            .get(handle)
+            .into_iter()
+            .flatten()
+            .filter_map(|b| self.blocks.get(b))
             .flatten()
             .filter(move |a| a.handle == handle)
     }
@@ -148,13 +188,7 @@ impl PodGc {
     }
 
     fn reconsider_pod(&mut self, pod: &PodKey, now: Instant) {
-        let handles: BTreeSet<String> = self
-            .blocks
-            .values()
-            .flatten()
-            .filter(|a| &a.pod == pod)
-            .map(|a| a.handle.clone())
-            .collect();
+        let handles = self.pod_handles.get(pod).cloned().unwrap_or_default();
         for h in handles {
             self.reconsider(&h, now);
         }
@@ -245,6 +279,33 @@ mod tests {
         let blk = vec![alloc("10.0.0.3", "h-new", "new", 1)];
         g.handle(Event::Block("b".into(), blk), t0);
         g.handle(Event::PodAdded(pod("new")), t0 + s(5));
+        assert!(g.handle(Event::Tick, t0 + s(100)).is_empty());
+    }
+
+    #[test]
+    fn a_block_rewrite_and_delete_keep_the_indexes_right() {
+        let t0 = Instant::now();
+        let s = Duration::from_secs;
+        let mut g = PodGc::new(s(10));
+        g.handle(Event::Leader(true), t0);
+        g.handle(Event::PodsListed(BTreeSet::new()), t0);
+        // One handle in two blocks: both addresses go together.
+        g.handle(
+            Event::Block("b1".into(), vec![alloc("10.0.0.1", "h", "p", 1)]),
+            t0,
+        );
+        g.handle(
+            Event::Block("b2".into(), vec![alloc("10.0.1.1", "h", "p", 2)]),
+            t0,
+        );
+        let r = g.handle(Event::Tick, t0 + s(10));
+        assert_eq!(r.len(), 1);
+        assert_eq!(r[0].ips.len(), 2);
+        g.handle(Event::ReleaseDone("h".into()), t0 + s(11));
+        // The release emptied b1; b2 is deleted: nothing is left to free.
+        g.handle(Event::Block("b1".into(), Vec::new()), t0 + s(11));
+        g.handle(Event::BlockDeleted("b2".into()), t0 + s(11));
+        assert!(g.handle_blocks.is_empty() && g.pod_handles.is_empty());
         assert!(g.handle(Event::Tick, t0 + s(100)).is_empty());
     }
 }

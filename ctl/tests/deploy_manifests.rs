@@ -58,7 +58,13 @@ const REQUIRED: &[(Identity, &str, &str, &[&str])] = &[
     ),
     ("margay-node", "margay.io", "bgppeers", &["list", "watch"]),
     ("margay-node", "margay.io", "bgpfilters", &["list", "watch"]),
-    ("margay-node", "margay.io", "ippools", &["list", "watch"]),
+    // node/src/default_pool.rs: list, then create the default pools.
+    (
+        "margay-node",
+        "margay.io",
+        "ippools",
+        &["list", "watch", "create"],
+    ),
     (
         "margay-node",
         "margay.io",
@@ -71,6 +77,9 @@ const REQUIRED: &[(Identity, &str, &str, &[&str])] = &[
         "blockaffinities",
         &["list", "watch"],
     ),
+    // node/src/kube_node.rs: get, then watch_object (list + watch) of
+    // its own core/v1 Node.
+    ("margay-node", "", "nodes", &["get", "list", "watch"]),
     // bgpd: BGPPeer password.secretKeyRef (namespaced Role).
     ("margay-node", "", "secrets", &["get"]),
     // ipam/src/ipam.rs load_ctx: get IPAMConfig and this Node, list pools
@@ -98,6 +107,47 @@ const REQUIRED: &[(Identity, &str, &str, &[&str])] = &[
         "margay.io",
         "ipamhandles",
         &["get", "list", "create", "update", "delete"],
+    ),
+    // controllers/src/run.rs: the Kubernetes Nodes' names (metadata
+    // watch), the margay Nodes (list_and_watch, delete of a departed one);
+    // lease.rs: get, create, update of its Lease (namespaced Role).
+    ("margay-controllers", "", "nodes", &["list", "watch"]),
+    // run.rs pods(): the pods' names (metadata watch) for the pod GC.
+    ("margay-controllers", "", "pods", &["list", "watch"]),
+    // The pod GC: release_ips lists the pools.
+    ("margay-controllers", "margay.io", "ippools", &["list"]),
+    (
+        "margay-controllers",
+        "margay.io",
+        "nodes",
+        &["list", "watch", "delete"],
+    ),
+    (
+        "margay-controllers",
+        "coordination.k8s.io",
+        "leases",
+        &["get", "create", "update"],
+    ),
+    // ipam/src/departed.rs (gc, release_affinity): list, CAS updates,
+    // soft delete then delete; handles lose freed addresses. run.rs
+    // blocks(): list_and_watch for the pod GC.
+    (
+        "margay-controllers",
+        "margay.io",
+        "ipamblocks",
+        &["get", "list", "watch", "update", "delete"],
+    ),
+    (
+        "margay-controllers",
+        "margay.io",
+        "blockaffinities",
+        &["get", "list", "update", "delete"],
+    ),
+    (
+        "margay-controllers",
+        "margay.io",
+        "ipamhandles",
+        &["get", "update", "delete"],
     ),
     // margayctl (ctl/src/resources.rs, ipam.rs): get/list for `get` and
     // `ipam show|check`, create/update for `apply`, delete for `delete`
@@ -171,6 +221,7 @@ const CRATES: &[(Identity, &str)] = &[
     ("margay-node", "felix-lite"),
     ("margay-cni", "cni"),
     ("margay-cni", "ipam"),
+    ("margay-controllers", "controllers"),
     ("role:margay-admin", "ctl"),
 ];
 

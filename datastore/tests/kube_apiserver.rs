@@ -334,8 +334,8 @@ async fn crd_unknown_fields_are_pruned_or_refused() {
 
 /// The real authorizer applies deploy/20-rbac.yaml: each identity can do
 /// what its role grants and is refused (403, named in the error) what it
-/// does not: margay-cni cannot write BGPPeers, margay-node cannot create
-/// IPPools.
+/// does not: margay-cni cannot write BGPPeers, margay-node cannot update
+/// or delete IPPools.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rbac_refuses_what_roles_do_not_grant() {
     let Some(server) =
@@ -374,7 +374,15 @@ async fn rbac_refuses_what_roles_do_not_grant() {
          spec: {cidr: 10.244.0.0/16}\n",
     )
     .unwrap();
-    let err = node.create(&pool).await.unwrap_err();
+    // margay-node creates the default IPPool at first install (create
+    // only): it can never change or delete a pool.
+    let created = node.create(&pool).await.unwrap();
+    let err = node.update(&created).await.unwrap_err();
+    assert!(forbidden(&err, "margay-node", "ippools"), "{err}");
+    let err = node
+        .delete::<margay_crds::IPPool>("p", None)
+        .await
+        .unwrap_err();
     assert!(forbidden(&err, "margay-node", "ippools"), "{err}");
 }
 
@@ -502,7 +510,11 @@ async fn deploy_manifests_are_accepted() {
         return;
     };
     let deploy = margay_testkit::deploy_dir();
-    for file in ["10-configmap.yaml", "30-daemonset.yaml"] {
+    for file in [
+        "10-configmap.yaml",
+        "30-daemonset.yaml",
+        "40-controllers.yaml",
+    ] {
         server.apply_file(&deploy.join(file)).await.unwrap();
     }
     let ar = ApiResource::from_gvk(&kube::core::GroupVersionKind::gvk(

@@ -8,7 +8,9 @@
 
 pub mod autodetect;
 pub mod cni_install;
+pub mod default_pool;
 pub mod health;
+pub mod kube_node;
 pub mod metrics;
 pub mod register;
 pub mod supervise;

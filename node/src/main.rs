@@ -1,7 +1,7 @@
 //! `margay-node`: the per-node agent (see the library docs).
 
 use std::collections::BTreeMap;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
@@ -10,9 +10,11 @@ use anyhow::{Context, bail};
 use clap::Parser;
 use ipnetwork::IpNetwork;
 use margay_datastore::{Datastore, DatastoreSpec};
-use margay_node::autodetect;
+use margay_node::autodetect::{self, Method};
 use margay_node::cni_install::{CniInstall, conflist};
+use margay_node::default_pool;
 use margay_node::health::{self, HealthCxt};
+use margay_node::kube_node;
 use margay_node::register::{Registration, register};
 use margay_node::supervise::{
     ChildSpec, ChildState, Stop, supervise, take_restart_marker,
@@ -31,13 +33,31 @@ struct Args {
     /// This node's name (the Node resource and the CNI nodename).
     #[arg(long, env = "NODE_NAME")]
     node: String,
-    /// BGP IPv4 address in CIDR form; "autodetect" uses the interface that
-    /// holds the default route; "none" registers no IPv4 address.
+    /// BGP IPv4 address in CIDR form; "autodetect" picks one with
+    /// --ipv4-autodetection-method; "none" registers no IPv4 address.
     #[arg(long, default_value = "autodetect")]
     ipv4_address: String,
     /// BGP IPv6 address in CIDR form, "autodetect" or "none".
     #[arg(long, default_value = "none")]
     ipv6_address: String,
+    /// How "autodetect" picks the IPv4 address, as Calico's
+    /// IP_AUTODETECTION_METHOD: first-found, interface=REGEX,
+    /// skip-interface=REGEX, cidr=CIDR,..., can-reach=DEST,
+    /// kubernetes-internal-ip, or default-route (the address of the
+    /// interface holding the default route).
+    #[arg(
+        long,
+        env = "IP_AUTODETECTION_METHOD",
+        default_value = "default-route"
+    )]
+    ipv4_autodetection_method: Method,
+    /// The same for IPv6 (Calico's IP6_AUTODETECTION_METHOD).
+    #[arg(
+        long,
+        env = "IP6_AUTODETECTION_METHOD",
+        default_value = "default-route"
+    )]
+    ipv6_autodetection_method: Method,
     /// Per-node AS number (spec.bgp.asNumber); default: BGPConfiguration's.
     #[arg(long)]
     as_number: Option<u32>,
@@ -109,7 +129,12 @@ fn metrics_addr(flag: &str, arg: &str) -> anyhow::Result<Option<SocketAddr>> {
     }
 }
 
-fn address(arg: &str, v6: bool) -> anyhow::Result<Option<IpNetwork>> {
+fn address(
+    arg: &str,
+    v6: bool,
+    method: &Method,
+    internal_ips: Option<Vec<IpAddr>>,
+) -> anyhow::Result<Option<IpNetwork>> {
     let flag = if v6 {
         "--ipv6-address"
     } else {
@@ -117,10 +142,12 @@ fn address(arg: &str, v6: bool) -> anyhow::Result<Option<IpNetwork>> {
     };
     match arg {
         "none" => Ok(None),
-        "autodetect" => Ok(Some(
-            autodetect::detect(v6)
-                .with_context(|| format!("{flag} autodetect"))?,
-        )),
+        "autodetect" => {
+            let net = autodetect::detect(method, v6, internal_ips)
+                .with_context(|| format!("{flag} autodetect"))?;
+            info!(%net, ?method, "autodetected the node address");
+            Ok(Some(net))
+        }
         cidr => {
             let net: IpNetwork = cidr.parse().with_context(|| {
                 format!(
@@ -153,20 +180,6 @@ async fn main() -> anyhow::Result<()> {
     };
     std::fs::create_dir_all(&args.run_dir)
         .with_context(|| format!("creating {}", args.run_dir.display()))?;
-    let reg = Registration {
-        name: args.node.clone(),
-        ipv4: address(&args.ipv4_address, false)?,
-        ipv6: address(&args.ipv6_address, true)?,
-        as_number: args.as_number,
-        rr_cluster_id: args.route_reflector_cluster_id.clone(),
-        labels: args.labels.iter().cloned().collect::<BTreeMap<_, _>>(),
-    };
-    if reg.ipv4.is_none() && reg.ipv6.is_none() {
-        bail!(
-            "the node needs a BGP address: set --ipv4-address or --ipv6-address"
-        );
-    }
-    info!(node = %reg.name, ipv4 = ?reg.ipv4, ipv6 = ?reg.ipv6, "starting");
     let cni_socket = match args.cni_socket.as_deref() {
         Some("none") => None,
         Some(p) => Some(PathBuf::from(p)),
@@ -182,10 +195,70 @@ async fn main() -> anyhow::Result<()> {
         })
         .transpose()?;
 
+    // Calico's CALICO_IPV{4,6}POOL_* variables (see default_pool).
+    default_pool::unknown_vars(std::env::vars().map(|(k, _)| k))?;
+    let default_pools = default_pool::from_env(|k| std::env::var(k).ok())?;
+
     let ds = connect(&args.datastore).await?;
+    if !ds.is_read_only() {
+        ensure_default_pools(&ds, &default_pools).await?;
+    }
+    // On the kubernetes datastore, this node's Kubernetes Node gives the
+    // labels copied onto the margay Node (see kube_node).
+    let kube_node = match &ds {
+        Datastore::Kubernetes(k) => {
+            let node =
+                kube_node::get(k.client(), &args.node).await.with_context(
+                    || format!("reading the Kubernetes Node {:?}", args.node),
+                )?;
+            if node.is_none() {
+                warn!(node = %args.node, "no Kubernetes Node of this name (yet): its labels are copied once it exists");
+            }
+            Some(node)
+        }
+        _ => None,
+    };
+    let internal_ips = kube_node
+        .as_ref()
+        .map(|n| n.as_ref().map(kube_node::internal_ips).unwrap_or_default());
+    let reg = Registration {
+        name: args.node.clone(),
+        ipv4: address(
+            &args.ipv4_address,
+            false,
+            &args.ipv4_autodetection_method,
+            internal_ips.clone(),
+        )?,
+        ipv6: address(
+            &args.ipv6_address,
+            true,
+            &args.ipv6_autodetection_method,
+            internal_ips,
+        )?,
+        as_number: args.as_number,
+        rr_cluster_id: args.route_reflector_cluster_id.clone(),
+        labels: args.labels.iter().cloned().collect::<BTreeMap<_, _>>(),
+        kube_labels: kube_node.as_ref().and_then(|n| {
+            n.as_ref()
+                .map(|n| n.metadata.labels.clone().unwrap_or_default())
+        }),
+    };
+    if reg.ipv4.is_none() && reg.ipv6.is_none() {
+        bail!(
+            "the node needs a BGP address: set --ipv4-address or --ipv6-address"
+        );
+    }
+    info!(node = %reg.name, ipv4 = ?reg.ipv4, ipv6 = ?reg.ipv6, "starting");
     register(&ds, &reg, Duration::from_secs(120))
         .await
         .context("registering the Node resource")?;
+    if let Datastore::Kubernetes(k) = &ds {
+        tokio::spawn(kube_node::sync_labels(
+            k.client().clone(),
+            ds.clone(),
+            reg.clone(),
+        ));
+    }
 
     if args.install_cni {
         CniInstall {
@@ -331,6 +404,31 @@ async fn connect(spec: &DatastoreSpec) -> anyhow::Result<Datastore> {
                 delay = (delay * 2).min(Duration::from_secs(5));
             }
             Err(e) => return Err(e).context(format!("datastore {spec}")),
+        }
+    }
+}
+
+/// Creates the default pools unless pools exist, retrying while the
+/// datastore is unavailable.
+async fn ensure_default_pools(
+    ds: &Datastore,
+    pools: &[margay_crds::IPPool],
+) -> anyhow::Result<()> {
+    let mut delay = Duration::from_millis(200);
+    loop {
+        match default_pool::ensure(ds, pools).await {
+            Ok(done) => {
+                for d in done {
+                    info!(?d, "default IPPool");
+                }
+                return Ok(());
+            }
+            Err(e) if e.is_transient() => {
+                warn!(error = %e, "creating the default IPPools; retrying");
+                tokio::time::sleep(delay).await;
+                delay = (delay * 2).min(Duration::from_secs(5));
+            }
+            Err(e) => return Err(e).context("creating the default IPPools"),
         }
     }
 }

@@ -8,6 +8,11 @@ use margay_crds::{Node, NodeBGPSpec, NodeSpec};
 use margay_datastore::{Datastore, DatastoreError};
 use tracing::{info, warn};
 
+use crate::kube_node::{
+    KUBE_LABELS_ANNOTATION, kube_labels_annotation, merge_labels,
+    previous_kube_labels,
+};
+
 /// What the agent knows about its node.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Registration {
@@ -16,19 +21,42 @@ pub struct Registration {
     pub ipv6: Option<IpNetwork>,
     pub as_number: Option<u32>,
     pub rr_cluster_id: Option<String>,
+    /// `--label` flags.
     pub labels: BTreeMap<String, String>,
+    /// The Kubernetes Node's labels, on the kubernetes datastore (`None`:
+    /// not known, the labels copied earlier stay as they are).
+    pub kube_labels: Option<BTreeMap<String, String>>,
 }
 
 /// The Node as it should be: `existing` (if any) with this agent's fields
 /// set. Fields the agent does not manage, and labels it does not set, are
-/// kept, so an operator's edits survive agent restarts.
+/// kept, so an operator's edits survive agent restarts (label precedence:
+/// [`crate::kube_node`]).
 pub fn desired_node(existing: Option<Node>, reg: &Registration) -> Node {
     let mut node =
         existing.unwrap_or_else(|| Node::new(&reg.name, NodeSpec::default()));
-    let labels = node.metadata.labels.get_or_insert_with(BTreeMap::new);
-    for (k, v) in &reg.labels {
-        labels.insert(k.clone(), v.clone());
-    }
+    let current = node.metadata.labels.take().unwrap_or_default();
+    let labels = match &reg.kube_labels {
+        Some(kube) => {
+            let previous =
+                previous_kube_labels(node.metadata.annotations.as_ref());
+            node.metadata
+                .annotations
+                .get_or_insert_with(BTreeMap::new)
+                .insert(
+                    KUBE_LABELS_ANNOTATION.to_string(),
+                    kube_labels_annotation(kube),
+                );
+            merge_labels(&current, &previous, kube, &reg.labels)
+        }
+        None => merge_labels(
+            &current,
+            &BTreeMap::new(),
+            &BTreeMap::new(),
+            &reg.labels,
+        ),
+    };
+    node.metadata.labels = Some(labels);
     let bgp = node.spec.bgp.get_or_insert_with(NodeBGPSpec::default);
     if let Some(v4) = reg.ipv4 {
         bgp.ipv4_address = Some(v4.to_string());

@@ -3,7 +3,7 @@
 
 use std::path::{Path, PathBuf};
 
-use k8s_openapi::api::apps::v1::DaemonSet;
+use k8s_openapi::api::apps::v1::{DaemonSet, Deployment};
 use k8s_openapi::api::core::v1::{
     ConfigMap, Namespace, Secret, ServiceAccount,
 };
@@ -44,6 +44,7 @@ pub fn manifest_files() -> Vec<PathBuf> {
 #[derive(Default)]
 pub struct Manifests {
     pub daemonsets: Vec<DaemonSet>,
+    pub deployments: Vec<Deployment>,
     pub config_maps: Vec<ConfigMap>,
     pub service_accounts: Vec<ServiceAccount>,
     pub secrets: Vec<Secret>,
@@ -138,6 +139,9 @@ pub fn load() -> Manifests {
                 ("v1", "Secret") => m.secrets.push(typed(&value, &at)),
                 ("apps/v1", "DaemonSet") => {
                     m.daemonsets.push(typed(&value, &at))
+                }
+                ("apps/v1", "Deployment") => {
+                    m.deployments.push(typed(&value, &at))
                 }
                 ("rbac.authorization.k8s.io/v1", "ClusterRole") => {
                     m.cluster_roles.push(typed(&value, &at))

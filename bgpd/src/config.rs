@@ -680,5 +680,4 @@ fn secs(d: Duration) -> u16 {
 }
 
 #[cfg(test)]
-#[path = "config_tests.rs"]
 mod tests;

@@ -469,5 +469,4 @@ impl Fsm {
 }
 
 #[cfg(test)]
-#[path = "fsm_tests.rs"]
 pub(crate) mod tests;

@@ -15,19 +15,14 @@ use margay_bgpd::speaker::{Output, PeerCfg, Speaker, SpeakerCfg};
 use margay_ctlproto::{PeerType, RibEvent};
 
 /// RFC 7607: AS 0 in AS_PATH / AS4_PATH is treat-as-withdraw.
-#[path = "speaker_sansio/as_zero.rs"]
 mod as_zero;
 /// RFC 8950: IPv4 NLRI with an IPv6 next hop.
-#[path = "speaker_sansio/ext_next_hop.rs"]
 mod ext_next_hop;
 /// Max-prefix back-off: held Idle until the restart interval or a reset.
-#[path = "speaker_sansio/max_prefix.rs"]
 mod max_prefix;
 /// RFC 4724 4.1: the restarting speaker defers its advertisements.
-#[path = "speaker_sansio/restarting.rs"]
 mod restarting;
 /// Shutdown: Cease / Administrative Shutdown to every peer.
-#[path = "speaker_sansio/shutdown.rs"]
 mod shutdown;
 
 fn peer(addr: [u8; 4], asn: u32) -> PeerCfg {

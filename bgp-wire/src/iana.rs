@@ -3,6 +3,8 @@
 
 use std::fmt;
 
+use strum::FromRepr;
+
 // ===== address families =====
 
 /// Address Family Identifier (IANA "Address Family Numbers").
@@ -144,8 +146,9 @@ impl FamilySet {
 
 // ===== message types (RFC 4271 4.1, RFC 2918 3) =====
 
-/// BGP message type codes.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+/// BGP message type codes; `MessageType::from_repr` maps a wire code
+/// (`None` for unknown types).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, FromRepr)]
 #[repr(u8)]
 pub enum MessageType {
     Open = 1,
@@ -153,20 +156,6 @@ pub enum MessageType {
     Notification = 3,
     Keepalive = 4,
     RouteRefresh = 5,
-}
-
-impl MessageType {
-    /// Maps a wire type code; `None` for unknown types.
-    pub fn from_u8(v: u8) -> Option<MessageType> {
-        Some(match v {
-            1 => MessageType::Open,
-            2 => MessageType::Update,
-            3 => MessageType::Notification,
-            4 => MessageType::Keepalive,
-            5 => MessageType::RouteRefresh,
-            _ => return None,
-        })
-    }
 }
 
 // ===== path attribute type codes =====

@@ -4,13 +4,15 @@
 
 use std::time::Duration;
 
-use bgp_wire::{DecodeCxt, Message, NextHop, UpdateMsg, Verdict};
+use bgp_wire::{
+    CeaseSubcode, DecodeCxt, Message, NextHop, NotificationMsg, UpdateMsg,
+    Verdict,
+};
 use bytes::Bytes;
 
 use crate::caps::Family;
 use crate::fsm::{Action, ConnId, DownReason, Event, State};
 use crate::neighbor::NbrAction;
-use crate::notification::Notification;
 use crate::policy;
 use crate::rib::{Attrs, PeerId, SourceInfo};
 use crate::speaker::{
@@ -76,7 +78,7 @@ impl Speaker {
             Action::SendNotification(conn, n) => {
                 tracing::warn!(peer = %p.cfg.name, "sending {n}");
                 p.last_error = Some(format!("sent {n}"));
-                let msg = Message::Notification((&n).into());
+                let msg = Message::Notification(n);
                 if let Ok(b) = msg.to_bytes(&DecodeCxt::default()) {
                     self.send(id, conn, b.freeze());
                 }
@@ -134,7 +136,7 @@ impl Speaker {
             Err(e) => {
                 tracing::warn!(peer = %p.cfg.name, "bad message: {e}");
                 p.last_error = Some(format!("bad message: {e}"));
-                Event::MessageError(e.to_notification().into())
+                Event::MessageError(e.into())
             }
             Ok(Message::Open(o)) => {
                 let ev = Event::OpenReceived(wire::peer_open(&o));
@@ -143,7 +145,6 @@ impl Speaker {
             }
             Ok(Message::Keepalive) => Event::KeepaliveReceived,
             Ok(Message::Notification(n)) => {
-                let n = Notification::from(n);
                 tracing::warn!(peer = %p.cfg.name, "received {n}");
                 p.last_error = Some(format!("received {n}"));
                 Event::NotificationReceived(n)
@@ -295,7 +296,7 @@ impl Speaker {
             .first()
             .copied()
             .unwrap_or(Family::Ipv4Unicast);
-        let n = Notification::max_prefixes(fam.afi(), fam.safi(), limit);
+        let n = NotificationMsg::max_prefixes(fam.afi(), fam.safi(), limit);
         self.counters.max_prefix_ceases += 1;
         let restart = p.cfg.max_prefixes_restart;
         let reason = format!("maximum prefixes exceeded ({count} > {limit})");
@@ -415,10 +416,7 @@ impl Speaker {
             self.send(id, conn, out.freeze());
         } else {
             let conn = s.conn;
-            let n = Notification::new(
-                crate::notification::code::CEASE,
-                crate::notification::cease::OTHER_CONFIG_CHANGE,
-            );
+            let n = NotificationMsg::cease(CeaseSubcode::OtherConfigChange);
             let acts = p.nbr.conn_event(conn, Event::MessageError(n));
             self.apply(id, acts);
         }

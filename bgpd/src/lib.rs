@@ -12,7 +12,6 @@ pub mod fsm;
 pub mod metrics;
 pub mod neighbor;
 pub mod network;
-pub mod notification;
 pub mod policy;
 mod restart;
 pub mod rib;

@@ -4,7 +4,7 @@
 use crate::fsm::{
     Action, ConnId, ConnIdSource, Event, Fsm, FsmConfig, State, Timer,
 };
-use crate::notification::Notification;
+use bgp_wire::{CeaseSubcode, NotificationMsg};
 
 /// An action tagged with the FSM instance that produced it (timers are
 /// keyed by that instance).
@@ -79,7 +79,7 @@ impl Neighbor {
     /// ManualStop on every connection, with an RFC 9003 message.
     pub fn stop(
         &mut self,
-        subcode: u8,
+        subcode: CeaseSubcode,
         message: Option<&str>,
     ) -> Vec<NbrAction> {
         self.enabled = false;
@@ -97,7 +97,7 @@ impl Neighbor {
 
     /// End every connection with NOTIFICATION `n` and refuse the peer's
     /// connections until [`Neighbor::start`] (RFC 4486 max prefixes).
-    pub fn stop_with(&mut self, n: Notification) -> Vec<NbrAction> {
+    pub fn stop_with(&mut self, n: NotificationMsg) -> Vec<NbrAction> {
         self.enabled = false;
         let ev = Event::StopWith(n);
         let mut out = Vec::new();
@@ -302,9 +302,9 @@ mod tests {
     use crate::caps::GracefulRestartCap;
     use crate::fsm::DownReason;
     use crate::fsm::tests::{cfg, open};
-    use crate::notification::{Notification, cease};
+    use bgp_wire::{CeaseSubcode, NotificationMsg};
 
-    fn ceases(out: &[NbrAction]) -> Vec<(ConnId, Notification)> {
+    fn ceases(out: &[NbrAction]) -> Vec<(ConnId, NotificationMsg)> {
         out.iter()
             .filter_map(|(_, a)| match a {
                 Action::SendNotification(c, n) => Some((*c, n.clone())),
@@ -347,7 +347,7 @@ mod tests {
         let c = ceases(&a);
         assert_eq!(c.len(), 1);
         assert_eq!(c[0].0, out_conn);
-        assert_eq!(c[0].1.subcode, cease::COLLISION_RESOLUTION);
+        assert_eq!(c[0].1.subcode, CeaseSubcode::CollisionResolution as u8);
         assert_eq!(n.primary().conn(), Some(in_conn));
         n.conn_event(in_conn, Event::KeepaliveReceived);
         assert_eq!(n.state(), State::Established);
@@ -401,7 +401,10 @@ mod tests {
         let a = n
             .conn_event(2, Event::OpenReceived(open(65001, 90, [10, 0, 0, 2])));
         let c = ceases(&a);
-        assert_eq!((c[0].0, c[0].1.subcode), (2, cease::COLLISION_RESOLUTION));
+        assert_eq!(
+            (c[0].0, c[0].1.subcode),
+            (2, CeaseSubcode::CollisionResolution as u8)
+        );
         assert_eq!(n.primary().conn(), Some(old));
         assert_eq!(n.state(), State::Established);
     }

@@ -8,7 +8,7 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use bgp_wire::{DecodeCxt, OpenMsg};
+use bgp_wire::{CeaseSubcode, DecodeCxt, NotificationMsg, OpenMsg};
 use bytes::Bytes;
 use foldhash::fast::RandomState;
 use ipnetwork::IpNetwork;
@@ -18,7 +18,6 @@ use crate::bfd::client::BfdSessions;
 use crate::caps::{Capabilities, Family, GracefulRestartCap, Negotiated};
 use crate::fsm::{self, ConnId, FsmConfig, State};
 use crate::neighbor::Neighbor;
-use crate::notification::cease;
 use crate::policy::{GlobalPolicy, SessionPolicy};
 use crate::rib::{Attrs, LOCAL, PeerId, Rib};
 
@@ -322,13 +321,13 @@ impl Speaker {
         for id in ids {
             let name = self.peers[&id].cfg.name.clone();
             match wanted.remove(&name) {
-                None => self.remove_peer(id, cease::PEER_DECONFIGURED),
+                None => self.remove_peer(id, CeaseSubcode::PeerDeconfigured),
                 Some(c) if c == self.peers[&id].cfg => {}
                 Some(c) if c.same_session(&self.peers[&id].cfg) => {
                     self.update_policy(id, c)
                 }
                 Some(c) => {
-                    self.remove_peer(id, cease::OTHER_CONFIG_CHANGE);
+                    self.remove_peer(id, CeaseSubcode::OtherConfigChange);
                     self.add_peer(c);
                 }
             }
@@ -412,7 +411,7 @@ impl Speaker {
         }
     }
 
-    fn remove_peer(&mut self, id: PeerId, subcode: u8) {
+    fn remove_peer(&mut self, id: PeerId, subcode: CeaseSubcode) {
         let Some(p) = self.peers.get_mut(&id) else {
             return;
         };
@@ -529,7 +528,7 @@ impl Speaker {
     pub(crate) fn hold_idle(
         &mut self,
         id: PeerId,
-        n: crate::notification::Notification,
+        n: NotificationMsg,
         reason: String,
         restart_after: Option<Duration>,
     ) {
@@ -603,10 +602,7 @@ impl Speaker {
         p.last_error = None;
         match p.nbr.established().and_then(|f| f.conn()) {
             Some(conn) => {
-                let n = crate::notification::Notification::new(
-                    crate::notification::code::CEASE,
-                    cease::ADMIN_RESET,
-                );
+                let n = NotificationMsg::cease(CeaseSubcode::AdminReset);
                 let acts = p.nbr.conn_event(conn, fsm::Event::MessageError(n));
                 self.apply(id, acts);
                 Ok(format!(
@@ -684,7 +680,7 @@ impl Speaker {
                 continue;
             };
             tracing::info!(peer = %p.cfg.name, "administrative shutdown");
-            let acts = p.nbr.stop(cease::ADMIN_SHUTDOWN, Some(message));
+            let acts = p.nbr.stop(CeaseSubcode::AdminShutdown, Some(message));
             self.apply(id, acts);
         }
     }

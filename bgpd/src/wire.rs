@@ -1,13 +1,10 @@
 //! Conversions between bgp-wire's message types and the FSM's view of
 //! OPENs, capabilities and NOTIFICATIONs.
 
-use bgp_wire::{
-    Afi, Capability, ExtNextHop, GrFamily, NotificationMsg, OpenMsg,
-};
+use bgp_wire::{Afi, Capability, ExtNextHop, GrFamily, OpenMsg};
 
 use crate::caps::{Capabilities, Family, GracefulRestartCap};
 use crate::fsm::{OpenParams, PeerOpen};
-use crate::notification::Notification;
 
 /// Our family type as bgp-wire's.
 pub fn family_to_wire(f: Family) -> bgp_wire::Family {
@@ -131,27 +128,10 @@ pub fn open_to_wire(p: &OpenParams) -> OpenMsg {
 /// A received OPEN as the FSM sees it.
 pub fn peer_open(o: &OpenMsg) -> PeerOpen {
     PeerOpen {
-        version: o.version,
         my_as: o.my_as,
         hold_time: o.hold_time,
         bgp_id: o.bgp_id,
         caps: caps_from_wire(&o.capabilities),
-    }
-}
-
-impl From<NotificationMsg> for Notification {
-    fn from(n: NotificationMsg) -> Self {
-        Notification::with_data(n.code, n.subcode, n.data)
-    }
-}
-
-impl From<&Notification> for NotificationMsg {
-    fn from(n: &Notification) -> Self {
-        NotificationMsg {
-            code: n.code,
-            subcode: n.subcode,
-            data: n.data.clone(),
-        }
     }
 }
 
@@ -177,7 +157,7 @@ mod tests {
             mp_other: false,
         };
         let p = OpenParams {
-            my_as: crate::fsm::AS_TRANS,
+            my_as: bgp_wire::iana::AS_TRANS,
             hold_time: 90,
             bgp_id: Ipv4Addr::new(1, 2, 3, 4),
             caps: caps.clone(),
@@ -198,7 +178,7 @@ mod tests {
         assert_eq!(back, w);
         let po = peer_open(&back);
         assert_eq!(po.caps, caps);
-        assert_eq!(po.my_as, crate::fsm::AS_TRANS);
+        assert_eq!(po.my_as, bgp_wire::iana::AS_TRANS);
         assert_eq!(po.hold_time, 90);
     }
 }

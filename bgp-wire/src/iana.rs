@@ -12,6 +12,7 @@ use strum::FromRepr;
 /// Values we do not implement are kept in `Other` so that capabilities and
 /// ROUTE-REFRESH messages for them survive a decode/encode round trip.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
 pub enum Afi {
     Ipv4,
     Ipv6,
@@ -20,6 +21,7 @@ pub enum Afi {
 
 /// Subsequent Address Family Identifier (RFC 4760 section 6).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
 pub enum Safi {
     Unicast,
     Multicast,
@@ -28,6 +30,7 @@ pub enum Safi {
 
 /// An AFI/SAFI pair.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
 pub struct Family {
     pub afi: Afi,
     pub safi: Safi,

@@ -54,6 +54,7 @@ pub enum Capability {
 
 /// RFC 4724 3 graceful restart capability.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Hash)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
 pub struct GracefulRestartCap {
     /// "Restart State" (R) bit: the sender has restarted.
     pub restart_state: bool,
@@ -66,6 +67,7 @@ pub struct GracefulRestartCap {
 
 /// One AFI/SAFI in the graceful restart capability.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
 pub struct GrFamily {
     pub family: Family,
     /// "Forwarding State" (F) bit: forwarding state was preserved.

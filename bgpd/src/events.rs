@@ -5,12 +5,12 @@
 use std::time::Duration;
 
 use bgp_wire::{
-    CeaseSubcode, DecodeCxt, Message, NextHop, NotificationMsg, UpdateMsg,
-    Verdict,
+    CeaseSubcode, DecodeCxt, Family, Message, NextHop, NotificationMsg,
+    UpdateMsg, Verdict,
 };
 use bytes::Bytes;
 
-use crate::caps::Family;
+use crate::caps;
 use crate::fsm::{Action, ConnId, DownReason, Event, State};
 use crate::neighbor::NbrAction;
 use crate::policy;
@@ -18,7 +18,6 @@ use crate::rib::{Attrs, PeerId, SourceInfo};
 use crate::speaker::{
     ConnectSpec, Output, Session, Speaker, TimerKey, TimerKind, now,
 };
-use crate::wire;
 
 /// RFC 4271 4.4: a KEEPALIVE is just the header.
 const KEEPALIVE: [u8; 19] = {
@@ -64,8 +63,7 @@ impl Speaker {
                     },
                 });
             }
-            Action::SendOpen(conn, params) => {
-                let open = wire::open_to_wire(&params);
+            Action::SendOpen(conn, open) => {
                 let bytes = Message::Open(open.clone())
                     .to_bytes(&DecodeCxt::default())
                     .expect("our OPEN fits in 4096 octets");
@@ -139,9 +137,8 @@ impl Speaker {
                 Event::MessageError(e.into())
             }
             Ok(Message::Open(o)) => {
-                let ev = Event::OpenReceived(wire::peer_open(&o));
-                p.conns.entry(conn).or_default().open_rx = Some(o);
-                ev
+                p.conns.entry(conn).or_default().open_rx = Some(o.clone());
+                Event::OpenReceived(o)
             }
             Ok(Message::Keepalive) => Event::KeepaliveReceived,
             Ok(Message::Notification(n)) => {
@@ -151,8 +148,8 @@ impl Speaker {
             }
             Ok(Message::RouteRefresh(r)) => {
                 let ok = p.session.as_ref().is_some_and(|s| s.conn == conn);
-                if ok && let Some(f) = wire::family_from_wire(r.family) {
-                    self.reexport_family(id, f);
+                if ok && caps::ROUTED.contains(&r.family) {
+                    self.reexport_family(id, r.family);
                 }
                 return;
             }
@@ -177,7 +174,7 @@ impl Speaker {
         let p = self.peers.get_mut(&id).expect("caller checked");
         let s = p.session.as_ref().expect("established");
         if let Some(f) = u.end_of_rib_family() {
-            if let Some(f) = wire::family_from_wire(f) {
+            if caps::ROUTED.contains(&f) {
                 tracing::debug!(peer = %p.cfg.name, ?f, "End-of-RIB");
                 self.purge_stale(id, Some(f));
                 self.deferral_eor(id, conn, f);
@@ -295,8 +292,12 @@ impl Speaker {
             .families
             .first()
             .copied()
-            .unwrap_or(Family::Ipv4Unicast);
-        let n = NotificationMsg::max_prefixes(fam.afi(), fam.safi(), limit);
+            .unwrap_or(Family::IPV4_UNICAST);
+        let n = NotificationMsg::max_prefixes(
+            fam.afi.into(),
+            fam.safi.into(),
+            limit,
+        );
         self.counters.max_prefix_ceases += 1;
         let restart = p.cfg.max_prefixes_restart;
         let reason = format!("maximum prefixes exceeded ({count} > {limit})");
@@ -351,8 +352,10 @@ impl Speaker {
                 Some(g) => {
                     let fams = self.peers[&id].cfg.families.clone();
                     for f in fams {
-                        let kept =
-                            g.families.iter().any(|(gf, fwd)| *gf == f && *fwd);
+                        let kept = g
+                            .families
+                            .iter()
+                            .any(|g| g.family == f && g.forwarding_preserved);
                         if !kept {
                             self.purge_stale(id, Some(f));
                         }
@@ -409,8 +412,7 @@ impl Speaker {
             let conn = s.conn;
             let mut out = bytes::BytesMut::new();
             for f in s.neg.families.clone() {
-                let m =
-                    bgp_wire::RouteRefreshMsg::request(wire::family_to_wire(f));
+                let m = bgp_wire::RouteRefreshMsg::request(f);
                 let _ = Message::RouteRefresh(m).encode(&s.tx, &mut out);
             }
             self.send(id, conn, out.freeze());

@@ -10,9 +10,11 @@ use std::time::Duration;
 
 use serde::Serialize;
 
-use bgp_wire::{CeaseSubcode, ErrorCode, FsmSubcode, NotificationMsg};
+use bgp_wire::{
+    Capability, CeaseSubcode, ErrorCode, FsmSubcode, NotificationMsg, OpenMsg,
+};
 
-use crate::caps::{Capabilities, Negotiated};
+use crate::caps::Negotiated;
 
 mod collision;
 mod open;
@@ -70,17 +72,6 @@ pub enum Timer {
 /// A TCP connection, numbered by the neighbor that owns it.
 pub type ConnId = u64;
 
-/// What the peer sent in its OPEN, already decoded (and so already
-/// checked for what needs nothing but the message: see `fsm/open.rs`).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct PeerOpen {
-    /// The 2-octet "My Autonomous System" field.
-    pub my_as: u16,
-    pub hold_time: u16,
-    pub bgp_id: Ipv4Addr,
-    pub caps: Capabilities,
-}
-
 /// The inputs of the FSM (RFC 4271 section 8.1, by number where it has one).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Event {
@@ -99,8 +90,9 @@ pub enum Event {
     TcpConnected(ConnId),
     /// Event 18.
     TcpFailed(ConnId),
-    /// Event 19.
-    OpenReceived(PeerOpen),
+    /// Event 19: the peer's OPEN as the codec decoded it (and so already
+    /// checked for what needs nothing but the message: see `fsm/open.rs`).
+    OpenReceived(OpenMsg),
     /// Event 26.
     KeepaliveReceived,
     /// Event 27.
@@ -149,7 +141,7 @@ impl std::fmt::Display for DownReason {
 pub enum Action {
     /// Open a TCP connection to the peer, to be reported as `conn`.
     Connect(ConnId),
-    SendOpen(ConnId, OpenParams),
+    SendOpen(ConnId, OpenMsg),
     SendKeepalive(ConnId),
     SendNotification(ConnId, NotificationMsg),
     ArmTimer(Timer, Duration),
@@ -165,15 +157,6 @@ pub enum Action {
     },
 }
 
-/// What we put in our OPEN.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct OpenParams {
-    pub my_as: u16,
-    pub hold_time: u16,
-    pub bgp_id: Ipv4Addr,
-    pub caps: Capabilities,
-}
-
 /// Per-peer FSM configuration.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct FsmConfig {
@@ -187,7 +170,8 @@ pub struct FsmConfig {
     pub connect_retry: Duration,
     /// How long to stay Idle after an error before AutomaticStart.
     pub idle_hold: Duration,
-    pub caps: Capabilities,
+    /// The capabilities of our OPEN, in the order they are sent.
+    pub caps: Vec<Capability>,
 }
 
 /// One connection's state machine.
@@ -275,7 +259,7 @@ impl Fsm {
 
     /// Replace the capabilities we advertise (e.g. the GR restart flag),
     /// effective from the next OPEN.
-    pub fn set_caps(&mut self, caps: Capabilities) {
+    pub fn set_caps(&mut self, caps: Vec<Capability>) {
         self.cfg.caps = caps;
     }
 
@@ -417,7 +401,7 @@ impl Fsm {
         // RFC 4271 8.2.2: "stops the ConnectRetryTimer, ... sends an OPEN
         // message, sets the HoldTimer to a large value, changes to OpenSent".
         out.push(Action::StopTimer(Timer::ConnectRetry));
-        out.push(Action::SendOpen(conn, self.open_params()));
+        out.push(Action::SendOpen(conn, self.open_msg()));
         out.push(Action::ArmTimer(Timer::Hold, LARGE_HOLD));
         self.state = State::OpenSent;
     }

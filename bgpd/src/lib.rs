@@ -19,4 +19,3 @@ pub mod secrets;
 pub mod sockopt;
 pub mod speaker;
 pub mod tasks;
-pub mod wire;

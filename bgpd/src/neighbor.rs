@@ -64,7 +64,7 @@ impl Neighbor {
     }
 
     /// Replace the capabilities advertised from the next OPEN on.
-    pub fn set_caps(&mut self, caps: crate::caps::Capabilities) {
+    pub fn set_caps(&mut self, caps: Vec<bgp_wire::Capability>) {
         self.primary.set_caps(caps);
     }
 
@@ -299,9 +299,9 @@ mod tests {
     use std::net::Ipv4Addr;
 
     use super::*;
-    use crate::caps::GracefulRestartCap;
     use crate::fsm::DownReason;
     use crate::fsm::tests::{cfg, open};
+    use bgp_wire::{Capability, GracefulRestartCap};
     use bgp_wire::{CeaseSubcode, NotificationMsg};
 
     fn ceases(out: &[NbrAction]) -> Vec<(ConnId, NotificationMsg)> {
@@ -367,26 +367,30 @@ mod tests {
         assert!(n.conn_event(in_conn, Event::KeepaliveReceived).is_empty());
     }
 
+    /// RFC 4724 3 with the Restart State bit: the peer has restarted.
+    fn restarting_gr() -> Capability {
+        Capability::GracefulRestart(GracefulRestartCap {
+            restart_state: true,
+            restart_time: 120,
+            ..Default::default()
+        })
+    }
+
     fn established_nbr(peer_gr: bool) -> (Neighbor, ConnId) {
         let mut n = Neighbor::new(cfg(65000, 65001));
         if peer_gr {
             let mut c = n.primary().config().caps.clone();
-            c.graceful_restart = Some(GracefulRestartCap {
-                restarting: false,
+            c.push(Capability::GracefulRestart(GracefulRestartCap {
                 restart_time: 120,
-                families: vec![],
-            });
+                ..Default::default()
+            }));
             n.set_caps(c);
         }
         n.start(true);
         n.incoming(1);
         let mut o = open(65001, 90, [10, 0, 0, 2]);
         if peer_gr {
-            o.caps.graceful_restart = Some(GracefulRestartCap {
-                restarting: true,
-                restart_time: 120,
-                families: vec![],
-            });
+            o.capabilities.push(restarting_gr());
         }
         n.conn_event(1, Event::OpenReceived(o));
         n.conn_event(1, Event::KeepaliveReceived);
@@ -414,11 +418,7 @@ mod tests {
         let (mut n, _old) = established_nbr(true);
         n.incoming(2);
         let mut o = open(65001, 90, [10, 0, 0, 2]);
-        o.caps.graceful_restart = Some(GracefulRestartCap {
-            restarting: true,
-            restart_time: 120,
-            families: vec![],
-        });
+        o.capabilities.push(restarting_gr());
         let a = n.conn_event(2, Event::OpenReceived(o));
         assert!(a.iter().any(|(_, a)| matches!(
             a,

@@ -9,29 +9,26 @@
 //! Identifier (RFC 6286 2.2). The decode error becomes the NOTIFICATION
 //! once, in `Speaker::on_frame`.
 
-use bgp_wire::iana::AS_TRANS;
-use bgp_wire::{ErrorCode, NotificationMsg, OpenSubcode};
+use bgp_wire::{ErrorCode, NotificationMsg, OpenMsg, OpenSubcode};
 
-use super::{Action, DownReason, Fsm, OpenParams, PeerOpen, State, Timer};
+use super::{Action, DownReason, Fsm, State, Timer};
 use crate::caps::Negotiated;
 
 impl Fsm {
-    /// The OPEN we send.
-    pub fn open_params(&self) -> OpenParams {
-        // RFC 6793 section 4.1: a 4-octet AS goes in the capability and
-        // AS_TRANS in "My Autonomous System".
-        let my_as = u16::try_from(self.cfg.local_as).unwrap_or(AS_TRANS);
-        OpenParams {
-            my_as,
-            hold_time: self.cfg.hold_time,
-            bgp_id: self.cfg.router_id,
-            caps: self.cfg.caps.clone(),
-        }
+    /// The OPEN we send. RFC 6793 section 4.1: a 4-octet AS goes in the
+    /// capability (in `caps`) and AS_TRANS in "My Autonomous System".
+    pub fn open_msg(&self) -> OpenMsg {
+        OpenMsg::new(
+            self.cfg.local_as,
+            self.cfg.hold_time,
+            self.cfg.router_id,
+            self.cfg.caps.clone(),
+        )
     }
 
     pub(super) fn open_received(
         &mut self,
-        open: PeerOpen,
+        open: OpenMsg,
         out: &mut Vec<Action>,
     ) {
         if self.state != State::OpenSent {
@@ -61,14 +58,14 @@ impl Fsm {
     /// RFC 4271 section 6.2 OPEN message error handling.
     pub fn check_open(
         &self,
-        open: &PeerOpen,
+        open: &OpenMsg,
     ) -> Result<Negotiated, NotificationMsg> {
         let open_err = |s: OpenSubcode| {
             NotificationMsg::new(ErrorCode::Open, s as u8, vec![])
         };
         // RFC 6793 section 4.1: the 4-octet AS capability carries the real
         // AS; "My Autonomous System" then is AS_TRANS if it doesn't fit.
-        let peer_as = open.caps.four_octet_as.unwrap_or(u32::from(open.my_as));
+        let peer_as = open.asn();
         if peer_as != self.cfg.remote_as {
             return Err(open_err(OpenSubcode::BadPeerAs));
         }
@@ -87,7 +84,7 @@ impl Fsm {
         };
         Ok(Negotiated::new(
             &self.cfg.caps,
-            &open.caps,
+            &open.capabilities,
             peer_as,
             open.bgp_id,
             hold,

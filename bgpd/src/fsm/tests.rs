@@ -4,10 +4,9 @@ use std::time::Duration;
 use super::*;
 use bgp_wire::iana::AS_TRANS;
 use bgp_wire::{
-    CeaseSubcode, ErrorCode, FsmSubcode, NotificationMsg, OpenSubcode,
+    Capability, CeaseSubcode, ErrorCode, FsmSubcode, NotificationMsg, OpenMsg,
+    OpenSubcode,
 };
-
-use crate::caps::Capabilities;
 
 pub(crate) fn cfg(local_as: u32, remote_as: u32) -> FsmConfig {
     FsmConfig {
@@ -18,23 +17,17 @@ pub(crate) fn cfg(local_as: u32, remote_as: u32) -> FsmConfig {
         keepalive: 30,
         connect_retry: Duration::from_secs(5),
         idle_hold: Duration::from_secs(5),
-        caps: Capabilities {
-            four_octet_as: Some(local_as),
-            ..Default::default()
-        },
+        caps: vec![Capability::FourOctetAs(local_as)],
     }
 }
 
-pub(crate) fn open(asn: u32, hold: u16, id: [u8; 4]) -> PeerOpen {
-    PeerOpen {
-        my_as: u16::try_from(asn).unwrap_or(AS_TRANS),
-        hold_time: hold,
-        bgp_id: Ipv4Addr::from(id),
-        caps: Capabilities {
-            four_octet_as: Some(asn),
-            ..Default::default()
-        },
-    }
+pub(crate) fn open(asn: u32, hold: u16, id: [u8; 4]) -> OpenMsg {
+    OpenMsg::new(
+        asn,
+        hold,
+        Ipv4Addr::from(id),
+        vec![Capability::FourOctetAs(asn)],
+    )
 }
 
 fn notif(actions: &[Action]) -> Option<NotificationMsg> {
@@ -179,7 +172,7 @@ fn open_rejected_by_the_decoder_is_sent_and_goes_idle() {
 
 #[test]
 fn open_checks_version_as_and_identifier() {
-    let check = |local: u32, remote: u32, o: PeerOpen| {
+    let check = |local: u32, remote: u32, o: OpenMsg| {
         let f = Fsm::new(cfg(local, remote), ConnIdSource::new());
         f.check_open(&o)
     };
@@ -198,7 +191,7 @@ fn open_checks_version_as_and_identifier() {
     );
     // Without the capability the 2-octet field is the AS.
     let mut o = open(65001, 90, [1, 1, 1, 1]);
-    o.caps.four_octet_as = None;
+    o.capabilities.clear();
     let neg = check(65000, 65001, o).unwrap();
     assert!(!neg.four_octet_as);
 }
@@ -206,11 +199,12 @@ fn open_checks_version_as_and_identifier() {
 #[test]
 fn our_open_uses_as_trans_for_4_octet_as() {
     let f = Fsm::new(cfg(4_200_000_000, 65001), ConnIdSource::new());
-    let p = f.open_params();
+    let p = f.open_msg();
     assert_eq!(p.my_as, AS_TRANS);
-    assert_eq!(p.caps.four_octet_as, Some(4_200_000_000));
+    assert_eq!(p.capabilities, [Capability::FourOctetAs(4_200_000_000)]);
+    assert_eq!(p.asn(), 4_200_000_000);
     let f = Fsm::new(cfg(65000, 65001), ConnIdSource::new());
-    assert_eq!(f.open_params().my_as, 65000);
+    assert_eq!(f.open_msg().my_as, 65000);
 }
 
 #[test]

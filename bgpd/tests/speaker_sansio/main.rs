@@ -5,11 +5,11 @@
 use std::net::{IpAddr, Ipv4Addr};
 use std::time::Duration;
 
+use bgp_wire::Family;
 use bgp_wire::{
     Capability, DecodeCxt, GrFamily, Message, NextHop, Nlri, OpenMsg, PathAttrs,
 };
 use bytes::BytesMut;
-use margay_bgpd::caps::Family;
 use margay_bgpd::policy::{NextHopMode, Rule, RuleSet, SessionPolicy, Verdict};
 use margay_bgpd::speaker::{Output, PeerCfg, Speaker, SpeakerCfg};
 use margay_ctlproto::{PeerType, RibEvent};
@@ -47,7 +47,7 @@ fn peer(addr: [u8; 4], asn: u32) -> PeerCfg {
         restart_time: 120,
         max_prefixes: None,
         max_prefixes_restart: None,
-        families: vec![Family::Ipv4Unicast],
+        families: vec![Family::IPV4_UNICAST],
         policy: SessionPolicy {
             local_as: 65000,
             remote_as: asn,

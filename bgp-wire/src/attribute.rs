@@ -8,6 +8,8 @@
 
 use std::net::{Ipv4Addr, Ipv6Addr};
 
+use strum::FromRepr;
+
 use crate::iana::{AS_TRANS, Family, attr_flags};
 use crate::nlri::Nlri;
 
@@ -23,7 +25,9 @@ pub(crate) use encode::{
 // ===== types =====
 
 /// ORIGIN values (RFC 4271 5.1.1).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, FromRepr,
+)]
 #[repr(u8)]
 pub enum Origin {
     Igp = 0,
@@ -32,7 +36,7 @@ pub enum Origin {
 }
 
 /// AS_PATH segment types (RFC 4271 4.3, RFC 5065 3).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, FromRepr)]
 #[repr(u8)]
 pub enum SegmentType {
     Set = 1,

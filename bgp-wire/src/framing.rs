@@ -47,10 +47,11 @@ pub(crate) fn check_header(
     }
     let len = u16::from_be_bytes([buf[16], buf[17]]);
     let code = buf[18];
-    let msg_type = MessageType::from_u8(code).ok_or(DecodeError::BadType {
-        offset: 18,
-        msg_type: code,
-    })?;
+    let msg_type =
+        MessageType::from_repr(code).ok_or(DecodeError::BadType {
+            offset: 18,
+            msg_type: code,
+        })?;
     let ext_max = if extended_msg { MAX_EXT_LEN } else { MAX_LEN };
     // RFC 4271 6.1: lengths per type; RFC 8654 4: OPEN and KEEPALIVE
     // never exceed 4096 octets.

@@ -3,6 +3,8 @@
 
 use std::fmt;
 
+use strum::FromRepr;
+
 // ===== address families =====
 
 /// Address Family Identifier (IANA "Address Family Numbers").
@@ -10,6 +12,7 @@ use std::fmt;
 /// Values we do not implement are kept in `Other` so that capabilities and
 /// ROUTE-REFRESH messages for them survive a decode/encode round trip.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
 pub enum Afi {
     Ipv4,
     Ipv6,
@@ -18,6 +21,7 @@ pub enum Afi {
 
 /// Subsequent Address Family Identifier (RFC 4760 section 6).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
 pub enum Safi {
     Unicast,
     Multicast,
@@ -26,6 +30,7 @@ pub enum Safi {
 
 /// An AFI/SAFI pair.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
 pub struct Family {
     pub afi: Afi,
     pub safi: Safi,
@@ -144,8 +149,9 @@ impl FamilySet {
 
 // ===== message types (RFC 4271 4.1, RFC 2918 3) =====
 
-/// BGP message type codes.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+/// BGP message type codes; `MessageType::from_repr` maps a wire code
+/// (`None` for unknown types).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, FromRepr)]
 #[repr(u8)]
 pub enum MessageType {
     Open = 1,
@@ -153,20 +159,6 @@ pub enum MessageType {
     Notification = 3,
     Keepalive = 4,
     RouteRefresh = 5,
-}
-
-impl MessageType {
-    /// Maps a wire type code; `None` for unknown types.
-    pub fn from_u8(v: u8) -> Option<MessageType> {
-        Some(match v {
-            1 => MessageType::Open,
-            2 => MessageType::Update,
-            3 => MessageType::Notification,
-            4 => MessageType::Keepalive,
-            5 => MessageType::RouteRefresh,
-            _ => return None,
-        })
-    }
 }
 
 // ===== path attribute type codes =====

@@ -3,13 +3,14 @@
 //! RFC 9003 shutdown communication.
 
 use bytes::{BufMut, BytesMut};
+use strum::FromRepr;
 
 use crate::error::DecodeError;
 
 // ===== error codes =====
 
 /// NOTIFICATION error codes (RFC 4271 4.5, RFC 7313 5).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, FromRepr)]
 #[repr(u8)]
 pub enum ErrorCode {
     MessageHeader = 1,
@@ -22,7 +23,7 @@ pub enum ErrorCode {
 }
 
 /// Message Header Error subcodes (RFC 4271 6.1).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, FromRepr)]
 #[repr(u8)]
 pub enum MsgHeaderSubcode {
     ConnectionNotSynchronized = 1,
@@ -31,7 +32,7 @@ pub enum MsgHeaderSubcode {
 }
 
 /// OPEN Message Error subcodes (RFC 4271 6.2, RFC 5492 5).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, FromRepr)]
 #[repr(u8)]
 pub enum OpenSubcode {
     Unspecific = 0,
@@ -45,7 +46,7 @@ pub enum OpenSubcode {
 }
 
 /// UPDATE Message Error subcodes (RFC 4271 6.3).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, FromRepr)]
 #[repr(u8)]
 pub enum UpdateSubcode {
     MalformedAttributeList = 1,
@@ -61,7 +62,7 @@ pub enum UpdateSubcode {
 }
 
 /// FSM Error subcodes (RFC 6608 3).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, FromRepr)]
 #[repr(u8)]
 pub enum FsmSubcode {
     Unspecified = 0,
@@ -70,8 +71,9 @@ pub enum FsmSubcode {
     UnexpectedInEstablished = 3,
 }
 
-/// Cease subcodes (RFC 4486 3, RFC 8538 5 hard reset).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+/// Cease subcodes (RFC 4486 3, RFC 8538 5 hard reset, RFC 9384 3 BFD
+/// Down).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, FromRepr)]
 #[repr(u8)]
 pub enum CeaseSubcode {
     MaxPrefixes = 1,
@@ -83,10 +85,11 @@ pub enum CeaseSubcode {
     CollisionResolution = 7,
     OutOfResources = 8,
     HardReset = 9,
+    BfdDown = 10,
 }
 
 /// ROUTE-REFRESH Message Error subcodes (RFC 7313 5).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, FromRepr)]
 #[repr(u8)]
 pub enum RefreshSubcode {
     InvalidMessageLength = 1,
@@ -101,6 +104,7 @@ pub const MAX_SHUTDOWN_MSG: usize = 255;
 /// values we do not know survive a round trip; see [`ErrorCode`] and the
 /// subcode enums for the known ones.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
 pub struct NotificationMsg {
     pub code: u8,
     pub subcode: u8,
@@ -148,16 +152,7 @@ impl NotificationMsg {
 
     /// The known error code, if any.
     pub fn error_code(&self) -> Option<ErrorCode> {
-        Some(match self.code {
-            1 => ErrorCode::MessageHeader,
-            2 => ErrorCode::Open,
-            3 => ErrorCode::Update,
-            4 => ErrorCode::HoldTimerExpired,
-            5 => ErrorCode::Fsm,
-            6 => ErrorCode::Cease,
-            7 => ErrorCode::RouteRefresh,
-            _ => return None,
-        })
+        ErrorCode::from_repr(self.code)
     }
 
     /// RFC 9003 2: the shutdown communication of a Cease / Administrative
@@ -203,12 +198,138 @@ impl NotificationMsg {
     }
 }
 
+impl NotificationMsg {
+    /// The words for the code and subcode (RFC 4271 4.5 and the subcode
+    /// registries); the subcode's are empty for subcode 0.
+    pub fn describe(&self) -> (&'static str, &'static str) {
+        let Some(code) = self.error_code() else {
+            return (
+                "unknown error",
+                if self.subcode == 0 { "" } else { "subcode" },
+            );
+        };
+        let c = match code {
+            ErrorCode::MessageHeader => "Message Header Error",
+            ErrorCode::Open => "OPEN Message Error",
+            ErrorCode::Update => "UPDATE Message Error",
+            ErrorCode::HoldTimerExpired => "Hold Timer Expired",
+            ErrorCode::Fsm => "Finite State Machine Error",
+            ErrorCode::Cease => "Cease",
+            ErrorCode::RouteRefresh => "ROUTE-REFRESH Message Error",
+        };
+        if self.subcode == 0 {
+            return (c, "");
+        }
+        let s = match code {
+            ErrorCode::Open => {
+                OpenSubcode::from_repr(self.subcode).map(|s| match s {
+                    OpenSubcode::Unspecific => "",
+                    OpenSubcode::UnsupportedVersionNumber => {
+                        "Unsupported Version Number"
+                    }
+                    OpenSubcode::BadPeerAs => "Bad Peer AS",
+                    OpenSubcode::BadBgpIdentifier => "Bad BGP Identifier",
+                    OpenSubcode::UnsupportedOptionalParameter => {
+                        "Unsupported Optional Parameter"
+                    }
+                    OpenSubcode::UnacceptableHoldTime => {
+                        "Unacceptable Hold Time"
+                    }
+                    OpenSubcode::UnsupportedCapability => {
+                        "Unsupported Capability"
+                    }
+                    OpenSubcode::RoleMismatch => "Role Mismatch",
+                })
+            }
+            ErrorCode::Fsm => Some("Unexpected Message"),
+            ErrorCode::Cease => {
+                CeaseSubcode::from_repr(self.subcode).map(|s| match s {
+                    CeaseSubcode::MaxPrefixes => {
+                        "Maximum Number of Prefixes Reached"
+                    }
+                    CeaseSubcode::AdminShutdown => "Administrative Shutdown",
+                    CeaseSubcode::PeerDeconfigured => "Peer De-configured",
+                    CeaseSubcode::AdminReset => "Administrative Reset",
+                    CeaseSubcode::ConnectionRejected => "Connection Rejected",
+                    CeaseSubcode::OtherConfigChange => {
+                        "Other Configuration Change"
+                    }
+                    CeaseSubcode::CollisionResolution => {
+                        "Connection Collision Resolution"
+                    }
+                    CeaseSubcode::OutOfResources => "Out of Resources",
+                    CeaseSubcode::HardReset => "Hard Reset",
+                    CeaseSubcode::BfdDown => "BFD Down",
+                })
+            }
+            _ => None,
+        };
+        (c, s.unwrap_or("subcode"))
+    }
+}
+
 impl std::fmt::Display for NotificationMsg {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "code {} subcode {}", self.code, self.subcode)?;
-        if let Some(m) = self.shutdown_message() {
-            write!(f, " ({m:?})")?;
+        let (c, s) = self.describe();
+        write!(f, "NOTIFICATION {}/{} ({c}", self.code, self.subcode)?;
+        if !s.is_empty() {
+            write!(f, ": {s}")?;
+        }
+        write!(f, ")")?;
+        if let Some(msg) = self.shutdown_message() {
+            write!(f, " \"{msg}\"")?;
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn shutdown_communication_round_trips_and_truncates() {
+        let n = NotificationMsg::shutdown(CeaseSubcode::AdminShutdown, "maint");
+        assert_eq!(n.data, b"\x05maint");
+        assert_eq!(n.shutdown_message(), Some("maint"));
+        assert_eq!(
+            n.to_string(),
+            "NOTIFICATION 6/2 (Cease: Administrative Shutdown) \"maint\""
+        );
+        let long = "é".repeat(200); // 400 octets
+        let n = NotificationMsg::shutdown(CeaseSubcode::AdminReset, &long);
+        assert_eq!(n.data[0], 254, "cut at a char boundary below 255");
+        assert_eq!(n.data.len(), 255);
+    }
+
+    #[test]
+    fn max_prefix_data_layout() {
+        let n = NotificationMsg::max_prefixes(1, 1, 1000);
+        assert_eq!((n.code, n.subcode), (6, 1));
+        assert_eq!(n.data, [0, 1, 1, 0, 0, 3, 0xe8]);
+    }
+
+    #[test]
+    fn describes_known_and_unknown_codes() {
+        let d = |c, s| {
+            NotificationMsg {
+                code: c,
+                subcode: s,
+                data: vec![],
+            }
+            .to_string()
+        };
+        assert_eq!(d(4, 0), "NOTIFICATION 4/0 (Hold Timer Expired)");
+        assert_eq!(
+            d(5, 2),
+            "NOTIFICATION 5/2 (Finite State Machine Error: Unexpected Message)"
+        );
+        assert_eq!(d(6, 10), "NOTIFICATION 6/10 (Cease: BFD Down)");
+        assert_eq!(
+            d(2, 6),
+            "NOTIFICATION 2/6 (OPEN Message Error: Unacceptable Hold Time)"
+        );
+        assert_eq!(d(3, 1), "NOTIFICATION 3/1 (UPDATE Message Error: subcode)");
+        assert_eq!(d(9, 1), "NOTIFICATION 9/1 (unknown error: subcode)");
     }
 }

@@ -4,6 +4,7 @@
 use std::net::Ipv4Addr;
 
 use bytes::{BufMut, BytesMut};
+use strum::FromRepr;
 
 use crate::DecodeCxt;
 use crate::error::{DecodeError, EncodeError};
@@ -53,6 +54,7 @@ pub enum Capability {
 
 /// RFC 4724 3 graceful restart capability.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Hash)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
 pub struct GracefulRestartCap {
     /// "Restart State" (R) bit: the sender has restarted.
     pub restart_state: bool,
@@ -65,6 +67,7 @@ pub struct GracefulRestartCap {
 
 /// One AFI/SAFI in the graceful restart capability.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
 pub struct GrFamily {
     pub family: Family,
     /// "Forwarding State" (F) bit: forwarding state was preserved.
@@ -80,7 +83,7 @@ pub struct ExtNextHop {
 }
 
 /// RFC 7911 4 Send/Receive field.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, FromRepr)]
 #[repr(u8)]
 pub enum AddPathMode {
     Receive = 1,
@@ -392,12 +395,7 @@ impl Capability {
             (cap_code::ADD_PATH, n) if n % 4 == 0 => v
                 .chunks_exact(4)
                 .map(|t| {
-                    let mode = match t[3] {
-                        1 => AddPathMode::Receive,
-                        2 => AddPathMode::Send,
-                        3 => AddPathMode::Both,
-                        _ => return None,
-                    };
+                    let mode = AddPathMode::from_repr(t[3])?;
                     Some(AddPathFamily {
                         family: Family::new(be16(t, 0).into(), t[2].into()),
                         mode,

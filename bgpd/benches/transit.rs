@@ -10,12 +10,12 @@
 use std::net::{IpAddr, Ipv4Addr};
 use std::time::{Duration, Instant};
 
+use bgp_wire::Family;
 use bgp_wire::{
     Capability, DecodeCxt, Message, NextHop, Nlri, OpenMsg, PathAttrs,
 };
 use bytes::BytesMut;
 use ipnetwork::{IpNetwork, Ipv4Network};
-use margay_bgpd::caps::Family;
 use margay_bgpd::policy::{NextHopMode, Rule, RuleSet, SessionPolicy, Verdict};
 use margay_bgpd::speaker::{Output, PeerCfg, Speaker, SpeakerCfg};
 use margay_ctlproto::PeerType;
@@ -51,7 +51,7 @@ fn peer(addr: [u8; 4], asn: u32) -> PeerCfg {
         restart_time: 120,
         max_prefixes: None,
         max_prefixes_restart: None,
-        families: vec![Family::Ipv4Unicast],
+        families: vec![Family::IPV4_UNICAST],
         policy: SessionPolicy {
             local_as: 65000,
             remote_as: asn,

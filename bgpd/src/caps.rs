@@ -1,72 +1,17 @@
-//! Capabilities we advertise and what a session negotiated (RFC 5492,
-//! RFC 4760, RFC 6793, RFC 2918/7313, RFC 4724, RFC 8950).
+//! What a session negotiated from the two OPENs' capabilities (RFC 5492,
+//! RFC 4760, RFC 6793, RFC 2918/7313, RFC 4724, RFC 8950). The
+//! capabilities themselves are bgp-wire's [`Capability`] values, as the
+//! codec decodes them and as we send them.
 
 use std::net::Ipv4Addr;
 
+use bgp_wire::{Afi, Capability, Family, GracefulRestartCap};
 use serde::Serialize;
 
-/// The address families margay routes.
-#[derive(
-    Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize,
-)]
-pub enum Family {
-    Ipv4Unicast,
-    Ipv6Unicast,
-}
-
-impl Family {
-    pub const ALL: [Family; 2] = [Family::Ipv4Unicast, Family::Ipv6Unicast];
-
-    pub fn afi(self) -> u16 {
-        match self {
-            Family::Ipv4Unicast => 1,
-            Family::Ipv6Unicast => 2,
-        }
-    }
-
-    pub fn safi(self) -> u8 {
-        1
-    }
-
-    pub fn from_afi_safi(afi: u16, safi: u8) -> Option<Family> {
-        match (afi, safi) {
-            (1, 1) => Some(Family::Ipv4Unicast),
-            (2, 1) => Some(Family::Ipv6Unicast),
-            _ => None,
-        }
-    }
-}
-
-/// The Graceful Restart capability (RFC 4724 section 3).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct GracefulRestartCap {
-    /// The R bit: "the BGP speaker has restarted".
-    pub restarting: bool,
-    /// Seconds the peer should keep our routes (12 bits).
-    pub restart_time: u16,
-    /// Families, each with its "forwarding state preserved" flag.
-    pub families: Vec<(Family, bool)>,
-}
-
-/// The capabilities of one OPEN, as margay understands them; others are
-/// ignored as RFC 5492 section 3 allows.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
-pub struct Capabilities {
-    /// RFC 4760 Multiprotocol Extensions.
-    pub families: Vec<Family>,
-    /// RFC 6793: our/their 4-octet AS.
-    pub four_octet_as: Option<u32>,
-    /// RFC 2918.
-    pub route_refresh: bool,
-    /// RFC 7313.
-    pub enhanced_route_refresh: bool,
-    pub graceful_restart: Option<GracefulRestartCap>,
-    /// RFC 8950: NLRI families that may carry an IPv6 next hop.
-    pub extended_next_hop: Vec<Family>,
-    /// Multiprotocol capabilities for families margay does not route
-    /// were sent (so the implicit IPv4 of RFC 4760 8 does not apply).
-    pub mp_other: bool,
-}
+/// The address families margay routes; MP capabilities, End-of-RIB and
+/// ROUTE-REFRESH for any other family are ignored (RFC 4760 8: a family
+/// not advertised by both sides is just not negotiated).
+pub const ROUTED: [Family; 2] = [Family::IPV4_UNICAST, Family::IPV6_UNICAST];
 
 /// The outcome of an OPEN exchange.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -90,29 +35,22 @@ pub struct Negotiated {
 impl Negotiated {
     /// Intersect our capabilities with the peer's.
     pub fn new(
-        ours: &Capabilities,
-        theirs: &Capabilities,
+        ours: &[Capability],
+        theirs: &[Capability],
         remote_as: u32,
         remote_id: Ipv4Addr,
         hold_time: u16,
         keepalive: u16,
         ibgp: bool,
     ) -> Negotiated {
-        // RFC 4760 section 8: a speaker that advertises no Multiprotocol
-        // capability supports IPv4 unicast only.
-        let implicit = |c: &Capabilities| {
-            if c.families.is_empty() && !c.mp_other {
-                vec![Family::Ipv4Unicast]
-            } else {
-                c.families.clone()
-            }
-        };
-        let their_fams = implicit(theirs);
-        let families = implicit(ours)
+        let their_fams = mp_families(theirs);
+        let families = mp_families(ours)
             .into_iter()
-            .filter(|f| their_fams.contains(f))
+            .filter(|f| ROUTED.contains(f) && their_fams.contains(f))
             .collect();
-        let both = |f: fn(&Capabilities) -> bool| f(ours) && f(theirs);
+        let both = |f: fn(&Capability) -> bool| {
+            ours.iter().any(f) && theirs.iter().any(f)
+        };
         Negotiated {
             remote_as,
             remote_id,
@@ -121,19 +59,17 @@ impl Negotiated {
             ibgp,
             families,
             // RFC 6793 section 4: both must advertise it.
-            four_octet_as: ours.four_octet_as.is_some()
-                && theirs.four_octet_as.is_some(),
-            route_refresh: both(|c| c.route_refresh),
-            enhanced_route_refresh: both(|c| c.enhanced_route_refresh),
-            peer_gr: if ours.graceful_restart.is_some() {
-                theirs.graceful_restart.clone()
-            } else {
-                None
-            },
-            ipv4_over_ipv6_nh: ours
-                .extended_next_hop
-                .contains(&Family::Ipv4Unicast)
-                && theirs.extended_next_hop.contains(&Family::Ipv4Unicast),
+            four_octet_as: both(|c| matches!(c, Capability::FourOctetAs(_))),
+            route_refresh: both(|c| *c == Capability::RouteRefresh),
+            enhanced_route_refresh: both(|c| {
+                *c == Capability::EnhancedRouteRefresh
+            }),
+            peer_gr: graceful_restart(ours)
+                .and(graceful_restart(theirs))
+                .cloned(),
+            // RFC 8950 section 4: IPv4 NLRI with an IPv6 next hop only if
+            // both sides announced that combination.
+            ipv4_over_ipv6_nh: both(ipv4_over_ipv6),
         }
     }
 
@@ -142,67 +78,120 @@ impl Negotiated {
     }
 }
 
+/// The families of the Multiprotocol capabilities. RFC 4760 section 8: a
+/// speaker that advertises none supports IPv4 unicast only.
+fn mp_families(caps: &[Capability]) -> Vec<Family> {
+    let v: Vec<Family> = caps
+        .iter()
+        .filter_map(|c| match c {
+            Capability::MultiProtocol(f) => Some(*f),
+            _ => None,
+        })
+        .collect();
+    if v.is_empty() {
+        vec![Family::IPV4_UNICAST]
+    } else {
+        v
+    }
+}
+
+/// The Graceful Restart capability (RFC 4724 section 3), if present.
+pub fn graceful_restart(caps: &[Capability]) -> Option<&GracefulRestartCap> {
+    caps.iter().find_map(|c| match c {
+        Capability::GracefulRestart(g) => Some(g),
+        _ => None,
+    })
+}
+
+/// An Extended Next Hop capability with IPv4 unicast over an IPv6 next
+/// hop (RFC 8950 section 3).
+fn ipv4_over_ipv6(c: &Capability) -> bool {
+    matches!(c, Capability::ExtendedNextHop(v) if v.iter().any(|e| {
+        e.family == Family::IPV4_UNICAST && e.next_hop_afi == Afi::Ipv6
+    }))
+}
+
 #[cfg(test)]
 mod tests {
+    use bgp_wire::{ExtNextHop, GrFamily};
+
     use super::*;
 
-    #[test]
-    fn no_mp_capability_means_ipv4_only() {
-        let ours = Capabilities {
-            families: vec![Family::Ipv4Unicast, Family::Ipv6Unicast],
-            four_octet_as: Some(65000),
-            route_refresh: true,
-            ..Default::default()
-        };
-        let n = Negotiated::new(
-            &ours,
-            &Capabilities::default(),
+    fn enh_v4() -> Capability {
+        Capability::ExtendedNextHop(vec![ExtNextHop {
+            family: Family::IPV4_UNICAST,
+            next_hop_afi: Afi::Ipv6,
+        }])
+    }
+
+    fn neg(ours: &[Capability], theirs: &[Capability]) -> Negotiated {
+        Negotiated::new(
+            ours,
+            theirs,
             1,
             Ipv4Addr::new(1, 1, 1, 1),
             90,
             30,
             false,
-        );
-        assert_eq!(n.families, vec![Family::Ipv4Unicast]);
+        )
+    }
+
+    #[test]
+    fn no_mp_capability_means_ipv4_only() {
+        let ours = [
+            Capability::MultiProtocol(Family::IPV4_UNICAST),
+            Capability::MultiProtocol(Family::IPV6_UNICAST),
+            Capability::FourOctetAs(65000),
+            Capability::RouteRefresh,
+        ];
+        let n = neg(&ours, &[]);
+        assert_eq!(n.families, vec![Family::IPV4_UNICAST]);
         assert!(!n.four_octet_as && !n.route_refresh);
         assert!(n.peer_gr.is_none());
+        // Any MP capability, even for a family we do not route, turns
+        // the implicit IPv4 off.
+        let n =
+            neg(&ours, &[Capability::MultiProtocol(Family::IPV4_MULTICAST)]);
+        assert!(n.families.is_empty());
     }
 
     #[test]
     fn intersection_and_gr() {
         let gr = GracefulRestartCap {
-            restarting: true,
+            restart_state: true,
+            notification: false,
             restart_time: 120,
-            families: vec![(Family::Ipv6Unicast, true)],
+            families: vec![GrFamily {
+                family: Family::IPV6_UNICAST,
+                forwarding_preserved: true,
+            }],
         };
-        let ours = Capabilities {
-            families: vec![Family::Ipv4Unicast, Family::Ipv6Unicast],
-            graceful_restart: Some(GracefulRestartCap {
-                restarting: false,
+        let ours = [
+            Capability::MultiProtocol(Family::IPV4_UNICAST),
+            Capability::MultiProtocol(Family::IPV6_UNICAST),
+            Capability::GracefulRestart(GracefulRestartCap {
                 restart_time: 120,
-                families: vec![],
+                ..Default::default()
             }),
-            extended_next_hop: vec![Family::Ipv4Unicast],
-            ..Default::default()
-        };
-        let theirs = Capabilities {
-            families: vec![Family::Ipv6Unicast],
-            graceful_restart: Some(gr.clone()),
-            extended_next_hop: vec![Family::Ipv4Unicast],
-            ..Default::default()
-        };
-        let n = Negotiated::new(
-            &ours,
-            &theirs,
-            1,
-            Ipv4Addr::new(1, 1, 1, 1),
-            90,
-            30,
-            false,
-        );
-        assert_eq!(n.families, vec![Family::Ipv6Unicast]);
-        assert_eq!(n.peer_gr, Some(gr));
+            enh_v4(),
+        ];
+        let theirs = [
+            Capability::MultiProtocol(Family::IPV6_UNICAST),
+            Capability::GracefulRestart(gr.clone()),
+            enh_v4(),
+        ];
+        let n = neg(&ours, &theirs);
+        assert_eq!(n.families, vec![Family::IPV6_UNICAST]);
+        assert_eq!(n.peer_gr, Some(gr.clone()));
         assert!(n.ipv4_over_ipv6_nh);
-        assert!(n.has(Family::Ipv6Unicast) && !n.has(Family::Ipv4Unicast));
+        assert!(n.has(Family::IPV6_UNICAST) && !n.has(Family::IPV4_UNICAST));
+        // GR only counts when we advertise it too (RFC 4724 4).
+        assert!(neg(&ours[..2], &theirs).peer_gr.is_none());
+        // Extended next hop for IPv4 only with an IPv6 next hop.
+        let v4_nh = Capability::ExtendedNextHop(vec![ExtNextHop {
+            family: Family::IPV4_UNICAST,
+            next_hop_afi: Afi::Ipv4,
+        }]);
+        assert!(!neg(&ours, &[v4_nh]).ipv4_over_ipv6_nh);
     }
 }

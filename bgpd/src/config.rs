@@ -17,10 +17,10 @@ use margay_ctlproto::PeerType;
 use margay_datastore::InvalidObject;
 
 use crate::bfd::SessionCfg;
-use crate::caps::Family;
 use crate::policy::{GlobalPolicy, NextHopMode, RuleSet, SessionPolicy};
 use crate::secrets::Secrets;
 use crate::speaker::PeerCfg;
+use bgp_wire::Family;
 
 pub mod daemon_opts;
 mod origin;
@@ -465,7 +465,7 @@ pub fn derive(
                 max_prefixes_restart: mp_restart,
                 // RFC 8950: IPv4 unicast rides the IPv6 session too.
                 families: if ext_nh && addr.is_ipv6() {
-                    vec![Family::Ipv6Unicast, Family::Ipv4Unicast]
+                    vec![Family::IPV6_UNICAST, Family::IPV4_UNICAST]
                 } else {
                     vec![family_of(addr)]
                 },
@@ -669,9 +669,9 @@ fn name(
 
 fn family_of(a: IpAddr) -> Family {
     if a.is_ipv4() {
-        Family::Ipv4Unicast
+        Family::IPV4_UNICAST
     } else {
-        Family::Ipv6Unicast
+        Family::IPV6_UNICAST
     }
 }
 
@@ -680,5 +680,4 @@ fn secs(d: Duration) -> u16 {
 }
 
 #[cfg(test)]
-#[path = "config_tests.rs"]
 mod tests;

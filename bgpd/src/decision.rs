@@ -199,5 +199,4 @@ fn step_ord(o: Ordering, reason: Reason) -> Option<RouteCmp> {
 }
 
 #[cfg(test)]
-#[path = "decision_tests.rs"]
 mod tests;

@@ -4,19 +4,20 @@
 
 use std::time::Duration;
 
-use bgp_wire::{DecodeCxt, Message, NextHop, UpdateMsg, Verdict};
+use bgp_wire::{
+    CeaseSubcode, DecodeCxt, Family, Message, NextHop, NotificationMsg,
+    UpdateMsg, Verdict,
+};
 use bytes::Bytes;
 
-use crate::caps::Family;
+use crate::caps;
 use crate::fsm::{Action, ConnId, DownReason, Event, State};
 use crate::neighbor::NbrAction;
-use crate::notification::Notification;
 use crate::policy;
 use crate::rib::{Attrs, PeerId, SourceInfo};
 use crate::speaker::{
     ConnectSpec, Output, Session, Speaker, TimerKey, TimerKind, now,
 };
-use crate::wire;
 
 /// RFC 4271 4.4: a KEEPALIVE is just the header.
 const KEEPALIVE: [u8; 19] = {
@@ -62,8 +63,7 @@ impl Speaker {
                     },
                 });
             }
-            Action::SendOpen(conn, params) => {
-                let open = wire::open_to_wire(&params);
+            Action::SendOpen(conn, open) => {
                 let bytes = Message::Open(open.clone())
                     .to_bytes(&DecodeCxt::default())
                     .expect("our OPEN fits in 4096 octets");
@@ -76,7 +76,7 @@ impl Speaker {
             Action::SendNotification(conn, n) => {
                 tracing::warn!(peer = %p.cfg.name, "sending {n}");
                 p.last_error = Some(format!("sent {n}"));
-                let msg = Message::Notification((&n).into());
+                let msg = Message::Notification(n);
                 if let Ok(b) = msg.to_bytes(&DecodeCxt::default()) {
                     self.send(id, conn, b.freeze());
                 }
@@ -134,24 +134,22 @@ impl Speaker {
             Err(e) => {
                 tracing::warn!(peer = %p.cfg.name, "bad message: {e}");
                 p.last_error = Some(format!("bad message: {e}"));
-                Event::MessageError(e.to_notification().into())
+                Event::MessageError(e.into())
             }
             Ok(Message::Open(o)) => {
-                let ev = Event::OpenReceived(wire::peer_open(&o));
-                p.conns.entry(conn).or_default().open_rx = Some(o);
-                ev
+                p.conns.entry(conn).or_default().open_rx = Some(o.clone());
+                Event::OpenReceived(o)
             }
             Ok(Message::Keepalive) => Event::KeepaliveReceived,
             Ok(Message::Notification(n)) => {
-                let n = Notification::from(n);
                 tracing::warn!(peer = %p.cfg.name, "received {n}");
                 p.last_error = Some(format!("received {n}"));
                 Event::NotificationReceived(n)
             }
             Ok(Message::RouteRefresh(r)) => {
                 let ok = p.session.as_ref().is_some_and(|s| s.conn == conn);
-                if ok && let Some(f) = wire::family_from_wire(r.family) {
-                    self.reexport_family(id, f);
+                if ok && caps::ROUTED.contains(&r.family) {
+                    self.reexport_family(id, r.family);
                 }
                 return;
             }
@@ -176,7 +174,7 @@ impl Speaker {
         let p = self.peers.get_mut(&id).expect("caller checked");
         let s = p.session.as_ref().expect("established");
         if let Some(f) = u.end_of_rib_family() {
-            if let Some(f) = wire::family_from_wire(f) {
+            if caps::ROUTED.contains(&f) {
                 tracing::debug!(peer = %p.cfg.name, ?f, "End-of-RIB");
                 self.purge_stale(id, Some(f));
                 self.deferral_eor(id, conn, f);
@@ -294,8 +292,12 @@ impl Speaker {
             .families
             .first()
             .copied()
-            .unwrap_or(Family::Ipv4Unicast);
-        let n = Notification::max_prefixes(fam.afi(), fam.safi(), limit);
+            .unwrap_or(Family::IPV4_UNICAST);
+        let n = NotificationMsg::max_prefixes(
+            fam.afi.into(),
+            fam.safi.into(),
+            limit,
+        );
         self.counters.max_prefix_ceases += 1;
         let restart = p.cfg.max_prefixes_restart;
         let reason = format!("maximum prefixes exceeded ({count} > {limit})");
@@ -350,8 +352,10 @@ impl Speaker {
                 Some(g) => {
                     let fams = self.peers[&id].cfg.families.clone();
                     for f in fams {
-                        let kept =
-                            g.families.iter().any(|(gf, fwd)| *gf == f && *fwd);
+                        let kept = g
+                            .families
+                            .iter()
+                            .any(|g| g.family == f && g.forwarding_preserved);
                         if !kept {
                             self.purge_stale(id, Some(f));
                         }
@@ -408,17 +412,13 @@ impl Speaker {
             let conn = s.conn;
             let mut out = bytes::BytesMut::new();
             for f in s.neg.families.clone() {
-                let m =
-                    bgp_wire::RouteRefreshMsg::request(wire::family_to_wire(f));
+                let m = bgp_wire::RouteRefreshMsg::request(f);
                 let _ = Message::RouteRefresh(m).encode(&s.tx, &mut out);
             }
             self.send(id, conn, out.freeze());
         } else {
             let conn = s.conn;
-            let n = Notification::new(
-                crate::notification::code::CEASE,
-                crate::notification::cease::OTHER_CONFIG_CHANGE,
-            );
+            let n = NotificationMsg::cease(CeaseSubcode::OtherConfigChange);
             let acts = p.nbr.conn_event(conn, Event::MessageError(n));
             self.apply(id, acts);
         }

@@ -15,12 +15,11 @@ use foldhash::fast::RandomState;
 use ipnetwork::IpNetwork;
 use margay_ctlproto::{RibEntry, RibEvent, RibPath};
 
-use crate::caps::Family;
 use crate::decision::RouteCmp;
 use crate::policy::{self, GlobalPolicy, Origin};
 use crate::rib::{Attrs, Entry, LOCAL, Path, PeerId, Sources};
 use crate::speaker::{Output, Peer, Session, Speaker};
-use crate::wire;
+use bgp_wire::Family;
 
 /// Cache of exported attribute sets for one flush: (source set, peer,
 /// which prefix-community rules matched) -> rewritten set.
@@ -111,7 +110,7 @@ impl Speaker {
     /// Route refresh for one family (RFC 2918 4: "re-advertise ... the
     /// Adj-RIB-Out").
     pub(crate) fn reexport_family(&mut self, id: PeerId, f: Family) {
-        self.reexport(id, |p| p.is_ipv4() == (f == Family::Ipv4Unicast), true);
+        self.reexport(id, |p| p.is_ipv4() == (f == Family::IPV4_UNICAST), true);
     }
 
     /// Export every prefix for which `pick` holds towards `id`, and pack;
@@ -231,7 +230,7 @@ impl Speaker {
             // RFC 4724 4.1: End-of-RIB after the initial update.
             s.send_eor = false;
             for f in &s.neg.families {
-                let eor = UpdateMsg::end_of_rib(wire::family_to_wire(*f));
+                let eor = UpdateMsg::end_of_rib(*f);
                 if Message::Update(eor).encode(&s.tx, &mut out).is_ok() {
                     msgs += 1;
                 }
@@ -373,9 +372,9 @@ impl Exporter<'_> {
             return Decision::Skip;
         };
         let fam = if prefix.is_ipv4() {
-            Family::Ipv4Unicast
+            Family::IPV4_UNICAST
         } else {
-            Family::Ipv6Unicast
+            Family::IPV6_UNICAST
         };
         if !s.neg.has(fam) {
             return Decision::Skip;

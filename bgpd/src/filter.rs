@@ -313,5 +313,4 @@ fn unsupported(field: &str, value: &str, allowed: &str) -> ValidationError {
 }
 
 #[cfg(test)]
-#[path = "filter_tests.rs"]
 mod tests;

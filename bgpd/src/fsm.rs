@@ -10,15 +10,15 @@ use std::time::Duration;
 
 use serde::Serialize;
 
-use crate::caps::{Capabilities, Negotiated};
-use crate::notification::{Notification, code, fsm_err};
+use bgp_wire::{
+    Capability, CeaseSubcode, ErrorCode, FsmSubcode, NotificationMsg, OpenMsg,
+};
+
+use crate::caps::Negotiated;
 
 mod collision;
 mod open;
 mod timers;
-
-/// RFC 6793 section 9: the 2-octet placeholder for a 4-octet AS.
-pub const AS_TRANS: u16 = 23456;
 
 /// RFC 4271 section 8.2.2: "suggested value for the HoldTimer when
 /// set to a large value is 4 minutes".
@@ -72,17 +72,6 @@ pub enum Timer {
 /// A TCP connection, numbered by the neighbor that owns it.
 pub type ConnId = u64;
 
-/// What the peer sent in its OPEN, already decoded.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct PeerOpen {
-    pub version: u8,
-    /// The 2-octet "My Autonomous System" field.
-    pub my_as: u16,
-    pub hold_time: u16,
-    pub bgp_id: Ipv4Addr,
-    pub caps: Capabilities,
-}
-
 /// The inputs of the FSM (RFC 4271 section 8.1, by number where it has one).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Event {
@@ -91,26 +80,27 @@ pub enum Event {
     /// Event 2; `message` is the RFC 9003 shutdown communication.
     ManualStop {
         message: Option<String>,
-        subcode: u8,
+        subcode: CeaseSubcode,
     },
     /// Event 2 with our own NOTIFICATION: end the session with it and stay
     /// Idle, with no AutomaticStart (e.g. RFC 4486 maximum prefixes, which
     /// is restarted by an operator or a configured interval instead).
-    StopWith(Notification),
+    StopWith(NotificationMsg),
     /// Events 16/17: our connect succeeded or we accepted one.
     TcpConnected(ConnId),
     /// Event 18.
     TcpFailed(ConnId),
-    /// Event 19.
-    OpenReceived(PeerOpen),
+    /// Event 19: the peer's OPEN as the codec decoded it (and so already
+    /// checked for what needs nothing but the message: see `fsm/open.rs`).
+    OpenReceived(OpenMsg),
     /// Event 26.
     KeepaliveReceived,
     /// Event 27.
     UpdateReceived,
     /// Events 24/25.
-    NotificationReceived(Notification),
+    NotificationReceived(NotificationMsg),
     /// Events 21/22/28: a message that must reset the session.
-    MessageError(Notification),
+    MessageError(NotificationMsg),
     /// Events 9, 10, 11 and the idle hold timer.
     TimerExpired(Timer),
 }
@@ -122,8 +112,8 @@ pub enum DownReason {
     /// The TCP connection closed or failed without a NOTIFICATION.
     TcpFailure,
     HoldTimerExpired,
-    NotificationSent(Notification),
-    NotificationReceived(Notification),
+    NotificationSent(NotificationMsg),
+    NotificationReceived(NotificationMsg),
 }
 
 impl DownReason {
@@ -151,9 +141,9 @@ impl std::fmt::Display for DownReason {
 pub enum Action {
     /// Open a TCP connection to the peer, to be reported as `conn`.
     Connect(ConnId),
-    SendOpen(ConnId, OpenParams),
+    SendOpen(ConnId, OpenMsg),
     SendKeepalive(ConnId),
-    SendNotification(ConnId, Notification),
+    SendNotification(ConnId, NotificationMsg),
     ArmTimer(Timer, Duration),
     StopTimer(Timer),
     CloseConnection(ConnId),
@@ -165,15 +155,6 @@ pub enum Action {
         reason: DownReason,
         established: bool,
     },
-}
-
-/// What we put in our OPEN.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct OpenParams {
-    pub my_as: u16,
-    pub hold_time: u16,
-    pub bgp_id: Ipv4Addr,
-    pub caps: Capabilities,
 }
 
 /// Per-peer FSM configuration.
@@ -189,7 +170,8 @@ pub struct FsmConfig {
     pub connect_retry: Duration,
     /// How long to stay Idle after an error before AutomaticStart.
     pub idle_hold: Duration,
-    pub caps: Capabilities,
+    /// The capabilities of our OPEN, in the order they are sent.
+    pub caps: Vec<Capability>,
 }
 
 /// One connection's state machine.
@@ -277,7 +259,7 @@ impl Fsm {
 
     /// Replace the capabilities we advertise (e.g. the GR restart flag),
     /// effective from the next OPEN.
-    pub fn set_caps(&mut self, caps: Capabilities) {
+    pub fn set_caps(&mut self, caps: Vec<Capability>) {
         self.cfg.caps = caps;
     }
 
@@ -293,8 +275,12 @@ impl Fsm {
                     State::OpenSent | State::OpenConfirm | State::Established
                 ) {
                     // RFC 4271 8.2.2: "sends the NOTIFICATION with a Cease";
-                    // RFC 9003 adds the shutdown communication.
-                    let n = Notification::shutdown(subcode, message.as_deref());
+                    // RFC 9003 adds the shutdown communication (none:
+                    // no data at all, not an empty one).
+                    let n = match message.as_deref().filter(|m| !m.is_empty()) {
+                        Some(m) => NotificationMsg::shutdown(subcode, m),
+                        None => NotificationMsg::cease(subcode),
+                    };
                     self.send_notification(n, &mut out);
                 }
                 self.go_idle(DownReason::AdminStop, &mut out);
@@ -415,7 +401,7 @@ impl Fsm {
         // RFC 4271 8.2.2: "stops the ConnectRetryTimer, ... sends an OPEN
         // message, sets the HoldTimer to a large value, changes to OpenSent".
         out.push(Action::StopTimer(Timer::ConnectRetry));
-        out.push(Action::SendOpen(conn, self.open_params()));
+        out.push(Action::SendOpen(conn, self.open_msg()));
         out.push(Action::ArmTimer(Timer::Hold, LARGE_HOLD));
         self.state = State::OpenSent;
     }
@@ -423,18 +409,18 @@ impl Fsm {
     /// RFC 4271 6.6 and RFC 6608: an unexpected message for the state.
     fn fsm_error(&mut self, out: &mut Vec<Action>) {
         let sub = match self.state {
-            State::OpenSent => fsm_err::UNEXPECTED_IN_OPENSENT,
-            State::OpenConfirm => fsm_err::UNEXPECTED_IN_OPENCONFIRM,
-            State::Established => fsm_err::UNEXPECTED_IN_ESTABLISHED,
+            State::OpenSent => FsmSubcode::UnexpectedInOpenSent,
+            State::OpenConfirm => FsmSubcode::UnexpectedInOpenConfirm,
+            State::Established => FsmSubcode::UnexpectedInEstablished,
             // No connection to complain on.
             _ => return,
         };
-        let n = Notification::new(code::FSM, sub);
+        let n = NotificationMsg::new(ErrorCode::Fsm, sub as u8, vec![]);
         self.send_notification(n.clone(), out);
         self.go_idle(DownReason::NotificationSent(n), out);
     }
 
-    fn send_notification(&mut self, n: Notification, out: &mut Vec<Action>) {
+    fn send_notification(&mut self, n: NotificationMsg, out: &mut Vec<Action>) {
         if let Some(c) = self.conn {
             out.push(Action::SendNotification(c, n));
         }
@@ -469,5 +455,4 @@ impl Fsm {
 }
 
 #[cfg(test)]
-#[path = "fsm_tests.rs"]
 pub(crate) mod tests;

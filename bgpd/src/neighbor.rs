@@ -4,7 +4,7 @@
 use crate::fsm::{
     Action, ConnId, ConnIdSource, Event, Fsm, FsmConfig, State, Timer,
 };
-use crate::notification::Notification;
+use bgp_wire::{CeaseSubcode, NotificationMsg};
 
 /// An action tagged with the FSM instance that produced it (timers are
 /// keyed by that instance).
@@ -64,7 +64,7 @@ impl Neighbor {
     }
 
     /// Replace the capabilities advertised from the next OPEN on.
-    pub fn set_caps(&mut self, caps: crate::caps::Capabilities) {
+    pub fn set_caps(&mut self, caps: Vec<bgp_wire::Capability>) {
         self.primary.set_caps(caps);
     }
 
@@ -79,7 +79,7 @@ impl Neighbor {
     /// ManualStop on every connection, with an RFC 9003 message.
     pub fn stop(
         &mut self,
-        subcode: u8,
+        subcode: CeaseSubcode,
         message: Option<&str>,
     ) -> Vec<NbrAction> {
         self.enabled = false;
@@ -97,7 +97,7 @@ impl Neighbor {
 
     /// End every connection with NOTIFICATION `n` and refuse the peer's
     /// connections until [`Neighbor::start`] (RFC 4486 max prefixes).
-    pub fn stop_with(&mut self, n: Notification) -> Vec<NbrAction> {
+    pub fn stop_with(&mut self, n: NotificationMsg) -> Vec<NbrAction> {
         self.enabled = false;
         let ev = Event::StopWith(n);
         let mut out = Vec::new();
@@ -299,12 +299,12 @@ mod tests {
     use std::net::Ipv4Addr;
 
     use super::*;
-    use crate::caps::GracefulRestartCap;
     use crate::fsm::DownReason;
     use crate::fsm::tests::{cfg, open};
-    use crate::notification::{Notification, cease};
+    use bgp_wire::{Capability, GracefulRestartCap};
+    use bgp_wire::{CeaseSubcode, NotificationMsg};
 
-    fn ceases(out: &[NbrAction]) -> Vec<(ConnId, Notification)> {
+    fn ceases(out: &[NbrAction]) -> Vec<(ConnId, NotificationMsg)> {
         out.iter()
             .filter_map(|(_, a)| match a {
                 Action::SendNotification(c, n) => Some((*c, n.clone())),
@@ -347,7 +347,7 @@ mod tests {
         let c = ceases(&a);
         assert_eq!(c.len(), 1);
         assert_eq!(c[0].0, out_conn);
-        assert_eq!(c[0].1.subcode, cease::COLLISION_RESOLUTION);
+        assert_eq!(c[0].1.subcode, CeaseSubcode::CollisionResolution as u8);
         assert_eq!(n.primary().conn(), Some(in_conn));
         n.conn_event(in_conn, Event::KeepaliveReceived);
         assert_eq!(n.state(), State::Established);
@@ -367,26 +367,30 @@ mod tests {
         assert!(n.conn_event(in_conn, Event::KeepaliveReceived).is_empty());
     }
 
+    /// RFC 4724 3 with the Restart State bit: the peer has restarted.
+    fn restarting_gr() -> Capability {
+        Capability::GracefulRestart(GracefulRestartCap {
+            restart_state: true,
+            restart_time: 120,
+            ..Default::default()
+        })
+    }
+
     fn established_nbr(peer_gr: bool) -> (Neighbor, ConnId) {
         let mut n = Neighbor::new(cfg(65000, 65001));
         if peer_gr {
             let mut c = n.primary().config().caps.clone();
-            c.graceful_restart = Some(GracefulRestartCap {
-                restarting: false,
+            c.push(Capability::GracefulRestart(GracefulRestartCap {
                 restart_time: 120,
-                families: vec![],
-            });
+                ..Default::default()
+            }));
             n.set_caps(c);
         }
         n.start(true);
         n.incoming(1);
         let mut o = open(65001, 90, [10, 0, 0, 2]);
         if peer_gr {
-            o.caps.graceful_restart = Some(GracefulRestartCap {
-                restarting: true,
-                restart_time: 120,
-                families: vec![],
-            });
+            o.capabilities.push(restarting_gr());
         }
         n.conn_event(1, Event::OpenReceived(o));
         n.conn_event(1, Event::KeepaliveReceived);
@@ -401,7 +405,10 @@ mod tests {
         let a = n
             .conn_event(2, Event::OpenReceived(open(65001, 90, [10, 0, 0, 2])));
         let c = ceases(&a);
-        assert_eq!((c[0].0, c[0].1.subcode), (2, cease::COLLISION_RESOLUTION));
+        assert_eq!(
+            (c[0].0, c[0].1.subcode),
+            (2, CeaseSubcode::CollisionResolution as u8)
+        );
         assert_eq!(n.primary().conn(), Some(old));
         assert_eq!(n.state(), State::Established);
     }
@@ -411,11 +418,7 @@ mod tests {
         let (mut n, _old) = established_nbr(true);
         n.incoming(2);
         let mut o = open(65001, 90, [10, 0, 0, 2]);
-        o.caps.graceful_restart = Some(GracefulRestartCap {
-            restarting: true,
-            restart_time: 120,
-            families: vec![],
-        });
+        o.capabilities.push(restarting_gr());
         let a = n.conn_event(2, Event::OpenReceived(o));
         assert!(a.iter().any(|(_, a)| matches!(
             a,

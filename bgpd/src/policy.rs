@@ -341,5 +341,4 @@ pub fn in_enabled_pool(global: &GlobalPolicy, prefix: &IpNetwork) -> bool {
 }
 
 #[cfg(test)]
-#[path = "policy_tests.rs"]
 mod tests;

@@ -7,10 +7,10 @@
 
 use std::collections::HashSet;
 
-use crate::caps::Family;
 use crate::fsm::ConnId;
 use crate::rib::{LOCAL, PeerId};
 use crate::speaker::{Output, Speaker, SpeakerCfg, TimerKey, TimerKind};
+use bgp_wire::Family;
 
 /// State of a deferred selection.
 #[derive(Debug, Default)]
@@ -65,7 +65,7 @@ impl Speaker {
                 // the ones that do not advertise the graceful restart
                 // capability".
                 None => false,
-                Some(g) if g.restarting => false,
+                Some(g) if g.restart_state => false,
                 Some(_) => s
                     .neg
                     .families

@@ -16,7 +16,7 @@
 //! Attribute sets are interned: one UPDATE carries thousands of prefixes
 //! with the same attributes, and every one of them points at the same
 //! `Arc<Attrs>`, so a route costs a pointer and not a copy. The table
-//! itself is a compact prefix map (see `rib_table.rs`).
+//! itself is a compact prefix map (see `rib/table.rs`).
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::net::{IpAddr, Ipv4Addr};
@@ -29,9 +29,7 @@ use smallvec::SmallVec;
 
 use crate::decision::{self, Candidate, RouteCmp, Source};
 
-#[path = "rib_paths.rs"]
 mod paths;
-#[path = "rib_table.rs"]
 mod table;
 use paths::Paths;
 use table::Table;
@@ -619,5 +617,4 @@ fn reselect(sources: &Sources, e: &mut Entry, old: Snapshot) -> Change {
 }
 
 #[cfg(test)]
-#[path = "rib_tests.rs"]
 mod tests;

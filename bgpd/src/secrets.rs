@@ -132,5 +132,4 @@ pub async fn resolve(
 }
 
 #[cfg(test)]
-#[path = "secrets_tests.rs"]
 mod tests;

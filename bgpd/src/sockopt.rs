@@ -1,7 +1,8 @@
 //! Socket options no safe crate offers: RFC 2385 TCP MD5 signatures, the
 //! RFC 5082 minimum TTL and the saved SYN (whose TTL GTSM checks on a
 //! listener shared with non-GTSM peers). The only module of the crate
-//! with `unsafe`.
+//! with `unsafe` apart from one prefetch hint in `rib/table/index.rs`
+//! (bgpd/Cargo.toml says why each is there).
 #![allow(unsafe_code)]
 
 use std::io;

@@ -8,17 +8,19 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use bgp_wire::{DecodeCxt, OpenMsg};
+use bgp_wire::{
+    Afi, Capability, CeaseSubcode, DecodeCxt, ExtNextHop, Family, GrFamily,
+    GracefulRestartCap, NotificationMsg, OpenMsg,
+};
 use bytes::Bytes;
 use foldhash::fast::RandomState;
 use ipnetwork::IpNetwork;
 use margay_ctlproto::{HeldIdle, PeerStatus, PeerType, RibEvent};
 
 use crate::bfd::client::BfdSessions;
-use crate::caps::{Capabilities, Family, GracefulRestartCap, Negotiated};
+use crate::caps::Negotiated;
 use crate::fsm::{self, ConnId, FsmConfig, State};
 use crate::neighbor::Neighbor;
-use crate::notification::cease;
 use crate::policy::{GlobalPolicy, SessionPolicy};
 use crate::rib::{Attrs, LOCAL, PeerId, Rib};
 
@@ -322,13 +324,13 @@ impl Speaker {
         for id in ids {
             let name = self.peers[&id].cfg.name.clone();
             match wanted.remove(&name) {
-                None => self.remove_peer(id, cease::PEER_DECONFIGURED),
+                None => self.remove_peer(id, CeaseSubcode::PeerDeconfigured),
                 Some(c) if c == self.peers[&id].cfg => {}
                 Some(c) if c.same_session(&self.peers[&id].cfg) => {
                     self.update_policy(id, c)
                 }
                 Some(c) => {
-                    self.remove_peer(id, cease::OTHER_CONFIG_CHANGE);
+                    self.remove_peer(id, CeaseSubcode::OtherConfigChange);
                     self.add_peer(c);
                 }
             }
@@ -391,28 +393,46 @@ impl Speaker {
     /// restart is in progress (selection deferred) they carry the Restart
     /// State bit and "forwarding state preserved" for every family (RFC
     /// 4724 4.1), since felix-lite kept the FIB.
-    pub(crate) fn our_caps(&self, cfg: &PeerCfg) -> Capabilities {
+    /// In the order they are sent: MP per family, ROUTE-REFRESH, 4-octet
+    /// AS, GR, extended next hop.
+    pub(crate) fn our_caps(&self, cfg: &PeerCfg) -> Vec<Capability> {
         let restarting = self.deferral.is_some();
-        Capabilities {
-            families: cfg.families.clone(),
-            four_octet_as: Some(cfg.local_as),
-            route_refresh: true,
-            enhanced_route_refresh: false,
-            graceful_restart: Some(GracefulRestartCap {
-                restarting,
-                restart_time: cfg.restart_time,
-                families: cfg
-                    .families
-                    .iter()
-                    .map(|f| (*f, restarting))
+        let mut caps: Vec<Capability> = cfg
+            .families
+            .iter()
+            .map(|f| Capability::MultiProtocol(*f))
+            .collect();
+        caps.push(Capability::RouteRefresh);
+        caps.push(Capability::FourOctetAs(cfg.local_as));
+        caps.push(Capability::GracefulRestart(GracefulRestartCap {
+            restart_state: restarting,
+            notification: false,
+            // RFC 4724 3: a 12-bit field.
+            restart_time: cfg.restart_time.min(4095),
+            families: cfg
+                .families
+                .iter()
+                .map(|f| GrFamily {
+                    family: *f,
+                    forwarding_preserved: restarting,
+                })
+                .collect(),
+        }));
+        let enh = ext_next_hop_families(cfg);
+        if !enh.is_empty() {
+            caps.push(Capability::ExtendedNextHop(
+                enh.into_iter()
+                    .map(|family| ExtNextHop {
+                        family,
+                        next_hop_afi: Afi::Ipv6,
+                    })
                     .collect(),
-            }),
-            extended_next_hop: ext_next_hop_families(cfg),
-            mp_other: false,
+            ));
         }
+        caps
     }
 
-    fn remove_peer(&mut self, id: PeerId, subcode: u8) {
+    fn remove_peer(&mut self, id: PeerId, subcode: CeaseSubcode) {
         let Some(p) = self.peers.get_mut(&id) else {
             return;
         };
@@ -529,7 +549,7 @@ impl Speaker {
     pub(crate) fn hold_idle(
         &mut self,
         id: PeerId,
-        n: crate::notification::Notification,
+        n: NotificationMsg,
         reason: String,
         restart_after: Option<Duration>,
     ) {
@@ -603,10 +623,7 @@ impl Speaker {
         p.last_error = None;
         match p.nbr.established().and_then(|f| f.conn()) {
             Some(conn) => {
-                let n = crate::notification::Notification::new(
-                    crate::notification::code::CEASE,
-                    cease::ADMIN_RESET,
-                );
+                let n = NotificationMsg::cease(CeaseSubcode::AdminReset);
                 let acts = p.nbr.conn_event(conn, fsm::Event::MessageError(n));
                 self.apply(id, acts);
                 Ok(format!(
@@ -629,7 +646,7 @@ impl Speaker {
         let removed = match family {
             None => self.rib.remove_peer(id, true),
             Some(f) => self.rib.remove_peer_where(id, true, |n| {
-                n.is_ipv4() == (f == Family::Ipv4Unicast)
+                n.is_ipv4() == (f == Family::IPV4_UNICAST)
             }),
         };
         tracing::info!(peer = %p.cfg.name, removed, "stale routes purged");
@@ -684,7 +701,7 @@ impl Speaker {
                 continue;
             };
             tracing::info!(peer = %p.cfg.name, "administrative shutdown");
-            let acts = p.nbr.stop(cease::ADMIN_SHUTDOWN, Some(message));
+            let acts = p.nbr.stop(CeaseSubcode::AdminShutdown, Some(message));
             self.apply(id, acts);
         }
     }
@@ -749,8 +766,8 @@ impl Speaker {
 /// An IPv6 session that carries IPv4 unicast offers it, since it has
 /// no IPv4 address of its own to use as next hop.
 fn ext_next_hop_families(cfg: &PeerCfg) -> Vec<Family> {
-    if cfg.addr.is_ipv6() && cfg.families.contains(&Family::Ipv4Unicast) {
-        vec![Family::Ipv4Unicast]
+    if cfg.addr.is_ipv6() && cfg.families.contains(&Family::IPV4_UNICAST) {
+        vec![Family::IPV4_UNICAST]
     } else {
         vec![]
     }

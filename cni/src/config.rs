@@ -569,5 +569,4 @@ fn bool_or_string<'de, D: Deserializer<'de>>(
 }
 
 #[cfg(test)]
-#[path = "config_tests.rs"]
 mod tests;

@@ -508,5 +508,4 @@ fn kind_of(target: &Target) -> u8 {
 }
 
 #[cfg(test)]
-#[path = "reconcile_tests.rs"]
 mod tests;

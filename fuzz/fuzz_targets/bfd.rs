@@ -1,14 +1,9 @@
-//! BFD Control packet decoding (bgpd/src/bfd/packet.rs): never panics,
-//! and whatever it accepts re-encodes to the same octets (all but the
-//! Length field, which the encoder always writes as 24).
+//! BFD Control packet decoding (margay-bfd's packet module): never
+//! panics, and whatever it accepts re-encodes to the same octets (all but
+//! the Length field, which the encoder always writes as 24).
 #![no_main]
 use libfuzzer_sys::fuzz_target;
-
-// The module itself, not all of bgpd: this target calls only the codec,
-// so the module's other helpers are unused here.
-#[path = "../../bgpd/src/bfd/packet.rs"]
-#[allow(dead_code)]
-mod packet;
+use margay_bfd::packet;
 
 fuzz_target!(|data: &[u8]| {
     if let Ok(p) = packet::ControlPacket::decode(data) {

@@ -210,13 +210,10 @@ fn decode_one(
     match r.code {
         // RFC 7606 7.1: wrong length or undefined value -> withdraw.
         T::ORIGIN => {
-            a.origin = Some(match v {
-                [0] => Origin::Igp,
-                [1] => Origin::Egp,
-                [2] => Origin::Incomplete,
-                [_] => return Err(r.err(K::InvalidOrigin, action)),
-                _ => return Err(len_err()),
-            })
+            let [o] = v else { return Err(len_err()) };
+            let o = Origin::from_repr(*o)
+                .ok_or_else(|| r.err(K::InvalidOrigin, action))?;
+            a.origin = Some(o);
         }
         // RFC 7606 7.2.
         T::AS_PATH => {
@@ -461,13 +458,7 @@ pub(crate) fn decode_as_path(v: &[u8], four: bool) -> Option<AsPath> {
     let mut pos = 0;
     while pos < v.len() {
         let h = v.get(pos..pos + 2)?;
-        let kind = match h[0] {
-            1 => SegmentType::Set,
-            2 => SegmentType::Sequence,
-            3 => SegmentType::ConfedSequence,
-            4 => SegmentType::ConfedSet,
-            _ => return None,
-        };
+        let kind = SegmentType::from_repr(h[0])?;
         let n = usize::from(h[1]);
         if n == 0 {
             return None;

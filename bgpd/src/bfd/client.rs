@@ -6,10 +6,11 @@
 use std::collections::{BTreeMap, HashSet};
 use std::net::IpAddr;
 
+use bgp_wire::{CeaseSubcode, NotificationMsg};
+
 use super::packet::{ControlPacket, State};
 use super::session::{self, Action, Event, Session, SessionCfg};
 use crate::fsm;
-use crate::notification::{Notification, cease, code};
 use crate::rib::LOCAL;
 use crate::speaker::{Output, Speaker, TimerKey, TimerKind};
 
@@ -268,7 +269,7 @@ impl Speaker {
             Some(conn) => {
                 p.last_error = Some(format!("BFD Down ({diag})"));
                 tracing::warn!(peer = %name, diag, "BFD Down: tearing the BGP session down");
-                let n = Notification::new(code::CEASE, cease::BFD_DOWN);
+                let n = NotificationMsg::cease(CeaseSubcode::BfdDown);
                 let acts = p.nbr.conn_event(conn, fsm::Event::MessageError(n));
                 self.apply(id, acts);
             }

@@ -4,14 +4,14 @@
 //! the takeover by the winning FSM.
 
 use super::{Action, DownReason, Fsm};
-use crate::notification::{Notification, cease, code};
+use bgp_wire::{CeaseSubcode, NotificationMsg};
 
 impl Fsm {
     /// Close the connection because another one won a collision
     /// (RFC 4271 6.8, RFC 4486 subcode 7).
     pub fn lose_collision(&mut self) -> Vec<Action> {
         let mut out = Vec::new();
-        let n = Notification::new(code::CEASE, cease::COLLISION_RESOLUTION);
+        let n = NotificationMsg::cease(CeaseSubcode::CollisionResolution);
         self.send_notification(n.clone(), &mut out);
         // The winner carries on, so this FSM does not restart by itself.
         self.started = false;

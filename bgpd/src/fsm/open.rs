@@ -1,30 +1,34 @@
 //! OPEN handling of the FSM: the OPEN we send, the checks of RFC 4271
-//! section 6.2 on the peer's, and the hold time and keepalive negotiated
-//! from the two (section 4.2).
+//! section 6.2 on the peer's that need our configuration, and the hold
+//! time and keepalive negotiated from the two (section 4.2).
+//!
+//! The checks that need nothing but the message are bgp-wire's decoder's
+//! (`OpenMsg::decode`), and such an OPEN never reaches the FSM: the
+//! version (RFC 4271 6.2, Unsupported Version Number with our version as
+//! data), a Hold Time of one or two seconds ("MUST reject") and a zero BGP
+//! Identifier (RFC 6286 2.2). The decode error becomes the NOTIFICATION
+//! once, in `Speaker::on_frame`.
 
-use super::{
-    AS_TRANS, Action, DownReason, Fsm, OpenParams, PeerOpen, State, Timer,
-};
+use bgp_wire::{ErrorCode, NotificationMsg, OpenMsg, OpenSubcode};
+
+use super::{Action, DownReason, Fsm, State, Timer};
 use crate::caps::Negotiated;
-use crate::notification::{Notification, code, open_err};
 
 impl Fsm {
-    /// The OPEN we send.
-    pub fn open_params(&self) -> OpenParams {
-        // RFC 6793 section 4.1: a 4-octet AS goes in the capability and
-        // AS_TRANS in "My Autonomous System".
-        let my_as = u16::try_from(self.cfg.local_as).unwrap_or(AS_TRANS);
-        OpenParams {
-            my_as,
-            hold_time: self.cfg.hold_time,
-            bgp_id: self.cfg.router_id,
-            caps: self.cfg.caps.clone(),
-        }
+    /// The OPEN we send. RFC 6793 section 4.1: a 4-octet AS goes in the
+    /// capability (in `caps`) and AS_TRANS in "My Autonomous System".
+    pub fn open_msg(&self) -> OpenMsg {
+        OpenMsg::new(
+            self.cfg.local_as,
+            self.cfg.hold_time,
+            self.cfg.router_id,
+            self.cfg.caps.clone(),
+        )
     }
 
     pub(super) fn open_received(
         &mut self,
-        open: PeerOpen,
+        open: OpenMsg,
         out: &mut Vec<Action>,
     ) {
         if self.state != State::OpenSent {
@@ -54,38 +58,22 @@ impl Fsm {
     /// RFC 4271 section 6.2 OPEN message error handling.
     pub fn check_open(
         &self,
-        open: &PeerOpen,
-    ) -> Result<Negotiated, Notification> {
-        if open.version != 4 {
-            // "the Data field is a 2-octet unsigned integer, which indicates
-            // the largest, locally-supported version number".
-            return Err(Notification::with_data(
-                code::OPEN,
-                open_err::UNSUPPORTED_VERSION,
-                vec![0, 4],
-            ));
-        }
+        open: &OpenMsg,
+    ) -> Result<Negotiated, NotificationMsg> {
+        let open_err = |s: OpenSubcode| {
+            NotificationMsg::new(ErrorCode::Open, s as u8, vec![])
+        };
         // RFC 6793 section 4.1: the 4-octet AS capability carries the real
         // AS; "My Autonomous System" then is AS_TRANS if it doesn't fit.
-        let peer_as = open.caps.four_octet_as.unwrap_or(u32::from(open.my_as));
+        let peer_as = open.asn();
         if peer_as != self.cfg.remote_as {
-            return Err(Notification::new(code::OPEN, open_err::BAD_PEER_AS));
+            return Err(open_err(OpenSubcode::BadPeerAs));
         }
         let ibgp = peer_as == self.cfg.local_as;
-        // RFC 6286 section 2.2: zero, or equal to ours from an internal
-        // peer, is a Bad BGP Identifier.
-        if open.bgp_id.is_unspecified()
-            || (ibgp && open.bgp_id == self.cfg.router_id)
-        {
-            return Err(Notification::new(code::OPEN, open_err::BAD_BGP_ID));
-        }
-        // RFC 4271 6.2: "An implementation MUST reject Hold Time values of
-        // one or two seconds."
-        if open.hold_time == 1 || open.hold_time == 2 {
-            return Err(Notification::new(
-                code::OPEN,
-                open_err::UNACCEPTABLE_HOLD_TIME,
-            ));
+        // RFC 6286 section 2.2: equal to ours from an internal peer is a
+        // Bad BGP Identifier (zero is the decoder's).
+        if ibgp && open.bgp_id == self.cfg.router_id {
+            return Err(open_err(OpenSubcode::BadBgpIdentifier));
         }
         // RFC 4271 4.2: the hold time is the smaller of the two.
         let hold = self.cfg.hold_time.min(open.hold_time);
@@ -96,7 +84,7 @@ impl Fsm {
         };
         Ok(Negotiated::new(
             &self.cfg.caps,
-            &open.caps,
+            &open.capabilities,
             peer_as,
             open.bgp_id,
             hold,

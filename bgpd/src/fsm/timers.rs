@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use super::{Action, DownReason, Fsm, State, Timer};
-use crate::notification::{Notification, code};
+use bgp_wire::{ErrorCode, NotificationMsg};
 
 impl Fsm {
     /// A timer of this FSM expired (RFC 4271 8.1.2 events 9-11, and the
@@ -47,7 +47,11 @@ impl Fsm {
                 // RFC 4271 6.5: "If ... the Hold Timer expires, the local
                 // system sends a NOTIFICATION message with the Error Code
                 // Hold Timer Expired".
-                let n = Notification::new(code::HOLD_TIMER_EXPIRED, 0);
+                let n = NotificationMsg::new(
+                    ErrorCode::HoldTimerExpired,
+                    0,
+                    vec![],
+                );
                 self.send_notification(n, out);
                 self.go_idle(DownReason::HoldTimerExpired, out);
             }

@@ -16,7 +16,7 @@ fn peer6(n: u16, asn: u32) -> PeerCfg {
     let addr = Ipv6Addr::new(0xfd00, 0, 0, 0, 0, 0, 0, n);
     p.name = format!("Global_{addr}");
     p.addr = IpAddr::V6(addr);
-    p.families = vec![Family::Ipv6Unicast, Family::Ipv4Unicast];
+    p.families = vec![Family::IPV6_UNICAST, Family::IPV4_UNICAST];
     p.policy.local_addr_other = Some(IpAddr::V4(Ipv4Addr::new(10, 0, 0, 1)));
     p
 }
@@ -179,5 +179,22 @@ fn ipv4_sessions_do_not_offer_extended_next_hop() {
             .iter()
             .any(|c| matches!(c, Capability::ExtendedNextHop(_))),
         "{open:?}"
+    );
+}
+
+/// Our OPEN on the wire, octet for octet: MP IPv6 and IPv4, ROUTE-REFRESH,
+/// 4-octet AS, GR (120 s) and IPv4-over-IPv6 extended next hop, in that
+/// order (the bytes margay sent before the FSM took bgp-wire's types).
+#[test]
+fn our_open_octets() {
+    let mut p = peer6(2, 65002);
+    p.restart_time = 120;
+    let mut s = speaker(vec![p]);
+    let (_, ours) = establish6(&mut s, 2, 65002, vec![]);
+    let bytes = Message::Open(ours).to_bytes(&DecodeCxt::default()).unwrap();
+    let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+    assert_eq!(
+        hex,
+        "ffffffffffffffffffffffffffffffff00470104fde8005a0a0000012a0228010400020001010400010001020041040000fde8400a007800020100000101000506000100010002"
     );
 }

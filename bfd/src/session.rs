@@ -7,7 +7,7 @@
 
 use std::time::Duration;
 
-use super::packet::{ControlPacket, Diag, State};
+use crate::packet::{ControlPacket, Diag, State};
 
 /// RFC 5880 6.8.3: "When bfd.SessionState is not Up, the system MUST set
 /// bfd.DesiredMinTxInterval to a value of not less than one second".
@@ -392,5 +392,4 @@ fn micros(d: Duration) -> u32 {
 }
 
 #[cfg(test)]
-#[path = "session_tests.rs"]
 mod tests;

@@ -505,16 +505,16 @@ fn extended_next_hop_annotation_adds_ipv4_to_ipv6_sessions_only() {
     };
     assert_eq!(
         fams("Global_fd00::2"),
-        [Family::Ipv6Unicast, Family::Ipv4Unicast]
+        [Family::IPV6_UNICAST, Family::IPV4_UNICAST]
     );
     // An IPv4 session carries IPv4 natively; no annotation, no IPv4.
-    assert_eq!(fams("Global_10.0.0.2"), [Family::Ipv4Unicast]);
-    assert_eq!(fams("Global_fd00::3"), [Family::Ipv6Unicast]);
+    assert_eq!(fams("Global_10.0.0.2"), [Family::IPV4_UNICAST]);
+    assert_eq!(fams("Global_fd00::3"), [Family::IPV6_UNICAST]);
 
     let d =
         derive(&res(&EXT_NH.replace("VALUE", "false")), "dut", None).unwrap();
     assert_eq!(d.peers[1].name, "Global_fd00::2");
-    assert_eq!(d.peers[1].families, [Family::Ipv6Unicast]);
+    assert_eq!(d.peers[1].families, [Family::IPV6_UNICAST]);
 
     let d = derive(&res(&EXT_NH.replace("VALUE", "yes")), "dut", None).unwrap();
     assert_eq!(d.peers.len(), 2, "v4 and plain6 still peer");

@@ -5,29 +5,24 @@
 use std::net::{IpAddr, Ipv4Addr};
 use std::time::Duration;
 
+use bgp_wire::Family;
 use bgp_wire::{
     Capability, DecodeCxt, GrFamily, Message, NextHop, Nlri, OpenMsg, PathAttrs,
 };
 use bytes::BytesMut;
-use margay_bgpd::caps::Family;
 use margay_bgpd::policy::{NextHopMode, Rule, RuleSet, SessionPolicy, Verdict};
 use margay_bgpd::speaker::{Output, PeerCfg, Speaker, SpeakerCfg};
 use margay_ctlproto::{PeerType, RibEvent};
 
 /// RFC 7607: AS 0 in AS_PATH / AS4_PATH is treat-as-withdraw.
-#[path = "speaker_sansio/as_zero.rs"]
 mod as_zero;
 /// RFC 8950: IPv4 NLRI with an IPv6 next hop.
-#[path = "speaker_sansio/ext_next_hop.rs"]
 mod ext_next_hop;
 /// Max-prefix back-off: held Idle until the restart interval or a reset.
-#[path = "speaker_sansio/max_prefix.rs"]
 mod max_prefix;
 /// RFC 4724 4.1: the restarting speaker defers its advertisements.
-#[path = "speaker_sansio/restarting.rs"]
 mod restarting;
 /// Shutdown: Cease / Administrative Shutdown to every peer.
-#[path = "speaker_sansio/shutdown.rs"]
 mod shutdown;
 
 fn peer(addr: [u8; 4], asn: u32) -> PeerCfg {
@@ -52,7 +47,7 @@ fn peer(addr: [u8; 4], asn: u32) -> PeerCfg {
         restart_time: 120,
         max_prefixes: None,
         max_prefixes_restart: None,
-        families: vec![Family::Ipv4Unicast],
+        families: vec![Family::IPV4_UNICAST],
         policy: SessionPolicy {
             local_as: 65000,
             remote_as: asn,

@@ -1,6 +1,6 @@
 //! The prefix table behind [`Rib`](super::Rib): a dense `Vec` of values
 //! that carry their prefix, found through a hash index of positions in
-//! that `Vec` (`rib_index.rs`).
+//! that `Vec` (`table/index.rs`).
 //!
 //! Why not `HashMap<IpNetwork, Entry>`: hashbrown keeps at most 7/8 of its
 //! buckets in use and doubles, so a million prefixes live in 2^21 buckets
@@ -11,7 +11,6 @@
 //! folded multiplies. Values are only ever removed in bulk (`retain`), so
 //! a position stays valid until then.
 
-#[path = "rib_index.rs"]
 mod index;
 
 use index::Index;

@@ -2,8 +2,11 @@ use std::net::Ipv4Addr;
 use std::time::Duration;
 
 use super::*;
-use crate::caps::Capabilities;
-use crate::notification::{cease, code, fsm_err, open_err};
+use bgp_wire::iana::AS_TRANS;
+use bgp_wire::{
+    Capability, CeaseSubcode, ErrorCode, FsmSubcode, NotificationMsg, OpenMsg,
+    OpenSubcode,
+};
 
 pub(crate) fn cfg(local_as: u32, remote_as: u32) -> FsmConfig {
     FsmConfig {
@@ -14,27 +17,20 @@ pub(crate) fn cfg(local_as: u32, remote_as: u32) -> FsmConfig {
         keepalive: 30,
         connect_retry: Duration::from_secs(5),
         idle_hold: Duration::from_secs(5),
-        caps: Capabilities {
-            four_octet_as: Some(local_as),
-            ..Default::default()
-        },
+        caps: vec![Capability::FourOctetAs(local_as)],
     }
 }
 
-pub(crate) fn open(asn: u32, hold: u16, id: [u8; 4]) -> PeerOpen {
-    PeerOpen {
-        version: 4,
-        my_as: u16::try_from(asn).unwrap_or(AS_TRANS),
-        hold_time: hold,
-        bgp_id: Ipv4Addr::from(id),
-        caps: Capabilities {
-            four_octet_as: Some(asn),
-            ..Default::default()
-        },
-    }
+pub(crate) fn open(asn: u32, hold: u16, id: [u8; 4]) -> OpenMsg {
+    OpenMsg::new(
+        asn,
+        hold,
+        Ipv4Addr::from(id),
+        vec![Capability::FourOctetAs(asn)],
+    )
 }
 
-fn notif(actions: &[Action]) -> Option<Notification> {
+fn notif(actions: &[Action]) -> Option<NotificationMsg> {
     actions.iter().find_map(|a| match a {
         Action::SendNotification(_, n) => Some(n.clone()),
         _ => None,
@@ -120,17 +116,51 @@ fn zero_hold_time_disables_timers() {
     assert!(out.contains(&Action::StopTimer(Timer::Hold)));
 }
 
+/// An OPEN the decoder rejects (RFC 4271 6.2: version, a Hold Time of
+/// one or two seconds; RFC 6286 2.2: a zero BGP Identifier) reaches the
+/// FSM as the decode error's NOTIFICATION, as `Speaker::on_frame` feeds
+/// it: sent, and Idle until the idle hold timer.
 #[test]
-fn hold_time_of_one_or_two_is_rejected() {
-    for hold in [1, 2] {
+fn open_rejected_by_the_decoder_is_sent_and_goes_idle() {
+    let bad = |version: u8, hold: u16, id: [u8; 4]| {
+        let mut o = bgp_wire::OpenMsg::new(65001, hold, id.into(), vec![]);
+        o.version = version;
+        let cxt = bgp_wire::DecodeCxt::default();
+        let bytes = bgp_wire::Message::Open(o).to_bytes(&cxt).unwrap();
+        NotificationMsg::from(
+            bgp_wire::Message::decode(&bytes, &cxt).unwrap_err(),
+        )
+    };
+    let cases = [
+        (
+            bad(3, 90, [1, 1, 1, 1]),
+            OpenSubcode::UnsupportedVersionNumber,
+            vec![0, 4],
+        ),
+        (
+            bad(4, 1, [1, 1, 1, 1]),
+            OpenSubcode::UnacceptableHoldTime,
+            vec![],
+        ),
+        (
+            bad(4, 2, [1, 1, 1, 1]),
+            OpenSubcode::UnacceptableHoldTime,
+            vec![],
+        ),
+        (
+            bad(4, 90, [0, 0, 0, 0]),
+            OpenSubcode::BadBgpIdentifier,
+            vec![],
+        ),
+    ];
+    for (err, sub, data) in cases {
         let mut f = Fsm::new(cfg(65000, 65001), ConnIdSource::new());
         to_opensent(&mut f);
-        let out =
-            f.handle(Event::OpenReceived(open(65001, hold, [1, 1, 1, 1])));
+        let out = f.handle(Event::MessageError(err));
         let n = notif(&out).expect("notification");
         assert_eq!(
-            (n.code, n.subcode),
-            (code::OPEN, open_err::UNACCEPTABLE_HOLD_TIME)
+            (n.code, n.subcode, n.data.clone()),
+            (ErrorCode::Open as u8, sub as u8, data)
         );
         assert_eq!(f.state(), State::Idle);
         assert!(out.contains(&Action::ArmTimer(
@@ -142,24 +172,15 @@ fn hold_time_of_one_or_two_is_rejected() {
 
 #[test]
 fn open_checks_version_as_and_identifier() {
-    let check = |local: u32, remote: u32, o: PeerOpen| {
+    let check = |local: u32, remote: u32, o: OpenMsg| {
         let f = Fsm::new(cfg(local, remote), ConnIdSource::new());
         f.check_open(&o)
     };
-    let mut o = open(65001, 90, [1, 1, 1, 1]);
-    o.version = 3;
-    let n = check(65000, 65001, o).unwrap_err();
-    assert_eq!(
-        (n.code, n.subcode, n.data.clone()),
-        (2, open_err::UNSUPPORTED_VERSION, vec![0, 4])
-    );
     let n = check(65000, 65002, open(65001, 90, [1, 1, 1, 1])).unwrap_err();
-    assert_eq!(n.subcode, open_err::BAD_PEER_AS);
-    let n = check(65000, 65001, open(65001, 90, [0, 0, 0, 0])).unwrap_err();
-    assert_eq!(n.subcode, open_err::BAD_BGP_ID);
+    assert_eq!(n.subcode, OpenSubcode::BadPeerAs as u8);
     // iBGP with our own identifier (RFC 6286 2.2); eBGP may share it.
     let n = check(65000, 65000, open(65000, 90, [10, 0, 0, 1])).unwrap_err();
-    assert_eq!(n.subcode, open_err::BAD_BGP_ID);
+    assert_eq!(n.subcode, OpenSubcode::BadBgpIdentifier as u8);
     assert!(check(65000, 65001, open(65001, 90, [10, 0, 0, 1])).is_ok());
     // RFC 6793: a 4-octet AS arrives as AS_TRANS plus the capability.
     let o = open(4_200_000_001, 90, [1, 1, 1, 1]);
@@ -170,7 +191,7 @@ fn open_checks_version_as_and_identifier() {
     );
     // Without the capability the 2-octet field is the AS.
     let mut o = open(65001, 90, [1, 1, 1, 1]);
-    o.caps.four_octet_as = None;
+    o.capabilities.clear();
     let neg = check(65000, 65001, o).unwrap();
     assert!(!neg.four_octet_as);
 }
@@ -178,11 +199,12 @@ fn open_checks_version_as_and_identifier() {
 #[test]
 fn our_open_uses_as_trans_for_4_octet_as() {
     let f = Fsm::new(cfg(4_200_000_000, 65001), ConnIdSource::new());
-    let p = f.open_params();
+    let p = f.open_msg();
     assert_eq!(p.my_as, AS_TRANS);
-    assert_eq!(p.caps.four_octet_as, Some(4_200_000_000));
+    assert_eq!(p.capabilities, [Capability::FourOctetAs(4_200_000_000)]);
+    assert_eq!(p.asn(), 4_200_000_000);
     let f = Fsm::new(cfg(65000, 65001), ConnIdSource::new());
-    assert_eq!(f.open_params().my_as, 65000);
+    assert_eq!(f.open_msg().my_as, 65000);
 }
 
 #[test]
@@ -227,7 +249,7 @@ fn hold_expiry_sends_notification_and_restarts_after_idle_hold() {
     established(&mut f, 90);
     let out = f.handle(Event::TimerExpired(Timer::Hold));
     let n = notif(&out).unwrap();
-    assert_eq!((n.code, n.subcode), (code::HOLD_TIMER_EXPIRED, 0));
+    assert_eq!((n.code, n.subcode), (ErrorCode::HoldTimerExpired as u8, 0));
     assert!(out.contains(&Action::Down {
         reason: DownReason::HoldTimerExpired,
         established: true
@@ -244,11 +266,14 @@ fn manual_stop_sends_shutdown_communication_and_stays_idle() {
     established(&mut f, 90);
     let out = f.handle(Event::ManualStop {
         message: Some("upgrade".into()),
-        subcode: cease::ADMIN_SHUTDOWN,
+        subcode: CeaseSubcode::AdminShutdown,
     });
     let n = notif(&out).unwrap();
-    assert_eq!((n.code, n.subcode), (code::CEASE, cease::ADMIN_SHUTDOWN));
-    assert_eq!(n.shutdown_message().as_deref(), Some("upgrade"));
+    assert_eq!(
+        n,
+        NotificationMsg::shutdown(CeaseSubcode::AdminShutdown, "upgrade")
+    );
+    assert_eq!(n.shutdown_message(), Some("upgrade"));
     assert!(out.contains(&Action::Down {
         reason: DownReason::AdminStop,
         established: true
@@ -260,6 +285,23 @@ fn manual_stop_sends_shutdown_communication_and_stays_idle() {
     assert!(f.handle(Event::TimerExpired(Timer::IdleHold)).is_empty());
 }
 
+/// RFC 9003: without a shutdown communication the Cease carries no data
+/// (not a zero length octet).
+#[test]
+fn manual_stop_without_message_sends_a_bare_cease() {
+    for message in [None, Some(String::new())] {
+        let mut f = Fsm::new(cfg(65000, 65001), ConnIdSource::new());
+        established(&mut f, 90);
+        let out = f.handle(Event::ManualStop {
+            message,
+            subcode: CeaseSubcode::PeerDeconfigured,
+        });
+        let n = notif(&out).unwrap();
+        assert_eq!(n, NotificationMsg::cease(CeaseSubcode::PeerDeconfigured));
+        assert!(n.data.is_empty());
+    }
+}
+
 #[test]
 fn unexpected_messages_are_fsm_errors() {
     let mut f = Fsm::new(cfg(65000, 65001), ConnIdSource::new());
@@ -268,13 +310,13 @@ fn unexpected_messages_are_fsm_errors() {
     let n = notif(&out).unwrap();
     assert_eq!(
         (n.code, n.subcode),
-        (code::FSM, fsm_err::UNEXPECTED_IN_OPENSENT)
+        (ErrorCode::Fsm as u8, FsmSubcode::UnexpectedInOpenSent as u8)
     );
     let mut f = Fsm::new(cfg(65000, 65001), ConnIdSource::new());
     established(&mut f, 90);
     let out = f.handle(Event::OpenReceived(open(65001, 90, [1, 1, 1, 1])));
     let n = notif(&out).unwrap();
-    assert_eq!(n.subcode, fsm_err::UNEXPECTED_IN_ESTABLISHED);
+    assert_eq!(n.subcode, FsmSubcode::UnexpectedInEstablished as u8);
     assert!(out.iter().any(|a| matches!(
         a,
         Action::Down {
@@ -297,7 +339,9 @@ fn tcp_failure_in_established_is_graceful_notification_is_not() {
     assert!(down.unwrap().is_graceful());
     let mut f = Fsm::new(cfg(65000, 65001), ConnIdSource::new());
     established(&mut f, 90);
-    let out = f.handle(Event::NotificationReceived(Notification::new(6, 2)));
+    let out = f.handle(Event::NotificationReceived(NotificationMsg::cease(
+        CeaseSubcode::AdminShutdown,
+    )));
     let down = out.iter().find_map(|a| match a {
         Action::Down { reason, .. } => Some(reason.clone()),
         _ => None,

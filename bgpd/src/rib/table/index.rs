@@ -78,6 +78,8 @@ impl Index {
         // SAFETY: PREFETCHT0 is a hint: it never faults and has no effect
         // on program state (SSE, always present on x86_64, is its only
         // requirement); the address is a live element anyway.
+        // One of the two unsafe places of bgpd; bgpd/Cargo.toml has the
+        // transit bench figures that keep it.
         #[allow(unsafe_code)]
         unsafe {
             use std::arch::x86_64::{_MM_HINT_T0, _mm_prefetch};

@@ -20,7 +20,6 @@ use margay_crds::{
 };
 use serde_json::Value;
 
-#[path = "support/manifests.rs"]
 mod manifests;
 
 use manifests::{Manifests, load, typed, workspace};

@@ -252,5 +252,4 @@ impl ControlPacket {
 }
 
 #[cfg(test)]
-#[path = "packet_tests.rs"]
 mod tests;

@@ -377,3 +377,33 @@ async fn undecodable_object_is_reported_and_skipped() {
     let ev = next_events(&mut watch, 1).await;
     assert_eq!(summary(&ev), vec![("Added", "d".into(), 4)]);
 }
+
+/// Deleting an object that does not decode is a delete, not another
+/// decode error: a cache that reported it bad can forget it.
+#[tokio::test]
+async fn deleting_an_undecodable_object_says_it_is_gone() {
+    let Some((server, ds)) = etcd().await else {
+        return;
+    };
+    let mut client = etcd_client::Client::connect([server.endpoint()], None)
+        .await
+        .unwrap();
+    client
+        .put("/margay/v1/widgets/bad", "{", None)
+        .await
+        .unwrap();
+    let mut cache = margay_datastore::Cache::<Widget>::new();
+    let mut informer = ds.list_and_watch::<Widget>();
+    let first = informer.next().await.unwrap();
+    cache.apply(first).unwrap();
+    assert_eq!(cache.invalid().count(), 1);
+    client.delete("/margay/v1/widgets/bad", None).await.unwrap();
+    let item = tokio::time::timeout(Duration::from_secs(10), informer.next())
+        .await
+        .unwrap()
+        .unwrap();
+    let err = item.as_ref().expect_err("the delete of a bad object");
+    assert_eq!(err.deleted_undecodable(), Some("bad"));
+    cache.apply(item).unwrap();
+    assert_eq!(cache.invalid().count(), 0, "forgotten once deleted");
+}

@@ -42,6 +42,10 @@ fn scrape(endpoint: &str) -> Reads {
     write!(s, "GET /metrics HTTP/1.0\r\nHost: {addr}\r\n\r\n").unwrap();
     let mut text = String::new();
     s.read_to_string(&mut text).unwrap();
+    assert!(
+        text.contains("etcd_debugging_mvcc_range_total"),
+        "not etcd's metrics from {addr}:\n{text}"
+    );
     let sum = |pred: &dyn Fn(&str) -> bool| -> u64 {
         text.lines()
             .filter(|l| !l.starts_with('#') && pred(l))

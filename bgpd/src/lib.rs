@@ -3,6 +3,7 @@
 pub mod bfd;
 pub mod caps;
 pub mod config;
+pub mod config_cache;
 pub mod control;
 pub mod decision;
 mod events;

@@ -8,8 +8,9 @@ use std::time::Duration;
 use anyhow::{Context, Result};
 use clap::Parser;
 use futures::StreamExt;
+use margay_bgpd::config::Desired;
 use margay_bgpd::config::daemon_opts::{self, DaemonOpts};
-use margay_bgpd::config::{self, Desired, Resources};
+use margay_bgpd::config_cache::{ConfigCache, Update};
 use margay_bgpd::speaker::{Speaker, SpeakerCfg};
 use margay_bgpd::tasks::{Daemon, Input};
 use margay_bgpd::{control, metrics, network, secrets};
@@ -17,7 +18,7 @@ use margay_crds::{
     BGPConfiguration, BGPFilter, BGPPeer, BlockAffinity, IPAMBlock, IPPool,
     Node,
 };
-use margay_datastore::{Datastore, DatastoreSpec};
+use margay_datastore::{Datastore, DatastoreSpec, ListWatchEvent};
 use tokio::sync::mpsc;
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
@@ -66,8 +67,10 @@ struct Args {
     /// (--stale-time) and the peers (maxRestartTime) keep our routes.
     #[arg(long, default_value_t = 90)]
     select_defer_time: u64,
-    /// How often to re-read the datastore even without a watch event, in
-    /// seconds (a safety net: changes are watched).
+    /// How often, in seconds, to derive the configuration again without a
+    /// watch event, re-reading the Secrets that peers' passwords name
+    /// (kubernetes datastore), so that a rotated password applies. The
+    /// datastore's objects are watched, never re-listed on a timer.
     #[arg(long, default_value_t = 30)]
     poll_seconds: u64,
 }
@@ -93,7 +96,13 @@ async fn run(args: Args, log: LogHandle) -> Result<()> {
     let ds = Datastore::connect(&args.datastore).await.with_context(|| {
         format!("connecting to datastore {:?}", args.datastore)
     })?;
-    let (first, opts) = desired(&ds, &args).await?;
+    // One watch per kind feeds the cache; the first configuration waits
+    // until every kind has been listed once.
+    let (updates_tx, mut updates) = mpsc::unbounded_channel();
+    watch_all(&ds, &updates_tx);
+    let mut cache = ConfigCache::new(args.node.clone());
+    let (first, opts) =
+        first_config(&ds, &args, &mut cache, &mut updates).await?;
     tracing::info!(router_id = %first.router_id, asn = first.local_as, peers = first.peers.len(), "configuration loaded");
     let speaker = Speaker::new(SpeakerCfg {
         router_id: first.router_id,
@@ -152,64 +161,111 @@ async fn run(args: Args, log: LogHandle) -> Result<()> {
         metrics: m.clone(),
         opts: applied,
     };
-    tokio::spawn(config_poller(ds, args, first, ctx, tx.clone()));
+    let poller = Poller {
+        ds,
+        args,
+        cache,
+        updates,
+        last: first,
+        ctx,
+    };
+    tokio::spawn(poller.run(tx.clone()));
     tokio::spawn(signals(tx.clone()));
     Daemon::new(speaker, tx, listeners, m).run(rx).await;
     Ok(())
 }
 
-/// Re-read the datastore whenever a watched resource changes (and every
-/// `--poll-seconds` regardless) and push changed configuration to the main
-/// loop. A new block affinity thus reaches the peers within one datastore
-/// round trip, not one poll period.
-async fn config_poller(
+/// Waits until every kind is listed, then derives the first
+/// configuration; an error (no Node, no router ID) stops bgpd, as before
+/// it can serve nothing.
+async fn first_config(
+    ds: &Datastore,
+    args: &Args,
+    cache: &mut ConfigCache,
+    updates: &mut mpsc::UnboundedReceiver<Update>,
+) -> Result<(Desired, DaemonOpts)> {
+    loop {
+        let u = updates.recv().await.context("datastore watches ended")?;
+        apply(cache, u);
+        while let Ok(u) = updates.try_recv() {
+            apply(cache, u);
+        }
+        if let Some(res) = derive(ds, args, cache).await {
+            return res;
+        }
+    }
+}
+
+/// Keeps the speaker's configuration equal to what the watched objects
+/// derive (see [`ConfigCache`]): each event is applied to its kind's
+/// cache, and only what it can change is derived again; changed
+/// configuration goes to the main loop. A new block affinity thus reaches
+/// the peers within one watch event, and a pod event elsewhere costs no
+/// datastore read.
+struct Poller {
     ds: Datastore,
     args: Args,
-    mut last: Desired,
-    mut ctx: PollerCtx,
-    tx: mpsc::UnboundedSender<Input>,
-) {
-    let changed = Arc::new(tokio::sync::Notify::new());
-    watch_for_changes::<Node>(&ds, &changed);
-    watch_for_changes::<BGPConfiguration>(&ds, &changed);
-    watch_for_changes::<BGPPeer>(&ds, &changed);
-    watch_for_changes::<BGPFilter>(&ds, &changed);
-    watch_for_changes::<IPPool>(&ds, &changed);
-    watch_for_changes::<BlockAffinity>(&ds, &changed);
-    watch_for_changes::<IPAMBlock>(&ds, &changed);
-    let mut tick =
-        tokio::time::interval(Duration::from_secs(args.poll_seconds.max(1)));
-    loop {
-        tokio::select! {
-            _ = tick.tick() => {}
-            () = changed.notified() => {}
-        }
-        let res = desired(&ds, &args).await.map(|(d, opts)| {
-            apply_opts(
-                &args,
-                &ctx.log,
-                ctx.metrics.as_ref(),
-                &mut ctx.opts,
-                opts,
-            );
-            d
-        });
-        match res {
-            Ok(d) if d != last => {
-                if d.router_id != last.router_id
-                    || d.listen_port != last.listen_port
-                {
-                    tracing::warn!(
-                        "router ID or listen port changed: restart bgpd to apply"
-                    );
+    cache: ConfigCache,
+    updates: mpsc::UnboundedReceiver<Update>,
+    /// The configuration last sent.
+    last: Desired,
+    ctx: PollerCtx,
+}
+
+impl Poller {
+    async fn run(mut self, tx: mpsc::UnboundedSender<Input>) {
+        let mut tick = tokio::time::interval(Duration::from_secs(
+            self.args.poll_seconds.max(1),
+        ));
+        loop {
+            tokio::select! {
+                _ = tick.tick() => {
+                    // Secrets are not watched: read them again now and then.
+                    if matches!(self.ds, Datastore::Kubernetes(_)) {
+                        self.cache.mark_base_stale();
+                    }
                 }
-                last = d.clone();
-                if tx.send(Input::Config(Box::new(d))).is_err() {
-                    return;
+                u = self.updates.recv() => {
+                    let Some(u) = u else { return };
+                    apply(&mut self.cache, u);
+                    // A burst of events is derived once.
+                    while let Ok(u) = self.updates.try_recv() {
+                        apply(&mut self.cache, u);
+                    }
                 }
             }
-            Ok(_) => {}
-            Err(e) => tracing::warn!("configuration not applied: {e:#}"),
+            let res = match derive(&self.ds, &self.args, &mut self.cache).await
+            {
+                Some(res) => res,
+                None => continue,
+            };
+            let res = res.map(|(d, opts)| {
+                apply_opts(
+                    &self.args,
+                    &self.ctx.log,
+                    self.ctx.metrics.as_ref(),
+                    &mut self.ctx.opts,
+                    opts,
+                );
+                d
+            });
+            match res {
+                Ok(d) if d != self.last => {
+                    if d.router_id != self.last.router_id
+                        || d.listen_port != self.last.listen_port
+                    {
+                        tracing::warn!(
+                            "router ID or listen port changed: restart bgpd to apply"
+                        );
+                    }
+                    self.last = d.clone();
+                    if tx.send(Input::Config(Box::new(d))).is_err() {
+                        return;
+                    }
+                }
+                Ok(_) => {}
+                Err(e) => tracing::warn!("configuration not applied: {e:#}"),
+            }
         }
     }
 }
@@ -233,28 +289,42 @@ async fn signals(tx: mpsc::UnboundedSender<Input>) -> Result<()> {
     Ok(())
 }
 
-/// Wakes `changed` on every change to objects of kind `K`. The events
-/// themselves are not used: the poller re-lists everything, so that the
-/// derived configuration always comes from one consistent read.
-fn watch_for_changes<K: margay_datastore::Object>(
+/// Starts the watch of each kind bgpd derives its configuration from;
+/// their items go to `tx` as [`Update`]s.
+fn watch_all(ds: &Datastore, tx: &mpsc::UnboundedSender<Update>) {
+    watch::<Node>(ds, tx, Update::Node);
+    watch::<BGPConfiguration>(ds, tx, Update::BgpConfig);
+    watch::<BGPPeer>(ds, tx, Update::Peer);
+    watch::<BGPFilter>(ds, tx, Update::Filter);
+    watch::<IPPool>(ds, tx, Update::Pool);
+    watch::<BlockAffinity>(ds, tx, Update::Affinity);
+    watch::<IPAMBlock>(ds, tx, Update::Block);
+}
+
+/// Forwards the informer items of kind `K` (a list, then each change;
+/// a list again only after a compaction) until the receiver goes away.
+fn watch<K: margay_datastore::Object>(
     ds: &Datastore,
-    changed: &Arc<tokio::sync::Notify>,
+    tx: &mpsc::UnboundedSender<Update>,
+    wrap: fn(margay_datastore::Result<ListWatchEvent<K>>) -> Update,
 ) {
     let mut events = ds.list_and_watch::<K>();
-    let changed = changed.clone();
+    let tx = tx.clone();
     tokio::spawn(async move {
-        while let Some(ev) = events.next().await {
-            match ev {
-                // A list (the first, or after compaction) may hold changes
-                // made since the last read: re-read as for an event.
-                Ok(_) => changed.notify_one(),
-                // An object that became bad is a change too: the re-read
-                // leaves it out and reports it.
-                Err(e) if e.invalid_object().is_some() => changed.notify_one(),
-                Err(e) => tracing::warn!("watch: {e}"),
+        while let Some(item) = events.next().await {
+            if tx.send(wrap(item)).is_err() {
+                return;
             }
         }
     });
+}
+
+/// Applies one update; errors about no object are logged (the informer
+/// retries them itself).
+fn apply(cache: &mut ConfigCache, u: Update) {
+    if let Err(e) = cache.apply(u) {
+        tracing::warn!("watch: {e}");
+    }
 }
 
 /// What the poller needs to apply [`DaemonOpts`].
@@ -309,44 +379,35 @@ fn apply_opts(
     *cur = new;
 }
 
-async fn desired(ds: &Datastore, args: &Args) -> Result<(Desired, DaemonOpts)> {
-    // Objects that do not decode are left out of each list and reported
-    // with what derive leaves out: one bad object stops nothing else.
-    let mut invalid = Vec::new();
-    let mut res = Resources {
-        nodes: items(ds.list::<Node>().await?, &mut invalid),
-        bgp_configs: items(ds.list::<BGPConfiguration>().await?, &mut invalid),
-        peers: items(ds.list::<BGPPeer>().await?, &mut invalid),
-        filters: items(ds.list::<BGPFilter>().await?, &mut invalid),
-        pools: items(ds.list::<IPPool>().await?, &mut invalid),
-        affinities: items(ds.list::<BlockAffinity>().await?, &mut invalid),
-        blocks: items(ds.list::<IPAMBlock>().await?, &mut invalid),
-        secrets: None,
-    };
-    // Only the kubernetes datastore has Secrets; read the referenced keys
-    // on every derivation so that a rotated password applies.
-    if let Datastore::Kubernetes(k) = ds {
-        let ns = secrets::namespace(
-            std::env::var("POD_NAMESPACE").ok(),
-            Path::new(secrets::SA_NAMESPACE_FILE),
-        );
-        res.secrets = Some(secrets::resolve(k, &ns, &res).await?);
+/// Derives again what the applied events changed: `None` when nothing
+/// did (or not every kind is listed yet). Only the kubernetes datastore
+/// has Secrets; the referenced keys are read at each derivation of the
+/// base (rare: peers, nodes, pools, configuration), never per block.
+async fn derive(
+    ds: &Datastore,
+    args: &Args,
+    cache: &mut ConfigCache,
+) -> Option<Result<(Desired, DaemonOpts)>> {
+    if !cache.synced() {
+        return None;
     }
-    let opts = daemon_opts::daemon_opts(&res, &args.node);
-    let mut d = config::derive(&res, &args.node, args.router_id)?;
-    // A peer naming a BGPFilter that does not decode is reported by derive
-    // as naming a missing filter; the filter itself is reported here.
-    d.invalid.append(&mut invalid);
-    d.invalid
-        .sort_by(|a, b| (&a.kind, &a.name).cmp(&(&b.kind, &b.name)));
-    Ok((d, opts))
-}
-
-/// The good objects of `list`; the ones that do not decode go to `invalid`.
-fn items<K>(
-    list: margay_datastore::List<K>,
-    invalid: &mut Vec<margay_datastore::InvalidObject>,
-) -> Vec<K> {
-    invalid.extend(list.invalid);
-    list.items
+    if cache.base_stale() {
+        let mut res = cache.base_resources();
+        if let Datastore::Kubernetes(k) = ds {
+            let ns = secrets::namespace(
+                std::env::var("POD_NAMESPACE").ok(),
+                Path::new(secrets::SA_NAMESPACE_FILE),
+            );
+            match secrets::resolve(k, &ns, &res).await {
+                Ok(s) => res.secrets = Some(s),
+                // The base stays stale: tried again at the next event or
+                // tick.
+                Err(e) => return Some(Err(e.into())),
+            }
+        }
+        cache.rebase(&res, args.router_id);
+    }
+    cache
+        .take_desired()
+        .map(|r| r.map_err(|e| anyhow::anyhow!("{e}")))
 }

@@ -71,6 +71,12 @@ pub enum DatastoreError {
         source: serde_json::Error,
     },
 
+    /// A watch saw the deletion of an object whose last stored content
+    /// does not decode (it was reported as a `Decode` before): the object
+    /// is gone, and whoever listed it as invalid must forget it.
+    #[error("{kind} {name:?}, which did not decode, was deleted")]
+    DeletedUndecodable { kind: String, name: String },
+
     /// Input rejected before or by the backend (validation failures of a
     /// file load, a missing name, a missing resourceVersion on update).
     #[error("invalid {what}: {message}")]
@@ -122,6 +128,14 @@ impl DatastoreError {
                 field: field.clone(),
                 error: source.to_string(),
             }),
+            _ => None,
+        }
+    }
+
+    /// For `DeletedUndecodable`: the name of the object that is gone.
+    pub fn deleted_undecodable(&self) -> Option<&str> {
+        match self {
+            DatastoreError::DeletedUndecodable { name, .. } => Some(name),
             _ => None,
         }
     }

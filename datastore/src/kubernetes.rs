@@ -276,9 +276,11 @@ fn map_watch_event<K: Object>(
         Ok(KubeEvent::Modified(o)) => {
             Some(typed(o).map(|o| Progress::Event(WatchEvent::Modified(o))))
         }
-        Ok(KubeEvent::Deleted(o)) => {
-            Some(typed(o).map(|o| Progress::Event(WatchEvent::Deleted(o))))
-        }
+        Ok(KubeEvent::Deleted(o)) => Some(
+            typed(o)
+                .map(|o| Progress::Event(WatchEvent::Deleted(o)))
+                .map_err(object::deleted_undecodable),
+        ),
         Ok(KubeEvent::Bookmark(b)) => {
             let rv = b.metadata.resource_version;
             (!rv.is_empty()).then(|| Ok(Progress::Bookmark(rv)))

@@ -26,6 +26,7 @@
 //! `Compacted` when that history is gone.
 
 mod batch;
+pub mod cache;
 mod datastore;
 mod error;
 pub mod etcd;
@@ -36,6 +37,7 @@ mod object;
 mod spec;
 
 pub use crate::batch::{ReadBatch, ReadResults, Slot, WriteBatch};
+pub use crate::cache::{Cache, Change};
 pub use crate::datastore::Datastore;
 pub use crate::error::{BoxError, DatastoreError, Result};
 pub use crate::etcd::EtcdStore;

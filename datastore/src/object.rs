@@ -191,6 +191,17 @@ pub(crate) fn decode_value<K: Object>(value: Value, name: &str) -> Result<K> {
     })
 }
 
+/// A watched delete whose last content does not decode is still a
+/// delete: say which object is gone rather than report it bad once more.
+pub(crate) fn deleted_undecodable(e: DatastoreError) -> DatastoreError {
+    match e {
+        DatastoreError::Decode { kind, name, .. } => {
+            DatastoreError::DeletedUndecodable { kind, name }
+        }
+        other => other,
+    }
+}
+
 /// Splits decode results into the good objects and the invalid ones;
 /// any other error fails the whole list.
 pub(crate) fn partition<K>(

@@ -160,10 +160,14 @@ fn to_event(
                 );
                 BlockEvent::Delete { name: bad.name }
             }
-            None => {
-                tracing::warn!(error = %e, "BlockAffinity watch error");
-                return None;
-            }
+            // Deleted while it did not decode: already forgotten.
+            None => match e.deleted_undecodable() {
+                Some(name) => BlockEvent::Delete { name: name.into() },
+                None => {
+                    tracing::warn!(error = %e, "BlockAffinity watch error");
+                    return None;
+                }
+            },
         },
     };
     Some(ev)
@@ -279,6 +283,15 @@ mod tests {
         };
         assert!(matches!(
             to_event(Err(decode)),
+            Some(BlockEvent::Delete { name }) if name == "n1-10-0-0-0-26"
+        ));
+        // Deleted while bad: forgotten too (nothing to undo).
+        let gone = margay_datastore::DatastoreError::DeletedUndecodable {
+            kind: "BlockAffinity".into(),
+            name: "n1-10-0-0-0-26".into(),
+        };
+        assert!(matches!(
+            to_event(Err(gone)),
             Some(BlockEvent::Delete { name }) if name == "n1-10-0-0-0-26"
         ));
         let outage = margay_datastore::DatastoreError::Other {

@@ -56,6 +56,15 @@ pub fn key<K: Object>(name: &str) -> String {
     format!("{}{name}", prefix::<K>())
 }
 
+/// Objects per Range request of a list: a page of large objects (an
+/// IPAMBlock with every address allocated is a few KiB) stays well under
+/// the client's 4 MiB default message limit.
+const LIST_PAGE: i64 = 128;
+
+/// The largest list page accepted: 128 objects of up to 256 KiB each
+/// (etcd itself stores values of up to 1.5 MiB).
+const LIST_MESSAGE_LIMIT: usize = 32 << 20;
+
 /// The key prefix of all objects of type `K`, ending in '/'.
 pub(crate) fn prefix<K: Object>() -> String {
     format!("{KEY_ROOT}/{}/", K::plural(&()))
@@ -109,18 +118,52 @@ impl EtcdStore {
     #[tracing::instrument(level = "debug", name = "etcd_list", skip_all,
         fields(prefix = %prefix::<K>()))]
     pub async fn list<K: Object>(&self) -> Result<List<K>> {
-        let mut kv = self.client.kv_client();
-        let opts = GetOptions::new().with_prefix();
-        let resp = with_timeout(kv.get(prefix::<K>(), Some(opts)))
-            .await
-            .map_err(map_err)?;
-        let revision = resp.header().map_or(0, |h| h.revision());
+        let mut kv = self
+            .client
+            .kv_client()
+            .max_decoding_message_size(LIST_MESSAGE_LIMIT);
         let pfx = prefix::<K>();
-        let (items, invalid) =
-            object::partition(resp.kvs().iter().map(|kv| {
+        // The prefix ends in '/': the range ends just past it.
+        let end = format!("{}0", pfx.trim_end_matches('/'));
+        let mut from = pfx.clone().into_bytes();
+        let mut revision = 0;
+        let mut decoded = Vec::new();
+        // In pages at the first page's revision: a whole kind in one
+        // response passes the client's 4 MiB message limit (20,000
+        // IPAMBlocks are 18 MB), and one page at a time keeps the peak
+        // memory of a list small.
+        loop {
+            let mut opts = GetOptions::new()
+                .with_range(end.as_str())
+                .with_limit(LIST_PAGE);
+            if revision > 0 {
+                opts = opts.with_revision(revision);
+            }
+            let resp = with_timeout(kv.get(from.clone(), Some(opts)))
+                .await
+                .map_err(map_err)?;
+            if revision == 0 {
+                revision = resp.header().map_or(0, |h| h.revision());
+            }
+            for kv in resp.kvs() {
                 let key = String::from_utf8_lossy(kv.key());
-                self.decode::<K>(kv, key.strip_prefix(&pfx).unwrap_or(&key))
-            }))?;
+                decoded.push(
+                    self.decode::<K>(
+                        kv,
+                        key.strip_prefix(&pfx).unwrap_or(&key),
+                    ),
+                );
+            }
+            match resp.kvs().last() {
+                Some(last) if resp.more() => {
+                    // The next key after the last one.
+                    from = last.key().to_vec();
+                    from.push(0);
+                }
+                _ => break,
+            }
+        }
+        let (items, invalid) = object::partition(decoded)?;
         Ok(List {
             items,
             resource_version: revision.to_string(),

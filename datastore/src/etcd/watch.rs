@@ -13,7 +13,7 @@ use super::{
     unavailable, with_timeout,
 };
 use crate::error::{DatastoreError, Result};
-use crate::object::{Object, WatchEvent, kind};
+use crate::object::{self, Object, WatchEvent, kind};
 
 impl EtcdStore {
     /// Streams every change to objects of type `K` after revision `from`
@@ -147,6 +147,7 @@ impl<K: Object> WatchState<K> {
                     Some(prev) => {
                         decode_at::<K>(prev.value(), name, kv.mod_revision())
                             .map(WatchEvent::Deleted)
+                            .map_err(object::deleted_undecodable)
                     }
                     None => Err(DatastoreError::Other {
                         backend: BACKEND,

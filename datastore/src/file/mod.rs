@@ -296,7 +296,11 @@ impl<K: Object> FileWatch<K> {
 
 /// A logged change as a typed watch event at its revision.
 fn to_event<K: Object>(e: LogEntry) -> Result<WatchEvent<K>> {
-    let obj = from_stored_json::<K>(e.value, &e.name, &e.revision.to_string())?;
+    let obj = from_stored_json::<K>(e.value, &e.name, &e.revision.to_string())
+        .map_err(|err| match e.change {
+            Change::Deleted => crate::object::deleted_undecodable(err),
+            _ => err,
+        })?;
     Ok(match e.change {
         Change::Added => WatchEvent::Added(obj),
         Change::Modified => WatchEvent::Modified(obj),

@@ -120,6 +120,7 @@ async fn block_changes_cost_no_datastore_read() {
         family: Family::V4,
         bin_dir: margay_tests::bin_dir(),
         state_dir: dir.path().join("lab"),
+        ..Default::default()
     };
     let (_down, state) = lab_up(&opts).await;
     let mut etcd =

@@ -4,6 +4,7 @@
 //! function here that returns the text to print, so tests drive the same
 //! code the user runs.
 
+pub mod diagnose;
 pub mod import;
 pub mod ipam;
 pub mod output;

@@ -10,7 +10,7 @@ use clap::{Args, Parser, Subcommand};
 use margay_datastore::{Datastore, DatastoreSpec};
 use margayctl::output::Format;
 use margayctl::resources::{self, Kind};
-use margayctl::{import, ipam, routes, status};
+use margayctl::{diagnose, import, ipam, routes, status};
 
 /// margay's command-line tool: BGP status, resources, IPAM and routes.
 #[derive(Parser, Debug)]
@@ -85,6 +85,38 @@ enum Command {
     /// The local lab fabric: up, status, down.
     #[command(subcommand)]
     Lab(LabCmd),
+    /// Walk the path FROM -> TO hop by hop (pod, host veth, IPAM, FIB,
+    /// bgpd, remote node) and name the first broken hop; exits 1 when
+    /// the path is broken. Run it on FROM's node.
+    Diagnose(DiagnoseArgs),
+}
+
+#[derive(Args, Debug)]
+struct DiagnoseArgs {
+    /// A pod on this node (NAMESPACE/POD or container ID) or an IP.
+    from: String,
+    /// A pod (NAMESPACE/POD, or a container ID on this node) or an IP.
+    /// Services (svc/NAMESPACE/NAME) are refused: not followed yet.
+    to: String,
+    /// This node's name, as in its IPAM block affinities.
+    #[arg(long, env = "NODENAME")]
+    node: String,
+    /// The CNI network name (IPAM handles are `<network>.<containerID>`).
+    #[arg(long, default_value = "k8s-pod-network")]
+    network: String,
+    /// This node's endpoint records (the CNI's endpoint_dir).
+    #[arg(long, default_value = "/var/run/margay/endpoints")]
+    endpoints: PathBuf,
+    /// Route protocol number felix-lite tags its kernel routes with.
+    #[arg(long, default_value_t = routes::DEFAULT_FIB_PROTOCOL)]
+    fib_protocol: u8,
+    /// The destination node's network namespace (a lab node): checks
+    /// its blackhole, the destination's /32 and veth (hop 6).
+    #[arg(long)]
+    remote_netns: Option<String>,
+    /// Output format: json or yaml (default: a table).
+    #[arg(short, long, value_enum)]
+    output: Option<Format>,
 }
 
 #[derive(Args, Debug)]
@@ -222,8 +254,37 @@ async fn run(cli: Cli) -> Result<ExitCode> {
         }
         Command::Delete(args) => return delete(&cli.datastore, args).await,
         Command::Ipam(cmd) => return ipam_cmd(&cli.datastore, cmd).await,
+        Command::Diagnose(args) => {
+            return diagnose(&cli.datastore, &cli.bgpd_socket, args).await;
+        }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+async fn diagnose(
+    spec: &DatastoreSpec,
+    bgpd_socket: &std::path::Path,
+    args: DiagnoseArgs,
+) -> Result<ExitCode> {
+    let ds = connect(spec).await?;
+    let opts = diagnose::Options {
+        node: args.node,
+        network: args.network,
+        endpoints: args.endpoints,
+        bgpd_socket: bgpd_socket.to_path_buf(),
+        fib_protocol: args.fib_protocol,
+        remote_netns: args.remote_netns,
+    };
+    let report = diagnose::diagnose(&ds, &opts, &args.from, &args.to).await?;
+    print!(
+        "{}",
+        diagnose::render(&report, args.output.unwrap_or_default())?
+    );
+    Ok(if report.whole() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
 }
 
 async fn delete(spec: &DatastoreSpec, args: DeleteArgs) -> Result<ExitCode> {

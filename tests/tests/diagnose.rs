@@ -128,6 +128,7 @@ async fn diagnose_names_each_broken_hop() {
         family: Family::V4,
         bin_dir: margay_tests::bin_dir(),
         state_dir: dir.path().join("lab"),
+        ..Default::default()
     };
     let (_down, state) = lab_up(&opts).await;
     whole(&state, "lab up").await;

@@ -12,6 +12,8 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Deserializer};
 use serde_json::{Map, Value};
 
+use margay_datastore::{DatastoreSpec, EtcdSpec};
+
 use crate::error::{CniError, Code, Result};
 use crate::version::Version;
 
@@ -65,37 +67,6 @@ const IPAM_KEYS: &[&str] = &[
     "ipv4_pools",
     "ipv6_pools",
 ];
-
-/// Which datastore, from `datastore_type` and its companion fields.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum DatastoreConf {
-    /// `datastore_type: "etcdv3"` with `etcd_endpoints`.
-    Etcd { endpoints: Vec<String> },
-    /// `datastore_type: "kubernetes"`, optional `kubernetes.kubeconfig`.
-    Kubernetes { kubeconfig: Option<PathBuf> },
-    /// margay's read-only YAML file (`datastore_type: "file"` with
-    /// `datastore_file`).
-    File { path: PathBuf },
-}
-
-impl DatastoreConf {
-    /// The `--datastore` form margay's daemons use, e.g.
-    /// "etcd:http://127.0.0.1:2379".
-    pub fn spec_string(&self) -> String {
-        match self {
-            DatastoreConf::Etcd { endpoints } => {
-                format!("etcd:{}", endpoints.join(","))
-            }
-            DatastoreConf::Kubernetes { kubeconfig: None } => {
-                "kubernetes".into()
-            }
-            DatastoreConf::Kubernetes {
-                kubeconfig: Some(p),
-            } => format!("kubernetes:{}", p.display()),
-            DatastoreConf::File { path } => format!("file:{}", path.display()),
-        }
-    }
-}
 
 /// The `ipam` section.
 #[derive(Debug, Clone, PartialEq)]
@@ -174,7 +145,9 @@ pub struct NetConf {
     pub plugin_type: String,
     pub nodename: Option<String>,
     pub nodename_file: Option<PathBuf>,
-    pub datastore: DatastoreConf,
+    /// Which datastore, from `datastore_type` and its companion fields:
+    /// the same type (and checks) as the daemons' `--datastore`.
+    pub datastore: DatastoreSpec,
     pub mtu: u32,
     pub log_level: LogLevel,
     pub log_file_path: Option<PathBuf>,
@@ -429,7 +402,7 @@ fn excerpt(text: &str) -> std::borrow::Cow<'_, str> {
 }
 
 /// `datastore_type` and the fields it needs.
-fn datastore_conf(raw: &RawConf) -> Result<DatastoreConf> {
+fn datastore_conf(raw: &RawConf) -> Result<DatastoreSpec> {
     match raw.datastore_type.as_deref().unwrap_or("etcdv3") {
         "etcdv3" => {
             let eps = raw.etcd_endpoints.as_deref().unwrap_or_default();
@@ -440,22 +413,18 @@ fn datastore_conf(raw: &RawConf) -> Result<DatastoreConf> {
                      (comma-separated http(s)://HOST:PORT URLs)",
                 ));
             }
-            let endpoints: Vec<String> =
-                eps.split(',').map(|e| e.trim().to_string()).collect();
-            for ep in &endpoints {
-                check_etcd_endpoint(ep)
-                    .map_err(|why| CniError::config("etcd_endpoints", why))?;
-            }
-            Ok(DatastoreConf::Etcd { endpoints })
+            let endpoints = EtcdSpec::parse_endpoints(eps)
+                .map_err(|why| CniError::config("etcd_endpoints", why))?;
+            Ok(DatastoreSpec::etcd(endpoints))
         }
-        "kubernetes" => Ok(DatastoreConf::Kubernetes {
+        "kubernetes" => Ok(DatastoreSpec::Kubernetes {
             kubeconfig: raw
                 .kubernetes
                 .as_ref()
                 .and_then(|k| k.kubeconfig.clone()),
         }),
         "file" => match &raw.datastore_file {
-            Some(path) => Ok(DatastoreConf::File { path: path.clone() }),
+            Some(path) => Ok(DatastoreSpec::File { path: path.clone() }),
             None => Err(CniError::config(
                 "datastore_file",
                 "required when datastore_type is \"file\"",
@@ -467,24 +436,6 @@ fn datastore_conf(raw: &RawConf) -> Result<DatastoreConf> {
                 "{other:?} is not one of \"etcdv3\", \"kubernetes\", \"file\""
             ),
         )),
-    }
-}
-
-/// `http(s)://host:port`.
-fn check_etcd_endpoint(ep: &str) -> std::result::Result<(), String> {
-    let rest = ep
-        .strip_prefix("http://")
-        .or_else(|| ep.strip_prefix("https://"))
-        .ok_or_else(|| format!("{ep:?} must start with http:// or https://"))?;
-    let rest = rest.trim_end_matches('/');
-    match rest.rsplit_once(':') {
-        Some((host, port))
-            if !host.is_empty()
-                && port.parse::<u16>().is_ok_and(|p| p != 0) =>
-        {
-            Ok(())
-        }
-        _ => Err(format!("{ep:?} needs HOST:PORT with a port 1-65535")),
     }
 }
 

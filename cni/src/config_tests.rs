@@ -34,11 +34,9 @@ fn calico_style_config_parses() {
     assert_eq!(c.handle("abc"), "k8s-pod-network.abc");
     assert_eq!(
         c.datastore,
-        DatastoreConf::Etcd {
-            endpoints: vec!["http://127.0.0.1:2379".into()]
-        }
+        DatastoreSpec::etcd(vec!["http://127.0.0.1:2379".into()])
     );
-    assert_eq!(c.datastore.spec_string(), "etcd:http://127.0.0.1:2379");
+    assert_eq!(c.datastore.to_string(), "etcd:http://127.0.0.1:2379");
     assert_eq!(c.mtu, 1450);
     assert_eq!(c.log_level, LogLevel::Warn);
     assert!(c.allow_ip_forwarding);
@@ -139,7 +137,7 @@ fn bad_values_are_code_7_naming_the_field() {
         ),
         (
             with("etcd_endpoints", json!("127.0.0.1:2379")),
-            "invalid network config field \"etcd_endpoints\": \"127.0.0.1:2379\" must start with http:// or https://",
+            "invalid network config field \"etcd_endpoints\": etcd endpoint \"127.0.0.1:2379\" must start with http:// or https://",
         ),
         (
             with("name", json!("")),
@@ -165,7 +163,7 @@ fn datastore_types() {
     let mut v = with("datastore_type", json!("kubernetes"));
     v["kubernetes"] = json!({"kubeconfig": "/etc/k.conf"});
     assert_eq!(
-        parse_v(&v).unwrap().datastore.spec_string(),
+        parse_v(&v).unwrap().datastore.to_string(),
         "kubernetes:/etc/k.conf"
     );
     let v = with("datastore_type", json!("file"));

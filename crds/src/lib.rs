@@ -24,6 +24,7 @@ pub mod ipamhandle;
 pub mod ippool;
 pub mod ipreservation;
 pub mod names;
+pub mod net;
 pub mod node;
 pub mod password;
 pub mod selector;

@@ -1,4 +1,6 @@
-//! `--datastore` values: which backend to use and where it is.
+//! `--datastore` values: which backend to use and where it is. The CNI
+//! plugin's `datastore_type`/`etcd_endpoints` build the same
+//! [`DatastoreSpec`] with the same checks ([`EtcdSpec::parse_endpoints`]).
 
 use std::fmt;
 use std::path::PathBuf;
@@ -16,13 +18,42 @@ pub const ALLOWED_FORMS: &str = "etcd:http://HOST:PORT[,http://HOST:PORT...], \
 /// a field of type `DatastoreSpec`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum DatastoreSpec {
-    /// etcd v3 with one or more client URLs.
-    Etcd { endpoints: Vec<String> },
+    /// etcd v3.
+    Etcd(EtcdSpec),
     /// Kubernetes CRDs; `None` = the usual kubeconfig search (KUBECONFIG,
     /// ~/.kube/config) falling back to in-cluster config.
     Kubernetes { kubeconfig: Option<PathBuf> },
     /// A read-only multi-document YAML file.
     File { path: PathBuf },
+}
+
+/// An etcd v3 cluster: one or more client URLs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EtcdSpec {
+    /// `http(s)://HOST:PORT` client URLs, each checked by
+    /// [`EtcdSpec::parse_endpoints`].
+    pub endpoints: Vec<String>,
+}
+
+impl DatastoreSpec {
+    /// etcd at `endpoints`, without TLS client options.
+    pub fn etcd(endpoints: Vec<String>) -> Self {
+        DatastoreSpec::Etcd(EtcdSpec { endpoints })
+    }
+}
+
+impl EtcdSpec {
+    /// A comma-separated list of etcd client URLs (`--datastore etcd:LIST`
+    /// and the CNI config's `etcd_endpoints`), each `http(s)://HOST:PORT`.
+    /// The error says which endpoint is wrong and why.
+    pub fn parse_endpoints(list: &str) -> Result<Vec<String>, String> {
+        let endpoints: Vec<String> =
+            list.split(',').map(|e| e.trim().to_string()).collect();
+        for ep in &endpoints {
+            check_etcd_endpoint(ep)?;
+        }
+        Ok(endpoints)
+    }
 }
 
 /// A `--datastore` value that is none of the [`ALLOWED_FORMS`].
@@ -50,14 +81,9 @@ impl FromStr for DatastoreSpec {
             None => (s, None),
         };
         match (scheme, rest) {
-            ("etcd", Some(rest)) => {
-                let endpoints: Vec<String> =
-                    rest.split(',').map(|e| e.trim().to_string()).collect();
-                for ep in &endpoints {
-                    check_etcd_endpoint(ep).map_err(|r| err(&r))?;
-                }
-                Ok(DatastoreSpec::Etcd { endpoints })
-            }
+            ("etcd", Some(rest)) => EtcdSpec::parse_endpoints(rest)
+                .map(DatastoreSpec::etcd)
+                .map_err(|r| err(&r)),
             ("etcd", None) => Err(err("etcd needs endpoints after \"etcd:\"")),
             ("kubernetes", None) => {
                 Ok(DatastoreSpec::Kubernetes { kubeconfig: None })
@@ -107,9 +133,7 @@ fn check_etcd_endpoint(ep: &str) -> Result<(), String> {
 impl fmt::Display for DatastoreSpec {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            DatastoreSpec::Etcd { endpoints } => {
-                write!(f, "etcd:{}", endpoints.join(","))
-            }
+            DatastoreSpec::Etcd(etcd) => write!(f, "etcd:{etcd}"),
             DatastoreSpec::Kubernetes { kubeconfig: None } => {
                 f.write_str("kubernetes")
             }
@@ -120,6 +144,12 @@ impl fmt::Display for DatastoreSpec {
                 write!(f, "file:{}", path.display())
             }
         }
+    }
+}
+
+impl fmt::Display for EtcdSpec {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.endpoints.join(","))
     }
 }
 
@@ -144,9 +174,7 @@ mod tests {
             "etcd:http://a:1,http://b:2"
                 .parse::<DatastoreSpec>()
                 .unwrap(),
-            DatastoreSpec::Etcd {
-                endpoints: vec!["http://a:1".into(), "http://b:2".into()]
-            }
+            DatastoreSpec::etcd(vec!["http://a:1".into(), "http://b:2".into()])
         );
     }
 

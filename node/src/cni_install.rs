@@ -44,9 +44,12 @@ pub fn conflist(
         obj.insert("agent_socket".into(), socket.display().to_string().into());
     }
     match datastore {
-        DatastoreSpec::Etcd { endpoints } => {
+        DatastoreSpec::Etcd(etcd) => {
             obj.insert("datastore_type".into(), "etcdv3".into());
-            obj.insert("etcd_endpoints".into(), endpoints.join(",").into());
+            obj.insert(
+                "etcd_endpoints".into(),
+                etcd.endpoints.join(",").into(),
+            );
         }
         DatastoreSpec::Kubernetes { kubeconfig } => {
             obj.insert("datastore_type".into(), "kubernetes".into());

@@ -25,6 +25,7 @@ use crate::error::{DatastoreError, Result};
 use crate::object::{
     self, List, Object, from_stored_json, kind, name_of, to_stored_json,
 };
+use crate::spec::EtcdSpec;
 
 /// Root of every margay key.
 pub const KEY_ROOT: &str = "/margay/v1";
@@ -62,11 +63,12 @@ pub(crate) fn prefix<K: Object>() -> String {
 }
 
 impl EtcdStore {
-    /// Creates a client for `endpoints` (e.g. `http://127.0.0.1:2379`).
+    /// Creates a client for `spec.endpoints` (e.g. `http://127.0.0.1:2379`).
     /// Connections are made lazily; requests to an unreachable cluster
     /// fail with `Unavailable` after a few seconds.
     #[tracing::instrument(level = "debug", name = "etcd_connect", skip_all)]
-    pub async fn connect(endpoints: &[String]) -> Result<Self> {
+    pub async fn connect(spec: &EtcdSpec) -> Result<Self> {
+        let endpoints = &spec.endpoints;
         let opts = ConnectOptions::new()
             .with_connect_timeout(CONNECT_TIMEOUT)
             .with_keep_alive(Duration::from_secs(10), Duration::from_secs(5))

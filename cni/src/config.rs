@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Deserializer};
 use serde_json::{Map, Value};
 
-use margay_datastore::{DatastoreSpec, EtcdSpec};
+use margay_datastore::{DatastoreSpec, EtcdSpec, EtcdTls, KeyStyle};
 
 use crate::error::{CniError, Code, Result};
 use crate::version::Version;
@@ -39,6 +39,10 @@ const TOP_KEYS: &[&str] = &[
     "nodename_file",
     "datastore_type",
     "etcd_endpoints",
+    "etcd_scheme",
+    "etcd_key_file",
+    "etcd_cert_file",
+    "etcd_ca_cert_file",
     "datastore_file",
     "kubernetes",
     "mtu",
@@ -182,6 +186,10 @@ struct RawConf {
     nodename_file: Option<PathBuf>,
     datastore_type: Option<String>,
     etcd_endpoints: Option<String>,
+    etcd_scheme: Option<String>,
+    etcd_key_file: Option<PathBuf>,
+    etcd_cert_file: Option<PathBuf>,
+    etcd_ca_cert_file: Option<PathBuf>,
     datastore_file: Option<PathBuf>,
     kubernetes: Option<RawKubernetes>,
     mtu: Option<u32>,
@@ -403,7 +411,35 @@ fn excerpt(text: &str) -> std::borrow::Cow<'_, str> {
 
 /// `datastore_type` and the fields it needs.
 fn datastore_conf(raw: &RawConf) -> Result<DatastoreSpec> {
-    match raw.datastore_type.as_deref().unwrap_or("etcdv3") {
+    // Calico's manifests template these keys and leave them "" when
+    // unused: empty means unset.
+    let path =
+        |p: &Option<PathBuf>| p.clone().filter(|p| !p.as_os_str().is_empty());
+    let tls = EtcdTls {
+        ca_cert_file: path(&raw.etcd_ca_cert_file),
+        cert_file: path(&raw.etcd_cert_file),
+        key_file: path(&raw.etcd_key_file),
+    };
+    let scheme = raw.etcd_scheme.as_deref().filter(|s| !s.is_empty());
+    let datastore_type = raw.datastore_type.as_deref().unwrap_or("etcdv3");
+    if datastore_type != "etcdv3" {
+        let set = [
+            ("etcd_scheme", scheme.is_some()),
+            ("etcd_ca_cert_file", tls.ca_cert_file.is_some()),
+            ("etcd_cert_file", tls.cert_file.is_some()),
+            ("etcd_key_file", tls.key_file.is_some()),
+        ];
+        if let Some((key, _)) = set.iter().find(|(_, set)| *set) {
+            return Err(CniError::config(
+                key,
+                format!(
+                    "only used with datastore_type \"etcdv3\", not \
+                     {datastore_type:?}"
+                ),
+            ));
+        }
+    }
+    match datastore_type {
         "etcdv3" => {
             let eps = raw.etcd_endpoints.as_deref().unwrap_or_default();
             if eps.trim().is_empty() {
@@ -413,9 +449,13 @@ fn datastore_conf(raw: &RawConf) -> Result<DatastoreSpec> {
                      (comma-separated http(s)://HOST:PORT URLs)",
                 ));
             }
-            let endpoints = EtcdSpec::parse_endpoints(eps)
-                .map_err(|why| CniError::config("etcd_endpoints", why))?;
-            Ok(DatastoreSpec::etcd(endpoints))
+            let etcd = EtcdSpec::new(eps, tls, KeyStyle::Cni)
+                .map_err(|e| CniError::config(e.name, e.reason))?;
+            if let Some(scheme) = scheme {
+                etcd.check_scheme(scheme, KeyStyle::Cni)
+                    .map_err(|e| CniError::config(e.name, e.reason))?;
+            }
+            Ok(DatastoreSpec::Etcd(etcd))
         }
         "kubernetes" => Ok(DatastoreSpec::Kubernetes {
             kubeconfig: raw

@@ -44,5 +44,6 @@ pub use crate::informer::ListWatchEvent;
 pub use crate::kubernetes::KubeStore;
 pub use crate::object::{InvalidObject, List, Object, WatchEvent};
 pub use crate::spec::{
-    ALLOWED_FORMS, DatastoreSpec, DatastoreSpecError, EtcdSpec,
+    ALLOWED_FORMS, DatastoreSpec, DatastoreSpecError, EtcdField, EtcdSpec,
+    EtcdSpecError, EtcdTls, KeyStyle,
 };

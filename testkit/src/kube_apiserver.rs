@@ -27,6 +27,7 @@ use kube::discovery::{self, Scope};
 use kube::{Client, Config};
 use serde::Deserialize as _;
 
+use crate::certs::openssl;
 use crate::{EtcdServer, free_port};
 
 /// The k8s.io/kubernetes release tools/kube-apiserver/go.mod pins.
@@ -446,28 +447,6 @@ fn make_credentials(dir: &Path) -> io::Result<()> {
             ADMIN_TOKEN
         ),
     )
-}
-
-fn openssl(dir: &Path, args: &[&[&str]]) -> io::Result<()> {
-    let out = Command::new("openssl")
-        .args(args.iter().flat_map(|a| a.iter()))
-        .current_dir(dir)
-        .stdin(Stdio::null())
-        .output()
-        .map_err(|e| {
-            io::Error::new(
-                e.kind(),
-                format!("cannot run openssl (install Debian's openssl): {e}"),
-            )
-        })?;
-    if !out.status.success() {
-        return Err(other(format!(
-            "openssl {:?}: {}",
-            args,
-            String::from_utf8_lossy(&out.stderr)
-        )));
-    }
-    Ok(())
 }
 
 /// Polls `/readyz` until it says `ok`, failing early if the process

@@ -1,5 +1,6 @@
 //! `bgpd`: margay's BGP speaker daemon.
 
+use std::collections::BTreeMap;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -93,7 +94,10 @@ async fn run(args: Args, log: LogHandle) -> Result<()> {
     let ds = Datastore::connect(&args.datastore).await.with_context(|| {
         format!("connecting to datastore {:?}", args.datastore)
     })?;
-    let (first, opts) = desired(&ds, &args).await?;
+    // The last good copy of each BGPConfiguration, kept in place of a
+    // bad new version.
+    let mut last_good = BTreeMap::new();
+    let (first, opts) = desired(&ds, &args, &mut last_good).await?;
     tracing::info!(router_id = %first.router_id, asn = first.local_as, peers = first.peers.len(), "configuration loaded");
     let speaker = Speaker::new(SpeakerCfg {
         router_id: first.router_id,
@@ -151,7 +155,7 @@ async fn run(args: Args, log: LogHandle) -> Result<()> {
         metrics: m.clone(),
         opts: applied,
     };
-    tokio::spawn(config_poller(ds, args, first, ctx, tx.clone()));
+    tokio::spawn(config_poller(ds, args, first, last_good, ctx, tx.clone()));
     tokio::spawn(signals(tx.clone()));
     Daemon::new(speaker, tx, listeners, m).run(rx).await;
     Ok(())
@@ -165,6 +169,7 @@ async fn config_poller(
     ds: Datastore,
     args: Args,
     mut last: Desired,
+    mut last_good: BTreeMap<String, BGPConfiguration>,
     mut ctx: PollerCtx,
     tx: mpsc::UnboundedSender<Input>,
 ) {
@@ -183,7 +188,7 @@ async fn config_poller(
             _ = tick.tick() => {}
             () = changed.notified() => {}
         }
-        let res = desired(&ds, &args).await.map(|(d, opts)| {
+        let res = desired(&ds, &args, &mut last_good).await.map(|(d, opts)| {
             apply_opts(
                 &args,
                 &ctx.log,
@@ -308,7 +313,11 @@ fn apply_opts(
     *cur = new;
 }
 
-async fn desired(ds: &Datastore, args: &Args) -> Result<(Desired, DaemonOpts)> {
+async fn desired(
+    ds: &Datastore,
+    args: &Args,
+    last_good: &mut BTreeMap<String, BGPConfiguration>,
+) -> Result<(Desired, DaemonOpts)> {
     // Objects that do not decode are left out of each list and reported
     // with what derive leaves out: one bad object stops nothing else.
     let mut invalid = Vec::new();
@@ -331,6 +340,7 @@ async fn desired(ds: &Datastore, args: &Args) -> Result<(Desired, DaemonOpts)> {
         );
         res.secrets = Some(secrets::resolve(k, &ns, &res).await?);
     }
+    invalid.extend(config::bgp_config::screen(&mut res, last_good));
     let opts = daemon_opts::daemon_opts(&res, &args.node);
     let mut d = config::derive(&res, &args.node, args.router_id)?;
     // A peer naming a BGPFilter that does not decode is reported by derive

@@ -372,7 +372,9 @@ fn make_credentials(dir: &Path, addrs: &[IpAddr]) -> io::Result<()> {
     )
 }
 
-fn openssl(dir: &Path, args: &[&[&str]]) -> io::Result<()> {
+/// Runs Debian's `openssl` in `dir` with the concatenated `args` (also
+/// testkit's certificates for etcd over TLS).
+pub fn openssl(dir: &Path, args: &[&[&str]]) -> io::Result<()> {
     let out = Command::new("openssl")
         .args(args.iter().flat_map(|a| a.iter()))
         .current_dir(dir)

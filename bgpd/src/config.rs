@@ -22,6 +22,7 @@ use crate::secrets::Secrets;
 use crate::speaker::PeerCfg;
 use bgp_wire::Family;
 
+pub mod bgp_config;
 pub mod daemon_opts;
 mod origin;
 mod session_opts;
@@ -130,18 +131,22 @@ pub fn derive(
     let router_id = router_id
         .or(my_v4)
         .ok_or_else(|| ConfigError::NoRouterId(node.into()))?;
+    let mut invalid: Vec<InvalidObject> = Vec::new();
     // Calico: BGPConfiguration "default" is global, "node.<name>" per node.
-    let global_cfg = res
-        .bgp_configs
-        .iter()
-        .find(|c| name(&c.metadata) == "default")
-        .map(|c| c.spec.clone())
-        .unwrap_or_default();
-    let node_cfg = res
-        .bgp_configs
-        .iter()
-        .find(|c| name(&c.metadata) == format!("node.{node}"))
-        .map(|c| c.spec.clone());
+    // A bad one counts as absent here (built-in defaults); the daemon
+    // puts the last good copy in its place first (`bgp_config::screen`).
+    let mut config_named = |want: &str| {
+        let c = res.bgp_configs.iter().find(|c| name(&c.metadata) == want)?;
+        match bgp_config::problem(c, res.secrets.as_ref()) {
+            None => Some(c.spec.clone()),
+            Some(bad) => {
+                invalid.push(bad);
+                None
+            }
+        }
+    };
+    let global_cfg = config_named("default").unwrap_or_default();
+    let node_cfg = config_named(&format!("node.{node}"));
     let cfg_as = global_cfg.as_number.unwrap_or(DEFAULT_AS);
     let local_as = my_bgp.as_number.unwrap_or(cfg_as);
     let listen_port = node_cfg
@@ -150,7 +155,6 @@ pub fn derive(
         .unwrap_or_else(|| global_cfg.listen_port());
     let my_cluster = my_bgp.rr_cluster_id()?;
     let my_labels = me.labels();
-    let mut invalid: Vec<InvalidObject> = Vec::new();
     // Other nodes whose BGP addresses do not parse: no session with them
     // (mesh or peerSelector), every other node still peers.
     let nodes: Vec<&Node> = res

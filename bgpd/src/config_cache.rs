@@ -31,7 +31,7 @@
 //! cache and reported with what derive leaves out; one that is fixed or
 //! deleted stops being reported.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::net::Ipv4Addr;
 
 use ipnetwork::IpNetwork;
@@ -93,6 +93,8 @@ impl Origin {
 struct Base {
     desired: Result<Desired, ConfigError>,
     opts: DaemonOpts,
+    /// The BGPConfigurations left out as bad (config::bgp_config::screen).
+    screened: Vec<InvalidObject>,
 }
 
 /// The seven kinds bgpd derives its configuration from, as watched.
@@ -111,6 +113,9 @@ pub struct ConfigCache {
     /// Names of the blocks whose [`Origin`] is not empty.
     lending: BTreeSet<String>,
     base: Option<Base>,
+    /// The last good copy of each BGPConfiguration, kept in place of a bad
+    /// new version (one bad object stops nothing but itself).
+    last_good: BTreeMap<String, BGPConfiguration>,
     /// An event changed what [`Base`] is derived from.
     base_stale: bool,
     /// Something changed since the last [`ConfigCache::take_desired`].
@@ -136,6 +141,7 @@ impl ConfigCache {
             blocks: Cache::projected(move |b| Origin::of(b, &borrower)),
             lending: BTreeSet::new(),
             base: None,
+            last_good: BTreeMap::new(),
             base_stale: true,
             changed: true,
         }
@@ -200,11 +206,15 @@ impl ConfigCache {
         }
     }
 
-    /// Derives the base from `res` (from [`ConfigCache::base_resources`]).
-    pub fn rebase(&mut self, res: &Resources, router_id: Option<Ipv4Addr>) {
+    /// Derives the base from `res` (from [`ConfigCache::base_resources`],
+    /// Secrets added). A bad BGPConfiguration is replaced by its last good
+    /// copy (or left out, so the built-in defaults apply) and reported.
+    pub fn rebase(&mut self, mut res: Resources, router_id: Option<Ipv4Addr>) {
+        let screened = config::bgp_config::screen(&mut res, &mut self.last_good);
         self.base = Some(Base {
-            desired: config::derive(res, &self.node, router_id),
-            opts: daemon_opts::daemon_opts(res, &self.node),
+            desired: config::derive(&res, &self.node, router_id),
+            opts: daemon_opts::daemon_opts(&res, &self.node),
+            screened,
         });
         self.base_stale = false;
         self.changed = true;
@@ -233,6 +243,7 @@ impl ConfigCache {
                 d.invalid.extend(o.invalid.iter().cloned());
             }
         }
+        d.invalid.extend(base.screened.iter().cloned());
         // Objects that do not decode, as each list used to report them.
         d.invalid.extend(self.nodes.invalid().cloned());
         d.invalid.extend(self.bgp_configs.invalid().cloned());
@@ -334,5 +345,4 @@ fn subject<K: Object>(item: &DsResult<ListWatchEvent<K>>) -> Option<String> {
 }
 
 #[cfg(test)]
-#[path = "config_cache_tests.rs"]
 mod tests;

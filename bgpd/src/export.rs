@@ -421,7 +421,7 @@ impl Exporter<'_> {
         for (i, pc) in
             self.global.prefix_communities.iter().enumerate().take(64)
         {
-            if policy::contains(&pc.cidr, prefix) {
+            if margay_crds::net::contains(&pc.cidr, prefix) {
                 mask |= 1 << i;
             }
         }

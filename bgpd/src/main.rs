@@ -405,7 +405,7 @@ async fn derive(
                 Err(e) => return Some(Err(e.into())),
             }
         }
-        cache.rebase(&res, args.router_id);
+        cache.rebase(res, args.router_id);
     }
     cache
         .take_desired()

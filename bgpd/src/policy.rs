@@ -6,6 +6,7 @@ use std::net::{IpAddr, Ipv4Addr};
 
 use bgp_wire::{Community, NextHop, PathAttrs};
 use ipnetwork::IpNetwork;
+use margay_crds::net::contains;
 use serde::Serialize;
 
 pub use crate::filter::{
@@ -324,13 +325,6 @@ fn self_next_hop(sess: &SessionPolicy, prefix: &IpNetwork) -> Option<NextHop> {
 }
 
 // ===== helper functions =====
-
-/// Whether `outer` contains `inner` (same family, equal or more specific).
-pub fn contains(outer: &IpNetwork, inner: &IpNetwork) -> bool {
-    outer.is_ipv4() == inner.is_ipv4()
-        && inner.prefix() >= outer.prefix()
-        && outer.contains(inner.network())
-}
 
 /// Inside an IPPool that is not disabled.
 pub fn in_enabled_pool(global: &GlobalPolicy, prefix: &IpNetwork) -> bool {

@@ -12,6 +12,8 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Deserializer};
 use serde_json::{Map, Value};
 
+use margay_datastore::{DatastoreSpec, EtcdSpec, EtcdTls, KeyStyle};
+
 use crate::error::{CniError, Code, Result};
 use crate::version::Version;
 
@@ -37,6 +39,10 @@ const TOP_KEYS: &[&str] = &[
     "nodename_file",
     "datastore_type",
     "etcd_endpoints",
+    "etcd_scheme",
+    "etcd_key_file",
+    "etcd_cert_file",
+    "etcd_ca_cert_file",
     "datastore_file",
     "kubernetes",
     "mtu",
@@ -65,37 +71,6 @@ const IPAM_KEYS: &[&str] = &[
     "ipv4_pools",
     "ipv6_pools",
 ];
-
-/// Which datastore, from `datastore_type` and its companion fields.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum DatastoreConf {
-    /// `datastore_type: "etcdv3"` with `etcd_endpoints`.
-    Etcd { endpoints: Vec<String> },
-    /// `datastore_type: "kubernetes"`, optional `kubernetes.kubeconfig`.
-    Kubernetes { kubeconfig: Option<PathBuf> },
-    /// margay's read-only YAML file (`datastore_type: "file"` with
-    /// `datastore_file`).
-    File { path: PathBuf },
-}
-
-impl DatastoreConf {
-    /// The `--datastore` form margay's daemons use, e.g.
-    /// "etcd:http://127.0.0.1:2379".
-    pub fn spec_string(&self) -> String {
-        match self {
-            DatastoreConf::Etcd { endpoints } => {
-                format!("etcd:{}", endpoints.join(","))
-            }
-            DatastoreConf::Kubernetes { kubeconfig: None } => {
-                "kubernetes".into()
-            }
-            DatastoreConf::Kubernetes {
-                kubeconfig: Some(p),
-            } => format!("kubernetes:{}", p.display()),
-            DatastoreConf::File { path } => format!("file:{}", path.display()),
-        }
-    }
-}
 
 /// The `ipam` section.
 #[derive(Debug, Clone, PartialEq)]
@@ -174,7 +149,9 @@ pub struct NetConf {
     pub plugin_type: String,
     pub nodename: Option<String>,
     pub nodename_file: Option<PathBuf>,
-    pub datastore: DatastoreConf,
+    /// Which datastore, from `datastore_type` and its companion fields:
+    /// the same type (and checks) as the daemons' `--datastore`.
+    pub datastore: DatastoreSpec,
     pub mtu: u32,
     pub log_level: LogLevel,
     pub log_file_path: Option<PathBuf>,
@@ -209,6 +186,10 @@ struct RawConf {
     nodename_file: Option<PathBuf>,
     datastore_type: Option<String>,
     etcd_endpoints: Option<String>,
+    etcd_scheme: Option<String>,
+    etcd_key_file: Option<PathBuf>,
+    etcd_cert_file: Option<PathBuf>,
+    etcd_ca_cert_file: Option<PathBuf>,
     datastore_file: Option<PathBuf>,
     kubernetes: Option<RawKubernetes>,
     mtu: Option<u32>,
@@ -429,8 +410,36 @@ fn excerpt(text: &str) -> std::borrow::Cow<'_, str> {
 }
 
 /// `datastore_type` and the fields it needs.
-fn datastore_conf(raw: &RawConf) -> Result<DatastoreConf> {
-    match raw.datastore_type.as_deref().unwrap_or("etcdv3") {
+fn datastore_conf(raw: &RawConf) -> Result<DatastoreSpec> {
+    // Calico's manifests template these keys and leave them "" when
+    // unused: empty means unset.
+    let path =
+        |p: &Option<PathBuf>| p.clone().filter(|p| !p.as_os_str().is_empty());
+    let tls = EtcdTls {
+        ca_cert_file: path(&raw.etcd_ca_cert_file),
+        cert_file: path(&raw.etcd_cert_file),
+        key_file: path(&raw.etcd_key_file),
+    };
+    let scheme = raw.etcd_scheme.as_deref().filter(|s| !s.is_empty());
+    let datastore_type = raw.datastore_type.as_deref().unwrap_or("etcdv3");
+    if datastore_type != "etcdv3" {
+        let set = [
+            ("etcd_scheme", scheme.is_some()),
+            ("etcd_ca_cert_file", tls.ca_cert_file.is_some()),
+            ("etcd_cert_file", tls.cert_file.is_some()),
+            ("etcd_key_file", tls.key_file.is_some()),
+        ];
+        if let Some((key, _)) = set.iter().find(|(_, set)| *set) {
+            return Err(CniError::config(
+                key,
+                format!(
+                    "only used with datastore_type \"etcdv3\", not \
+                     {datastore_type:?}"
+                ),
+            ));
+        }
+    }
+    match datastore_type {
         "etcdv3" => {
             let eps = raw.etcd_endpoints.as_deref().unwrap_or_default();
             if eps.trim().is_empty() {
@@ -440,22 +449,22 @@ fn datastore_conf(raw: &RawConf) -> Result<DatastoreConf> {
                      (comma-separated http(s)://HOST:PORT URLs)",
                 ));
             }
-            let endpoints: Vec<String> =
-                eps.split(',').map(|e| e.trim().to_string()).collect();
-            for ep in &endpoints {
-                check_etcd_endpoint(ep)
-                    .map_err(|why| CniError::config("etcd_endpoints", why))?;
+            let etcd = EtcdSpec::new(eps, tls, KeyStyle::Cni)
+                .map_err(|e| CniError::config(e.name, e.reason))?;
+            if let Some(scheme) = scheme {
+                etcd.check_scheme(scheme, KeyStyle::Cni)
+                    .map_err(|e| CniError::config(e.name, e.reason))?;
             }
-            Ok(DatastoreConf::Etcd { endpoints })
+            Ok(DatastoreSpec::Etcd(etcd))
         }
-        "kubernetes" => Ok(DatastoreConf::Kubernetes {
+        "kubernetes" => Ok(DatastoreSpec::Kubernetes {
             kubeconfig: raw
                 .kubernetes
                 .as_ref()
                 .and_then(|k| k.kubeconfig.clone()),
         }),
         "file" => match &raw.datastore_file {
-            Some(path) => Ok(DatastoreConf::File { path: path.clone() }),
+            Some(path) => Ok(DatastoreSpec::File { path: path.clone() }),
             None => Err(CniError::config(
                 "datastore_file",
                 "required when datastore_type is \"file\"",
@@ -467,24 +476,6 @@ fn datastore_conf(raw: &RawConf) -> Result<DatastoreConf> {
                 "{other:?} is not one of \"etcdv3\", \"kubernetes\", \"file\""
             ),
         )),
-    }
-}
-
-/// `http(s)://host:port`.
-fn check_etcd_endpoint(ep: &str) -> std::result::Result<(), String> {
-    let rest = ep
-        .strip_prefix("http://")
-        .or_else(|| ep.strip_prefix("https://"))
-        .ok_or_else(|| format!("{ep:?} must start with http:// or https://"))?;
-    let rest = rest.trim_end_matches('/');
-    match rest.rsplit_once(':') {
-        Some((host, port))
-            if !host.is_empty()
-                && port.parse::<u16>().is_ok_and(|p| p != 0) =>
-        {
-            Ok(())
-        }
-        _ => Err(format!("{ep:?} needs HOST:PORT with a port 1-65535")),
     }
 }
 

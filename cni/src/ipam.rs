@@ -83,7 +83,7 @@ impl MargayIpam {
         conf: &NetConf,
         ipam_conf: &MargayIpamConf,
     ) -> Result<MargayIpam> {
-        let ds = connect_datastore(&datastore_spec(conf)?).await?;
+        let ds = connect_datastore(&conf.datastore).await?;
         let node = conf.node_name()?;
         Ok(MargayIpam::with_datastore(ds, node, conf, ipam_conf))
     }
@@ -252,14 +252,6 @@ impl IpamBackend for MargayIpam {
     }
 }
 
-/// The datastore a config names.
-pub fn datastore_spec(conf: &NetConf) -> Result<DatastoreSpec> {
-    conf.datastore
-        .spec_string()
-        .parse()
-        .map_err(|e| CniError::config("datastore_type", e))
-}
-
 /// Connects to `spec`; an outage is code 11, a bad spec code 7.
 pub async fn connect_datastore(spec: &DatastoreSpec) -> Result<Datastore> {
     Datastore::connect(spec).await.map_err(|e| {
@@ -296,14 +288,14 @@ impl DatastoreCache {
         conf: &NetConf,
         ipam_conf: &MargayIpamConf,
     ) -> Result<MargayIpam> {
-        let spec = datastore_spec(conf)?;
+        let spec = &conf.datastore;
         let node = conf.node_name()?;
         let (ds, ctx) = {
             let mut map = self.0.lock().await;
             let kept = match map.entry(spec.to_string()) {
                 Entry::Occupied(e) => e.into_mut(),
                 Entry::Vacant(e) => e.insert(Kept {
-                    ds: connect_datastore(&spec).await?,
+                    ds: connect_datastore(spec).await?,
                     contexts: HashMap::new(),
                 }),
             };

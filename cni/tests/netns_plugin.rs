@@ -189,7 +189,7 @@ fn bad_env_and_config_errors_on_stdout() {
     assert!(!out.ok);
     assert_eq!(
         out.stdout.trim(),
-        r#"{"cniVersion":"1.0.0","code":2,"msg":"unsupported field \"bogus\" = 1","details":"allowed here: cniVersion, name, type, nodename, nodename_file, datastore_type, etcd_endpoints, datastore_file, kubernetes, mtu, log_level, log_file_path, ipam, ipam_lock_file, container_settings, endpoint_dir, agent_socket, dns, ipMasq, capabilities, runtimeConfig, args, prevResult, cni.dev/valid-attachments, policy"}"#
+        r#"{"cniVersion":"1.0.0","code":2,"msg":"unsupported field \"bogus\" = 1","details":"allowed here: cniVersion, name, type, nodename, nodename_file, datastore_type, etcd_endpoints, etcd_scheme, etcd_key_file, etcd_cert_file, etcd_ca_cert_file, datastore_file, kubernetes, mtu, log_level, log_file_path, ipam, ipam_lock_file, container_settings, endpoint_dir, agent_socket, dns, ipMasq, capabilities, runtimeConfig, args, prevResult, cni.dev/valid-attachments, policy"}"#
     );
     let out = invoke("ADD", "c1", None, "eth0", &conf);
     assert_eq!(

@@ -407,10 +407,7 @@ impl PrefixMatch {
     fn within(&self, route: &IpNetwork) -> bool {
         let len = route.prefix();
         match self.lengths {
-            None => {
-                len >= self.cidr.prefix()
-                    && leading_bits_equal(&self.cidr, route, self.cidr.prefix())
-            }
+            None => crate::net::contains(&self.cidr, route),
             Some((lo, hi)) => {
                 (lo..=hi).contains(&len)
                     && leading_bits_equal(

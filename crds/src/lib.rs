@@ -25,6 +25,7 @@ pub mod ippool;
 pub mod ipreservation;
 mod kinds;
 pub mod names;
+pub mod net;
 pub mod node;
 pub mod password;
 pub mod selector;

@@ -201,5 +201,4 @@ fn name<K: Object>(o: &K) -> &str {
 }
 
 #[cfg(test)]
-#[path = "cache_tests.rs"]
 mod tests;

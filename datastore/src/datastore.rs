@@ -25,8 +25,8 @@ impl Datastore {
     /// `Unavailable` on the first request.
     pub async fn connect(spec: &DatastoreSpec) -> Result<Self> {
         Ok(match spec {
-            DatastoreSpec::Etcd { endpoints } => {
-                Datastore::Etcd(EtcdStore::connect(endpoints).await?)
+            DatastoreSpec::Etcd(etcd) => {
+                Datastore::Etcd(EtcdStore::connect(etcd).await?)
             }
             DatastoreSpec::Kubernetes { kubeconfig } => Datastore::Kubernetes(
                 KubeStore::connect(kubeconfig.as_deref()).await?,

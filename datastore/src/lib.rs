@@ -45,4 +45,7 @@ pub use crate::file::FileStore;
 pub use crate::informer::ListWatchEvent;
 pub use crate::kubernetes::KubeStore;
 pub use crate::object::{InvalidObject, List, Object, WatchEvent};
-pub use crate::spec::{ALLOWED_FORMS, DatastoreSpec, DatastoreSpecError};
+pub use crate::spec::{
+    ALLOWED_FORMS, DatastoreSpec, DatastoreSpecError, EtcdField, EtcdSpec,
+    EtcdSpecError, EtcdTls, KeyStyle,
+};

@@ -87,18 +87,6 @@ pub fn net_at(fam: Family, start: u128, prefix: u8) -> IpNetwork {
         .expect("prefix length checked by the caller")
 }
 
-/// True when `inner` lies entirely inside `outer`.
-pub fn net_contains(outer: &IpNetwork, inner: &IpNetwork) -> bool {
-    Family::of_net(outer) == Family::of_net(inner)
-        && outer.prefix() <= inner.prefix()
-        && outer.contains(inner.network())
-}
-
-/// True when the two networks share at least one address.
-pub fn nets_overlap(a: &IpNetwork, b: &IpNetwork) -> bool {
-    net_contains(a, b) || net_contains(b, a)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -116,16 +104,5 @@ mod tests {
         assert_eq!(size(&v6), 64);
         assert_eq!(ordinal(&v6, "fd00::41".parse().unwrap()), Some(1));
         assert_eq!(ordinal(&v6, "10.0.0.1".parse().unwrap()), None);
-    }
-
-    #[test]
-    fn containment() {
-        let pool: IpNetwork = "10.0.0.0/16".parse().unwrap();
-        let blk: IpNetwork = "10.0.3.0/26".parse().unwrap();
-        let other: IpNetwork = "10.1.0.0/26".parse().unwrap();
-        assert!(net_contains(&pool, &blk));
-        assert!(!net_contains(&blk, &pool));
-        assert!(nets_overlap(&blk, &pool));
-        assert!(!nets_overlap(&other, &pool));
     }
 }

@@ -521,5 +521,7 @@ fn pool_of<'p>(
     pools: &'p [PoolView],
     cidr: &IpNetwork,
 ) -> Option<&'p PoolView> {
-    pools.iter().find(|p| addr::net_contains(&p.cidr, cidr))
+    pools
+        .iter()
+        .find(|p| margay_crds::net::contains(&p.cidr, cidr))
 }

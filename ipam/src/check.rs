@@ -8,7 +8,6 @@ use std::net::IpAddr;
 
 use ipnetwork::IpNetwork;
 
-use crate::addr;
 use crate::block::ATTR_NODE;
 use crate::model::{AffinityState, Snapshot};
 
@@ -256,7 +255,7 @@ pub fn check_with(
         if !snap
             .pools
             .iter()
-            .any(|p| addr::net_contains(&p.cidr, &b.cidr))
+            .any(|p| margay_crds::net::contains(&p.cidr, &b.cidr))
         {
             issues.push(Issue::BlockOutsidePools { cidr: b.cidr });
         }

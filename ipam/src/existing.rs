@@ -17,7 +17,7 @@ use ipnetwork::IpNetwork;
 use margay_crds::{IPAMBlock, IPAMHandle};
 use margay_datastore::ReadBatch;
 
-use crate::addr::{self, Family};
+use crate::addr::Family;
 use crate::assign::{AssignArgs, Assigned, AssignedIp};
 use crate::convert::{self, block_name, handle_name};
 use crate::error::{IpamError, Result};
@@ -65,7 +65,7 @@ impl Ipam {
             let pool = ctx
                 .pools
                 .iter()
-                .find(|p| addr::net_contains(&p.view.cidr, &cidr))
+                .find(|p| margay_crds::net::contains(&p.view.cidr, &cidr))
                 .map(|p| p.view.name.clone())
                 .unwrap_or_default();
             for ip in b.ips_of_handle(&args.handle) {
@@ -164,9 +164,7 @@ mod tests {
                 panic!("cannot start etcd ({e}): scripts/deps installs it");
             }
         };
-        let spec = DatastoreSpec::Etcd {
-            endpoints: vec![etcd.endpoint()],
-        };
+        let spec = DatastoreSpec::etcd(vec![etcd.endpoint()]);
         let ds = Datastore::connect(&spec).await.unwrap();
         let pool = IPPool::new(
             "p",

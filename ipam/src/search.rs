@@ -118,7 +118,9 @@ pub fn find_usable_block(
     let mut reclaim = None;
     for cidr in block_walk(pool, block_prefix, seed) {
         if skip.contains(&cidr)
-            || reserved.iter().any(|r| addr::net_contains(r, &cidr))
+            || reserved
+                .iter()
+                .any(|r| margay_crds::net::contains(r, &cidr))
         {
             continue;
         }
@@ -180,7 +182,7 @@ mod tests {
         sorted.sort();
         sorted.dedup();
         assert_eq!(sorted.len(), 4);
-        assert!(sorted.iter().all(|b| addr::net_contains(&pool, b)));
+        assert!(sorted.iter().all(|b| margay_crds::net::contains(&pool, b)));
         // Same host, same order.
         let again: Vec<_> =
             block_walk(&pool, 26, walk_seed("node-a", 26, Family::V4, 9))
@@ -201,7 +203,7 @@ mod tests {
         let pool = net("fd00::/48");
         let first = block_walk(&pool, 122, 1).next().unwrap();
         assert_eq!(first.prefix(), 122);
-        assert!(addr::net_contains(&pool, &first));
+        assert!(margay_crds::net::contains(&pool, &first));
     }
 
     #[test]

@@ -60,7 +60,7 @@ pub fn usage(snap: &Snapshot) -> Usage {
         .map(|p| {
             let mine = blocks
                 .iter()
-                .filter(|b| addr::net_contains(&p.cidr, &b.cidr));
+                .filter(|b| margay_crds::net::contains(&p.cidr, &b.cidr));
             let (n, allocated) = mine
                 .fold((0, 0u128), |(n, a), b| (n + 1, a + b.allocated as u128));
             PoolUsage {

@@ -6,7 +6,6 @@ use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::net::IpAddr;
 
 use ipnetwork::IpNetwork;
-use margay_ipam::addr;
 use margay_ipam::block::{ATTR_NODE, Block, ReleaseCheck, Released};
 use margay_ipam::search;
 use proptest::prelude::*;
@@ -136,7 +135,7 @@ fn check_invariants(
 ) -> Result<(), TestCaseError> {
     let mut seen = BTreeSet::new();
     for (b, m) in blocks.iter().zip(models) {
-        prop_assert!(addr::net_contains(pool, &b.cidr));
+        prop_assert!(margay_crds::net::contains(pool, &b.cidr));
         let allocs = b.allocations();
         prop_assert_eq!(allocs.len() + b.unallocated.len(), b.size());
         let free: BTreeSet<usize> = b.unallocated.iter().copied().collect();

@@ -210,6 +210,35 @@ async fn an_inconsistent_block_is_skipped_and_reported() {
         .unwrap();
 }
 
+/// The same through the node agent's path: the context cache hints the
+/// node's block (prefetched with the context), which is garbage now.
+#[tokio::test]
+async fn an_inconsistent_hinted_block_is_skipped_by_the_cached_context() {
+    let Some(e) = env("an_inconsistent_hinted_block").await else {
+        return;
+    };
+    e.pool("p", "10.65.0.0/24", 28).await;
+    e.node("n1").await;
+    let cache = margay_ipam::ContextCache::new("n1");
+    let n1 = e.ipam("n1").with_context_cache(cache.clone());
+    let taken = n1.auto_assign(&v4("net.c1")).await.unwrap().ipv4[0].ip;
+    let mut b = own_block(&e).await;
+    let ordinal = b.spec.allocations.iter().position(Option::is_some).unwrap();
+    b.spec.unallocated.insert(0, ordinal);
+    e.ds.update(&b).await.unwrap();
+    for i in 0..3 {
+        let n1 = e.ipam("n1").with_context_cache(cache.clone());
+        let ip = n1.auto_assign(&v4(&format!("net.n{i}"))).await.unwrap();
+        assert!(!ip.ipv4[0].block.contains(taken), "the bad block was used");
+    }
+    let report = e.ipam("n1").check().await.unwrap();
+    assert!(
+        report
+            .to_string()
+            .contains(b.metadata.name.as_deref().unwrap())
+    );
+}
+
 #[tokio::test]
 async fn a_block_whose_cidr_disagrees_with_its_name_is_never_used() {
     let Some(e) =

@@ -44,9 +44,22 @@ pub fn conflist(
         obj.insert("agent_socket".into(), socket.display().to_string().into());
     }
     match datastore {
-        DatastoreSpec::Etcd { endpoints } => {
+        DatastoreSpec::Etcd(etcd) => {
             obj.insert("datastore_type".into(), "etcdv3".into());
-            obj.insert("etcd_endpoints".into(), endpoints.join(",").into());
+            obj.insert(
+                "etcd_endpoints".into(),
+                etcd.endpoints.join(",").into(),
+            );
+            let files = [
+                ("etcd_ca_cert_file", &etcd.tls.ca_cert_file),
+                ("etcd_cert_file", &etcd.tls.cert_file),
+                ("etcd_key_file", &etcd.tls.key_file),
+            ];
+            for (key, path) in files {
+                if let Some(path) = path {
+                    obj.insert(key.into(), path.display().to_string().into());
+                }
+            }
         }
         DatastoreSpec::Kubernetes { kubeconfig } => {
             obj.insert("datastore_type".into(), "kubernetes".into());
@@ -152,6 +165,20 @@ mod tests {
         assert_eq!(written["plugins"][1]["type"], "portmap");
         let without = conflist("node-1", &ds, 1450, None);
         assert!(without["plugins"][0].get("agent_socket").is_none());
+    }
+
+    #[test]
+    fn etcd_tls_files_reach_the_plugin_config() {
+        let ds: DatastoreSpec =
+            "etcd:https://10.0.0.1:2379?ca_cert_file=/ca.pem\
+             &cert_file=/c.pem&key_file=/k.pem"
+                .parse()
+                .unwrap();
+        let plugin = &conflist("node-1", &ds, 1450, None)["plugins"][0];
+        assert_eq!(plugin["etcd_endpoints"], "https://10.0.0.1:2379");
+        assert_eq!(plugin["etcd_ca_cert_file"], "/ca.pem");
+        assert_eq!(plugin["etcd_cert_file"], "/c.pem");
+        assert_eq!(plugin["etcd_key_file"], "/k.pem");
     }
 
     #[test]

@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use crate::{free_port, wait_until};
+use crate::{certs, free_port, wait_until};
 
 /// An `etcd` process (Debian's etcd-server) on free 127.0.0.1 ports with its
 /// data in a temporary directory. Killed and removed on `Drop`.
@@ -14,12 +14,40 @@ pub struct EtcdServer {
     dir: tempfile::TempDir,
     client_port: u16,
     peer_port: u16,
+    /// Plain-http `/health` (and metrics) port when clients use TLS.
+    metrics_port: u16,
+    tls: Option<EtcdTlsFiles>,
     child: Option<Child>,
+}
+
+/// The PEM files of an etcd started with [`EtcdServer::start_tls`]: the
+/// CA that signed the server and the good client, the good client's
+/// certificate and key, and a client certificate and key from another CA
+/// (which etcd must refuse).
+#[derive(Debug, Clone)]
+pub struct EtcdTlsFiles {
+    pub ca: PathBuf,
+    pub client_cert: PathBuf,
+    pub client_key: PathBuf,
+    pub other_ca: PathBuf,
+    pub other_client_cert: PathBuf,
+    pub other_client_key: PathBuf,
 }
 
 impl EtcdServer {
     /// Starts etcd and waits until it answers `/health`.
     pub fn start() -> io::Result<EtcdServer> {
+        Self::start_with(false)
+    }
+
+    /// Starts etcd serving clients over TLS with client certificate
+    /// authentication (`--client-cert-auth`, `--trusted-ca-file`), with
+    /// certificates made for the test ([`EtcdServer::tls_files`]).
+    pub fn start_tls() -> io::Result<EtcdServer> {
+        Self::start_with(true)
+    }
+
+    fn start_with(tls: bool) -> io::Result<EtcdServer> {
         let mut last_err = None;
         // Ports come from bind-and-release, so another process may grab one
         // in between: try a few times.
@@ -30,8 +58,13 @@ impl EtcdServer {
                     .tempdir()?,
                 client_port: free_port(),
                 peer_port: free_port(),
+                metrics_port: free_port(),
+                tls: None,
                 child: None,
             };
+            if tls {
+                server.tls = Some(make_tls_files(server.dir.path())?);
+            }
             match server.launch() {
                 Ok(()) => return Ok(server),
                 Err(e) => last_err = Some(e),
@@ -40,9 +73,16 @@ impl EtcdServer {
         Err(last_err.expect("at least one attempt"))
     }
 
-    /// The client URL, e.g. `http://127.0.0.1:23791`.
+    /// The client URL, e.g. `http://127.0.0.1:23791` (`https://` when
+    /// started with [`EtcdServer::start_tls`]).
     pub fn endpoint(&self) -> String {
-        format!("http://127.0.0.1:{}", self.client_port)
+        let scheme = if self.tls.is_some() { "https" } else { "http" };
+        format!("{scheme}://127.0.0.1:{}", self.client_port)
+    }
+
+    /// The certificates of a TLS server; None for plain http.
+    pub fn tls_files(&self) -> Option<&EtcdTlsFiles> {
+        self.tls.as_ref()
     }
 
     /// Kills the server (SIGKILL, like a crash); the data directory stays.
@@ -70,7 +110,23 @@ impl EtcdServer {
             .create(true)
             .append(true)
             .open(self.dir.path().join("etcd.log"))?;
-        let child = Command::new("etcd")
+        let mut cmd = Command::new("etcd");
+        if let Some(tls) = &self.tls {
+            let dir = self.dir.path().join("tls");
+            cmd.arg("--client-cert-auth")
+                .arg(format!("--trusted-ca-file={}", tls.ca.display()))
+                .arg(format!(
+                    "--cert-file={}",
+                    dir.join("server.crt").display()
+                ))
+                .arg(format!("--key-file={}", dir.join("server.key").display()))
+                // /health over plain http for the readiness poll.
+                .arg(format!(
+                    "--listen-metrics-urls=http://127.0.0.1:{}",
+                    self.metrics_port
+                ));
+        }
+        let child = cmd
             .arg("--name=margay-test")
             .arg(format!("--data-dir={}", self.data_dir().display()))
             .arg(format!("--listen-client-urls={client}"))
@@ -92,7 +148,11 @@ impl EtcdServer {
                 )
             })?;
         self.child = Some(child);
-        let port = self.client_port;
+        let port = if self.tls.is_some() {
+            self.metrics_port
+        } else {
+            self.client_port
+        };
         if wait_until(Duration::from_secs(20), || healthy(port)) {
             return Ok(());
         }
@@ -109,6 +169,26 @@ impl Drop for EtcdServer {
     fn drop(&mut self) {
         self.stop();
     }
+}
+
+/// CA "ca" signing the server and client "client"; CA "other-ca" signing
+/// "other-client".
+fn make_tls_files(dir: &std::path::Path) -> io::Result<EtcdTlsFiles> {
+    let dir = dir.join("tls");
+    std::fs::create_dir_all(&dir)?;
+    certs::make_ca(&dir, "ca")?;
+    certs::make_cert(&dir, "ca", "server", true)?;
+    certs::make_cert(&dir, "ca", "client", false)?;
+    certs::make_ca(&dir, "other-ca")?;
+    certs::make_cert(&dir, "other-ca", "other-client", false)?;
+    Ok(EtcdTlsFiles {
+        ca: dir.join("ca.crt"),
+        client_cert: dir.join("client.crt"),
+        client_key: dir.join("client.key"),
+        other_ca: dir.join("other-ca.crt"),
+        other_client_cert: dir.join("other-client.crt"),
+        other_client_key: dir.join("other-client.key"),
+    })
 }
 
 /// One plain HTTP GET of /health.

@@ -8,6 +8,7 @@
 //! `--include-ignored`. They call [`require_root`] first, which fails them
 //! with a clear message when they are included without root.
 
+mod certs;
 mod etcd;
 pub mod fake_kube;
 mod kube_apiserver;
@@ -16,7 +17,7 @@ mod netns;
 use std::net::TcpListener;
 use std::time::{Duration, Instant};
 
-pub use etcd::EtcdServer;
+pub use etcd::{EtcdServer, EtcdTlsFiles};
 pub use kube_apiserver::{
     KUBE_VERSION, KubeApiServer, deploy_dir, kube_apiserver_binary,
     kube_apiserver_path, kubectl_path,

@@ -396,14 +396,83 @@ fn mesh_keepalive_sets_fast_timers_on_mesh_sessions_only() {
 
 #[test]
 fn mesh_keepalive_below_one_second_is_rejected_by_name() {
-    let e = derive(&mesh_with("{nodeMeshKeepaliveTime: 900ms}"), "a", None)
-        .unwrap_err()
-        .to_string();
+    // A bad default BGPConfiguration is left out and named; derive goes
+    // on with the built-in defaults (AS 64512, mesh with BIRD's timers).
+    let d = derive(
+        &mesh_with("{asNumber: 65000, nodeMeshKeepaliveTime: 900ms}"),
+        "a",
+        None,
+    )
+    .unwrap();
     assert_eq!(
-        e,
-        "BGPConfiguration: spec.nodeMeshKeepaliveTime = \"900ms\" is \
-         invalid: allowed 1s to 21845s: the hold time is three times the \
-         keepalive and must be 3-65535 seconds (RFC 4271 section 4.2)"
+        skipped(&d),
+        [
+            "BGPConfiguration \"default\" field spec.nodeMeshKeepaliveTime: \
+          \"900ms\" is invalid: allowed 1s to 21845s: the hold time is \
+          three times the keepalive and must be 3-65535 seconds (RFC 4271 \
+          section 4.2)"
+        ]
+    );
+    assert_eq!(d.local_as, DEFAULT_AS);
+    let mesh: Vec<_> = d
+        .peers
+        .iter()
+        .filter(|p| p.peer_type == PeerType::Mesh)
+        .map(|p| (p.hold_time, p.keepalive))
+        .collect();
+    assert_eq!(mesh, [(240, 80), (240, 80)]);
+}
+
+#[test]
+fn bad_bgp_configuration_keeps_the_last_good_one() {
+    let mut last_good = BTreeMap::new();
+    let mut good = mesh_with("{asNumber: 65000, nodeMeshKeepaliveTime: 2s}");
+    assert!(bgp_config::screen(&mut good, &mut last_good).is_empty());
+    // The next version is bad (BFD multiplier 0): the good one stays in
+    // its place, and the bad one is reported.
+    let mut bad = mesh_with(
+        "{asNumber: 65001, nodeMeshBFD: {enabled: true, multiplier: 0}}",
+    );
+    let invalid = bgp_config::screen(&mut bad, &mut last_good);
+    assert_eq!(invalid.len(), 1);
+    assert_eq!(
+        (invalid[0].kind.as_str(), invalid[0].name.as_str()),
+        ("BGPConfiguration", "default")
+    );
+    assert!(
+        invalid[0].field.starts_with("spec.nodeMeshBFD"),
+        "{:?}",
+        invalid[0]
+    );
+    let d = derive(&bad, "a", None).unwrap();
+    assert!(d.invalid.is_empty(), "{:?}", d.invalid);
+    assert_eq!(d.local_as, 65000);
+    assert!(d.peers.iter().any(|p| p.keepalive == 2));
+    // Deleted, then bad again: no last good any more, built-in defaults.
+    let mut gone = res(MESH);
+    assert!(bgp_config::screen(&mut gone, &mut last_good).is_empty());
+    let mut bad_again =
+        mesh_with("{asNumber: 65001, nodeMeshKeepaliveTime: 1ms}");
+    assert_eq!(bgp_config::screen(&mut bad_again, &mut last_good).len(), 1);
+    assert!(bad_again.bgp_configs.is_empty());
+    assert_eq!(derive(&bad_again, "a", None).unwrap().local_as, DEFAULT_AS);
+}
+
+#[test]
+fn unreadable_mesh_password_is_a_bad_bgp_configuration() {
+    let d = derive(
+        &mesh_with("{nodeMeshPassword: {file: /nonexistent/mesh-key}}"),
+        "a",
+        None,
+    )
+    .unwrap();
+    let s = skipped(&d);
+    assert_eq!(s.len(), 1, "{s:?}");
+    assert!(
+        s[0].starts_with(
+            "BGPConfiguration \"default\" field spec.nodeMeshPassword"
+        ),
+        "{s:?}"
     );
 }
 

@@ -34,11 +34,9 @@ fn calico_style_config_parses() {
     assert_eq!(c.handle("abc"), "k8s-pod-network.abc");
     assert_eq!(
         c.datastore,
-        DatastoreConf::Etcd {
-            endpoints: vec!["http://127.0.0.1:2379".into()]
-        }
+        DatastoreSpec::etcd(vec!["http://127.0.0.1:2379".into()])
     );
-    assert_eq!(c.datastore.spec_string(), "etcd:http://127.0.0.1:2379");
+    assert_eq!(c.datastore.to_string(), "etcd:http://127.0.0.1:2379");
     assert_eq!(c.mtu, 1450);
     assert_eq!(c.log_level, LogLevel::Warn);
     assert!(c.allow_ip_forwarding);
@@ -139,7 +137,7 @@ fn bad_values_are_code_7_naming_the_field() {
         ),
         (
             with("etcd_endpoints", json!("127.0.0.1:2379")),
-            "invalid network config field \"etcd_endpoints\": \"127.0.0.1:2379\" must start with http:// or https://",
+            "invalid network config field \"etcd_endpoints\": etcd endpoint \"127.0.0.1:2379\" must start with http:// or https://",
         ),
         (
             with("name", json!("")),
@@ -165,7 +163,7 @@ fn datastore_types() {
     let mut v = with("datastore_type", json!("kubernetes"));
     v["kubernetes"] = json!({"kubeconfig": "/etc/k.conf"});
     assert_eq!(
-        parse_v(&v).unwrap().datastore.spec_string(),
+        parse_v(&v).unwrap().datastore.to_string(),
         "kubernetes:/etc/k.conf"
     );
     let v = with("datastore_type", json!("file"));
@@ -205,4 +203,77 @@ fn delegated_ipam_and_gc_attachments() {
         }
     );
     assert_eq!(c.valid_attachments.unwrap()[0].container_id, "c1");
+}
+
+#[test]
+fn etcd_tls_keys_are_calicos_and_checked_once() {
+    let mut v = with("etcd_endpoints", json!("https://10.0.0.1:2379"));
+    v["etcd_scheme"] = json!("https");
+    v["etcd_ca_cert_file"] = json!("/etc/margay/etcd-ca.pem");
+    v["etcd_cert_file"] = json!("/etc/margay/etcd.pem");
+    v["etcd_key_file"] = json!("/etc/margay/etcd-key.pem");
+    let c = parse_v(&v).unwrap();
+    // The same value `--datastore` takes for the daemons.
+    assert_eq!(
+        c.datastore.to_string(),
+        "etcd:https://10.0.0.1:2379?ca_cert_file=/etc/margay/etcd-ca.pem\
+         &cert_file=/etc/margay/etcd.pem&key_file=/etc/margay/etcd-key.pem"
+    );
+    assert_eq!(
+        c.datastore.to_string().parse::<DatastoreSpec>(),
+        Ok(c.datastore)
+    );
+
+    // Calico's templates leave unused keys "": unset, not a path.
+    let mut plain = base();
+    for k in [
+        "etcd_scheme",
+        "etcd_ca_cert_file",
+        "etcd_cert_file",
+        "etcd_key_file",
+    ] {
+        plain[k] = json!("");
+    }
+    assert!(parse_v(&plain).is_ok());
+
+    let cases = [
+        (
+            "etcd_key_file",
+            json!(null),
+            "\"etcd_key_file\": required with etcd_cert_file",
+        ),
+        (
+            "etcd_ca_cert_file",
+            json!(null),
+            "\"etcd_ca_cert_file\": required with https:// endpoints",
+        ),
+        (
+            "etcd_scheme",
+            json!("http"),
+            "\"etcd_scheme\": \"http\" but etcd_endpoints \"https://10.0.0.1:2379\" is not http://",
+        ),
+        (
+            "etcd_endpoints",
+            json!("http://10.0.0.1:2379"),
+            "\"etcd_endpoints\": \"http://10.0.0.1:2379\" is http:// but TLS files are given",
+        ),
+    ];
+    for (key, value, want) in cases {
+        let mut bad = v.clone();
+        if value.is_null() {
+            bad.as_object_mut().unwrap().remove(key);
+        } else {
+            bad[key] = value;
+        }
+        let e = parse_v(&bad).unwrap_err();
+        assert_eq!(e.code, Code::InvalidConfig);
+        assert!(e.msg.contains(want), "{key}: {}", e.msg);
+    }
+    // Not silently dropped with another datastore.
+    let mut k8s = with("datastore_type", json!("kubernetes"));
+    k8s["etcd_cert_file"] = json!("/c.pem");
+    assert_eq!(
+        parse_v(&k8s).unwrap_err().msg,
+        "invalid network config field \"etcd_cert_file\": only used with datastore_type \"etcdv3\", not \"kubernetes\""
+    );
 }

@@ -5,7 +5,7 @@
 //! blocks outside every pool or of the wrong size.
 
 use crate::error::ValidationError;
-use crate::validate::overlaps;
+use crate::net::overlaps;
 use crate::{AnyResource, IPAMBlock, IPPool};
 
 /// Checks every new IPPool against the stored pool of the same name and

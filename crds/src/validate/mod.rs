@@ -111,9 +111,3 @@ pub fn parse_ip_or_cidr(
         )
     })
 }
-
-/// Whether two networks share any address.
-pub fn overlaps(a: &IpNetwork, b: &IpNetwork) -> bool {
-    a.is_ipv4() == b.is_ipv4()
-        && (a.contains(b.network()) || b.contains(a.network()))
-}

@@ -102,7 +102,7 @@ fn check_not_link_local(pool: IpNetwork) -> Result<(), ValidationError> {
         "fe80::/10"
     };
     let ll: IpNetwork = link_local.parse().expect("constant network");
-    if !super::overlaps(&pool, &ll) {
+    if !crate::net::overlaps(&pool, &ll) {
         return Ok(());
     }
     Err(ValidationError::string(

@@ -5,7 +5,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use super::{Validate, immutable};
 use crate::error::ValidationError;
-use crate::{AnyResource, validate::overlaps};
+use crate::{AnyResource, net::overlaps};
 
 /// Validates every resource on its own and then the set as a whole.
 pub fn validate_set(

@@ -15,8 +15,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use etcd_client::{
-    Client, Compare, CompareOp, ConnectOptions, GetOptions, KeyValue, Txn,
-    TxnOp, TxnOpResponse,
+    Certificate, Client, Compare, CompareOp, ConnectOptions, GetOptions,
+    Identity, KeyValue, Txn, TxnOp, TxnOpResponse,
 };
 
 pub(crate) use self::batch::{DecodeKvs, decode_get, decode_list};
@@ -25,6 +25,7 @@ use crate::error::{DatastoreError, Result};
 use crate::object::{
     self, List, Object, from_stored_json, kind, name_of, to_stored_json,
 };
+use crate::spec::{EtcdSpec, EtcdTls};
 
 /// Root of every margay key.
 pub const KEY_ROOT: &str = "/margay/v1";
@@ -71,15 +72,19 @@ pub(crate) fn prefix<K: Object>() -> String {
 }
 
 impl EtcdStore {
-    /// Creates a client for `endpoints` (e.g. `http://127.0.0.1:2379`).
+    /// Creates a client for `spec.endpoints` (e.g. `http://127.0.0.1:2379`).
     /// Connections are made lazily; requests to an unreachable cluster
     /// fail with `Unavailable` after a few seconds.
     #[tracing::instrument(level = "debug", name = "etcd_connect", skip_all)]
-    pub async fn connect(endpoints: &[String]) -> Result<Self> {
-        let opts = ConnectOptions::new()
+    pub async fn connect(spec: &EtcdSpec) -> Result<Self> {
+        let endpoints = &spec.endpoints;
+        let mut opts = ConnectOptions::new()
             .with_connect_timeout(CONNECT_TIMEOUT)
             .with_keep_alive(Duration::from_secs(10), Duration::from_secs(5))
             .with_keep_alive_while_idle(true);
+        if let Some(tls) = tls_options(&spec.tls)? {
+            opts = opts.with_tls(tls);
+        }
         let client = with_timeout(Client::connect(endpoints, Some(opts)))
             .await
             .map_err(|e| match e {
@@ -319,6 +324,11 @@ const TRANSIENT_GRPC_CODES: [i32; 6] = [
 /// Maps a client error: anything about reaching the server is transient.
 fn map_err(e: etcd_client::Error) -> DatastoreError {
     use etcd_client::Error as E;
+    if let Some(why) = tls_refusal(&e) {
+        // Still transient (a rotated certificate or CA fixes it without
+        // a restart), but said plainly instead of "transport error".
+        return unavailable(&format!("TLS with etcd failed: {why}"));
+    }
     let transient = match &e {
         E::IoError(_) | E::TransportError(_) | E::EndpointError(_) => true,
         E::GRpcStatus(status) => {
@@ -337,6 +347,57 @@ fn map_err(e: etcd_client::Error) -> DatastoreError {
             message: e.to_string(),
         }
     }
+}
+
+/// The TLS client configuration of `tls` (None for plain http): the CA
+/// as the only trust anchor and, for mutual TLS, the client identity.
+/// The files are read now, so a missing or unreadable one is an error
+/// naming it rather than a failed handshake later.
+fn tls_options(tls: &EtcdTls) -> Result<Option<etcd_client::TlsOptions>> {
+    let Some(ca) = &tls.ca_cert_file else {
+        return Ok(None);
+    };
+    let read = |what: &str, path: &std::path::Path| {
+        std::fs::read(path).map_err(|e| DatastoreError::Invalid {
+            what: format!("etcd {what} {}", path.display()),
+            message: format!("cannot read it: {e}"),
+        })
+    };
+    let mut opts = etcd_client::TlsOptions::new()
+        .ca_certificate(Certificate::from_pem(read("ca_cert_file", ca)?));
+    if let (Some(cert), Some(key)) = (&tls.cert_file, &tls.key_file) {
+        opts = opts.identity(Identity::from_pem(
+            read("cert_file", cert)?,
+            read("key_file", key)?,
+        ));
+    }
+    Ok(Some(opts))
+}
+
+/// What went wrong in a TLS handshake, if `e` is one. tonic wraps the
+/// rustls error in hyper and io errors whose `source()` chain skips it,
+/// so this reads the rendered chain for rustls' own words.
+fn tls_refusal(e: &etcd_client::Error) -> Option<String> {
+    let text = format!("{e:?}");
+    if let Some(i) = text.find("InvalidCertificate(") {
+        let rest = &text[i + "InvalidCertificate(".len()..];
+        let reason = rest.split(')').next().unwrap_or(rest);
+        return Some(format!(
+            "etcd's server certificate is not trusted ({reason}): is \
+             ca_cert_file the CA that signed it?"
+        ));
+    }
+    if let Some(i) = text.find("received fatal alert: ") {
+        let rest = &text[i + "received fatal alert: ".len()..];
+        let alert: String =
+            rest.chars().take_while(|c| c.is_alphanumeric()).collect();
+        return Some(format!(
+            "etcd rejected the client certificate (TLS alert {alert}): \
+             etcd with --client-cert-auth needs cert_file and key_file \
+             signed by its --trusted-ca-file"
+        ));
+    }
+    None
 }
 
 /// A transient error with a plain message.

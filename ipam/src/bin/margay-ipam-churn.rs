@@ -25,9 +25,7 @@ async fn main() -> Result<(), Box<dyn Error>> {
     };
     let ops: usize = ops.parse()?;
     let keep: usize = keep.parse()?;
-    let spec = DatastoreSpec::Etcd {
-        endpoints: vec![url.clone()],
-    };
+    let spec = DatastoreSpec::etcd(vec![url.clone()]);
     let ds = Datastore::connect(&spec).await?;
     let opts = IpamOptions {
         lock_path: Some(PathBuf::from(lock)),

@@ -38,9 +38,7 @@ pub async fn env(test: &str) -> Option<Env> {
             panic!("{test}: cannot start etcd ({e}): scripts/deps installs it");
         }
     };
-    let spec = DatastoreSpec::Etcd {
-        endpoints: vec![etcd.endpoint()],
-    };
+    let spec = DatastoreSpec::etcd(vec![etcd.endpoint()]);
     let ds = Datastore::connect(&spec).await.expect("connect");
     let dir = tempfile::tempdir().expect("tempdir");
     Some(Env {

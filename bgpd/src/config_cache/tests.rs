@@ -88,7 +88,7 @@ fn synced(r: Resources) -> ConfigCache {
 fn take(c: &mut ConfigCache) -> Option<Desired> {
     if c.base_stale() {
         let r = c.base_resources();
-        c.rebase(&r, None);
+        c.rebase(r, None);
     }
     c.take_desired().map(|r| r.expect("derives").0)
 }

@@ -14,7 +14,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use ipnetwork::IpNetwork;
 use margay_crds::{IPAMBlock, IPPool};
 use margay_datastore::Datastore;
-use margay_ipam::addr::net_contains;
+use margay_crds::net::contains;
 
 /// One pool's share of this node's blocks.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -34,7 +34,7 @@ pub fn by_pool(
     for (cidr, in_use) in blocks {
         let pool = pools
             .iter()
-            .find(|(_, p)| net_contains(p, cidr))
+            .find(|(_, p)| contains(p, cidr))
             .map_or("", |(name, _)| name.as_str());
         let u: &mut PoolUsage = out.entry(pool.to_string()).or_default();
         u.blocks += 1;

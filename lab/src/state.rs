@@ -82,9 +82,7 @@ impl LabState {
             Some(k) => DatastoreSpec::Kubernetes {
                 kubeconfig: Some(k.admin_kubeconfig.clone()),
             },
-            None => DatastoreSpec::Etcd {
-                endpoints: vec![self.etcd_endpoint.clone()],
-            },
+            None => DatastoreSpec::etcd(vec![self.etcd_endpoint.clone()]),
         }
     }
 

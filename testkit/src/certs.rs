@@ -3,7 +3,6 @@
 
 use std::io;
 use std::path::Path;
-use std::process::{Command, Stdio};
 
 pub(crate) use margay_apiserver::openssl;
 

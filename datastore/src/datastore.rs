@@ -24,6 +24,11 @@ impl Datastore {
     /// etcd connects lazily: an unreachable cluster shows up as
     /// `Unavailable` on the first request.
     pub async fn connect(spec: &DatastoreSpec) -> Result<Self> {
+        // kube and etcd-client speak TLS through rustls with ring; a build
+        // that also links aws-lc-rs (test builds: kube-fake-client) has no
+        // automatic process default, and the first TLS client would panic.
+        // An error only says a provider is installed already.
+        let _ = rustls::crypto::ring::default_provider().install_default();
         Ok(match spec {
             DatastoreSpec::Etcd(etcd) => {
                 Datastore::Etcd(EtcdStore::connect(etcd).await?)

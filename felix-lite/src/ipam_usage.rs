@@ -12,9 +12,9 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use ipnetwork::IpNetwork;
+use margay_crds::net::contains;
 use margay_crds::{IPAMBlock, IPPool};
 use margay_datastore::Datastore;
-use margay_crds::net::contains;
 
 /// One pool's share of this node's blocks.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]

@@ -157,15 +157,34 @@ struct Container {
     args: Vec<String>,
 }
 
-/// Every container of the DaemonSet, init containers first.
+/// Every container margay's workloads run from the image: the
+/// DaemonSet's (init containers first), then margay-controllers'
+/// Deployment.
 fn daemonset_containers() -> Vec<Container> {
-    let text = std::fs::read_to_string(repo().join("deploy/30-daemonset.yaml"))
-        .expect("deploy/30-daemonset.yaml");
-    let ds: serde_yaml::Value = serde_yaml::from_str(&text).unwrap();
-    let spec = &ds["spec"]["template"]["spec"];
-    ["initContainers", "containers"]
+    ["deploy/30-daemonset.yaml", "deploy/40-controllers.yaml"]
         .iter()
-        .flat_map(|k| spec[*k].as_sequence().cloned().unwrap_or_default())
+        .flat_map(|file| {
+            let text = std::fs::read_to_string(repo().join(file))
+                .unwrap_or_else(|e| panic!("{file}: {e}"));
+            serde_yaml::Deserializer::from_str(&text)
+                .map(|d| serde_yaml::Value::deserialize(d).unwrap())
+                .filter(|o| {
+                    matches!(
+                        o["kind"].as_str(),
+                        Some("DaemonSet" | "Deployment")
+                    )
+                })
+                .flat_map(|o| {
+                    let spec = &o["spec"]["template"]["spec"];
+                    ["initContainers", "containers"]
+                        .iter()
+                        .flat_map(|k| {
+                            spec[*k].as_sequence().cloned().unwrap_or_default()
+                        })
+                        .collect::<Vec<_>>()
+                })
+                .collect::<Vec<_>>()
+        })
         .map(|c| serde_yaml::from_value(c).expect("a container"))
         .collect()
 }

@@ -210,7 +210,8 @@ impl ConfigCache {
     /// Secrets added). A bad BGPConfiguration is replaced by its last good
     /// copy (or left out, so the built-in defaults apply) and reported.
     pub fn rebase(&mut self, mut res: Resources, router_id: Option<Ipv4Addr>) {
-        let screened = config::bgp_config::screen(&mut res, &mut self.last_good);
+        let screened =
+            config::bgp_config::screen(&mut res, &mut self.last_good);
         self.base = Some(Base {
             desired: config::derive(&res, &self.node, router_id),
             opts: daemon_opts::daemon_opts(&res, &self.node),

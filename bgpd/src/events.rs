@@ -16,7 +16,7 @@ use crate::neighbor::NbrAction;
 use crate::policy;
 use crate::rib::{Attrs, PeerId, SourceInfo};
 use crate::speaker::{
-    ConnectSpec, Output, Session, Speaker, TimerKey, TimerKind, now,
+    ConnectSpec, Output, Session, Speaker, TimerKey, TimerKind,
 };
 
 /// RFC 4271 4.4: a KEEPALIVE is just the header.
@@ -115,7 +115,7 @@ impl Speaker {
             if s != p.state {
                 tracing::info!(peer = %p.cfg.name, from = p.state.name(), to = s.name(), "state");
                 p.state = s;
-                p.since = now();
+                p.since = self.now;
                 self.counters.fsm_transitions += 1;
             }
         }

@@ -248,6 +248,10 @@ pub struct Speaker {
     /// RFC 4724 4.1: selection deferred while restarting.
     pub(crate) deferral: Option<crate::restart::Deferral>,
     pub counters: Counters,
+    /// The wall clock as of the latest input ([`Speaker::tick`]): the
+    /// core never reads the clock itself, so a recorded event log
+    /// replays to the same outputs.
+    pub(crate) now: SystemTime,
 }
 
 // ===== impl Speaker =====
@@ -270,7 +274,15 @@ impl Speaker {
             bfd: BfdSessions::default(),
             deferral,
             counters: Counters::default(),
+            now: UNIX_EPOCH,
         }
+    }
+
+    /// The wall clock moved to `now`. The IO layer calls this before
+    /// each input; `now` stamps state changes (`since`) and held-Idle
+    /// restart times, nothing else.
+    pub fn tick(&mut self, now: SystemTime) {
+        self.now = now;
     }
 
     pub fn router_id(&self) -> Ipv4Addr {
@@ -373,7 +385,7 @@ impl Speaker {
                 cfg,
                 nbr,
                 state: State::Idle,
-                since: SystemTime::now(),
+                since: self.now,
                 last_error: None,
                 conns: HashMap::new(),
                 sent_open: None,
@@ -557,7 +569,7 @@ impl Speaker {
             return;
         };
         let acts = p.nbr.stop_with(n);
-        let until = restart_after.map(|d| now() + d);
+        let until = restart_after.map(|d| self.now + d);
         tracing::warn!(peer = %p.cfg.name, ?restart_after, "{reason}: session held Idle");
         p.held = Some(Held { reason, until });
         if let Some(d) = restart_after {
@@ -771,9 +783,4 @@ fn ext_next_hop_families(cfg: &PeerCfg) -> Vec<Family> {
     } else {
         vec![]
     }
-}
-
-/// The speaker-wide view of Unix time for `since`.
-pub(crate) fn now() -> SystemTime {
-    SystemTime::now()
 }

@@ -32,15 +32,14 @@ pub(crate) struct BfdSessions {
 
 impl BfdSessions {
     /// A nonzero discriminator no session uses (RFC 5880 6.8.1: "MUST be
-    /// unique across all BFD sessions on this system").
-    fn allocate(&mut self) -> u32 {
+    /// unique across all BFD sessions on this system"). The sequence
+    /// starts at the seed the IO layer gave ([`Speaker::seed_bfd`]), or
+    /// else at the clock's nanoseconds.
+    fn allocate(&mut self, now: std::time::SystemTime) -> u32 {
         if self.next_discr == 0 {
-            // Start somewhere unpredictable so a restarted bgpd does not
-            // reuse the discriminators its peers still remember.
-            let nanos = std::time::SystemTime::now()
+            self.next_discr = now
                 .duration_since(std::time::UNIX_EPOCH)
                 .map_or(1, |d| d.subsec_nanos());
-            self.next_discr = nanos ^ std::process::id().rotate_left(16);
         }
         let used: HashSet<u32> = self
             .by_peer
@@ -59,6 +58,16 @@ impl BfdSessions {
 // ===== impl Speaker =====
 
 impl Speaker {
+    /// Where local discriminators start. The daemon passes something
+    /// unpredictable (clock and process id) so a restarted bgpd does not
+    /// reuse the discriminators its peers still remember; a replay passes
+    /// the recorded value. Takes effect before the first allocation only.
+    pub fn seed_bfd(&mut self, seed: u32) {
+        if self.bfd.next_discr == 0 {
+            self.bfd.next_discr = seed;
+        }
+    }
+
     /// Run BFD with exactly the peers named in `cfgs` (by peer name),
     /// from the peer's address and configured source address. Sessions
     /// that go away are taken AdminDown first, so the remote does not
@@ -101,7 +110,7 @@ impl Speaker {
         local: Option<IpAddr>,
         cfg: SessionCfg,
     ) {
-        let discr = self.bfd.allocate();
+        let discr = self.bfd.allocate(self.now);
         let mut session = Session::new(cfg, discr);
         tracing::info!(peer = %name, %remote, discr, "BFD session added");
         self.out.push(Output::BfdOpen {

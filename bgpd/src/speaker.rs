@@ -16,6 +16,7 @@ use bytes::Bytes;
 use foldhash::fast::RandomState;
 use ipnetwork::IpNetwork;
 use margay_ctlproto::{HeldIdle, PeerStatus, PeerType, RibEvent};
+use serde::{Deserialize, Serialize};
 
 use crate::bfd::client::BfdSessions;
 use crate::caps::Negotiated;
@@ -89,13 +90,13 @@ pub struct SpeakerCfg {
 }
 
 /// A timer the IO layer runs for the speaker.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct TimerKey {
     pub peer: PeerId,
     pub kind: TimerKind,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub enum TimerKind {
     /// An FSM timer of FSM instance `.0`.
     Fsm(u64, fsm::Timer),
@@ -120,7 +121,7 @@ pub(crate) struct Held {
 }
 
 /// How to open a connection.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ConnectSpec {
     pub remote: SocketAddr,
     pub source: Option<IpAddr>,
@@ -128,8 +129,9 @@ pub struct ConnectSpec {
     pub ttl_security: Option<u8>,
 }
 
-/// What the IO layer must do.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// What the IO layer must do. Serializable for the replay logs
+/// (`tests/replay`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Output {
     Connect {
         peer: PeerId,
@@ -139,6 +141,7 @@ pub enum Output {
     Send {
         peer: PeerId,
         conn: ConnId,
+        #[serde(with = "crate::replay::hex")]
         bytes: Bytes,
     },
     Close {
@@ -166,6 +169,7 @@ pub enum Output {
     /// Send a BFD Control packet on session `discr`'s socket.
     BfdSend {
         discr: u32,
+        #[serde(with = "crate::replay::hex")]
         bytes: Bytes,
     },
     /// Close session `discr`'s socket (it was taken AdminDown).

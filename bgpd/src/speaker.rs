@@ -238,13 +238,13 @@ pub(crate) struct Peer {
 /// The speaker.
 #[derive(Debug)]
 pub struct Speaker {
-    pub(crate) cfg: SpeakerCfg,
+    cfg: SpeakerCfg,
     pub(crate) global: GlobalPolicy,
     pub(crate) peers: BTreeMap<PeerId, Peer>,
     next_id: PeerId,
     pub(crate) rib: Rib,
-    pub(crate) local_routes: HashSet<IpNetwork, RandomState>,
-    pub(crate) local_attrs: Arc<Attrs>,
+    local_routes: HashSet<IpNetwork, RandomState>,
+    local_attrs: Arc<Attrs>,
     /// Produce RIB-stream events (see `Speaker::set_rib_stream`).
     pub(crate) rib_stream: bool,
     pub(crate) out: Vec<Output>,

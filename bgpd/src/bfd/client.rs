@@ -22,6 +22,41 @@ pub(crate) struct BfdPeer {
     pub session: Session,
 }
 
+impl BfdPeer {
+    /// Perform one action of the session of peer `name`. Returns the
+    /// diagnostic when the session failed, which the speaker acts on.
+    fn perform(
+        &self,
+        name: &str,
+        a: Action,
+        out: &mut Vec<Output>,
+    ) -> Option<String> {
+        let discr = self.session.local_discr();
+        match a {
+            Action::Send(p) => out.push(Output::BfdSend {
+                discr,
+                bytes: p.to_bytes(),
+            }),
+            Action::Arm(t, d) => {
+                out.push(Output::ArmTimer(bfd_timer(discr, t), d))
+            }
+            Action::Stop(t) => out.push(Output::StopTimer(bfd_timer(discr, t))),
+            Action::StateChanged { from, to, diag } => {
+                tracing::info!(peer = %name, ?from, ?to, ?diag, "BFD state changed");
+                // RFC 5882: a remote AdminDown "MUST NOT" be reported to
+                // clients as a connectivity failure.
+                let remote_admin_down =
+                    self.session.remote_state() == State::AdminDown;
+                if from == State::Up && to == State::Down && !remote_admin_down
+                {
+                    return Some(format!("{diag:?}"));
+                }
+            }
+        }
+        None
+    }
+}
+
 /// Where the speaker's sessions live: by BGP peer name, plus the
 /// discriminators in use.
 #[derive(Debug, Default)]
@@ -222,34 +257,12 @@ impl Speaker {
     }
 
     fn apply_bfd(&mut self, name: &str, acts: Vec<Action>) {
-        let Some(b) = self.bfd.by_peer.get(name) else {
-            return;
-        };
-        let discr = b.session.local_discr();
-        let remote_admin_down = b.session.remote_state() == State::AdminDown;
         for a in acts {
-            match a {
-                Action::Send(p) => self.out.push(Output::BfdSend {
-                    discr,
-                    bytes: p.to_bytes(),
-                }),
-                Action::Arm(t, d) => {
-                    self.out.push(Output::ArmTimer(bfd_timer(discr, t), d))
-                }
-                Action::Stop(t) => {
-                    self.out.push(Output::StopTimer(bfd_timer(discr, t)))
-                }
-                Action::StateChanged { from, to, diag } => {
-                    tracing::info!(peer = %name, ?from, ?to, ?diag, "BFD state changed");
-                    // RFC 5882: a remote AdminDown "MUST NOT" be
-                    // reported to clients as a connectivity failure.
-                    if from == State::Up
-                        && to == State::Down
-                        && !remote_admin_down
-                    {
-                        self.bfd_down(name, &format!("{diag:?}"));
-                    }
-                }
+            let Some(b) = self.bfd.by_peer.get(name) else {
+                return;
+            };
+            if let Some(diag) = b.perform(name, a, &mut self.out) {
+                self.bfd_down(name, &diag);
             }
         }
     }

@@ -53,7 +53,10 @@ enum SessionChange {
 
 impl Speaker {
     /// Peer `id` with the context its handlers need.
-    fn peer_ctx(&mut self, id: PeerId) -> Option<(&mut Peer, Ctx<'_>)> {
+    pub(crate) fn peer_ctx(
+        &mut self,
+        id: PeerId,
+    ) -> Option<(&mut Peer, Ctx<'_>)> {
         let p = self.peers.get_mut(&id)?;
         let cx = Ctx {
             out: &mut self.out,

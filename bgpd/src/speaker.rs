@@ -20,8 +20,9 @@ use serde::{Deserialize, Serialize};
 
 use crate::bfd::client::BfdSessions;
 use crate::caps::Negotiated;
+use crate::events::Ctx;
 use crate::fsm::{self, ConnId, FsmConfig, State};
-use crate::neighbor::Neighbor;
+use crate::neighbor::{NbrAction, Neighbor};
 use crate::policy::{GlobalPolicy, SessionPolicy};
 use crate::rib::{Attrs, LOCAL, PeerId, Rib};
 
@@ -233,6 +234,49 @@ pub(crate) struct Peer {
     /// `pending` outlived a pack (selection deferral) and may hold more
     /// than one decision per prefix.
     pub pending_held: bool,
+}
+
+impl Peer {
+    /// Hold the peer Idle after we ended its session with `n`: no
+    /// automatic restart, its connections refused, until `restart_after`
+    /// (if any) or an explicit [`Speaker::reset_peer`]. Operators expect
+    /// this after a max-prefix Cease (FRR's `maximum-prefix N restart M`):
+    /// reconnecting at once would take the full table again and again.
+    /// Returns the FSM actions of the stop.
+    fn hold_idle(
+        &mut self,
+        n: NotificationMsg,
+        reason: String,
+        restart_after: Option<Duration>,
+        cx: &mut Ctx<'_>,
+    ) -> Vec<NbrAction> {
+        let acts = self.nbr.stop_with(n);
+        let until = restart_after.map(|d| cx.now + d);
+        tracing::warn!(peer = %self.cfg.name, ?restart_after, "{reason}: session held Idle");
+        self.held = Some(Held { reason, until });
+        if let Some(d) = restart_after {
+            cx.out.push(Output::ArmTimer(
+                TimerKey {
+                    peer: self.id,
+                    kind: TimerKind::HeldRestart,
+                },
+                d,
+            ));
+        }
+        acts
+    }
+
+    /// End a held-Idle period; returns the FSM actions of the start, or
+    /// `None` when the peer was not held.
+    fn release_held(&mut self, cx: &mut Ctx<'_>) -> Option<Vec<NbrAction>> {
+        self.held.take()?;
+        tracing::info!(peer = %self.cfg.name, "held Idle period over: starting");
+        cx.out.push(Output::StopTimer(TimerKey {
+            peer: self.id,
+            kind: TimerKind::HeldRestart,
+        }));
+        Some(self.nbr.start(self.cfg.passive))
+    }
 }
 
 /// The speaker.
@@ -557,11 +601,8 @@ impl Speaker {
         }
     }
 
-    /// Hold peer `id` Idle after we ended its session with `n`: no
-    /// automatic restart, its connections refused, until `restart_after`
-    /// (if any) or an explicit [`Speaker::reset_peer`]. Operators expect
-    /// this after a max-prefix Cease (FRR's `maximum-prefix N restart M`):
-    /// reconnecting at once would take the full table again and again.
+    /// Hold peer `id` Idle after we ended its session with `n` (see
+    /// [`Peer::hold_idle`]).
     pub(crate) fn hold_idle(
         &mut self,
         id: PeerId,
@@ -569,40 +610,21 @@ impl Speaker {
         reason: String,
         restart_after: Option<Duration>,
     ) {
-        let Some(p) = self.peers.get_mut(&id) else {
+        let Some((p, mut cx)) = self.peer_ctx(id) else {
             return;
         };
-        let acts = p.nbr.stop_with(n);
-        let until = restart_after.map(|d| self.now + d);
-        tracing::warn!(peer = %p.cfg.name, ?restart_after, "{reason}: session held Idle");
-        p.held = Some(Held { reason, until });
-        if let Some(d) = restart_after {
-            self.out.push(Output::ArmTimer(
-                TimerKey {
-                    peer: id,
-                    kind: TimerKind::HeldRestart,
-                },
-                d,
-            ));
-        }
+        let acts = p.hold_idle(n, reason, restart_after, &mut cx);
         self.apply(id, acts);
     }
 
     /// End a held-Idle period: start the session again.
     fn release_held(&mut self, id: PeerId) {
-        let Some(p) = self.peers.get_mut(&id) else {
+        let Some((p, mut cx)) = self.peer_ctx(id) else {
             return;
         };
-        if p.held.take().is_none() {
-            return;
+        if let Some(acts) = p.release_held(&mut cx) {
+            self.apply(id, acts);
         }
-        tracing::info!(peer = %p.cfg.name, "held Idle period over: starting");
-        self.out.push(Output::StopTimer(TimerKey {
-            peer: id,
-            kind: TimerKind::HeldRestart,
-        }));
-        let acts = p.nbr.start(p.cfg.passive);
-        self.apply(id, acts);
     }
 
     /// `margayctl node reset PEER` (by name or address): a held-Idle

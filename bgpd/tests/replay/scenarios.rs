@@ -51,6 +51,16 @@ pub const ALL: &[Scenario] = &[
         setup: bfd_setup,
         drive: bfd_down,
     },
+    Scenario {
+        name: "max_prefix_hold",
+        setup: || {
+            let mut p = peer([10, 0, 0, 2], 65001, true);
+            p.max_prefixes = Some(1);
+            p.max_prefixes_restart = Some(Duration::from_secs(30));
+            speaker(vec![p])
+        },
+        drive: max_prefix_hold,
+    },
 ];
 
 const LOCAL: IpAddr = IpAddr::V4(Ipv4Addr::new(10, 0, 0, 1));
@@ -354,4 +364,32 @@ fn bfd_down(rec: &mut Rec, setup: &[Output]) {
     rec.feed(Input::Flush);
     assert!(!rec.speaker().is_established(c.0));
     assert!(rec.speaker().rib_dump().is_empty());
+}
+
+/// RFC 4486 max prefixes: the second prefix against a limit of one ends
+/// the session with Cease / Maximum Number of Prefixes Reached; the peer
+/// is held Idle (its reconnection refused) until the restart interval.
+fn max_prefix_hold(rec: &mut Rec, _: &[Output]) {
+    rec.feed(at(1));
+    let c = establish(rec, [10, 0, 0, 2], 65001, false);
+    for prefix in ["192.0.2.0/24", "198.51.100.0/24"] {
+        rec.feed(Input::Frame {
+            peer: c.0,
+            conn: c.1,
+            frame: announce(prefix, [10, 0, 0, 2], 65001),
+        });
+    }
+    rec.feed(Input::Flush);
+    assert!(!rec.speaker().is_established(c.0));
+    let refused = rec.feed(Input::Accept {
+        remote: BFD_PEER,
+        local: LOCAL,
+    });
+    assert!(!refused.iter().any(|o| matches!(o, Output::Send { .. })));
+    rec.feed(at(31));
+    rec.feed(Input::Timer(TimerKey {
+        peer: c.0,
+        kind: TimerKind::HeldRestart,
+    }));
+    establish(rec, [10, 0, 0, 2], 65001, false);
 }

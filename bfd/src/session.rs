@@ -22,8 +22,18 @@ pub struct SessionCfg {
     pub multiplier: u8,
 }
 
-/// The session's two timers.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+/// The session's two timers (serializable: the speaker's replay logs
+/// name them).
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Hash,
+    serde::Serialize,
+    serde::Deserialize,
+)]
 pub enum Timer {
     /// Periodic transmission (section 6.8.7).
     Tx,

@@ -2,7 +2,7 @@
 //! UPDATEs (RFC 7606 verdicts, loop checks, import policy, max-prefix),
 //! session up/down and graceful restart.
 
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use bgp_wire::{
     CeaseSubcode, DecodeCxt, Family, Message, NextHop, NotificationMsg,
@@ -16,7 +16,7 @@ use crate::neighbor::NbrAction;
 use crate::policy;
 use crate::rib::{Attrs, PeerId, SourceInfo};
 use crate::speaker::{
-    ConnectSpec, Output, Session, Speaker, TimerKey, TimerKind, now,
+    ConnectSpec, Counters, Output, Peer, Session, Speaker, TimerKey, TimerKind,
 };
 
 /// RFC 4271 4.4: a KEEPALIVE is just the header.
@@ -32,34 +32,94 @@ const KEEPALIVE: [u8; 19] = {
 /// warm its cache: enough to overlap the memory latency of a few lookups.
 const LOOKAHEAD: usize = 8;
 
+/// What a handler of one peer may touch besides the [`Peer`]: the output
+/// queue, the clock and the counters. Handlers that only change the peer
+/// and emit outputs take `(&mut Peer, &mut Ctx)` rather than the whole
+/// [`Speaker`] (as holo-bgp's handlers take the neighbor and a view of
+/// the instance); those that reach the RIB or other peers stay on
+/// `Speaker`.
+pub(crate) struct Ctx<'a> {
+    pub out: &'a mut Vec<Output>,
+    pub now: SystemTime,
+    pub counters: &'a mut Counters,
+}
+
+/// What an FSM action leaves to the speaker: a session coming up or
+/// going down touches the RIB and the other peers.
+enum SessionChange {
+    Up(Box<caps::Negotiated>),
+    Down(DownReason),
+}
+
 impl Speaker {
+    /// Peer `id` with the context its handlers need.
+    pub(crate) fn peer_ctx(
+        &mut self,
+        id: PeerId,
+    ) -> Option<(&mut Peer, Ctx<'_>)> {
+        let p = self.peers.get_mut(&id)?;
+        let cx = Ctx {
+            out: &mut self.out,
+            now: self.now,
+            counters: &mut self.counters,
+        };
+        Some((p, cx))
+    }
+
     /// Perform FSM actions for peer `id`.
     pub(crate) fn apply(&mut self, id: PeerId, acts: Vec<NbrAction>) {
         for (fsm_id, act) in acts {
-            self.apply_one(id, fsm_id, act);
+            let Some((p, mut cx)) = self.peer_ctx(id) else {
+                continue;
+            };
+            match p.perform(fsm_id, act, &mut cx) {
+                Some(SessionChange::Up(neg)) => {
+                    self.process_session_up(id, *neg)
+                }
+                Some(SessionChange::Down(reason)) => {
+                    self.process_session_down(id, &reason)
+                }
+                None => {}
+            }
         }
-        self.sync_state(id);
+        if let Some((p, mut cx)) = self.peer_ctx(id) {
+            p.sync_state(&mut cx);
+        }
     }
+}
 
-    fn apply_one(&mut self, id: PeerId, fsm_id: u64, act: Action) {
-        let Some(p) = self.peers.get_mut(&id) else {
-            return;
-        };
+impl Peer {
+    /// Perform one action of FSM instance `fsm_id`; a session change is
+    /// left to the caller.
+    fn perform(
+        &mut self,
+        fsm_id: u64,
+        act: Action,
+        cx: &mut Ctx<'_>,
+    ) -> Option<SessionChange> {
+        let id = self.id;
         let key = |t| TimerKey {
             peer: id,
             kind: TimerKind::Fsm(fsm_id, t),
         };
+        let send = |cx: &mut Ctx<'_>, conn, bytes| {
+            cx.out.push(Output::Send {
+                peer: id,
+                conn,
+                bytes,
+            })
+        };
         match act {
             Action::Connect(conn) => {
-                p.conns.insert(conn, Default::default());
-                self.out.push(Output::Connect {
+                self.conns.insert(conn, Default::default());
+                cx.out.push(Output::Connect {
                     peer: id,
                     conn,
                     spec: ConnectSpec {
-                        remote: (p.cfg.addr, p.cfg.port).into(),
-                        source: p.cfg.source_addr,
-                        password: p.cfg.password.clone(),
-                        ttl_security: p.cfg.ttl_security,
+                        remote: (self.cfg.addr, self.cfg.port).into(),
+                        source: self.cfg.source_addr,
+                        password: self.cfg.password.clone(),
+                        ttl_security: self.cfg.ttl_security,
                     },
                 });
             }
@@ -67,60 +127,55 @@ impl Speaker {
                 let bytes = Message::Open(open.clone())
                     .to_bytes(&DecodeCxt::default())
                     .expect("our OPEN fits in 4096 octets");
-                p.sent_open = Some(open);
-                self.send(id, conn, bytes.freeze());
+                self.sent_open = Some(open);
+                send(cx, conn, bytes.freeze());
             }
             Action::SendKeepalive(conn) => {
-                self.send(id, conn, Bytes::from_static(&KEEPALIVE))
+                send(cx, conn, Bytes::from_static(&KEEPALIVE))
             }
             Action::SendNotification(conn, n) => {
-                tracing::warn!(peer = %p.cfg.name, "sending {n}");
-                p.last_error = Some(format!("sent {n}"));
+                tracing::warn!(peer = %self.cfg.name, "sending {n}");
+                self.last_error = Some(format!("sent {n}"));
                 let msg = Message::Notification(n);
                 if let Ok(b) = msg.to_bytes(&DecodeCxt::default()) {
-                    self.send(id, conn, b.freeze());
+                    send(cx, conn, b.freeze());
                 }
             }
-            Action::ArmTimer(t, d) => {
-                self.out.push(Output::ArmTimer(key(t), d))
-            }
-            Action::StopTimer(t) => self.out.push(Output::StopTimer(key(t))),
+            Action::ArmTimer(t, d) => cx.out.push(Output::ArmTimer(key(t), d)),
+            Action::StopTimer(t) => cx.out.push(Output::StopTimer(key(t))),
             Action::CloseConnection(conn) => {
-                p.conns.remove(&conn);
-                self.out.push(Output::Close { peer: id, conn });
+                self.conns.remove(&conn);
+                cx.out.push(Output::Close { peer: id, conn });
             }
-            Action::Established(neg) => self.process_session_up(id, *neg),
+            Action::Established(neg) => return Some(SessionChange::Up(neg)),
             Action::Down {
                 reason,
                 established,
             } => {
                 if !matches!(reason, DownReason::NotificationSent(_)) {
-                    p.last_error = Some(reason.to_string());
+                    self.last_error = Some(reason.to_string());
                 }
                 if established {
-                    self.process_session_down(id, &reason);
+                    return Some(SessionChange::Down(reason));
                 }
             }
         }
+        None
     }
 
-    fn send(&mut self, peer: PeerId, conn: ConnId, bytes: Bytes) {
-        self.out.push(Output::Send { peer, conn, bytes });
-    }
-
-    /// Record state changes (for `since` and metrics).
-    fn sync_state(&mut self, id: PeerId) {
-        if let Some(p) = self.peers.get_mut(&id) {
-            let s = p.nbr.state();
-            if s != p.state {
-                tracing::info!(peer = %p.cfg.name, from = p.state.name(), to = s.name(), "state");
-                p.state = s;
-                p.since = now();
-                self.counters.fsm_transitions += 1;
-            }
+    /// Record a state change (for `since` and metrics).
+    fn sync_state(&mut self, cx: &mut Ctx<'_>) {
+        let s = self.nbr.state();
+        if s != self.state {
+            tracing::info!(peer = %self.cfg.name, from = self.state.name(), to = s.name(), "state");
+            self.state = s;
+            self.since = cx.now;
+            cx.counters.fsm_transitions += 1;
         }
     }
+}
 
+impl Speaker {
     /// One complete BGP message arrived on `conn`.
     pub fn on_frame(&mut self, id: PeerId, conn: ConnId, frame: &[u8]) {
         let Some(p) = self.peers.get_mut(&id) else {
@@ -415,7 +470,11 @@ impl Speaker {
                 let m = bgp_wire::RouteRefreshMsg::request(f);
                 let _ = Message::RouteRefresh(m).encode(&s.tx, &mut out);
             }
-            self.send(id, conn, out.freeze());
+            self.out.push(Output::Send {
+                peer: id,
+                conn,
+                bytes: out.freeze(),
+            });
         } else {
             let conn = s.conn;
             let n = NotificationMsg::cease(CeaseSubcode::OtherConfigChange);

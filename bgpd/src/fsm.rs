@@ -8,7 +8,7 @@
 use std::net::Ipv4Addr;
 use std::time::Duration;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use bgp_wire::{
     Capability, CeaseSubcode, ErrorCode, FsmSubcode, NotificationMsg, OpenMsg,
@@ -61,7 +61,7 @@ impl State {
 
 /// The FSM timers (RFC 4271 section 10), plus the idle hold timer that
 /// drives the AutomaticStart event after an error (section 8.1.3).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub enum Timer {
     ConnectRetry,
     Hold,

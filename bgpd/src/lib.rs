@@ -14,6 +14,7 @@ pub mod metrics;
 pub mod neighbor;
 pub mod network;
 pub mod policy;
+pub mod replay;
 mod restart;
 pub mod rib;
 pub mod secrets;

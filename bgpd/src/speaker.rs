@@ -16,11 +16,13 @@ use bytes::Bytes;
 use foldhash::fast::RandomState;
 use ipnetwork::IpNetwork;
 use margay_ctlproto::{HeldIdle, PeerStatus, PeerType, RibEvent};
+use serde::{Deserialize, Serialize};
 
 use crate::bfd::client::BfdSessions;
 use crate::caps::Negotiated;
+use crate::events::Ctx;
 use crate::fsm::{self, ConnId, FsmConfig, State};
-use crate::neighbor::Neighbor;
+use crate::neighbor::{NbrAction, Neighbor};
 use crate::policy::{GlobalPolicy, SessionPolicy};
 use crate::rib::{Attrs, LOCAL, PeerId, Rib};
 
@@ -89,13 +91,13 @@ pub struct SpeakerCfg {
 }
 
 /// A timer the IO layer runs for the speaker.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct TimerKey {
     pub peer: PeerId,
     pub kind: TimerKind,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub enum TimerKind {
     /// An FSM timer of FSM instance `.0`.
     Fsm(u64, fsm::Timer),
@@ -120,7 +122,7 @@ pub(crate) struct Held {
 }
 
 /// How to open a connection.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ConnectSpec {
     pub remote: SocketAddr,
     pub source: Option<IpAddr>,
@@ -128,8 +130,9 @@ pub struct ConnectSpec {
     pub ttl_security: Option<u8>,
 }
 
-/// What the IO layer must do.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// What the IO layer must do. Serializable for the replay logs
+/// (`tests/replay`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Output {
     Connect {
         peer: PeerId,
@@ -139,6 +142,7 @@ pub enum Output {
     Send {
         peer: PeerId,
         conn: ConnId,
+        #[serde(with = "crate::replay::hex")]
         bytes: Bytes,
     },
     Close {
@@ -166,6 +170,7 @@ pub enum Output {
     /// Send a BFD Control packet on session `discr`'s socket.
     BfdSend {
         discr: u32,
+        #[serde(with = "crate::replay::hex")]
         bytes: Bytes,
     },
     /// Close session `discr`'s socket (it was taken AdminDown).
@@ -231,16 +236,59 @@ pub(crate) struct Peer {
     pub pending_held: bool,
 }
 
+impl Peer {
+    /// Hold the peer Idle after we ended its session with `n`: no
+    /// automatic restart, its connections refused, until `restart_after`
+    /// (if any) or an explicit [`Speaker::reset_peer`]. Operators expect
+    /// this after a max-prefix Cease (FRR's `maximum-prefix N restart M`):
+    /// reconnecting at once would take the full table again and again.
+    /// Returns the FSM actions of the stop.
+    fn hold_idle(
+        &mut self,
+        n: NotificationMsg,
+        reason: String,
+        restart_after: Option<Duration>,
+        cx: &mut Ctx<'_>,
+    ) -> Vec<NbrAction> {
+        let acts = self.nbr.stop_with(n);
+        let until = restart_after.map(|d| cx.now + d);
+        tracing::warn!(peer = %self.cfg.name, ?restart_after, "{reason}: session held Idle");
+        self.held = Some(Held { reason, until });
+        if let Some(d) = restart_after {
+            cx.out.push(Output::ArmTimer(
+                TimerKey {
+                    peer: self.id,
+                    kind: TimerKind::HeldRestart,
+                },
+                d,
+            ));
+        }
+        acts
+    }
+
+    /// End a held-Idle period; returns the FSM actions of the start, or
+    /// `None` when the peer was not held.
+    fn release_held(&mut self, cx: &mut Ctx<'_>) -> Option<Vec<NbrAction>> {
+        self.held.take()?;
+        tracing::info!(peer = %self.cfg.name, "held Idle period over: starting");
+        cx.out.push(Output::StopTimer(TimerKey {
+            peer: self.id,
+            kind: TimerKind::HeldRestart,
+        }));
+        Some(self.nbr.start(self.cfg.passive))
+    }
+}
+
 /// The speaker.
 #[derive(Debug)]
 pub struct Speaker {
-    pub(crate) cfg: SpeakerCfg,
+    cfg: SpeakerCfg,
     pub(crate) global: GlobalPolicy,
     pub(crate) peers: BTreeMap<PeerId, Peer>,
     next_id: PeerId,
     pub(crate) rib: Rib,
-    pub(crate) local_routes: HashSet<IpNetwork, RandomState>,
-    pub(crate) local_attrs: Arc<Attrs>,
+    local_routes: HashSet<IpNetwork, RandomState>,
+    local_attrs: Arc<Attrs>,
     /// Produce RIB-stream events (see `Speaker::set_rib_stream`).
     pub(crate) rib_stream: bool,
     pub(crate) out: Vec<Output>,
@@ -248,6 +296,10 @@ pub struct Speaker {
     /// RFC 4724 4.1: selection deferred while restarting.
     pub(crate) deferral: Option<crate::restart::Deferral>,
     pub counters: Counters,
+    /// The wall clock as of the latest input ([`Speaker::tick`]): the
+    /// core never reads the clock itself, so a recorded event log
+    /// replays to the same outputs.
+    pub(crate) now: SystemTime,
 }
 
 // ===== impl Speaker =====
@@ -270,7 +322,15 @@ impl Speaker {
             bfd: BfdSessions::default(),
             deferral,
             counters: Counters::default(),
+            now: UNIX_EPOCH,
         }
+    }
+
+    /// The wall clock moved to `now`. The IO layer calls this before
+    /// each input; `now` stamps state changes (`since`) and held-Idle
+    /// restart times, nothing else.
+    pub fn tick(&mut self, now: SystemTime) {
+        self.now = now;
     }
 
     pub fn router_id(&self) -> Ipv4Addr {
@@ -373,7 +433,7 @@ impl Speaker {
                 cfg,
                 nbr,
                 state: State::Idle,
-                since: SystemTime::now(),
+                since: self.now,
                 last_error: None,
                 conns: HashMap::new(),
                 sent_open: None,
@@ -541,11 +601,8 @@ impl Speaker {
         }
     }
 
-    /// Hold peer `id` Idle after we ended its session with `n`: no
-    /// automatic restart, its connections refused, until `restart_after`
-    /// (if any) or an explicit [`Speaker::reset_peer`]. Operators expect
-    /// this after a max-prefix Cease (FRR's `maximum-prefix N restart M`):
-    /// reconnecting at once would take the full table again and again.
+    /// Hold peer `id` Idle after we ended its session with `n` (see
+    /// [`Peer::hold_idle`]).
     pub(crate) fn hold_idle(
         &mut self,
         id: PeerId,
@@ -553,40 +610,21 @@ impl Speaker {
         reason: String,
         restart_after: Option<Duration>,
     ) {
-        let Some(p) = self.peers.get_mut(&id) else {
+        let Some((p, mut cx)) = self.peer_ctx(id) else {
             return;
         };
-        let acts = p.nbr.stop_with(n);
-        let until = restart_after.map(|d| now() + d);
-        tracing::warn!(peer = %p.cfg.name, ?restart_after, "{reason}: session held Idle");
-        p.held = Some(Held { reason, until });
-        if let Some(d) = restart_after {
-            self.out.push(Output::ArmTimer(
-                TimerKey {
-                    peer: id,
-                    kind: TimerKind::HeldRestart,
-                },
-                d,
-            ));
-        }
+        let acts = p.hold_idle(n, reason, restart_after, &mut cx);
         self.apply(id, acts);
     }
 
     /// End a held-Idle period: start the session again.
     fn release_held(&mut self, id: PeerId) {
-        let Some(p) = self.peers.get_mut(&id) else {
+        let Some((p, mut cx)) = self.peer_ctx(id) else {
             return;
         };
-        if p.held.take().is_none() {
-            return;
+        if let Some(acts) = p.release_held(&mut cx) {
+            self.apply(id, acts);
         }
-        tracing::info!(peer = %p.cfg.name, "held Idle period over: starting");
-        self.out.push(Output::StopTimer(TimerKey {
-            peer: id,
-            kind: TimerKind::HeldRestart,
-        }));
-        let acts = p.nbr.start(p.cfg.passive);
-        self.apply(id, acts);
     }
 
     /// `margayctl node reset PEER` (by name or address): a held-Idle
@@ -771,9 +809,4 @@ fn ext_next_hop_families(cfg: &PeerCfg) -> Vec<Family> {
     } else {
         vec![]
     }
-}
-
-/// The speaker-wide view of Unix time for `since`.
-pub(crate) fn now() -> SystemTime {
-    SystemTime::now()
 }

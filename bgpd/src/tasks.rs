@@ -19,7 +19,7 @@
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use bytes::{Bytes, BytesMut};
 use margay_ctlproto::{Request, Response, RibEvent};
@@ -117,11 +117,18 @@ pub struct Daemon {
 
 impl Daemon {
     pub fn new(
-        speaker: Speaker,
+        mut speaker: Speaker,
         inputs: mpsc::UnboundedSender<Input>,
         listeners: Vec<Arc<TcpListener>>,
         metrics: Option<Metrics>,
     ) -> Daemon {
+        speaker.tick(SystemTime::now());
+        // Start BFD discriminators somewhere unpredictable, so a restarted
+        // bgpd does not reuse those its peers still remember.
+        let nanos = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(1, |d| d.subsec_nanos());
+        speaker.seed_bfd(nanos ^ std::process::id().rotate_left(16));
         Daemon {
             speaker,
             listeners,
@@ -209,6 +216,7 @@ impl Daemon {
         }
         let msg =
             format!("margay bgpd {} shutting down", self.speaker.router_id());
+        self.speaker.tick(SystemTime::now());
         self.speaker.shutdown(&msg);
         self.perform();
         let writers = std::mem::take(&mut self.draining);
@@ -221,6 +229,7 @@ impl Daemon {
 
     fn fire_due_timers(&mut self) {
         let now = Instant::now();
+        self.speaker.tick(SystemTime::now());
         let due: Vec<TimerKey> = self
             .timers
             .iter()
@@ -247,6 +256,7 @@ impl Daemon {
     }
 
     fn input(&mut self, inp: Input) {
+        self.speaker.tick(SystemTime::now());
         match inp {
             Input::Accepted {
                 stream,

@@ -22,6 +22,41 @@ pub(crate) struct BfdPeer {
     pub session: Session,
 }
 
+impl BfdPeer {
+    /// Perform one action of the session of peer `name`. Returns the
+    /// diagnostic when the session failed, which the speaker acts on.
+    fn perform(
+        &self,
+        name: &str,
+        a: Action,
+        out: &mut Vec<Output>,
+    ) -> Option<String> {
+        let discr = self.session.local_discr();
+        match a {
+            Action::Send(p) => out.push(Output::BfdSend {
+                discr,
+                bytes: p.to_bytes(),
+            }),
+            Action::Arm(t, d) => {
+                out.push(Output::ArmTimer(bfd_timer(discr, t), d))
+            }
+            Action::Stop(t) => out.push(Output::StopTimer(bfd_timer(discr, t))),
+            Action::StateChanged { from, to, diag } => {
+                tracing::info!(peer = %name, ?from, ?to, ?diag, "BFD state changed");
+                // RFC 5882: a remote AdminDown "MUST NOT" be reported to
+                // clients as a connectivity failure.
+                let remote_admin_down =
+                    self.session.remote_state() == State::AdminDown;
+                if from == State::Up && to == State::Down && !remote_admin_down
+                {
+                    return Some(format!("{diag:?}"));
+                }
+            }
+        }
+        None
+    }
+}
+
 /// Where the speaker's sessions live: by BGP peer name, plus the
 /// discriminators in use.
 #[derive(Debug, Default)]
@@ -32,15 +67,14 @@ pub(crate) struct BfdSessions {
 
 impl BfdSessions {
     /// A nonzero discriminator no session uses (RFC 5880 6.8.1: "MUST be
-    /// unique across all BFD sessions on this system").
-    fn allocate(&mut self) -> u32 {
+    /// unique across all BFD sessions on this system"). The sequence
+    /// starts at the seed the IO layer gave ([`Speaker::seed_bfd`]), or
+    /// else at the clock's nanoseconds.
+    fn allocate(&mut self, now: std::time::SystemTime) -> u32 {
         if self.next_discr == 0 {
-            // Start somewhere unpredictable so a restarted bgpd does not
-            // reuse the discriminators its peers still remember.
-            let nanos = std::time::SystemTime::now()
+            self.next_discr = now
                 .duration_since(std::time::UNIX_EPOCH)
                 .map_or(1, |d| d.subsec_nanos());
-            self.next_discr = nanos ^ std::process::id().rotate_left(16);
         }
         let used: HashSet<u32> = self
             .by_peer
@@ -59,6 +93,16 @@ impl BfdSessions {
 // ===== impl Speaker =====
 
 impl Speaker {
+    /// Where local discriminators start. The daemon passes something
+    /// unpredictable (clock and process id) so a restarted bgpd does not
+    /// reuse the discriminators its peers still remember; a replay passes
+    /// the recorded value. Takes effect before the first allocation only.
+    pub fn seed_bfd(&mut self, seed: u32) {
+        if self.bfd.next_discr == 0 {
+            self.bfd.next_discr = seed;
+        }
+    }
+
     /// Run BFD with exactly the peers named in `cfgs` (by peer name),
     /// from the peer's address and configured source address. Sessions
     /// that go away are taken AdminDown first, so the remote does not
@@ -101,7 +145,7 @@ impl Speaker {
         local: Option<IpAddr>,
         cfg: SessionCfg,
     ) {
-        let discr = self.bfd.allocate();
+        let discr = self.bfd.allocate(self.now);
         let mut session = Session::new(cfg, discr);
         tracing::info!(peer = %name, %remote, discr, "BFD session added");
         self.out.push(Output::BfdOpen {
@@ -213,34 +257,12 @@ impl Speaker {
     }
 
     fn apply_bfd(&mut self, name: &str, acts: Vec<Action>) {
-        let Some(b) = self.bfd.by_peer.get(name) else {
-            return;
-        };
-        let discr = b.session.local_discr();
-        let remote_admin_down = b.session.remote_state() == State::AdminDown;
         for a in acts {
-            match a {
-                Action::Send(p) => self.out.push(Output::BfdSend {
-                    discr,
-                    bytes: p.to_bytes(),
-                }),
-                Action::Arm(t, d) => {
-                    self.out.push(Output::ArmTimer(bfd_timer(discr, t), d))
-                }
-                Action::Stop(t) => {
-                    self.out.push(Output::StopTimer(bfd_timer(discr, t)))
-                }
-                Action::StateChanged { from, to, diag } => {
-                    tracing::info!(peer = %name, ?from, ?to, ?diag, "BFD state changed");
-                    // RFC 5882: a remote AdminDown "MUST NOT" be
-                    // reported to clients as a connectivity failure.
-                    if from == State::Up
-                        && to == State::Down
-                        && !remote_admin_down
-                    {
-                        self.bfd_down(name, &format!("{diag:?}"));
-                    }
-                }
+            let Some(b) = self.bfd.by_peer.get(name) else {
+                return;
+            };
+            if let Some(diag) = b.perform(name, a, &mut self.out) {
+                self.bfd_down(name, &diag);
             }
         }
     }

@@ -102,6 +102,24 @@ fn max_prefix_restart_interval_ends_the_hold() {
     assert!(accept_gets_open(&mut s));
 }
 
+/// The core reads no clock: `since` and the held-Idle restart time are
+/// the time of the latest `tick`, so a replayed event log gives the same
+/// status.
+#[test]
+fn status_times_come_from_tick() {
+    let t0 = std::time::UNIX_EPOCH + Duration::from_secs(1_000_000);
+    let mut s = limited(Some(Duration::from_secs(30)));
+    s.tick(t0);
+    exceed(&mut s);
+    let st = &s.peer_status()[0];
+    assert_eq!(st.since_unix, 1_000_000);
+    let held = st.held_idle.clone().unwrap();
+    assert_eq!(held.restart_unix, Some(1_000_030));
+    s.tick(t0 + Duration::from_secs(30));
+    assert!(s.reset_peer("10.0.0.2").unwrap().contains("started"));
+    assert_eq!(s.peer_status()[0].since_unix, 1_000_030);
+}
+
 #[test]
 fn reset_of_an_established_session_sends_admin_reset_and_reconnects() {
     let mut s = limited(None);

@@ -100,6 +100,23 @@ pub struct AddPathFamily {
 
 // ===== impl OpenMsg =====
 
+/// The families of the multiprotocol capabilities in `caps`. RFC 4760
+/// section 8: a speaker that announces none supports only IPv4 unicast.
+pub fn mp_families(caps: &[Capability]) -> Vec<Family> {
+    let v: Vec<Family> = caps
+        .iter()
+        .filter_map(|c| match c {
+            Capability::MultiProtocol(f) => Some(*f),
+            _ => None,
+        })
+        .collect();
+    if v.is_empty() {
+        vec![Family::IPV4_UNICAST]
+    } else {
+        v
+    }
+}
+
 impl OpenMsg {
     /// An OPEN for `asn` (AS_TRANS in My AS when it needs 4 octets, RFC
     /// 6793 4.2.1). Include `Capability::FourOctetAs(asn)` yourself.
@@ -135,22 +152,10 @@ impl OpenMsg {
         self.capabilities.iter().any(f)
     }
 
-    /// Families announced with the multiprotocol capability. RFC 4760 8:
-    /// a speaker that sends none supports only IPv4 unicast.
+    /// Families announced with the multiprotocol capability
+    /// ([`mp_families`]).
     pub fn families(&self) -> Vec<Family> {
-        let v: Vec<Family> = self
-            .capabilities
-            .iter()
-            .filter_map(|c| match c {
-                Capability::MultiProtocol(f) => Some(*f),
-                _ => None,
-            })
-            .collect();
-        if v.is_empty() {
-            vec![Family::IPV4_UNICAST]
-        } else {
-            v
-        }
+        mp_families(&self.capabilities)
     }
 
     /// The graceful restart capability, if sent.

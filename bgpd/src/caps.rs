@@ -5,6 +5,7 @@
 
 use std::net::Ipv4Addr;
 
+use bgp_wire::open::mp_families;
 use bgp_wire::{Afi, Capability, Family, GracefulRestartCap};
 use serde::Serialize;
 
@@ -75,23 +76,6 @@ impl Negotiated {
 
     pub fn has(&self, f: Family) -> bool {
         self.families.contains(&f)
-    }
-}
-
-/// The families of the Multiprotocol capabilities. RFC 4760 section 8: a
-/// speaker that advertises none supports IPv4 unicast only.
-fn mp_families(caps: &[Capability]) -> Vec<Family> {
-    let v: Vec<Family> = caps
-        .iter()
-        .filter_map(|c| match c {
-            Capability::MultiProtocol(f) => Some(*f),
-            _ => None,
-        })
-        .collect();
-    if v.is_empty() {
-        vec![Family::IPV4_UNICAST]
-    } else {
-        v
     }
 }
 

@@ -5,7 +5,7 @@ pub mod agent;
 pub mod check;
 pub mod config;
 pub mod delegate;
-pub mod endpoint;
+pub use margay_ctlproto::endpoint;
 pub mod error;
 pub mod ipam;
 pub mod ipam_plugin;

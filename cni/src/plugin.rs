@@ -335,7 +335,7 @@ pub async fn gc<I: IpamBackend>(
 /// network whose attachment is not in `valid`. Records of other networks
 /// and records without a network (written before records had one) stay.
 async fn gc_endpoints(conf: &NetConf, valid: &[Attachment]) -> Result<()> {
-    let records = endpoint::list(&conf.endpoint_dir).map_err(|e| {
+    let scan = endpoint::scan(&conf.endpoint_dir).map_err(|e| {
         CniError::new(
             Code::Io,
             format!(
@@ -344,6 +344,11 @@ async fn gc_endpoints(conf: &NetConf, valid: &[Attachment]) -> Result<()> {
             ),
         )
     })?;
+    for (path, reason) in &scan.unreadable {
+        tracing::warn!(path = %path.display(), %reason,
+            "unreadable endpoint record skipped");
+    }
+    let records = scan.records;
     let stale: Vec<Endpoint> = records
         .into_iter()
         .filter(|ep| ep.network.as_deref() == Some(conf.name.as_str()))

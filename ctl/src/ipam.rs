@@ -5,6 +5,7 @@ use std::collections::BTreeSet;
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 
+use margay_ctlproto::endpoint;
 use margay_datastore::Datastore;
 use margay_ipam::block::Released;
 use margay_ipam::show::Usage;
@@ -121,36 +122,19 @@ fn endpoint_handles(
     dir: &Path,
     network: &str,
 ) -> Result<BTreeSet<String>, IpamCmdError> {
-    #[derive(serde::Deserialize)]
-    struct Record {
-        #[serde(rename = "containerID")]
-        container_id: String,
-    }
-    let unreadable = |e: &dyn std::fmt::Display| IpamCmdError::Endpoints {
-        dir: dir.to_path_buf(),
-        reason: e.to_string(),
-    };
-    let entries = match std::fs::read_dir(dir) {
-        Ok(e) => e,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            return Ok(BTreeSet::new());
-        }
-        Err(e) => return Err(unreadable(&e)),
-    };
-    let mut live = BTreeSet::new();
-    for entry in entries {
-        let path = entry.map_err(|e| unreadable(&e))?.path();
-        if path.extension().is_none_or(|x| x != "json") {
-            continue;
-        }
-        let text = std::fs::read(&path).map_err(|e| unreadable(&e))?;
-        // A record this tool cannot read still names a live attachment
-        // for the plugin: refuse to judge rather than call it an orphan.
-        let r: Record = serde_json::from_slice(&text)
-            .map_err(|e| unreadable(&format!("{}: {e}", path.display())))?;
-        live.insert(format!("{network}.{}", r.container_id));
-    }
-    Ok(live)
+    // A record this tool cannot read still names a live attachment for
+    // the plugin: refuse to judge rather than call it an orphan.
+    let records = endpoint::scan(dir)
+        .map_err(|e| e.to_string())
+        .and_then(endpoint::Scan::all)
+        .map_err(|reason| IpamCmdError::Endpoints {
+            dir: dir.to_path_buf(),
+            reason,
+        })?;
+    Ok(records
+        .into_iter()
+        .map(|r| format!("{network}.{}", r.container_id))
+        .collect())
 }
 
 /// `ipam release --ip IP`.

@@ -1,4 +1,8 @@
-//! The local control protocol spoken on bgpd's Unix socket.
+//! What margay's local components exchange: the control protocol spoken on
+//! bgpd's Unix socket (below), and the CNI plugin's endpoint records
+//! ([`endpoint`]).
+//!
+//! The control protocol:
 //!
 //! Every message is one JSON object on one line (newline-delimited JSON), so
 //! the socket can be read with `socat` and a person, and framing needs no
@@ -14,6 +18,7 @@
 //! a reconnect until the new `EndOfSnapshot` arrives.
 
 pub mod client;
+pub mod endpoint;
 
 use std::net::IpAddr;
 

@@ -4,10 +4,9 @@
 use std::net::IpAddr;
 use std::path::Path;
 
-use ipnetwork::IpNetwork;
+use margay_ctlproto::endpoint;
 use margay_datastore::Datastore;
 use margay_ipam::block::{ATTR_NAMESPACE, ATTR_POD};
-use serde::Deserialize;
 
 use super::{DiagnoseError, Options};
 
@@ -173,45 +172,26 @@ async fn pod_address(
         })
 }
 
-/// The endpoint records in `dir` (a missing directory has none).
+/// The endpoint records in `dir` (a missing directory has none); a
+/// record that does not read is an error naming it.
 pub fn read_records(dir: &Path) -> Result<Vec<Endpoint>, DiagnoseError> {
-    #[derive(Deserialize)]
-    #[serde(rename_all = "camelCase")]
-    struct Record {
-        #[serde(rename = "containerID")]
-        container_id: String,
-        ifname: String,
-        host_iface: String,
-        ips: Vec<IpNetwork>,
-    }
-    let unreadable = |e: &dyn std::fmt::Display| DiagnoseError::Endpoints {
-        dir: dir.to_path_buf(),
-        reason: e.to_string(),
-    };
-    let entries = match std::fs::read_dir(dir) {
-        Ok(e) => e,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            return Ok(Vec::new());
-        }
-        Err(e) => return Err(unreadable(&e)),
-    };
-    let mut out = Vec::new();
-    for entry in entries {
-        let path = entry.map_err(|e| unreadable(&e))?.path();
-        if path.extension().is_none_or(|x| x != "json") {
-            continue;
-        }
-        let text = std::fs::read(&path).map_err(|e| unreadable(&e))?;
-        let r: Record = serde_json::from_slice(&text)
-            .map_err(|e| unreadable(&format!("{}: {e}", path.display())))?;
-        if let Some(net) = r.ips.first() {
-            out.push(Endpoint {
+    let records = endpoint::scan(dir)
+        .map_err(|e| e.to_string())
+        .and_then(endpoint::Scan::all)
+        .map_err(|reason| DiagnoseError::Endpoints {
+            dir: dir.to_path_buf(),
+            reason,
+        })?;
+    Ok(records
+        .into_iter()
+        .filter_map(|r| {
+            let net = r.ips.first()?;
+            Some(Endpoint {
+                ip: net.ip(),
                 container_id: r.container_id,
                 ifname: r.ifname,
                 host_iface: r.host_iface,
-                ip: net.ip(),
-            });
-        }
-    }
-    Ok(out)
+            })
+        })
+        .collect())
 }

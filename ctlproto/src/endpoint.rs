@@ -1,4 +1,5 @@
-//! Endpoint records: what ADD wired for an attachment, one JSON file per
+//! Endpoint records (the file format the CNI plugin writes and felix-lite
+//! and margayctl read): what ADD wired for an attachment, one JSON file per
 //! attachment in `endpoint_dir` (default /var/run/margay/endpoints), for
 //! felix-lite to re-create a pod's host route if it goes missing, and for
 //! DEL to find the host veth, and for GC to find what an attachment no
@@ -50,23 +51,53 @@ pub fn read(dir: &Path, container_id: &str, ifname: &str) -> Option<Endpoint> {
     serde_json::from_slice(&bytes).ok()
 }
 
-/// Every readable record in `dir` (none when it does not exist).
-pub fn list(dir: &Path) -> io::Result<Vec<Endpoint>> {
+/// What a scan of the endpoint directory found.
+#[derive(Debug, Default)]
+pub struct Scan {
+    /// The records that read.
+    pub records: Vec<Endpoint>,
+    /// Each `*.json` file that did not, with the reason. The plugin's GC
+    /// skips them; a tool judging what is live must refuse to (such a
+    /// file still names an attachment).
+    pub unreadable: Vec<(PathBuf, String)>,
+}
+
+impl Scan {
+    /// The records, or the first file that did not read, named with the
+    /// reason: for a tool that must not judge around a record it cannot
+    /// read.
+    pub fn all(self) -> Result<Vec<Endpoint>, String> {
+        match self.unreadable.into_iter().next() {
+            Some((path, reason)) => {
+                Err(format!("{}: {reason}", path.display()))
+            }
+            None => Ok(self.records),
+        }
+    }
+}
+
+/// Every record in `dir` (none when it does not exist). Only `*.json`
+/// names are read, so a record being written (`*.json.tmp`) never is.
+pub fn scan(dir: &Path) -> io::Result<Scan> {
     let entries = match std::fs::read_dir(dir) {
         Ok(e) => e,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(vec![]),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {
+            return Ok(Scan::default());
+        }
         Err(e) => return Err(e),
     };
-    let mut out = Vec::new();
+    let mut out = Scan::default();
     for entry in entries {
         let path = entry?.path();
         if path.extension().is_none_or(|x| x != "json") {
             continue;
         }
-        match std::fs::read(&path).map(|b| serde_json::from_slice(&b)) {
-            Ok(Ok(ep)) => out.push(ep),
-            _ => tracing::warn!(path = %path.display(),
-                "unreadable endpoint record skipped"),
+        match std::fs::read(&path)
+            .map_err(|e| e.to_string())
+            .and_then(|b| serde_json::from_slice(&b).map_err(|e| e.to_string()))
+        {
+            Ok(ep) => out.records.push(ep),
+            Err(reason) => out.unreadable.push((path, reason)),
         }
     }
     Ok(out)
@@ -101,7 +132,13 @@ mod tests {
             text,
             r#"{"containerID":"c1","ifname":"eth0","hostIface":"mg0123456789a","ips":["10.1.0.5/32"]}"#
         );
-        assert_eq!(read(dir.path(), "c1", "eth0"), Some(ep));
+        assert_eq!(read(dir.path(), "c1", "eth0"), Some(ep.clone()));
+        std::fs::write(dir.path().join("bad-eth0.json"), "{").unwrap();
+        let found = scan(dir.path()).unwrap();
+        assert_eq!(found.records, vec![ep]);
+        assert_eq!(found.unreadable.len(), 1, "{:?}", found.unreadable);
+        assert!(found.unreadable[0].0.ends_with("bad-eth0.json"));
+        std::fs::remove_file(dir.path().join("bad-eth0.json")).unwrap();
         remove(dir.path(), "c1", "eth0").unwrap();
         remove(dir.path(), "c1", "eth0").unwrap();
         assert_eq!(read(dir.path(), "c1", "eth0"), None);

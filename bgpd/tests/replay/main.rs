@@ -7,7 +7,7 @@
 //!
 //! The logs are written by code, never by hand: after an intended change
 //! of behaviour, re-record them with
-//! `cargo test -p margay-bgpd --test replay -- --ignored record`
+//! `MARGAY_RECORD_REPLAY=1 cargo test -p margay-bgpd --test replay -- --exact record`
 //! and review the diff of `bgpd/tests/replay/*.json`.
 
 use std::path::PathBuf;
@@ -68,14 +68,31 @@ fn run(sc: &scenarios::Scenario) -> Log {
     }
 }
 
-/// Writes the logs (see the module doc).
+/// With `MARGAY_RECORD_REPLAY=1`, writes the logs (see README.md);
+/// otherwise each log must be exactly what its scenario records now. Not
+/// `#[ignore]`d: CI runs the ignored tests too, and a recorder there would
+/// rewrite the files the other tests of this binary are reading.
 #[test]
-#[ignore = "re-records bgpd/tests/replay/*.json: run with --ignored record"]
 fn record() {
+    let write =
+        std::env::var_os("MARGAY_RECORD_REPLAY").is_some_and(|v| v == "1");
     for sc in scenarios::ALL {
         let log = run(sc);
         let text = serde_json::to_string_pretty(&log).unwrap() + "\n";
-        std::fs::write(path(sc.name), text).unwrap();
+        if write {
+            std::fs::write(path(sc.name), text).unwrap();
+        } else {
+            let stored =
+                std::fs::read_to_string(path(sc.name)).unwrap_or_else(|e| {
+                    panic!("{}: {e} (record it, see README.md)", sc.name)
+                });
+            assert!(
+                stored == text,
+                "{}: the scenario now records another log: re-record it \
+                 (README.md) and review the diff",
+                sc.name
+            );
+        }
     }
 }
 

@@ -5,7 +5,7 @@
 use std::net::IpAddr;
 
 use super::pod::Route;
-use super::sys::ip_json;
+use super::sys::routes_matching;
 use super::{DiagnoseError, Options, Verdict};
 
 /// This node's longest-match route to the destination, and the BGP peers
@@ -30,19 +30,7 @@ impl Facts {
 }
 
 pub fn facts(dst: IpAddr, opts: &Options) -> Result<Facts, DiagnoseError> {
-    let family = if dst.is_ipv4() { "-4" } else { "-6" };
-    let routes: Vec<Route> = ip_json(
-        None,
-        &[
-            family,
-            "route",
-            "show",
-            "table",
-            "main",
-            "match",
-            &dst.to_string(),
-        ],
-    )?;
+    let routes = routes_matching(None, dst)?;
     let route = routes
         .into_iter()
         .filter_map(|r| prefix_len(&r.dst).map(|l| (l, r)))

@@ -7,7 +7,7 @@ use std::net::IpAddr;
 
 use super::fib::prefix_len;
 use super::pod::{Link, Route};
-use super::sys::{ip_json, ip_link};
+use super::sys::{ip_link, routes_matching};
 use super::{DiagnoseError, Verdict};
 
 #[derive(Debug, Clone, Default)]
@@ -19,19 +19,7 @@ pub struct Facts {
 }
 
 pub fn facts(dst: IpAddr, netns: &str) -> Result<Facts, DiagnoseError> {
-    let family = if dst.is_ipv4() { "-4" } else { "-6" };
-    let routes: Vec<Route> = ip_json(
-        Some(netns),
-        &[
-            family,
-            "route",
-            "show",
-            "table",
-            "main",
-            "match",
-            &dst.to_string(),
-        ],
-    )?;
+    let routes = routes_matching(Some(netns), dst)?;
     let dev = host_route(dst, &routes).and_then(|r| r.dev.clone());
     let veth = match dev {
         Some(d) => ip_link(Some(netns), &["link", "show", "dev", &d])?,

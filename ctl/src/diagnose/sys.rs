@@ -72,3 +72,24 @@ pub fn netns_name(nsid: i64) -> Result<Option<String>, DiagnoseError> {
         .find(|i| i.nsid == nsid)
         .and_then(|i| i.name))
 }
+
+/// `ip route show table main match DST` (in `netns`, or here): the main
+/// table's routes covering `dst`, longest prefix not yet chosen.
+pub fn routes_matching(
+    netns: Option<&str>,
+    dst: std::net::IpAddr,
+) -> Result<Vec<super::pod::Route>, DiagnoseError> {
+    let family = if dst.is_ipv4() { "-4" } else { "-6" };
+    ip_json(
+        netns,
+        &[
+            family,
+            "route",
+            "show",
+            "table",
+            "main",
+            "match",
+            &dst.to_string(),
+        ],
+    )
+}

@@ -29,8 +29,16 @@ pub fn down(opts: &LabOptions) -> Result<Vec<String>, LabError> {
             }
         }
     }
-    // kube-apiserver before its etcd.
+    // margay-controllers and kube-apiserver before etcd.
     if let Some(k) = state.as_ref().and_then(|s| s.kube.as_ref()) {
+        if let Some(pid) = k.controllers_pid {
+            kill_if_ours(
+                pid,
+                "margay-controllers",
+                &opts.state_dir,
+                &mut removed,
+            );
+        }
         kill_if_ours(
             k.apiserver_pid,
             "kube-apiserver",

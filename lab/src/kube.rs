@@ -27,6 +27,11 @@ use crate::topology::{self, Topology};
 const NAMESPACE: &str = "margay-system";
 const NODE_SA: &str = "margay-node";
 const CNI_SA: &str = "margay-cni";
+/// deploy/40-controllers.yaml's ServiceAccount.
+const CONTROLLERS_SA: &str = "margay-controllers";
+/// How long a deleted Kubernetes Node stays before margay-controllers
+/// releases it: short in the lab, so the departure can be watched.
+pub const DEPARTED_GRACE_SECS: u64 = 5;
 /// Token lifetime: longer than any lab session (nothing refreshes them).
 const TOKEN_SECONDS: i64 = 24 * 3600;
 /// kube-apiserver may take a while to be ready on a busy 2-core box.
@@ -43,6 +48,13 @@ pub struct KubeState {
     pub node_kubeconfig: PathBuf,
     /// The margay-cni ServiceAccount's kubeconfig (TokenRequest token).
     pub cni_kubeconfig: PathBuf,
+    /// The margay-controllers ServiceAccount's kubeconfig.
+    #[serde(default)]
+    pub controllers_kubeconfig: PathBuf,
+    /// margay-controllers, run as deploy/40-controllers.yaml's Deployment
+    /// would run it (one replica, the Lease's holder).
+    #[serde(default)]
+    pub controllers_pid: Option<u32>,
 }
 
 /// Starts kube-apiserver on the host link's address (the nodes reach it
@@ -75,6 +87,8 @@ pub(crate) async fn start_apiserver(
         server,
         node_kubeconfig: files.dir.join("margay-node.kubeconfig"),
         cni_kubeconfig: files.dir.join("margay-cni.kubeconfig"),
+        controllers_kubeconfig: files.dir.join("margay-controllers.kubeconfig"),
+        controllers_pid: None,
         admin_kubeconfig,
     };
     let admin = client_for(&state.admin_kubeconfig)
@@ -126,8 +140,8 @@ pub(crate) fn create_nodes(
     kubectl(kube, &["apply", "-f", &path(&file)]).map(drop)
 }
 
-/// Mints the margay-node and margay-cni tokens (TokenRequest) and writes
-/// their kubeconfigs.
+/// Mints the margay-node, margay-cni and margay-controllers tokens
+/// (TokenRequest) and writes their kubeconfigs.
 pub(crate) async fn identities(
     kube: &KubeState,
     dir: &Path,
@@ -141,6 +155,7 @@ pub(crate) async fn identities(
     for (sa, want) in [
         (NODE_SA, &kube.node_kubeconfig),
         (CNI_SA, &kube.cni_kubeconfig),
+        (CONTROLLERS_SA, &kube.controllers_kubeconfig),
     ] {
         let token = margay_apiserver::request_token(
             &admin,
@@ -155,6 +170,30 @@ pub(crate) async fn identities(
             .map_err(|e| io(&format!("writing {sa}'s kubeconfig"), e))?;
         debug_assert_eq!(&written, want);
     }
+    Ok(())
+}
+
+/// Starts margay-controllers (departed nodes, addresses of gone pods) as
+/// its ServiceAccount, leader-elected with its Lease in margay-system.
+pub(crate) fn start_controllers(
+    kube: &mut KubeState,
+    bin_dir: &Path,
+    dir: &Path,
+) -> Result<(), LabError> {
+    let args = [
+        "--datastore".to_string(),
+        format!("kubernetes:{}", kube.controllers_kubeconfig.display()),
+        "--grace-period-secs".into(),
+        DEPARTED_GRACE_SECS.to_string(),
+        "--identity".into(),
+        "lab-controllers-0".into(),
+        "--lease-namespace".into(),
+        NAMESPACE.into(),
+    ];
+    let log = dir.join("logs").join("controllers.log");
+    let pid =
+        spawn_detached(None, &bin_dir.join("margay-controllers"), &args, &log)?;
+    kube.controllers_pid = Some(pid);
     Ok(())
 }
 

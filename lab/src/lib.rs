@@ -16,6 +16,7 @@ mod down;
 mod etcd;
 pub mod inspect;
 mod kube;
+pub use kube::DEPARTED_GRACE_SECS;
 mod neigh;
 mod node;
 mod pods;

@@ -12,8 +12,14 @@ use crate::{
 };
 
 /// The binaries the lab runs from `bin_dir`.
-const BINARIES: [&str; 5] =
-    ["margay-node", "bgpd", "felix-lite", "margay", "margay-ipam"];
+const BINARIES: [&str; 6] = [
+    "margay-node",
+    "bgpd",
+    "felix-lite",
+    "margay",
+    "margay-ipam",
+    "margay-controllers",
+];
 
 /// The outcome of the proofs.
 #[derive(Debug, Clone)]
@@ -137,9 +143,14 @@ async fn start_kubernetes(
     }
     kube::create_nodes(&k, topo, &state.state_dir)?;
     kube::identities(&k, &state.state_dir).await?;
+    let mut k = k;
+    kube::start_controllers(&mut k, &opts.bin_dir, &state.state_dir)?;
+    state.kube = Some(k);
+    state.save()?;
     done(&format!(
         "{} Kubernetes Nodes (zone, rack labels); agents run as \
-         margay-node, the CNI plugin as margay-cni (TokenRequest tokens)",
+         margay-node, the CNI plugin as margay-cni, margay-controllers as \
+         its own ServiceAccount (TokenRequest tokens)",
         topo.nodes.len()
     ));
     Ok(())

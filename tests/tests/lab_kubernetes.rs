@@ -5,6 +5,7 @@
 
 use std::path::Path;
 use std::process::Command;
+use std::time::Duration;
 
 use margay_datastore::{Datastore, DatastoreSpec};
 use margay_lab::{Family, LabDatastore, LabError, LabOptions, PeeringMode};
@@ -155,6 +156,88 @@ async fn kubernetes_lab_proves_the_fabric_with_deploy_identities() {
             && err.contains("system:serviceaccount:margay-system:margay-cni")
             && err.contains("bgppeers"),
         "margay-cni creating a BGPPeer: {err}"
+    );
+
+    // node3 departs: its machine dies (every process in its namespace),
+    // then it is deleted from Kubernetes. margay-controllers (the Lease
+    // holder, as its own ServiceAccount) releases its margay Node, its
+    // affinities and its pods' addresses after the grace period, and the
+    // other nodes' mesh sessions to it go away.
+    let admin = Datastore::connect(&DatastoreSpec::Kubernetes {
+        kubeconfig: Some(kube.admin_kubeconfig.clone()),
+    })
+    .await
+    .unwrap();
+    let node3 = lab.nodes.iter().find(|n| n.name == "node3").unwrap();
+    let node3_ip = node3.address.split('/').next().unwrap().to_string();
+    let pids = Command::new("ip")
+        .args(["netns", "pids", &node3.netns])
+        .output()
+        .unwrap();
+    for pid in String::from_utf8_lossy(&pids.stdout).split_whitespace() {
+        let _ = Command::new("kill").args(["-9", pid]).status();
+    }
+    kubectl(&kube.admin_kubeconfig, &["delete", "node", "node3"]);
+    let status = |n: &str| {
+        let sock = lab
+            .nodes
+            .iter()
+            .find(|x| x.name == n)
+            .unwrap()
+            .run_dir
+            .join("bgpd.ctl");
+        let out = Command::new(margay_tests::bin_dir().join("margayctl"))
+            .args(["--bgpd-socket", sock.to_str().unwrap(), "node", "status"])
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let mut last = String::new();
+    let released = tokio::time::timeout(Duration::from_secs(60), async {
+        loop {
+            let nodes = admin.list::<margay_crds::Node>().await.unwrap();
+            let affs =
+                admin.list::<margay_crds::BlockAffinity>().await.unwrap();
+            let blocks = admin.list::<margay_crds::IPAMBlock>().await.unwrap();
+            let node_left = nodes
+                .items
+                .iter()
+                .any(|n| n.metadata.name.as_deref() == Some("node3"));
+            let affs_left =
+                affs.items.iter().filter(|a| a.spec.node == "node3").count();
+            let addrs_left = blocks
+                .items
+                .iter()
+                .flat_map(|b| b.spec.attributes.iter())
+                .filter(|a| {
+                    a.secondary.get("node").map(String::as_str) == Some("node3")
+                })
+                .count();
+            let sessions: Vec<String> =
+                ["node1", "node2"].iter().map(|n| status(n)).collect();
+            let sessions_left =
+                sessions.iter().filter(|s| s.contains(&node3_ip)).count();
+            last = format!(
+                "node3 Node left: {node_left}, affinities: {affs_left}, \
+                 allocations: {addrs_left}, sessions to {node3_ip}: \
+                 {sessions_left}\n{}",
+                sessions.join("\n")
+            );
+            if !node_left
+                && affs_left == 0
+                && addrs_left == 0
+                && sessions_left == 0
+            {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+    })
+    .await;
+    assert!(
+        released.is_ok(),
+        "node3's departure was not released within 60 s (grace {} s):\n{last}",
+        margay_lab::DEPARTED_GRACE_SECS
     );
 
     // `lab down` removes everything: apiserver, etcd, namespaces, files.

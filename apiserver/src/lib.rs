@@ -18,10 +18,12 @@
 //! killed on `Drop`); the lab runs it detached on the fabric's host address
 //! (`margayctl lab up --datastore kubernetes`, killed by `lab down`).
 
+pub mod certs;
+
+use crate::certs::openssl;
 use std::io;
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use k8s_openapi::api::authentication::v1::{TokenRequest, TokenRequestSpec};
@@ -282,69 +284,13 @@ fn established(crd: &CustomResourceDefinition) -> bool {
 }
 
 fn make_credentials(dir: &Path, addrs: &[IpAddr]) -> io::Result<()> {
-    let ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1"];
-    openssl(
+    certs::make_ca(dir, "ca", "margay-test-ca")?;
+    certs::make_cert(
         dir,
-        &[
-            &["req", "-x509", "-nodes", "-days", "2"],
-            &ec[..],
-            &[
-                "-subj",
-                "/CN=margay-test-ca",
-                "-keyout",
-                "ca.key",
-                "-out",
-                "ca.crt",
-            ],
-        ],
-    )?;
-    openssl(
-        dir,
-        &[
-            &["req", "-nodes"],
-            &ec[..],
-            &[
-                "-subj",
-                "/CN=kube-apiserver",
-                "-keyout",
-                "serving.key",
-                "-out",
-                "serving.csr",
-            ],
-        ],
-    )?;
-    let mut san = String::from("IP:127.0.0.1,DNS:localhost");
-    for a in addrs {
-        san.push_str(&format!(",IP:{a}"));
-    }
-    std::fs::write(
-        dir.join("serving.ext"),
-        format!(
-            "subjectAltName={san}\n\
-             basicConstraints=critical,CA:FALSE\n\
-             keyUsage=critical,digitalSignature,keyEncipherment\n\
-             extendedKeyUsage=serverAuth\n"
-        ),
-    )?;
-    openssl(
-        dir,
-        &[&[
-            "x509",
-            "-req",
-            "-days",
-            "2",
-            "-in",
-            "serving.csr",
-            "-CA",
-            "ca.crt",
-            "-CAkey",
-            "ca.key",
-            "-CAcreateserial",
-            "-extfile",
-            "serving.ext",
-            "-out",
-            "serving.crt",
-        ]],
+        "ca",
+        "serving",
+        "kube-apiserver",
+        certs::Role::Server(addrs),
     )?;
     openssl(
         dir,
@@ -370,28 +316,4 @@ fn make_credentials(dir: &Path, addrs: &[IpAddr]) -> io::Result<()> {
             ADMIN_TOKEN
         ),
     )
-}
-
-/// Runs Debian's `openssl` in `dir` with the concatenated `args` (also
-/// testkit's certificates for etcd over TLS).
-pub fn openssl(dir: &Path, args: &[&[&str]]) -> io::Result<()> {
-    let out = Command::new("openssl")
-        .args(args.iter().flat_map(|a| a.iter()))
-        .current_dir(dir)
-        .stdin(Stdio::null())
-        .output()
-        .map_err(|e| {
-            io::Error::new(
-                e.kind(),
-                format!("cannot run openssl (install Debian's openssl): {e}"),
-            )
-        })?;
-    if !out.status.success() {
-        return Err(other(format!(
-            "openssl {:?}: {}",
-            args,
-            String::from_utf8_lossy(&out.stderr)
-        )));
-    }
-    Ok(())
 }

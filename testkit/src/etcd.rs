@@ -6,7 +6,9 @@ use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use crate::{certs, free_port, wait_until};
+use margay_apiserver::certs::{Role, make_ca, make_cert};
+
+use crate::{free_port, wait_until};
 
 /// An `etcd` process (Debian's etcd-server) on free 127.0.0.1 ports with its
 /// data in a temporary directory. Killed and removed on `Drop`.
@@ -176,11 +178,17 @@ impl Drop for EtcdServer {
 fn make_tls_files(dir: &std::path::Path) -> io::Result<EtcdTlsFiles> {
     let dir = dir.join("tls");
     std::fs::create_dir_all(&dir)?;
-    certs::make_ca(&dir, "ca")?;
-    certs::make_cert(&dir, "ca", "server", true)?;
-    certs::make_cert(&dir, "ca", "client", false)?;
-    certs::make_ca(&dir, "other-ca")?;
-    certs::make_cert(&dir, "other-ca", "other-client", false)?;
+    make_ca(&dir, "ca", "ca")?;
+    make_cert(&dir, "ca", "server", "server", Role::Server(&[]))?;
+    make_cert(&dir, "ca", "client", "client", Role::Client)?;
+    make_ca(&dir, "other-ca", "other-ca")?;
+    make_cert(
+        &dir,
+        "other-ca",
+        "other-client",
+        "other-client",
+        Role::Client,
+    )?;
     Ok(EtcdTlsFiles {
         ca: dir.join("ca.crt"),
         client_cert: dir.join("client.crt"),

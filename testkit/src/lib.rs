@@ -8,7 +8,6 @@
 //! `--include-ignored`. They call [`require_root`] first, which fails them
 //! with a clear message when they are included without root.
 
-mod certs;
 mod etcd;
 pub mod fake_kube;
 mod kube_apiserver;

@@ -7,12 +7,10 @@ use std::collections::BTreeSet;
 use std::time::Duration;
 
 use ipnetwork::IpNetwork;
-use margay_crds::BlockAffinity;
 
 use crate::claim::{AffinityRelease, ReleaseCond};
 use crate::error::Result;
 use crate::ipam::Ipam;
-use crate::store::list_live;
 
 /// What [`Ipam::release_departed_node`] did.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -44,13 +42,13 @@ impl Ipam {
             freed_ips: stats.released_ips,
             ..DepartedRelease::default()
         };
-        let mut cidrs: Vec<IpNetwork> = list_live::<BlockAffinity>(&self.ds)
+        // Only this node's affinities are read (a name-prefix list).
+        let mut cidrs: Vec<IpNetwork> = self
+            .read_affinities()
             .await?
-            .iter()
-            .filter(|a| a.spec.node == self.node)
-            .filter_map(|a| a.spec.cidr.parse().ok())
+            .into_iter()
+            .map(|(cidr, _)| cidr)
             .collect();
-        cidrs.sort();
         cidrs.dedup();
         let cond = ReleaseCond {
             require_empty: false,

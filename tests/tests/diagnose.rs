@@ -14,7 +14,7 @@ use margay_lab::LabState;
 use margay_lab::{Family, LabOptions, PeeringMode};
 use margay_tests::{lab_up, pids_named};
 
-/// What one diagnose run said: the first broken hop and the exit code.
+/// What one diagnose run said: the broken hop it names and the exit code.
 #[derive(Debug)]
 struct Run {
     broken: Option<String>,

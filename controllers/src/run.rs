@@ -294,9 +294,10 @@ async fn cleanup(
         let released = Ipam::new(ds.clone(), name.clone(), opts)
             .release_departed_node()
             .await?;
-        if !released.kept_blocks.is_empty() {
-            warn!(node = %name, kept = ?released.kept_blocks,
-                "blocks of the departed node still hold other nodes' addresses: left affine");
+        if !released.orphaned_blocks.is_empty() {
+            info!(node = %name, blocks = ?released.orphaned_blocks,
+                "blocks of the departed node still hold other nodes' addresses: \
+                 kept without affinity until those are released");
         }
         match ds.delete::<Node>(&name, None).await {
             Ok(()) => {}

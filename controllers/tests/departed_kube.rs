@@ -192,10 +192,20 @@ async fn departed_nodes_are_released_by_the_lease_holder_only() {
 
     kube.delete("n1", &DeleteParams::default()).await.unwrap();
     wait("n1 released", async || {
-        // n1's block still holds n3's borrowed address: it stays affine.
-        holdings(&admin, "n1").await == (false, 1, 0, false)
+        // n1's affinity goes although its block holds n3's address.
+        holdings(&admin, "n1").await == (false, 0, 0, false)
     })
     .await;
+    let orphan = admin
+        .list::<IPAMBlock>()
+        .await
+        .unwrap()
+        .items
+        .into_iter()
+        .find(|b| b.spec.cidr_net().is_ok_and(|c| c.contains(borrowed)))
+        .expect("n1's block stays: it holds n3's address");
+    let n1_block = orphan.metadata.name.clone().unwrap();
+    assert_eq!(orphan.spec.affinity, None, "n1's block is affine to none");
     assert_eq!(holdings(&admin, "n2").await, (true, 1, 1, true));
     assert_eq!(holdings(&admin, "n3").await, (true, 1, 2, true));
     let borrowed_handle = "k8s-pod-network.n3-borrowed";
@@ -228,6 +238,13 @@ async fn departed_nodes_are_released_by_the_lease_holder_only() {
     for (_, t, _) in &instances {
         t.abort();
     }
+
+    // n3 releases its borrowed address: the emptied block goes.
+    assert_eq!(
+        n3.release_by_handle(borrowed_handle).await.unwrap(),
+        vec![borrowed]
+    );
+    assert!(admin.get::<IPAMBlock>(&n1_block).await.unwrap().is_none());
 }
 
 /// A pod-named allocation whose pod is gone is released after the pod

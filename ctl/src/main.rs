@@ -86,8 +86,9 @@ enum Command {
     #[command(subcommand)]
     Lab(LabCmd),
     /// Walk the path FROM -> TO hop by hop (pod, host veth, IPAM, FIB,
-    /// bgpd, remote node) and name the first broken hop; exits 1 when
-    /// the path is broken. Run it on FROM's node.
+    /// bgpd, remote node) and name the first broken hop (bgpd, when it
+    /// explains a missing FIB route); exits 1 when the path is broken. Run
+    /// it on FROM's node.
     Diagnose(DiagnoseArgs),
 }
 

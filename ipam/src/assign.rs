@@ -14,7 +14,7 @@ use margay_crds::{AffinityState, IPAMBlock};
 
 use crate::addr::{self, Family};
 use crate::block::{ATTR_NODE, ATTR_TIMESTAMP};
-use crate::claim::{Claim, ReleaseCond};
+use crate::claim::{AffinityRelease, Claim, ReleaseCond};
 use crate::convert::{self, block_name, handle_name};
 use crate::error::{IpamError, Result};
 use crate::hint::BlockHints;
@@ -229,7 +229,9 @@ impl Ipam {
                         require_empty: true,
                         sequence: Some(sequence),
                     };
-                    if !self.release_affinity(&owner, cidr, cond).await? {
+                    let done =
+                        self.release_affinity(&owner, cidr, cond).await?;
+                    if done != AffinityRelease::BlockDeleted {
                         tried.insert(cidr);
                         continue;
                     }

@@ -156,6 +156,14 @@ impl Block {
         self.allocations.iter().all(Option::is_none)
     }
 
+    /// True for an empty block affine to no node: no one claims or
+    /// releases it any more, so the release that emptied it deletes it
+    /// (Calico's `releaseByHandle`/`releaseIPsFromBlock` do the same). A
+    /// departed node's block that still held borrowed addresses ends so.
+    pub fn is_orphaned_and_empty(&self) -> bool {
+        self.affinity.is_none() && self.is_empty()
+    }
+
     /// Free addresses that are not reserved.
     pub fn free_count(&self, reserved: &[IpNetwork]) -> usize {
         self.unallocated
@@ -553,5 +561,17 @@ mod tests {
         let got = b.allocate(1, "net.a", &attrs("n1"), &[]);
         assert_eq!(got, vec![ip("fd00::")]);
         assert_eq!(b.host(), None);
+    }
+
+    #[test]
+    fn only_an_empty_affinity_less_block_is_orphaned() {
+        let mut b = blk();
+        let got = b.allocate(1, "net.a", &attrs("n3"), &[]);
+        assert!(!b.is_orphaned_and_empty(), "affine and in use");
+        b.affinity = None;
+        assert!(!b.is_orphaned_and_empty(), "in use");
+        b.release(got[0], &ReleaseCheck::default()).unwrap();
+        assert!(b.is_orphaned_and_empty());
+        assert!(!blk().is_orphaned_and_empty(), "empty but affine");
     }
 }

@@ -9,9 +9,11 @@
 //! is deleted and the claim reports a conflict so the caller tries another
 //! block.
 //!
-//! Release: affinity `confirmed -> pendingDeletion`, block deleted (soft
-//! then hard, conditioned on it still being empty / unchanged), affinity
-//! deleted.
+//! Release: affinity `confirmed -> pendingDeletion`; the block deleted
+//! (soft then hard, conditioned on it still being empty / unchanged) or,
+//! when a non-empty block may be released, its affinity cleared by CAS
+//! (its allocations stay, and the release of the last one deletes it);
+//! affinity deleted.
 
 use ipnetwork::IpNetwork;
 use margay_crds::{
@@ -144,16 +146,22 @@ impl Ipam {
         Err(retries_exhausted::<BlockAffinity>("delete", name))
     }
 
-    /// Releases `node`'s affinity for `cidr`: pendingDeletion, block
-    /// deleted if `cond` holds, affinity deleted. Returns false (and puts
-    /// the affinity back to confirmed) when the block no longer meets
-    /// `cond`.
+    /// Releases `node`'s affinity for `cidr` (Calico's
+    /// `releaseBlockAffinity`): pendingDeletion; then the block is deleted
+    /// if it is empty, or else (only when `cond` allows a non-empty block)
+    /// loses its affinity with a CAS write and keeps its allocations,
+    /// which are other nodes' to release (the last release deletes the
+    /// affinity-less block); then the affinity is deleted. An affinity for
+    /// a block that is affine to another node, or to none, is stale and
+    /// deleted ([`AffinityRelease::Stale`]). Returns
+    /// [`AffinityRelease::Refused`] (and puts the affinity back to
+    /// confirmed) when the block does not meet `cond`.
     pub(crate) async fn release_affinity(
         &self,
         node: &str,
         cidr: IpNetwork,
         cond: ReleaseCond,
-    ) -> Result<bool> {
+    ) -> Result<AffinityRelease> {
         if node == self.node {
             self.affinities_changing();
         }
@@ -167,41 +175,76 @@ impl Ipam {
                 .await?;
         }
         let name = block_name(&cidr);
-        let mut done = false;
+        let mut outcome = None;
         for _ in 0..DATASTORE_RETRIES {
-            let Some(obj) = get_live::<IPAMBlock>(&self.ds, &name).await?
+            let Some(mut obj) = get_live::<IPAMBlock>(&self.ds, &name).await?
             else {
-                done = true;
+                outcome = Some(AffinityRelease::BlockDeleted);
                 break;
             };
             let b = convert::block_from_obj(&obj)?;
-            let owner_ok = b.host() == Some(node);
+            if b.host() != Some(node) {
+                // Another node's block, or an affinity-less one: our
+                // affinity is stale (a claim that lost, or a release cut
+                // short after the block lost its affinity).
+                self.delete_affinity(&aff_name).await?;
+                return Ok(AffinityRelease::Stale);
+            }
             let empty_ok = !cond.require_empty || b.is_empty();
             let seq_ok = cond.sequence.is_none_or(|s| s == b.sequence_number);
-            if !(owner_ok && empty_ok && seq_ok) {
-                if have_affinity && owner_ok {
+            if !(empty_ok && seq_ok) {
+                if have_affinity {
                     self.set_affinity_state(
                         &aff_name,
                         AffinityState::Confirmed,
                     )
                     .await?;
                 }
-                return Ok(false);
+                return Ok(AffinityRelease::Refused);
             }
-            match delete_shared(&self.ds, &obj).await {
-                Ok(()) => {
-                    done = true;
+            let written = if b.is_empty() {
+                delete_shared(&self.ds, &obj)
+                    .await
+                    .map(|()| AffinityRelease::BlockDeleted)
+            } else {
+                // The CAS on the block read orders this against every
+                // allocation and release in it: none is lost.
+                obj.spec.affinity = None;
+                obj.spec.affinity_claim_time = None;
+                self.ds
+                    .update(&obj)
+                    .await
+                    .map(|_| AffinityRelease::AffinityCleared)
+            };
+            match written {
+                Ok(o) => {
+                    outcome = Some(o);
                     break;
                 }
-                Err(e) if e.is_conflict() => continue,
+                Err(e) if e.is_conflict() || e.is_not_found() => continue,
                 Err(e) => return Err(e.into()),
             }
         }
-        if !done {
+        let Some(outcome) = outcome else {
             return Err(retries_exhausted::<IPAMBlock>("delete", &name));
-        }
+        };
         self.delete_affinity(&aff_name).await?;
-        tracing::info!(%cidr, node, "released block affinity");
-        Ok(true)
+        tracing::info!(%cidr, node, ?outcome, "released block affinity");
+        Ok(outcome)
     }
+}
+
+/// What [`Ipam::release_affinity`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum AffinityRelease {
+    /// The block did not meet the condition: the affinity is confirmed
+    /// again and the block untouched.
+    Refused,
+    /// The block is another node's, or has no affinity: the (stale)
+    /// affinity is deleted, the block untouched.
+    Stale,
+    /// The block was empty (or already gone) and is deleted.
+    BlockDeleted,
+    /// The block still holds allocations: it stays, without affinity.
+    AffinityCleared,
 }

@@ -12,7 +12,7 @@ use margay_datastore::{ReadBatch, WriteBatch};
 use crate::addr::{self, Family};
 use crate::block::{BlockError, ReleaseCheck, Released};
 use crate::check::Liveness;
-use crate::claim::ReleaseCond;
+use crate::claim::{AffinityRelease, ReleaseCond};
 use crate::convert::{self, SoftDelete, block_name, handle_name};
 use crate::error::{IpamError, Result};
 use crate::gc::LeakedIp;
@@ -117,6 +117,7 @@ impl Ipam {
             let mut blocks = self.ds.read(&reads).await?;
             let mut writes = WriteBatch::new();
             let mut written = Vec::new();
+            let mut deleted = Vec::new();
             let mut freed = Vec::new();
             for slot in slots {
                 let Some(mut obj) =
@@ -129,9 +130,14 @@ impl Ipam {
                 if ips.is_empty() {
                     continue;
                 }
-                convert::block_into_spec(&b, &mut obj.spec);
-                writes.update(&obj)?;
-                written.push(obj);
+                if b.is_orphaned_and_empty() {
+                    writes.delete(&obj)?;
+                    deleted.push(b.cidr);
+                } else {
+                    convert::block_into_spec(&b, &mut obj.spec);
+                    writes.update(&obj)?;
+                    written.push(obj);
+                }
                 freed.extend(ips);
             }
             writes.delete(&h)?;
@@ -139,6 +145,9 @@ impl Ipam {
                 Ok(rev) => {
                     for b in &written {
                         self.block_written(b, &rev);
+                    }
+                    for cidr in &deleted {
+                        self.block_unknown(cidr);
                     }
                     return Ok(freed);
                 }
@@ -167,8 +176,8 @@ impl Ipam {
                 return Ok(ips);
             }
             convert::block_into_spec(&b, &mut obj.spec);
-            match self.ds.update(&obj).await {
-                Ok(_) => return Ok(ips),
+            match self.write_released_block(&b, &obj).await {
+                Ok(()) => return Ok(ips),
                 Err(e) if e.is_conflict() || e.is_not_found() => continue,
                 Err(e) => return Err(e.into()),
             }
@@ -254,7 +263,9 @@ impl Ipam {
                 .any(|o| matches!(o.result, Ok(Released::Freed { .. })));
             if changed && self.ds.has_transactions() {
                 convert::block_into_spec(&b, &mut obj.spec);
-                match self.commit_release(&obj, cidr, &per_handle).await {
+                let delete = b.is_orphaned_and_empty();
+                match self.commit_release(&obj, delete, cidr, &per_handle).await
+                {
                     Ok(()) => return Ok(outcomes),
                     Err(IpamError::Unavailable(e)) => {
                         return Err(IpamError::Unavailable(e));
@@ -265,8 +276,8 @@ impl Ipam {
             }
             if changed {
                 convert::block_into_spec(&b, &mut obj.spec);
-                match self.ds.update(&obj).await {
-                    Ok(_) => {}
+                match self.write_released_block(&b, &obj).await {
+                    Ok(()) => {}
                     Err(e) if e.is_conflict() || e.is_not_found() => continue,
                     Err(e) => return Err(e.into()),
                 }
@@ -285,10 +296,12 @@ impl Ipam {
     /// held them (`per_handle`: how many each lost in `cidr`) in one
     /// transaction, each conditioned on the revision read, so no failure
     /// leaves a freed address still counted by its handle (or the
-    /// reverse). A handle left with nothing is deleted.
+    /// reverse). A handle left with nothing is deleted; so is the block
+    /// when `delete_block` (it is empty and affine to no node).
     async fn commit_release(
         &self,
         block: &IPAMBlock,
+        delete_block: bool,
         cidr: IpNetwork,
         per_handle: &BTreeMap<String, u32>,
     ) -> Result<()> {
@@ -300,7 +313,11 @@ impl Ipam {
             .collect();
         let mut got = self.ds.read(&reads).await?;
         let mut writes = WriteBatch::new();
-        writes.update(block)?;
+        if delete_block {
+            writes.delete(block)?;
+        } else {
+            writes.update(block)?;
+        }
         let key = cidr.to_string();
         for (slot, n) in slots {
             let Some(mut h) = got.take(slot).filter(|h| !h.is_deleted()) else {
@@ -315,8 +332,30 @@ impl Ipam {
             }
         }
         let rev = self.ds.commit(&writes).await?;
-        self.block_written(block, &rev);
+        if delete_block {
+            self.block_unknown(&cidr);
+        } else {
+            self.block_written(block, &rev);
+        }
         Ok(())
+    }
+
+    /// Writes `obj` (holding `b`, read with its resourceVersion) after
+    /// addresses were freed in it, by CAS: an update, or the block's
+    /// deletion when the release left it empty and affine to no node.
+    /// `Conflict`/`NotFound` mean it changed since it was read.
+    async fn write_released_block(
+        &self,
+        b: &crate::block::Block,
+        obj: &IPAMBlock,
+    ) -> Result<(), margay_datastore::DatastoreError> {
+        if b.is_orphaned_and_empty() {
+            delete_shared(&self.ds, obj).await?;
+            self.block_unknown(&b.cidr);
+            tracing::info!(cidr = %b.cidr, "deleted an emptied block affine to no node");
+            return Ok(());
+        }
+        self.ds.update(obj).await.map(|_| ())
     }
 
     /// Releases this node's blocks that have been empty for at least
@@ -380,7 +419,8 @@ impl Ipam {
                 require_empty: true,
                 sequence: Some(sequence),
             };
-            if self.release_affinity(&self.node, cidr, cond).await? {
+            let done = self.release_affinity(&self.node, cidr, cond).await?;
+            if done == AffinityRelease::BlockDeleted {
                 kept -= 1;
                 released.push(cidr);
                 self.empty_since.lock().expect("not poisoned").remove(&cidr);

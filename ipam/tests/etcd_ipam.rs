@@ -13,7 +13,7 @@ use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use margay_crds::{AffinityState, BlockAffinity, IPAMConfigSpec};
+use margay_crds::{AffinityState, BlockAffinity, IPAMBlock, IPAMConfigSpec};
 use margay_ipam::block::{BlockError, Released};
 use margay_ipam::{AssignArgs, IpamError, IpamOptions, ReleaseRequest};
 
@@ -61,6 +61,8 @@ on_both_backends!(
     node_selector_and_requested_pools_choose_the_pool,
     block_hint_is_only_a_hint,
     racing_nodes_claim_and_borrow_without_duplicates,
+    departed_node_leaves_borrowed_addresses_in_a_block_affine_to_none,
+    departed_release_races_the_borrower,
 );
 
 fn v4(handle: &str, n: usize) -> AssignArgs {
@@ -467,4 +469,136 @@ async fn racing_nodes_claim_and_borrow_without_duplicates(e: &Env) {
     assert!(report.is_clean(), "{report}");
     assert_eq!(report.allocations, 0);
     assert_eq!(report.handles, 0);
+}
+
+/// Calico's node removal (`ReleaseHostAffinities(host, mustBeEmpty=false)`):
+/// the departed node's affinity goes even though its block holds an address
+/// another node borrowed; the block stays, affine to no node, with that
+/// allocation; no node can claim it while it holds one; the borrower's
+/// release of its last address deletes it, and the CIDR is claimable again.
+async fn departed_node_leaves_borrowed_addresses_in_a_block_affine_to_none(
+    e: &Env,
+) {
+    e.pool("p", "10.15.0.0/28", 28).await; // one block
+    e.config(IPAMConfigSpec {
+        strict_affinity: true,
+        max_blocks_per_host: 0,
+        auto_allocate_blocks: true,
+    })
+    .await;
+    let n1 = e.ipam("n1");
+    let n3 = e.ipam("n3");
+    let own = n1.auto_assign(&v4("net.n1", 1)).await.unwrap();
+    let block = own.ipv4[0].block;
+    let IpAddr::V4(first) = own.ipv4[0].ip else {
+        panic!("an IPv4 pool")
+    };
+    let b1 = IpAddr::V4((u32::from(first) + 1).into());
+    let b2 = IpAddr::V4((u32::from(first) + 2).into());
+    n3.assign_ip(b1, "net.n3a", &attrs("n3a")).await.unwrap();
+    n3.assign_ip(b2, "net.n3b", &attrs("n3b")).await.unwrap();
+
+    let out = n1.release_departed_node().await.unwrap();
+    assert_eq!(out.freed_ips, 1);
+    assert_eq!(out.orphaned_blocks, vec![block]);
+    assert!(out.released_blocks.is_empty());
+    let live_affs = async || {
+        e.ds.list::<BlockAffinity>()
+            .await
+            .unwrap()
+            .items
+            .into_iter()
+            .filter(|a| !a.spec.deleted)
+            .map(|a| a.spec.node)
+            .collect::<Vec<_>>()
+    };
+    assert!(live_affs().await.is_empty(), "n1's affinity is gone");
+    let name = margay_crds::names::block_name(&block);
+    let stored = e.ds.get::<IPAMBlock>(&name).await.unwrap().unwrap();
+    assert_eq!(stored.spec.affinity, None);
+    assert_eq!(stored.spec.affinity_claim_time, None);
+    let usage = n3.show().await.unwrap();
+    let u = usage.blocks.iter().find(|u| u.cidr == block).unwrap();
+    assert_eq!((u.host.as_deref(), u.allocated), (None, 2));
+    let report = n3.check().await.unwrap();
+    assert!(report.is_clean(), "{report}");
+    // Idempotent: nothing left to do.
+    let again = n1.release_departed_node().await.unwrap();
+    assert_eq!(again, margay_ipam::DepartedRelease::default());
+
+    // Strict affinity: n2 may not borrow, and cannot claim the orphaned
+    // block while it holds addresses.
+    let n2 = e.ipam("n2");
+    let err = n2.auto_assign(&v4("net.n2", 1)).await.unwrap_err();
+    assert!(matches!(err, IpamError::PoolExhausted { .. }), "{err}");
+    assert!(live_affs().await.is_empty(), "no claim was left behind");
+
+    // The borrower still releases its addresses: by address (the block
+    // stays for the other one), then by handle (the block goes).
+    let req = ReleaseRequest {
+        ip: b1,
+        handle: Some("net.n3a".into()),
+        sequence: None,
+    };
+    let got = n3.release_ips(&[req]).await.unwrap();
+    assert!(matches!(got[0].result, Ok(Released::Freed { .. })));
+    assert!(e.ds.get::<IPAMBlock>(&name).await.unwrap().is_some());
+    assert_eq!(n3.release_by_handle("net.n3b").await.unwrap(), vec![b2]);
+    let gone = e.ds.get::<IPAMBlock>(&name).await.unwrap();
+    assert!(
+        gone.is_none(),
+        "the emptied block affine to none is deleted"
+    );
+    let report = n3.check().await.unwrap();
+    assert!(report.is_clean(), "{report}");
+    assert_eq!(report.allocations, 0);
+
+    // The CIDR is free: n2 claims it.
+    let got = n2.auto_assign(&v4("net.n2", 1)).await.unwrap();
+    assert_eq!(got.ipv4[0].block, block);
+    assert_eq!(live_affs().await, vec!["n2".to_string()]);
+}
+
+/// The departed node's release runs while the borrower allocates and
+/// releases in the same block: every write is a CAS on the block, so no
+/// allocation of the borrower is lost or freed, and the block ends affine
+/// to none.
+async fn departed_release_races_the_borrower(e: &Env) {
+    e.pool("p", "10.16.0.0/28", 28).await;
+    let n1 = e.ipam("n1");
+    let n3 = e.ipam("n3");
+    let own = n1.auto_assign(&v4("net.n1", 1)).await.unwrap();
+    let block = own.ipv4[0].block;
+    let IpAddr::V4(first) = own.ipv4[0].ip else {
+        panic!("an IPv4 pool")
+    };
+    let nth = |i: u32| IpAddr::V4((u32::from(first) + i).into());
+    n3.assign_ip(nth(1), "net.n3-1", &attrs("n3-1"))
+        .await
+        .unwrap();
+    let borrower = async {
+        for i in 2..8 {
+            let h = format!("net.n3-{i}");
+            n3.assign_ip(nth(i), &h, &attrs(&h)).await.unwrap();
+        }
+        assert_eq!(
+            n3.release_by_handle("net.n3-2").await.unwrap(),
+            vec![nth(2)]
+        );
+    };
+    let (out, ()) = tokio::join!(n1.release_departed_node(), borrower);
+    let out = out.unwrap();
+    assert_eq!(out.freed_ips, 1);
+    assert_eq!(out.orphaned_blocks, vec![block]);
+    let usage = n3.show().await.unwrap();
+    let u = usage.blocks.iter().find(|u| u.cidr == block).unwrap();
+    assert_eq!((u.host.as_deref(), u.allocated), (None, 6), "{u:?}");
+    let report = n3.check().await.unwrap();
+    assert!(report.is_clean(), "{report}");
+    for i in [1, 3, 4, 5, 6, 7] {
+        let h = format!("net.n3-{i}");
+        assert_eq!(n3.release_by_handle(&h).await.unwrap(), vec![nth(i)]);
+    }
+    let name = margay_crds::names::block_name(&block);
+    assert!(e.ds.get::<IPAMBlock>(&name).await.unwrap().is_none());
 }

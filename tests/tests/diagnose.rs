@@ -14,7 +14,7 @@ use margay_lab::LabState;
 use margay_lab::{Family, LabOptions, PeeringMode};
 use margay_tests::{lab_up, pids_named};
 
-/// What one diagnose run said: the first broken hop and the exit code.
+/// What one diagnose run said: the broken hop it names and the exit code.
 #[derive(Debug)]
 struct Run {
     broken: Option<String>,
@@ -61,6 +61,63 @@ fn names(state: &LabState, hop: &str) {
     let r = diagnose(state);
     assert_eq!(r.broken.as_deref(), Some(hop), "{:#}", r.json);
     assert_eq!(r.code, 1, "a broken path exits 1: {:#}", r.json);
+}
+
+/// Waits (up to 20 s) for diagnose to name `hop` (exit 1), as a change
+/// applied to the datastore takes bgpd a moment; returns that run.
+async fn comes_to_name(state: &LabState, hop: &str, after: &str) -> Run {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let r = diagnose(state);
+        if r.broken.as_deref() == Some(hop) {
+            assert_eq!(r.code, 1, "a broken path exits 1: {:#}", r.json);
+            return r;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{hop} never named after {after}: {:#}",
+            r.json
+        );
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+}
+
+/// `margayctl apply` of `yaml` on the lab's datastore.
+fn apply(state: &LabState, yaml: &str) {
+    use std::io::Write;
+    let mut child = Command::new(margay_tests::bin_dir().join("margayctl"))
+        .args(["--datastore", &format!("etcd:{}", state.etcd_endpoint)])
+        .args(["apply", "-f", "-"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("run margayctl apply");
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(yaml.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "apply failed: {}\n{yaml}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// node1's explicit BGPPeer to node2 (the mesh is off), with `as_number`
+/// and `filters`.
+fn node1_peer(node2: &str, as_number: u32, filters: &[&str]) -> String {
+    let mut y = format!(
+        "apiVersion: margay.io/v1\nkind: BGPPeer\nmetadata:\n  name: node1-to-node2\n\
+         spec:\n  node: node1\n  peerIP: \"{node2}\"\n  asNumber: {as_number}\n"
+    );
+    if !filters.is_empty() {
+        y.push_str(&format!("  filters: [{}]\n", filters.join(", ")));
+    }
+    y
 }
 
 /// Waits (up to 20 s) for diagnose to find the path whole (exit 0).
@@ -266,4 +323,55 @@ async fn diagnose_names_each_broken_hop() {
         names(&state, "remote");
     }
     whole(&state, "felix-lite on node2 resumed (re-creates the /32)").await;
+
+    // 6. The BGP hop. node1 reaches node2's block only over BGP (the ToR
+    // exports nothing to the nodes; its default route is not margay's),
+    // so with the mesh replaced by one explicit session each way, that
+    // session is the path.
+    let node2_peer = format!(
+        "apiVersion: margay.io/v1\nkind: BGPPeer\nmetadata:\n  name: node2-to-node1\n\
+         spec:\n  node: {}\n  peerIP: \"{}\"\n  asNumber: 64512\n",
+        n2.name, n1.address
+    );
+    let mesh_off = "apiVersion: margay.io/v1\nkind: BGPConfiguration\nmetadata:\n  \
+                    name: default\nspec:\n  asNumber: 64512\n  \
+                    nodeToNodeMeshEnabled: false\n  logSeverityScreen: Info\n";
+    apply(
+        &state,
+        &format!(
+            "{mesh_off}---\n{}---\n{}",
+            node1_peer(&n2.address, 64512, &[]),
+            node2_peer
+        ),
+    );
+    whole(&state, "the mesh replaced by explicit peers").await;
+
+    // 6a. The session shut: node1's peer expects the wrong AS, so node2's
+    // OPEN is refused (Bad Peer AS) and the route goes.
+    apply(&state, &node1_peer(&n2.address, 64999, &[]));
+    let r = comes_to_name(&state, "bgp", "the session went down").await;
+    let detail = r.json["hops"][4]["detail"].as_str().unwrap();
+    assert!(detail.contains("session"), "{:#}", r.json);
+    assert_eq!(r.json["hops"][3]["status"], "broken", "{:#}", r.json);
+    apply(&state, &node1_peer(&n2.address, 64512, &[]));
+    whole(&state, "the peer's AS repaired").await;
+
+    // 6b. An import filter that rejects node2's block on that session.
+    let dst_addr: std::net::Ipv4Addr = dst_ip.parse().unwrap();
+    let block = ipnetwork::Ipv4Network::new(dst_addr, 26).unwrap();
+    let block = format!("{}/26", block.network());
+    apply(
+        &state,
+        &format!(
+            "apiVersion: margay.io/v1\nkind: BGPFilter\nmetadata:\n  \
+             name: reject-node2-block\nspec:\n  importV4:\n  - action: Reject\n    \
+             matchOperator: Equal\n    cidr: {block}\n---\n{}",
+            node1_peer(&n2.address, 64512, &["reject-node2-block"])
+        ),
+    );
+    let r = comes_to_name(&state, "bgp", "the filter").await;
+    let detail = r.json["hops"][4]["detail"].as_str().unwrap();
+    assert!(detail.contains("import filter"), "{:#}", r.json);
+    apply(&state, &node1_peer(&n2.address, 64512, &[]));
+    whole(&state, "the filter taken off the peer").await;
 }

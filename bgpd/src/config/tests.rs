@@ -127,6 +127,31 @@ fn mesh_skips_self_and_reflectors_and_is_one_directional() {
 }
 
 #[test]
+fn a_borrowed_address_in_a_block_affine_to_none_is_still_originated() {
+    // A departed node's block after its affinity went (Calico's
+    // ReleaseHostAffinities without mustBeEmpty): it keeps a's address,
+    // whose /32 a keeps originating; nobody originates the block.
+    let orphan = r#"
+apiVersion: margay.io/v1
+kind: IPAMBlock
+metadata: {name: 10-244-9-0-26}
+spec:
+  cidr: 10.244.9.0/26
+  allocations: [null, 0]
+  unallocated: [0]
+  attributes:
+  - {handle_id: h1, secondary: {node: a}}
+"#;
+    let d = derive(&res(&format!("{MESH}---{orphan}")), "a", None).unwrap();
+    let r: Vec<_> = d.local_routes.iter().map(|n| n.to_string()).collect();
+    assert!(r.contains(&"10.244.9.1/32".to_string()), "{r:?}");
+    assert!(!r.iter().any(|n| n.starts_with("10.244.9.0/")), "{r:?}");
+    let d = derive(&res(&format!("{MESH}---{orphan}")), "b", None).unwrap();
+    let r: Vec<_> = d.local_routes.iter().map(|n| n.to_string()).collect();
+    assert!(!r.iter().any(|n| n.starts_with("10.244.9.")), "{r:?}");
+}
+
+#[test]
 fn reflector_has_no_mesh_and_mesh_can_be_disabled() {
     let d = derive(&res(MESH), "rr", None).unwrap();
     assert!(

@@ -6,7 +6,7 @@ use std::net::IpAddr;
 
 use super::pod::Route;
 use super::sys::routes_matching;
-use super::{DiagnoseError, Options, Verdict};
+use super::{DiagnoseError, Options, Status, Verdict};
 
 /// This node's longest-match route to the destination, and the BGP peers
 /// (address, name) to say which node a gateway is.
@@ -26,6 +26,14 @@ impl Facts {
                 && r.kind.as_deref().is_none_or(|k| k == "unicast")
                 && prefix_len(&r.dst).is_some_and(|l| l == 32 || l == 128)
         })
+    }
+}
+
+impl Facts {
+    /// No route to the destination but the default one: margay's route
+    /// for its block is missing, and bgpd (hop 5) says why.
+    pub fn lacks_route(&self) -> bool {
+        self.route.as_ref().is_none_or(|r| r.dst == "default")
     }
 }
 
@@ -132,4 +140,24 @@ pub fn judge(dst: IpAddr, proto: u8, f: &Facts) -> Verdict {
         );
     }
     Verdict::ok(format!("{} via {gw}{node}, {who}", route.dst))
+}
+
+/// Hop 4's verdict on a missing route once bgpd's (hop 5) is known:
+/// with no BGP path the cause is there, so hop 4 points at it; with one,
+/// bgpd has the route and felix-lite did not install it.
+pub fn missing_route_cause(fib: Verdict, bgp: &Verdict) -> Verdict {
+    let advice = match bgp.status {
+        Status::Broken => {
+            "bgpd has no path to the destination: see hop 5".to_string()
+        }
+        Status::Ok => "bgpd has a best path (hop 5) that is not in the \
+                      FIB: felix-lite did not install it; check felix-lite \
+                      on this node (its log, `margayctl node status`)"
+            .to_string(),
+        Status::NotChecked => return fib,
+    };
+    Verdict {
+        advice: Some(advice),
+        ..fib
+    }
 }

@@ -1,6 +1,8 @@
 //! `diagnose FROM TO`: walks the path a packet takes from a pod on this
 //! node to a destination, hop by hop, and stops at the first broken hop,
-//! naming it and saying what to do.
+//! naming it and saying what to do. One exception: when this node's FIB
+//! (hop 4) lacks the route, bgpd (hop 5) is judged too, and a broken hop
+//! 5 is named as the cause (no path, a session down, an import filter).
 //!
 //! Each hop is split in two: an IO function gathers its *facts* (the
 //! `ip` command, `/proc/sys`, the datastore, bgpd's control socket) and
@@ -169,7 +171,8 @@ pub struct Report {
     pub from: String,
     pub to: IpAddr,
     pub hops: Vec<HopReport>,
-    /// The first broken hop, if any.
+    /// The broken hop named as the cause, if any: the first broken one,
+    /// or hop 5 when it explains hop 4's missing route.
     pub broken: Option<Hop>,
 }
 
@@ -223,21 +226,32 @@ pub async fn diagnose(
         }
     }
     let mut route = None;
+    // A missing route is hop 4's symptom, and its cause is usually in
+    // bgpd: judge hop 5 too, and name the deepest broken hop.
+    let mut bgp_early = None;
     walk.push(Hop::Fib, || {
         let f = fib::facts(dst, opts)?;
-        let v = fib::judge(dst, opts.fib_protocol, &f);
+        let mut v = fib::judge(dst, opts.fib_protocol, &f);
+        if f.lacks_route() {
+            let b = bgp::judge(dst, &bgp::facts(&opts.bgpd_socket)?);
+            v = fib::missing_route_cause(v, &b);
+            bgp_early = Some(b);
+        }
         route = Some(f);
         Ok(v)
     })?;
     let local = route.as_ref().is_some_and(fib::Facts::is_local);
-    walk.push(Hop::Bgp, || {
-        if local {
-            return Ok(Verdict::not_checked(
-                "the destination is on this node: no BGP hop",
-            ));
-        }
-        Ok(bgp::judge(dst, &bgp::facts(&opts.bgpd_socket)?))
-    })?;
+    match bgp_early {
+        Some(b) => walk.push_cause(Hop::Bgp, b),
+        None => walk.push(Hop::Bgp, || {
+            if local {
+                return Ok(Verdict::not_checked(
+                    "the destination is on this node: no BGP hop",
+                ));
+            }
+            Ok(bgp::judge(dst, &bgp::facts(&opts.bgpd_socket)?))
+        })?,
+    }
     walk.push(Hop::Remote, || {
         if local {
             return Ok(Verdict::not_checked(
@@ -295,6 +309,20 @@ impl Walk {
         });
         Ok(())
     }
+
+    /// Records `verdict` for `hop`, judged although an earlier hop is
+    /// broken because it is that hop's cause: broken, it becomes the hop
+    /// the report names (the deepest real cause).
+    fn push_cause(&mut self, hop: Hop, verdict: Verdict) {
+        if verdict.status == Status::Broken {
+            self.broken = Some(hop);
+        }
+        self.hops.push(HopReport {
+            number: hop.number(),
+            hop,
+            verdict,
+        });
+    }
 }
 
 /// The report as a table (with the advice of the broken hop) or JSON/YAML.
@@ -323,10 +351,11 @@ pub fn render(
             let mut out =
                 format!("Path from {} to {}:\n", report.from, report.to);
             out.push_str(&t.render_plain());
+            // The deepest cause when one hop's break is explained by a
+            // later one (a missing route, by bgpd).
             match report
-                .hops
-                .iter()
-                .find(|h| h.verdict.status == Status::Broken)
+                .broken
+                .and_then(|b| report.hops.iter().find(|h| h.hop == b))
             {
                 Some(h) => out.push_str(&format!(
                     "\nBROKEN at hop {} ({}): {}\n",

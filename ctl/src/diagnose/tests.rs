@@ -377,3 +377,63 @@ fn walk_stops_at_the_first_broken_hop() {
     assert_eq!(json["broken"], "host");
     assert_eq!(json["hops"][1]["advice"], "fix it");
 }
+
+#[test]
+fn a_missing_route_names_bgpd_when_it_has_no_path() {
+    let dst: IpAddr = "10.244.1.9".parse().unwrap();
+    let only_default = fib::Facts {
+        route: Some(route("default", Some("10.0.0.1"), Some("eth0"), "boot")),
+        peers: vec![],
+    };
+    assert!(only_default.lacks_route());
+    assert!(fib::Facts::default().lacks_route());
+    let fib_v = fib::judge(dst, 81, &only_default);
+    let down = bgp::Facts {
+        rib: vec![],
+        peers: vec![peer("10.0.0.2", "Active", 0, 0)],
+    };
+    let bgp_v = bgp::judge(dst, &down);
+    let fib_v = fib::missing_route_cause(fib_v, &bgp_v);
+    assert!(fib_v.advice.as_deref().unwrap().contains("see hop 5"));
+
+    let mut w = Walk::default();
+    w.push(Hop::Pod, || Ok(Verdict::ok("fine"))).unwrap();
+    w.push(Hop::Fib, || Ok(fib_v)).unwrap();
+    w.push_cause(Hop::Bgp, bgp_v);
+    w.push(Hop::Remote, || panic!("not judged after a broken hop"))
+        .unwrap();
+    assert_eq!(w.broken, Some(Hop::Bgp), "the deepest cause");
+    assert_eq!(w.hops[1].verdict.status, Status::Broken);
+    assert_eq!(w.hops[3].verdict.status, Status::NotChecked);
+    let report = Report {
+        from: "pod c1".into(),
+        to: dst,
+        hops: w.hops,
+        broken: w.broken,
+    };
+    let text = render(&report, Format::Table).unwrap();
+    assert!(
+        text.contains("\nBROKEN at hop 5 (bgpd): bring the session up"),
+        "{text}"
+    );
+}
+
+#[test]
+fn a_missing_route_bgpd_has_is_felix_lites() {
+    let dst: IpAddr = "10.244.1.9".parse().unwrap();
+    let fib_v = fib::judge(dst, 81, &fib::Facts::default());
+    let bgp_v = Verdict::ok("best 10.244.1.0/26 via 10.0.0.2");
+    let fib_v = fib::missing_route_cause(fib_v, &bgp_v);
+    assert!(
+        fib_v
+            .advice
+            .as_deref()
+            .unwrap()
+            .contains("felix-lite did not install it")
+    );
+    let mut w = Walk::default();
+    w.push(Hop::Fib, || Ok(fib_v)).unwrap();
+    w.push_cause(Hop::Bgp, bgp_v);
+    assert_eq!(w.broken, Some(Hop::Fib));
+    assert_eq!(w.hops[1].verdict.status, Status::Ok);
+}

@@ -21,9 +21,10 @@ pub struct Unsupported {
 /// Longest value excerpt quoted back.
 pub const MAX_VALUE: usize = 80;
 
-const SERVICES: &str = "not supported yet: margay does not advertise \
-    Service addresses (planned); remove the field, the ranges would not \
-    be announced";
+const SERVICES: &str = "needs the kubernetes datastore: margay reads \
+    Services and EndpointSlices from the Kubernetes API, and the etcd (or \
+    file) datastore has no Service source, so nothing would be announced; \
+    remove the field or run with --datastore kubernetes";
 
 const IGNORED_INTERFACES: &str = "not supported: margay exports only its \
     IPAM blocks and never reads interface routes, so there are no \
@@ -49,13 +50,6 @@ impl Unsupported {
 /// is not supported, for importers that drop it.
 pub fn reason(kind: &str, field: &str) -> Option<&'static str> {
     Some(match (kind, field) {
-        (
-            "BGPConfiguration",
-            "serviceClusterIPs"
-            | "serviceExternalIPs"
-            | "serviceLoadBalancerIPs"
-            | "serviceLoadBalancerAggregation",
-        ) => SERVICES,
         ("BGPConfiguration", "ignoredInterfaces") => IGNORED_INTERFACES,
         ("BGPPeer", "reachableBy") => REACHABLE_BY,
         ("IPPool", "namespaceSelector") => NAMESPACE_SELECTOR,
@@ -77,8 +71,11 @@ fn list<T>(items: &[T], show: impl Fn(&T) -> String) -> String {
     excerpt(format!("[{}]", shown.join(", ")))
 }
 
-/// The unsupported fields a BGPConfiguration sets.
-pub fn bgp_configuration(s: &BGPConfigurationSpec) -> Vec<Unsupported> {
+/// The Service advertisement fields a BGPConfiguration sets, refused
+/// where there is no Service source (any datastore but kubernetes).
+pub fn services_without_kubernetes(
+    s: &BGPConfigurationSpec,
+) -> Vec<Unsupported> {
     let mut out = Vec::new();
     for (field, cidrs) in [
         ("spec.serviceClusterIPs", &s.service_cluster_ips),
@@ -100,6 +97,12 @@ pub fn bgp_configuration(s: &BGPConfigurationSpec) -> Vec<Unsupported> {
             why: SERVICES,
         });
     }
+    out
+}
+
+/// The unsupported fields a BGPConfiguration sets (with any datastore).
+pub fn bgp_configuration(s: &BGPConfigurationSpec) -> Vec<Unsupported> {
+    let mut out = Vec::new();
     if !s.ignored_interfaces.is_empty() {
         out.push(Unsupported {
             field: "spec.ignoredInterfaces",
@@ -156,7 +159,7 @@ mod tests {
             service_load_balancer_aggregation: Some(Aggregation::Disabled),
             ..Default::default()
         };
-        let found = bgp_configuration(&spec);
+        let found = services_without_kubernetes(&spec);
         let fields: Vec<&str> = found.iter().map(|u| u.field).collect();
         assert_eq!(
             fields,
@@ -169,7 +172,12 @@ mod tests {
         assert!(found[0].value.len() <= MAX_VALUE + 3);
         let msg = found[0].to_error("BGPConfiguration").to_string();
         assert!(msg.contains("spec.serviceClusterIPs"), "{msg}");
-        assert!(msg.contains("not supported yet"), "{msg}");
-        assert!(bgp_configuration(&BGPConfigurationSpec::default()).is_empty());
+        assert!(msg.contains("needs the kubernetes datastore"), "{msg}");
+        // Implemented with the kubernetes datastore: not refused as such.
+        assert!(bgp_configuration(&spec).is_empty());
+        assert!(
+            services_without_kubernetes(&BGPConfigurationSpec::default())
+                .is_empty()
+        );
     }
 }

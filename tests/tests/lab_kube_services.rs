@@ -204,6 +204,32 @@ async fn kubernetes_lab_advertises_service_addresses() {
     let pod_ip =
         |node: &str| pod(node).ips[0].split('/').next().unwrap().to_string();
 
+    // margay-node (bgpd's identity) may list and watch Services and
+    // EndpointSlices, and do nothing else with them.
+    for (verb, resource, allowed) in [
+        ("list", "services", true),
+        ("watch", "services", true),
+        ("list", "endpointslices.discovery.k8s.io", true),
+        ("watch", "endpointslices.discovery.k8s.io", true),
+        ("get", "services", false),
+        ("update", "services", false),
+        ("get", "endpointslices.discovery.k8s.io", false),
+        ("create", "endpointslices.discovery.k8s.io", false),
+    ] {
+        let out = Command::new(margay_testkit::kubectl_path())
+            .arg("--kubeconfig")
+            .arg(&kube.node_kubeconfig)
+            .args(["auth", "can-i", verb, resource, "--all-namespaces"])
+            .output()
+            .unwrap();
+        let answer = String::from_utf8_lossy(&out.stdout).trim().to_string();
+        assert_eq!(
+            answer,
+            if allowed { "yes" } else { "no" },
+            "margay-node: can-i {verb} {resource}"
+        );
+    }
+
     // Before any service range is configured: nothing of it.
     assert_eq!(tor_service_routes(tor), Learned::new());
 

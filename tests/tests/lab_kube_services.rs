@@ -50,13 +50,7 @@ fn kubectl(kubeconfig: &Path, args: &[&str], stdin: Option<&str>) -> String {
 /// Every route the ToR's BIRD holds inside the service ranges, best or
 /// not, with its next hop (`birdc show route`).
 fn tor_service_routes(socket: &Path) -> Learned {
-    let out = Command::new("birdc")
-        .arg("-s")
-        .arg(socket)
-        .args(["show", "route"])
-        .output()
-        .expect("birdc runs");
-    let text = String::from_utf8_lossy(&out.stdout);
+    let text = birdc(socket, &["show", "route"]);
     let ranges: Vec<ipnetwork::IpNetwork> =
         [CLUSTER_RANGE, EXTERNAL_RANGE, LB_RANGE]
             .iter()
@@ -374,4 +368,70 @@ async fn kubernetes_lab_advertises_service_addresses() {
         .cloned()
         .collect();
     wait_for(tor, &expect(&gone), "service deleted").await;
+
+    // They are this node's routes for export like the blocks: a
+    // prefixAdvertisements community is attached ...
+    kubectl(
+        admin,
+        &[
+            "patch",
+            "bgpconfiguration",
+            "default",
+            "--type=merge",
+            "-p",
+            r#"{"spec":{"communities":[{"name":"svc","value":"65000:100"}],"prefixAdvertisements":[{"cidr":"10.96.0.0/24","communities":["svc"]}]}}"#,
+        ],
+        None,
+    );
+    let start = Instant::now();
+    loop {
+        let all_attrs = birdc(tor, &["show", "route", "10.96.0.51/32", "all"]);
+        if all_attrs.contains("BGP.community: (65000,100)") {
+            break;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "no community on 10.96.0.51/32 at the ToR:\n{all_attrs}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // ... and a BGPFilter export rule on the ToR peer rejects the
+    // external range and everything inside it.
+    kubectl(
+        admin,
+        &["apply", "-f", "-"],
+        Some(
+            "apiVersion: margay.io/v1\nkind: BGPFilter\nmetadata: {name: \
+             no-external}\nspec:\n  exportV4:\n  - {cidr: 192.0.2.0/24, \
+             matchOperator: In, action: Reject}\n",
+        ),
+    );
+    kubectl(
+        admin,
+        &[
+            "patch",
+            "bgppeer",
+            "tor",
+            "--type=merge",
+            "-p",
+            r#"{"spec":{"filters":["no-external"]}}"#,
+        ],
+        None,
+    );
+    let filtered: Vec<(&str, &[&str])> = gone
+        .iter()
+        .filter(|(p, _)| !p.starts_with("192.0.2."))
+        .cloned()
+        .collect();
+    wait_for(tor, &expect(&filtered), "export filter").await;
+}
+
+fn birdc(socket: &Path, args: &[&str]) -> String {
+    let out = Command::new("birdc")
+        .arg("-s")
+        .arg(socket)
+        .args(args)
+        .output()
+        .expect("birdc runs");
+    String::from_utf8_lossy(&out.stdout).into_owned()
 }

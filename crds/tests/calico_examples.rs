@@ -128,6 +128,16 @@ fn service_advertisement_fields_are_accepted_and_checked() {
         "{}",
         text[0]
     );
+    // Read from `default` only: elsewhere refused by name.
+    let node =
+        BGP_CONFIGURATION_SERVICES.replace("name: default", "name: node.n1");
+    let errs = validate_set(&parse_documents(&node).unwrap()).unwrap_err();
+    let text: Vec<String> = errs.iter().map(|e| e.to_string()).collect();
+    assert_eq!(text.len(), 3, "{text:#?}");
+    assert!(
+        text.iter().all(|t| t.contains("named default")),
+        "{text:#?}"
+    );
 }
 
 #[test]

@@ -54,7 +54,14 @@ pub fn daemon_opts(res: &Resources, node: &str, services: bool) -> DaemonOpts {
     let mut unsupported = Vec::new();
     for c in &res.bgp_configs {
         let mut found = crds::validate::unsupported::bgp_configuration(&c.spec);
-        if !services {
+        if services {
+            found.extend(
+                crds::validate::unsupported::services_outside_default(
+                    name(&c.metadata),
+                    &c.spec,
+                ),
+            );
+        } else {
             found.extend(
                 crds::validate::unsupported::services_without_kubernetes(
                     &c.spec,
@@ -156,6 +163,7 @@ kind: BGPConfiguration
 metadata: {name: node.n1}
 spec:
   logSeverityScreen: debug
+  serviceExternalIPs: [{cidr: 192.0.2.0/24}]
 ---
 apiVersion: margay.io/v1
 kind: BGPPeer
@@ -179,10 +187,18 @@ spec: {peerIP: 192.0.2.1, asNumber: 65001, reachableBy: 10.0.0.1}
 
     #[test]
     fn stored_unsupported_fields_are_listed() {
-        // With the kubernetes datastore the Service fields are acted on.
+        // With the kubernetes datastore the Service fields are acted on,
+        // in `default` only.
         let k = daemon_opts(&res(CFGS), "n1", true).unsupported;
-        assert_eq!(k.len(), 1, "{k:?}");
-        assert_eq!(k[0].field, "spec.reachableBy");
+        let got: Vec<(&str, &str)> =
+            k.iter().map(|u| (u.name.as_str(), u.field)).collect();
+        assert_eq!(
+            got,
+            [
+                ("node.n1", "spec.serviceExternalIPs"),
+                ("tor", "spec.reachableBy")
+            ]
+        );
         let u = daemon_opts(&res(CFGS), "n1", false).unsupported;
         let got: Vec<(&str, &str, &str)> = u
             .iter()
@@ -192,6 +208,7 @@ spec: {peerIP: 192.0.2.1, asNumber: 65001, reachableBy: 10.0.0.1}
             got,
             [
                 ("BGPConfiguration", "default", "spec.serviceClusterIPs"),
+                ("BGPConfiguration", "node.n1", "spec.serviceExternalIPs"),
                 ("BGPPeer", "tor", "spec.reachableBy"),
             ]
         );

@@ -26,6 +26,10 @@ const SERVICES: &str = "needs the kubernetes datastore: margay reads \
     file) datastore has no Service source, so nothing would be announced; \
     remove the field or run with --datastore kubernetes";
 
+const SERVICES_NOT_DEFAULT: &str = "read only from the BGPConfiguration \
+    named default (as Calico's confd does): the service ranges are \
+    cluster-wide; set them there and remove them here";
+
 const IGNORED_INTERFACES: &str = "not supported: margay exports only its \
     IPAM blocks and never reads interface routes, so there are no \
     interface routes to ignore; remove the field";
@@ -76,6 +80,26 @@ fn list<T>(items: &[T], show: impl Fn(&T) -> String) -> String {
 pub fn services_without_kubernetes(
     s: &BGPConfigurationSpec,
 ) -> Vec<Unsupported> {
+    service_fields(s, SERVICES)
+}
+
+/// The Service advertisement fields of BGPConfiguration `name` when it is
+/// not `default`, the only one they are read from.
+pub fn services_outside_default(
+    name: &str,
+    s: &BGPConfigurationSpec,
+) -> Vec<Unsupported> {
+    if name == "default" {
+        return Vec::new();
+    }
+    service_fields(s, SERVICES_NOT_DEFAULT)
+}
+
+/// The Service advertisement fields `s` sets, each with `why`.
+fn service_fields(
+    s: &BGPConfigurationSpec,
+    why: &'static str,
+) -> Vec<Unsupported> {
     let mut out = Vec::new();
     for (field, cidrs) in [
         ("spec.serviceClusterIPs", &s.service_cluster_ips),
@@ -86,7 +110,7 @@ pub fn services_without_kubernetes(
             out.push(Unsupported {
                 field,
                 value: list(cidrs, |c| format!("{:?}", c.cidr)),
-                why: SERVICES,
+                why,
             });
         }
     }
@@ -94,7 +118,7 @@ pub fn services_without_kubernetes(
         out.push(Unsupported {
             field: "spec.serviceLoadBalancerAggregation",
             value: format!("{a:?}"),
-            why: SERVICES,
+            why,
         });
     }
     out
@@ -179,5 +203,10 @@ mod tests {
             services_without_kubernetes(&BGPConfigurationSpec::default())
                 .is_empty()
         );
+        // On a node.<name> configuration they are never read.
+        assert!(services_outside_default("default", &spec).is_empty());
+        let node = services_outside_default("node.n1", &spec);
+        assert_eq!(node.len(), 2);
+        assert!(node[0].why.contains("named default"), "{}", node[0].why);
     }
 }

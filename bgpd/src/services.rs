@@ -208,7 +208,6 @@ impl ServiceRoutes {
     /// Applies one event; returns whether the routes or the reported
     /// Services changed.
     pub fn apply(&mut self, ev: ServiceEvent) -> bool {
-        let before = (self.refs.len(), self.invalid.len());
         let mut changed = false;
         match ev {
             ServiceEvent::ServicesListed(list) => {
@@ -222,7 +221,8 @@ impl ServiceRoutes {
                 changed = true;
             }
             ServiceEvent::Service(s) => {
-                let key = self.put_service(&s);
+                let (key, reported) = self.put_service(&s);
+                changed |= reported;
                 changed |= self.recompute(&key);
             }
             ServiceEvent::ServiceDeleted { namespace, name } => {
@@ -255,7 +255,7 @@ impl ServiceRoutes {
                 }
             }
         }
-        changed || before != (self.refs.len(), self.invalid.len())
+        changed
     }
 
     /// Every prefix this node originates for Services, once both kinds
@@ -273,13 +273,14 @@ impl ServiceRoutes {
 
     // ===== helper methods =====
 
-    /// Keeps the projection of `s`; returns its key.
-    fn put_service(&mut self, s: &Service) -> String {
+    /// Keeps the projection of `s`; returns its key and whether what is
+    /// reported about it changed.
+    fn put_service(&mut self, s: &Service) -> (String, bool) {
         let key = key_of(&s.metadata);
-        match project_service(s) {
+        let reported = match project_service(s) {
             Ok(p) => {
-                self.invalid.remove(&key);
                 self.services.insert(key.clone(), p);
+                self.invalid.remove(&key).is_some()
             }
             Err((field, value)) => {
                 self.services.remove(&key);
@@ -293,10 +294,10 @@ impl ServiceRoutes {
                     ),
                 };
                 tracing::warn!(service = %key, field = %e.field, "left out: invalid");
-                self.invalid.insert(key.clone(), e);
+                self.invalid.insert(key.clone(), e.clone()) != Some(e)
             }
-        }
-        key
+        };
+        (key, reported)
     }
 
     /// Keeps the projection of `s`; returns the Services it changes (its

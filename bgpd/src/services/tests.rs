@@ -294,8 +294,18 @@ fn a_bad_service_is_reported_and_stops_nothing_else() {
         ("Service", "default/bad", "spec.externalIPs[0]")
     );
     assert_eq!(r.routes(), with(&["10.96.0.10/32"]));
+    // The same error again changes nothing; another one is reported.
+    assert!(!add(
+        &mut r,
+        service("bad", json!({"externalIPs": ["192.0.2.300"]}))
+    ));
+    assert!(add(&mut r, service("bad", json!({"externalIPs": ["x"]}))));
+    assert_eq!(
+        r.invalid().next().unwrap().error,
+        "\"x\" is invalid: allowed an IPv4 or IPv6 address; the Service's addresses are not announced"
+    );
     // Fixed: no longer reported.
-    add(&mut r, service("bad", json!({})));
+    assert!(add(&mut r, service("bad", json!({}))));
     assert_eq!(r.invalid().count(), 0);
 }
 

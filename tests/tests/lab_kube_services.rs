@@ -275,6 +275,23 @@ async fn kubernetes_lab_advertises_service_addresses() {
         ("192.0.2.10/32", only2),
     ]);
     wait_for(tor, &expect(&want), "services created").await;
+    // No node programs a Service route into its FIB (kube-proxy handles
+    // those addresses on every node; Calico's /rejectcidrs): nodes do not
+    // import each other's (import accepts pool prefixes only).
+    for n in &lab.nodes {
+        let out = Command::new("ip")
+            .args(["-n", &n.netns, "route", "show", "table", "main"])
+            .output()
+            .unwrap();
+        let fib = String::from_utf8_lossy(&out.stdout).into_owned();
+        for svc in ["10.96.0.", "192.0.2.", "203.0.113."] {
+            assert!(
+                !fib.lines().any(|l| l.starts_with(svc)),
+                "{} programmed a Service route:\n{fib}",
+                n.name
+            );
+        }
+    }
 
     // The endpoint of `local` moves from node1 to node2: the /32 follows.
     kubectl(

@@ -27,6 +27,11 @@
 //! configuration is exactly what a fresh list of everything derives
 //! (tested below against [`config::derive`]).
 //!
+//! Services and EndpointSlices (kubernetes datastore only, see
+//! [`ConfigCache::watching_services`]) feed [`ServiceRoutes`]: an event
+//! recomputes one Service's routes, and only a change of the announced
+//! set marks the configuration changed (issue 15).
+//!
 //! Blast radius: objects that do not decode are kept per object by each
 //! cache and reported with what derive leaves out; one that is fixed or
 //! deleted stops being reported.
@@ -46,6 +51,7 @@ use margay_datastore::{
 
 use crate::config::daemon_opts::{self, DaemonOpts};
 use crate::config::{self, ConfigError, Desired, Resources};
+use crate::services::{ServiceCfg, ServiceEvent, ServiceRoutes};
 
 /// One informer item of one of the seven kinds bgpd watches.
 #[derive(Debug)]
@@ -57,6 +63,8 @@ pub enum Update {
     Pool(DsResult<ListWatchEvent<IPPool>>),
     Affinity(DsResult<ListWatchEvent<BlockAffinity>>),
     Block(DsResult<ListWatchEvent<IPAMBlock>>),
+    /// A Service or EndpointSlice item (kubernetes datastore).
+    Services(ServiceEvent),
 }
 
 /// What one IPAMBlock contributes to this node's originated routes: the
@@ -93,7 +101,8 @@ impl Origin {
 struct Base {
     desired: Result<Desired, ConfigError>,
     opts: DaemonOpts,
-    /// The BGPConfigurations left out as bad (config::bgp_config::screen).
+    /// The BGPConfigurations left out as bad (config::bgp_config::screen),
+    /// and bad service CIDRs.
     screened: Vec<InvalidObject>,
 }
 
@@ -120,6 +129,8 @@ pub struct ConfigCache {
     base_stale: bool,
     /// Something changed since the last [`ConfigCache::take_desired`].
     changed: bool,
+    /// The Service routes, when there is a Service source.
+    services: Option<ServiceRoutes>,
 }
 
 impl ConfigCache {
@@ -144,7 +155,17 @@ impl ConfigCache {
             last_good: BTreeMap::new(),
             base_stale: true,
             changed: true,
+            services: None,
         }
+    }
+
+    /// Announces Service addresses from Service and EndpointSlice events
+    /// ([`Update::Services`]); without it (no Service source: the etcd or
+    /// file datastore) the BGPConfiguration's service fields are reported
+    /// as not acted on. `kube_node` is this node's Kubernetes Node name.
+    pub fn watching_services(mut self, kube_node: &str) -> ConfigCache {
+        self.services = Some(ServiceRoutes::new(kube_node));
+        self
     }
 
     /// Applies one informer item. `Err` is an error about no object (the
@@ -158,6 +179,14 @@ impl ConfigCache {
             Update::Pool(i) => self.pools.apply(i)?,
             Update::Affinity(i) => return self.apply_affinity(i),
             Update::Block(i) => return self.apply_block(i),
+            Update::Services(ev) => {
+                if let Some(s) = self.services.as_mut()
+                    && s.apply(ev)
+                {
+                    self.changed = true;
+                }
+                return Ok(());
+            }
         };
         // Every change of these kinds changes the base.
         if base.is_some() {
@@ -210,11 +239,27 @@ impl ConfigCache {
     /// Secrets added). A bad BGPConfiguration is replaced by its last good
     /// copy (or left out, so the built-in defaults apply) and reported.
     pub fn rebase(&mut self, mut res: Resources, router_id: Option<Ipv4Addr>) {
-        let screened =
+        let mut screened =
             config::bgp_config::screen(&mut res, &mut self.last_good);
+        if let Some(s) = self.services.as_mut() {
+            // Calico reads the service ranges from `default` only.
+            let cfg = res
+                .bgp_configs
+                .iter()
+                .find(|c| c.metadata.name.as_deref() == Some("default"))
+                .map(|c| {
+                    ServiceCfg::from_spec(&c.spec, "default", &mut screened)
+                })
+                .unwrap_or_default();
+            s.set_config(cfg);
+        }
         self.base = Some(Base {
             desired: config::derive(&res, &self.node, router_id),
-            opts: daemon_opts::daemon_opts(&res, &self.node),
+            opts: daemon_opts::daemon_opts(
+                &res,
+                &self.node,
+                self.services.is_some(),
+            ),
             screened,
         });
         self.base_stale = false;
@@ -245,6 +290,10 @@ impl ConfigCache {
             }
         }
         d.invalid.extend(base.screened.iter().cloned());
+        if let Some(s) = &self.services {
+            d.local_routes.extend(s.routes());
+            d.invalid.extend(s.invalid().cloned());
+        }
         // Objects that do not decode, as each list used to report them.
         d.invalid.extend(self.nodes.invalid().cloned());
         d.invalid.extend(self.bgp_configs.invalid().cloned());

@@ -18,6 +18,7 @@ pub mod replay;
 mod restart;
 pub mod rib;
 pub mod secrets;
+pub mod services;
 pub mod sockopt;
 pub mod speaker;
 pub mod tasks;

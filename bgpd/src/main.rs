@@ -8,6 +8,8 @@ use std::time::Duration;
 use anyhow::{Context, Result};
 use clap::Parser;
 use futures::StreamExt;
+use kube::Api;
+use kube::runtime::{WatchStreamExt, watcher};
 use margay_bgpd::config::Desired;
 use margay_bgpd::config::daemon_opts::{self, DaemonOpts};
 use margay_bgpd::config_cache::{ConfigCache, Update};
@@ -101,6 +103,11 @@ async fn run(args: Args, log: LogHandle) -> Result<()> {
     let (updates_tx, mut updates) = mpsc::unbounded_channel();
     watch_all(&ds, &updates_tx);
     let mut cache = ConfigCache::new(args.node.clone());
+    // Only the kubernetes datastore has Services to advertise.
+    if let Datastore::Kubernetes(k) = &ds {
+        watch_services(k.client().clone(), &updates_tx);
+        cache = cache.watching_services(&args.node);
+    }
     let (first, opts) =
         first_config(&ds, &args, &mut cache, &mut updates).await?;
     tracing::info!(router_id = %first.router_id, asn = first.local_as, peers = first.peers.len(), "configuration loaded");
@@ -313,6 +320,96 @@ fn watch<K: margay_datastore::Object>(
     tokio::spawn(async move {
         while let Some(item) = events.next().await {
             if tx.send(wrap(item)).is_err() {
+                return;
+            }
+        }
+    });
+}
+
+/// Starts the watches of Services and of the EndpointSlices that belong
+/// to one (label `kubernetes.io/service-name`), with kube-rs' watcher: a
+/// list, then each change; a list again only when the watch cannot
+/// resume (410 Gone). Their items go to `tx` as [`Update::Services`].
+fn watch_services(client: kube::Client, tx: &mpsc::UnboundedSender<Update>) {
+    use k8s_openapi::api::core::v1::Service;
+    use k8s_openapi::api::discovery::v1::EndpointSlice;
+    use margay_bgpd::services::{SERVICE_NAME_LABEL, ServiceEvent as E};
+    use watcher::Config;
+    kube_watch(
+        Api::<Service>::all(client.clone()),
+        Config::default(),
+        tx,
+        Kinds {
+            listed: E::ServicesListed,
+            applied: |o| E::Service(Box::new(o)),
+            deleted: |namespace, name| E::ServiceDeleted { namespace, name },
+        },
+    );
+    kube_watch(
+        Api::<EndpointSlice>::all(client),
+        Config::default().labels(SERVICE_NAME_LABEL),
+        tx,
+        Kinds {
+            listed: E::SlicesListed,
+            applied: |o| E::Slice(Box::new(o)),
+            deleted: |namespace, name| E::SliceDeleted { namespace, name },
+        },
+    );
+}
+
+/// How one Kubernetes kind's watcher items become [`ServiceEvent`]s.
+struct Kinds<K> {
+    listed: fn(Vec<K>) -> margay_bgpd::services::ServiceEvent,
+    applied: fn(K) -> margay_bgpd::services::ServiceEvent,
+    deleted: fn(String, String) -> margay_bgpd::services::ServiceEvent,
+}
+
+/// Forwards one kube-rs watcher's items: the objects of a (re)list are
+/// gathered from `Init` to `InitDone` and sent as one list.
+fn kube_watch<K>(
+    api: Api<K>,
+    cfg: watcher::Config,
+    tx: &mpsc::UnboundedSender<Update>,
+    kinds: Kinds<K>,
+) where
+    K: kube::Resource<DynamicType = ()>
+        + Clone
+        + serde::de::DeserializeOwned
+        + std::fmt::Debug
+        + Send
+        + 'static,
+{
+    let tx = tx.clone();
+    tokio::spawn(async move {
+        let mut events = watcher(api, cfg).default_backoff().boxed();
+        let mut listing: Vec<K> = Vec::new();
+        while let Some(item) = events.next().await {
+            let ev = match item {
+                Ok(watcher::Event::Init) => {
+                    listing.clear();
+                    continue;
+                }
+                Ok(watcher::Event::InitApply(o)) => {
+                    listing.push(o);
+                    continue;
+                }
+                Ok(watcher::Event::InitDone) => {
+                    (kinds.listed)(std::mem::take(&mut listing))
+                }
+                Ok(watcher::Event::Apply(o)) => (kinds.applied)(o),
+                Ok(watcher::Event::Delete(o)) => {
+                    let m = o.meta();
+                    (kinds.deleted)(
+                        m.namespace.clone().unwrap_or_default(),
+                        m.name.clone().unwrap_or_default(),
+                    )
+                }
+                Err(e) => {
+                    tracing::warn!(kind = %K::kind(&()), "watch: {e}");
+                    continue;
+                }
+            };
+            if tx.send(Update::Services(ev)).is_err() {
                 return;
             }
         }

@@ -97,9 +97,9 @@ fn bgp_configuration_sample() {
     assert_eq!(s.resolve_community("63400:120"), Some("63400:120"));
 }
 
-/// The Service part of Calico's sample: margay does not advertise Service
-/// addresses yet, so it refuses the fields by name rather than accept
-/// ranges it would never announce.
+/// The Service part of Calico's sample: margay advertises Service
+/// addresses (with the kubernetes datastore; `margayctl apply` refuses the
+/// fields elsewhere), so validation accepts them and checks each CIDR.
 const BGP_CONFIGURATION_SERVICES: &str = "\
 apiVersion: margay.io/v1
 kind: BGPConfiguration
@@ -115,22 +115,29 @@ spec:
 ";
 
 #[test]
-fn service_advertisement_fields_are_refused_by_name() {
+fn service_advertisement_fields_are_accepted_and_checked() {
     let docs = parse_documents(BGP_CONFIGURATION_SERVICES).unwrap();
-    let errs = validate_set(&docs).unwrap_err();
+    validate_set(&docs).unwrap();
+    let bad =
+        BGP_CONFIGURATION_SERVICES.replace("172.217.3.0/24", "172.217.3.0/33");
+    let errs = validate_set(&parse_documents(&bad).unwrap()).unwrap_err();
     let text: Vec<String> = errs.iter().map(|e| e.to_string()).collect();
-    for field in [
-        "spec.serviceClusterIPs",
-        "spec.serviceExternalIPs",
-        "spec.serviceLoadBalancerAggregation",
-    ] {
-        assert!(
-            text.iter()
-                .any(|t| t.contains(field) && t.contains("not supported yet")),
-            "{field} not refused: {text:#?}"
-        );
-    }
-    assert!(text[1].contains("172.217.3.0/24"), "{}", text[1]);
+    assert_eq!(text.len(), 1, "{text:#?}");
+    assert!(
+        text[0].contains("spec.serviceExternalIPs[1].cidr"),
+        "{}",
+        text[0]
+    );
+    // Read from `default` only: elsewhere refused by name.
+    let node =
+        BGP_CONFIGURATION_SERVICES.replace("name: default", "name: node.n1");
+    let errs = validate_set(&parse_documents(&node).unwrap()).unwrap_err();
+    let text: Vec<String> = errs.iter().map(|e| e.to_string()).collect();
+    assert_eq!(text.len(), 3, "{text:#?}");
+    assert!(
+        text.iter().all(|t| t.contains("named default")),
+        "{text:#?}"
+    );
 }
 
 #[test]

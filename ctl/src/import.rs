@@ -98,6 +98,12 @@ fn supported(kind: &str) -> &'static [&'static str] {
             "communities",
             "prefixAdvertisements",
             "bindMode",
+            // Acted on with the kubernetes datastore (Services);
+            // `margayctl apply` to etcd refuses them by name.
+            "serviceClusterIPs",
+            "serviceExternalIPs",
+            "serviceLoadBalancerIPs",
+            "serviceLoadBalancerAggregation",
         ],
         "BGPFilter" => &["exportV4", "importV4", "exportV6", "importV6"],
         "Node" => &["bgp", "addresses"],

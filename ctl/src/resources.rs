@@ -323,11 +323,27 @@ async fn validate(
                 .map(Into::into),
         );
     }
-    margay_crds::validate_against(resources, &stored).map_err(|errors| {
-        ResourceError::Invalid {
-            path: path.to_string(),
-            errors,
+    let mut errors = margay_crds::validate_against(resources, &stored)
+        .err()
+        .unwrap_or_default();
+    // Service advertisement needs Services: only the kubernetes datastore
+    // has them, so elsewhere the fields are refused by name.
+    if !matches!(ds, Datastore::Kubernetes(_)) {
+        for r in resources {
+            if let AnyResource::BGPConfiguration(c) = r {
+                let name = c.metadata.name.as_deref().unwrap_or("");
+                for u in margay_crds::validate::unsupported::services_without_kubernetes(&c.spec) {
+                    errors.push(u.to_error("BGPConfiguration").named(name));
+                }
+            }
         }
+    }
+    if errors.is_empty() {
+        return Ok(());
+    }
+    Err(ResourceError::Invalid {
+        path: path.to_string(),
+        errors,
     })
 }
 

@@ -157,6 +157,25 @@ async fn apply_reports_document_errors_with_the_file_name() {
     assert!(list.items.is_empty());
 }
 
+/// Service advertisement needs Services, which only the kubernetes
+/// datastore has: on etcd `apply` refuses the fields by name.
+#[tokio::test]
+async fn apply_refuses_service_ranges_without_a_service_source() {
+    let etcd = EtcdServer::start().expect("etcd");
+    let ds = connect(&etcd).await;
+    let cfg = "apiVersion: margay.io/v1\nkind: BGPConfiguration\n\
+               metadata: {name: default}\n\
+               spec: {serviceClusterIPs: [{cidr: 10.96.0.0/12}]}\n";
+    let err = resources::apply(&ds, "c.yaml", cfg)
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("spec.serviceClusterIPs"), "{err}");
+    assert!(err.contains("needs the kubernetes datastore"), "{err}");
+    let list = ds.list::<margay_crds::BGPConfiguration>().await.unwrap();
+    assert!(list.items.is_empty());
+}
+
 const FILTER: &str = "\
 apiVersion: margay.io/v1
 kind: BGPFilter

@@ -37,6 +37,7 @@ pub use down::down;
 pub use etcd::{start_etcd_again, stop_etcd};
 pub use kube::KubeState;
 pub use pods::{add_extra_pod, add_extra_pod_in_pool};
+pub use probe::tcp_via;
 pub use state::LabState;
 pub use status::status;
 pub use topology::{Family, PeeringMode};

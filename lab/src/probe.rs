@@ -82,9 +82,22 @@ pub fn tcp(
     port: u16,
 ) -> Result<(), String> {
     let addr = SocketAddr::new(dst, port);
-    let listener = in_netns(dst_ns, move || TcpListener::bind(addr))
+    tcp_via(src_ns, dst_ns, addr, addr)
+}
+
+/// A TCP connection from `src_ns` to `addr`, served by a listener opened
+/// in `dst_ns` on `listen` (another address when something on the way
+/// translates it, e.g. a Service address DNATed to a pod), with a few
+/// bytes echoed back.
+pub fn tcp_via(
+    src_ns: &str,
+    dst_ns: &str,
+    listen: SocketAddr,
+    addr: SocketAddr,
+) -> Result<(), String> {
+    let listener = in_netns(dst_ns, move || TcpListener::bind(listen))
         .and_then(|r| r)
-        .map_err(|e| format!("listen on {addr} in {dst_ns}: {e}"))?;
+        .map_err(|e| format!("listen on {listen} in {dst_ns}: {e}"))?;
     listener.set_nonblocking(true).map_err(|e| e.to_string())?;
     let server = std::thread::spawn(move || -> io::Result<()> {
         // The client connects within PROBE_TIMEOUT or gives up.

@@ -32,8 +32,10 @@ pub struct DaemonOpts {
     pub unsupported: Vec<UnsupportedField>,
 }
 
-/// Derives [`DaemonOpts`] for `node`.
-pub fn daemon_opts(res: &Resources, node: &str) -> DaemonOpts {
+/// Derives [`DaemonOpts`] for `node`. Without a Service source
+/// (`services` false: any datastore but kubernetes) the Service
+/// advertisement fields are reported as not acted on.
+pub fn daemon_opts(res: &Resources, node: &str, services: bool) -> DaemonOpts {
     let find = |n: &str| {
         res.bgp_configs
             .iter()
@@ -51,7 +53,22 @@ pub fn daemon_opts(res: &Resources, node: &str) -> DaemonOpts {
         .and_then(tracing_level);
     let mut unsupported = Vec::new();
     for c in &res.bgp_configs {
-        for u in crds::validate::unsupported::bgp_configuration(&c.spec) {
+        let mut found = crds::validate::unsupported::bgp_configuration(&c.spec);
+        if services {
+            found.extend(
+                crds::validate::unsupported::services_outside_default(
+                    name(&c.metadata),
+                    &c.spec,
+                ),
+            );
+        } else {
+            found.extend(
+                crds::validate::unsupported::services_without_kubernetes(
+                    &c.spec,
+                ),
+            );
+        }
+        for u in found {
             unsupported.push(UnsupportedField {
                 kind: "BGPConfiguration",
                 name: name(&c.metadata).to_string(),
@@ -146,6 +163,7 @@ kind: BGPConfiguration
 metadata: {name: node.n1}
 spec:
   logSeverityScreen: debug
+  serviceExternalIPs: [{cidr: 192.0.2.0/24}]
 ---
 apiVersion: margay.io/v1
 kind: BGPPeer
@@ -156,20 +174,32 @@ spec: {peerIP: 192.0.2.1, asNumber: 65001, reachableBy: 10.0.0.1}
     #[test]
     fn node_config_overrides_default_field_by_field() {
         let r = res(CFGS);
-        let n1 = daemon_opts(&r, "n1");
+        let n1 = daemon_opts(&r, "n1", false);
         assert_eq!(n1.log_level, Some("debug"));
         assert_eq!(n1.bind_mode, Some(BindMode::None));
-        let n2 = daemon_opts(&r, "n2");
+        let n2 = daemon_opts(&r, "n2", false);
         assert_eq!(n2.log_level, Some("warn"));
         assert_eq!(
-            daemon_opts(&Resources::default(), "n1"),
+            daemon_opts(&Resources::default(), "n1", false),
             DaemonOpts::default()
         );
     }
 
     #[test]
     fn stored_unsupported_fields_are_listed() {
-        let u = daemon_opts(&res(CFGS), "n1").unsupported;
+        // With the kubernetes datastore the Service fields are acted on,
+        // in `default` only.
+        let k = daemon_opts(&res(CFGS), "n1", true).unsupported;
+        let got: Vec<(&str, &str)> =
+            k.iter().map(|u| (u.name.as_str(), u.field)).collect();
+        assert_eq!(
+            got,
+            [
+                ("node.n1", "spec.serviceExternalIPs"),
+                ("tor", "spec.reachableBy")
+            ]
+        );
+        let u = daemon_opts(&res(CFGS), "n1", false).unsupported;
         let got: Vec<(&str, &str, &str)> = u
             .iter()
             .map(|u| (u.kind, u.name.as_str(), u.field))
@@ -178,6 +208,7 @@ spec: {peerIP: 192.0.2.1, asNumber: 65001, reachableBy: 10.0.0.1}
             got,
             [
                 ("BGPConfiguration", "default", "spec.serviceClusterIPs"),
+                ("BGPConfiguration", "node.n1", "spec.serviceExternalIPs"),
                 ("BGPPeer", "tor", "spec.reachableBy"),
             ]
         );

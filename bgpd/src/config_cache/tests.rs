@@ -249,3 +249,66 @@ fn relist_replaces_what_the_watch_missed() {
     c.apply(Update::Block(list(Vec::new()))).unwrap();
     assert_eq!(routes(&take(&mut c).unwrap()), ["10.244.1.0/26"]);
 }
+
+/// With a Service source, the service ranges of `default` and a Local
+/// Service's /32 join the originated routes; each Service event changes
+/// the configuration only when the announced set changes. Without one
+/// (etcd), the ranges are not announced and the fields are reported.
+#[test]
+fn service_routes_join_the_originated_routes() {
+    use crate::services::ServiceEvent;
+    let mut r = res(CLUSTER);
+    r.bgp_configs[0].spec.service_cluster_ips = vec![crds::ServiceCidr {
+        cidr: "10.96.0.0/24".into(),
+    }];
+    let mut etcd = synced(r.clone());
+    let d = take(&mut etcd).unwrap();
+    assert_eq!(routes(&d), ["10.244.1.0/26", "10.244.3.2/32"]);
+    assert!(etcd.take_desired().is_none());
+    let base = etcd.base.as_ref().unwrap();
+    assert_eq!(base.opts.unsupported[0].field, "spec.serviceClusterIPs");
+
+    let mut c = synced(r).watching_services("a");
+    let d = take(&mut c).unwrap();
+    assert_eq!(
+        routes(&d),
+        ["10.244.1.0/26", "10.244.3.2/32", "10.96.0.0/24"]
+    );
+    assert!(c.base.as_ref().unwrap().opts.unsupported.is_empty());
+    let svc = serde_json::from_value(serde_json::json!({
+        "metadata": {"namespace": "ns", "name": "s"},
+        "spec": {"type": "NodePort", "clusterIP": "10.96.0.9",
+                 "externalTrafficPolicy": "Local", "ipFamilies": ["IPv4"]}
+    }))
+    .unwrap();
+    let slice = |node: &str| {
+        serde_json::from_value(serde_json::json!({
+            "metadata": {"namespace": "ns", "name": "s-1",
+                "labels": {"kubernetes.io/service-name": "s"}},
+            "addressType": "IPv4",
+            "endpoints": [{"addresses": ["10.244.3.2"], "nodeName": node}]
+        }))
+        .unwrap()
+    };
+    c.apply(Update::Services(ServiceEvent::ServicesListed(vec![svc])))
+        .unwrap();
+    c.apply(Update::Services(ServiceEvent::SlicesListed(vec![slice(
+        "b",
+    )])))
+    .unwrap();
+    // Listed, but nothing of it on this node: the same routes.
+    if let Some(d) = take(&mut c) {
+        assert_eq!(routes(&d).len(), 3);
+    }
+    c.apply(Update::Services(ServiceEvent::Slice(Box::new(slice("a")))))
+        .unwrap();
+    let d = take(&mut c).expect("the endpoint came here");
+    assert!(routes(&d).contains(&"10.96.0.9/32".to_string()));
+    c.apply(Update::Services(ServiceEvent::ServiceDeleted {
+        namespace: "ns".into(),
+        name: "s".into(),
+    }))
+    .unwrap();
+    let d = take(&mut c).expect("the Service is gone");
+    assert!(!routes(&d).contains(&"10.96.0.9/32".to_string()));
+}

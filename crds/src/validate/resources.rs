@@ -329,6 +329,10 @@ impl Validate for BGPConfiguration {
         for u in super::unsupported::bgp_configuration(s) {
             errs.push(u.to_error(K));
         }
+        let name = self.metadata.name.as_deref().unwrap_or("");
+        for u in super::unsupported::services_outside_default(name, s) {
+            errs.push(u.to_error(K));
+        }
         errs.finish(resource_name(&self.metadata))
     }
 }

@@ -21,9 +21,14 @@ pub struct Unsupported {
 /// Longest value excerpt quoted back.
 pub const MAX_VALUE: usize = 80;
 
-const SERVICES: &str = "not supported yet: margay does not advertise \
-    Service addresses (planned); remove the field, the ranges would not \
-    be announced";
+const SERVICES: &str = "needs the kubernetes datastore: margay reads \
+    Services and EndpointSlices from the Kubernetes API, and the etcd (or \
+    file) datastore has no Service source, so nothing would be announced; \
+    remove the field or run with --datastore kubernetes";
+
+const SERVICES_NOT_DEFAULT: &str = "read only from the BGPConfiguration \
+    named default (as Calico's confd does): the service ranges are \
+    cluster-wide; set them there and remove them here";
 
 const IGNORED_INTERFACES: &str = "not supported: margay exports only its \
     IPAM blocks and never reads interface routes, so there are no \
@@ -49,13 +54,6 @@ impl Unsupported {
 /// is not supported, for importers that drop it.
 pub fn reason(kind: &str, field: &str) -> Option<&'static str> {
     Some(match (kind, field) {
-        (
-            "BGPConfiguration",
-            "serviceClusterIPs"
-            | "serviceExternalIPs"
-            | "serviceLoadBalancerIPs"
-            | "serviceLoadBalancerAggregation",
-        ) => SERVICES,
         ("BGPConfiguration", "ignoredInterfaces") => IGNORED_INTERFACES,
         ("BGPPeer", "reachableBy") => REACHABLE_BY,
         ("IPPool", "namespaceSelector") => NAMESPACE_SELECTOR,
@@ -77,8 +75,31 @@ fn list<T>(items: &[T], show: impl Fn(&T) -> String) -> String {
     excerpt(format!("[{}]", shown.join(", ")))
 }
 
-/// The unsupported fields a BGPConfiguration sets.
-pub fn bgp_configuration(s: &BGPConfigurationSpec) -> Vec<Unsupported> {
+/// The Service advertisement fields a BGPConfiguration sets, refused
+/// where there is no Service source (any datastore but kubernetes).
+pub fn services_without_kubernetes(
+    s: &BGPConfigurationSpec,
+) -> Vec<Unsupported> {
+    service_fields(s, SERVICES)
+}
+
+/// The Service advertisement fields of BGPConfiguration `name` when it is
+/// not `default`, the only one they are read from.
+pub fn services_outside_default(
+    name: &str,
+    s: &BGPConfigurationSpec,
+) -> Vec<Unsupported> {
+    if name == "default" {
+        return Vec::new();
+    }
+    service_fields(s, SERVICES_NOT_DEFAULT)
+}
+
+/// The Service advertisement fields `s` sets, each with `why`.
+fn service_fields(
+    s: &BGPConfigurationSpec,
+    why: &'static str,
+) -> Vec<Unsupported> {
     let mut out = Vec::new();
     for (field, cidrs) in [
         ("spec.serviceClusterIPs", &s.service_cluster_ips),
@@ -89,7 +110,7 @@ pub fn bgp_configuration(s: &BGPConfigurationSpec) -> Vec<Unsupported> {
             out.push(Unsupported {
                 field,
                 value: list(cidrs, |c| format!("{:?}", c.cidr)),
-                why: SERVICES,
+                why,
             });
         }
     }
@@ -97,9 +118,15 @@ pub fn bgp_configuration(s: &BGPConfigurationSpec) -> Vec<Unsupported> {
         out.push(Unsupported {
             field: "spec.serviceLoadBalancerAggregation",
             value: format!("{a:?}"),
-            why: SERVICES,
+            why,
         });
     }
+    out
+}
+
+/// The unsupported fields a BGPConfiguration sets (with any datastore).
+pub fn bgp_configuration(s: &BGPConfigurationSpec) -> Vec<Unsupported> {
+    let mut out = Vec::new();
     if !s.ignored_interfaces.is_empty() {
         out.push(Unsupported {
             field: "spec.ignoredInterfaces",
@@ -156,7 +183,7 @@ mod tests {
             service_load_balancer_aggregation: Some(Aggregation::Disabled),
             ..Default::default()
         };
-        let found = bgp_configuration(&spec);
+        let found = services_without_kubernetes(&spec);
         let fields: Vec<&str> = found.iter().map(|u| u.field).collect();
         assert_eq!(
             fields,
@@ -169,7 +196,17 @@ mod tests {
         assert!(found[0].value.len() <= MAX_VALUE + 3);
         let msg = found[0].to_error("BGPConfiguration").to_string();
         assert!(msg.contains("spec.serviceClusterIPs"), "{msg}");
-        assert!(msg.contains("not supported yet"), "{msg}");
-        assert!(bgp_configuration(&BGPConfigurationSpec::default()).is_empty());
+        assert!(msg.contains("needs the kubernetes datastore"), "{msg}");
+        // Implemented with the kubernetes datastore: not refused as such.
+        assert!(bgp_configuration(&spec).is_empty());
+        assert!(
+            services_without_kubernetes(&BGPConfigurationSpec::default())
+                .is_empty()
+        );
+        // On a node.<name> configuration they are never read.
+        assert!(services_outside_default("default", &spec).is_empty());
+        let node = services_outside_default("node.n1", &spec);
+        assert_eq!(node.len(), 2);
+        assert!(node[0].why.contains("named default"), "{}", node[0].why);
     }
 }

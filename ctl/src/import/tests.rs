@@ -114,6 +114,8 @@ spec:
   logSeverityScreen: Info
   nodeToNodeMeshEnabled: false
   asNumber: 64512
+  serviceClusterIPs:
+  - cidr: 10.96.0.0/12
 ---
 apiVersion: margay.io/v1
 kind: BGPPeer
@@ -165,9 +167,6 @@ fn converts_a_realistic_calico_export_exactly() {
         vec![
             "IPPool default-ipv4-ippool: dropped status (the source \
              cluster's state)",
-            "BGPConfiguration default: dropped spec.serviceClusterIPs (not \
-             supported yet: margay does not advertise Service addresses \
-             (planned); remove the field, the ranges would not be announced)",
             "BGPConfiguration default: dropped spec.programClusterRoutes \
              (felix-lite always programs the routes bgpd selects)",
             "BGPConfiguration default: dropped spec.ipv4NormalRoutePriority \

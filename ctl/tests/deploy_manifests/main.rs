@@ -79,6 +79,15 @@ const REQUIRED: &[(Identity, &str, &str, &[&str])] = &[
     // node/src/kube_node.rs: get, then watch_object (list + watch) of
     // its own core/v1 Node.
     ("margay-node", "", "nodes", &["get", "list", "watch"]),
+    // bgpd/src/main.rs watch_services: kube-rs watchers (list + watch)
+    // of Services and of EndpointSlices labelled with their Service.
+    ("margay-node", "", "services", &["list", "watch"]),
+    (
+        "margay-node",
+        "discovery.k8s.io",
+        "endpointslices",
+        &["list", "watch"],
+    ),
     // bgpd: BGPPeer password.secretKeyRef (namespaced Role).
     ("margay-node", "", "secrets", &["get"]),
     // ipam/src/ipam.rs load_ctx: get IPAMConfig and this Node, list pools

@@ -260,6 +260,9 @@ impl Speaker {
                     self.rib.prefetch(&a.prefix);
                 }
                 self.rib.withdraw(id, &n.prefix);
+                if !p.rejected.is_empty() {
+                    p.rejected.remove(&n.prefix);
+                }
             }
         }
         if verdict == Verdict::TreatAsWithdraw {
@@ -270,7 +273,6 @@ impl Speaker {
         if announced == 0 {
             return;
         }
-        p.received += announced as u64;
         // RFC 6793 4.2.3: rebuild the 4-octet path on a 2-octet session.
         if !s.neg.four_octet_as {
             u.attrs.merge_as4();
@@ -308,6 +310,11 @@ impl Speaker {
                         &attrs,
                     )
                 });
+                if let Err(why) = verdict {
+                    p.rejected.insert(n.prefix, why);
+                } else if !p.rejected.is_empty() {
+                    p.rejected.remove(&n.prefix);
+                }
                 match verdict {
                     Ok([]) => self.rib.update(id, n.prefix, shared.clone()),
                     Ok(ops) => {
@@ -431,6 +438,7 @@ impl Speaker {
             return;
         };
         p.pending.clear();
+        p.rejected.clear();
         p.advertised = 0;
         self.rib.clear_advertised(id as usize);
         let gr = s.neg.peer_gr.as_ref().filter(|g| g.restart_time > 0);

@@ -47,6 +47,24 @@ pub enum ImportReject {
     NotInPool,
 }
 
+impl std::fmt::Display for ImportReject {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            ImportReject::AsLoop => "AS loop: our AS is in the AS_PATH",
+            ImportReject::OriginatorIsUs => {
+                "ORIGINATOR_ID is our router ID (RFC 4456 8)"
+            }
+            ImportReject::ClusterLoop => {
+                "CLUSTER_LIST holds our cluster ID (RFC 4456 8)"
+            }
+            ImportReject::Filter => "rejected by a BGPFilter import rule",
+            ImportReject::NotInPool => {
+                "outside every enabled IPPool (and no BGPFilter accepts it)"
+            }
+        })
+    }
+}
+
 /// The per-session facts import and export need.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct SessionPolicy {

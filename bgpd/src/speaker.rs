@@ -15,7 +15,9 @@ use bgp_wire::{
 use bytes::Bytes;
 use foldhash::fast::RandomState;
 use ipnetwork::IpNetwork;
-use margay_ctlproto::{HeldIdle, PeerStatus, PeerType, RibEvent};
+use margay_ctlproto::{
+    HeldIdle, PeerStatus, PeerType, RejectedRoute, RibEvent,
+};
 use serde::{Deserialize, Serialize};
 
 use crate::bfd::client::BfdSessions;
@@ -23,7 +25,7 @@ use crate::caps::Negotiated;
 use crate::events::Ctx;
 use crate::fsm::{self, ConnId, FsmConfig, State};
 use crate::neighbor::{NbrAction, Neighbor};
-use crate::policy::{GlobalPolicy, SessionPolicy};
+use crate::policy::{GlobalPolicy, ImportReject, SessionPolicy};
 use crate::rib::{Attrs, LOCAL, PeerId, Rib};
 
 /// Everything configured about one peer. Two equal configs mean the
@@ -227,7 +229,11 @@ pub(crate) struct Peer {
     pub gr_stale: bool,
     /// Held Idle after a max-prefix Cease (RFC 4486 subcode 1).
     pub held: Option<Held>,
-    pub received: u64,
+    /// The prefixes of this session that import refused, and why: with
+    /// the accepted ones in the RIB, what the peer announces now. Kept
+    /// until the peer withdraws or re-announces the prefix, or the session
+    /// ends; empty (and never touched) while import refuses nothing.
+    pub rejected: HashMap<IpNetwork, ImportReject>,
     pub advertised: u64,
     /// Announce (Some) or withdraw (None), flushed by `export.rs`.
     pub pending: Vec<(IpNetwork, Option<Arc<Attrs>>)>,
@@ -440,7 +446,7 @@ impl Speaker {
                 session: None,
                 gr_stale: false,
                 held: None,
-                received: 0,
+                rejected: HashMap::new(),
                 advertised: 0,
                 pending: Vec::new(),
                 pending_held: false,
@@ -550,7 +556,9 @@ impl Speaker {
                     .since
                     .duration_since(UNIX_EPOCH)
                     .map_or(0, |d| d.as_secs()),
-                prefixes_received: p.received,
+                prefixes_received: (self.rib.count_from(p.id)
+                    + p.rejected.len())
+                    as u64,
                 prefixes_accepted: self.rib.count_from(p.id) as u64,
                 prefixes_advertised: p.advertised,
                 last_error: p.last_error.clone(),
@@ -565,6 +573,31 @@ impl Speaker {
                 }),
             })
             .collect()
+    }
+
+    /// The routes import refused, for the control socket: all of them, or
+    /// those whose prefix holds `address`.
+    pub fn rejected_routes(
+        &self,
+        address: Option<IpAddr>,
+    ) -> Vec<RejectedRoute> {
+        let mut routes: Vec<RejectedRoute> = self
+            .peers
+            .values()
+            .flat_map(|p| {
+                p.rejected
+                    .iter()
+                    .filter(move |(n, _)| address.is_none_or(|a| n.contains(a)))
+                    .map(|(n, why)| RejectedRoute {
+                        peer: p.cfg.name.clone(),
+                        address: p.cfg.addr,
+                        prefix: *n,
+                        reason: why.to_string(),
+                    })
+            })
+            .collect();
+        routes.sort_by(|a, b| (a.prefix, &a.peer).cmp(&(b.prefix, &b.peer)));
+        routes
     }
 
     /// Sessions per state, for metrics.

@@ -330,6 +330,9 @@ impl Daemon {
                     Request::Invalid => Response::Invalid {
                         objects: self.invalid.clone(),
                     },
+                    Request::Rejected { address } => Response::Rejected {
+                        routes: self.speaker.rejected_routes(address),
+                    },
                     Request::SubscribeRib => Response::Error {
                         message:
                             "subscribe_rib switches the connection to a stream"

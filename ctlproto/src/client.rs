@@ -3,13 +3,14 @@
 //! agent's readiness probe and the lab.
 
 use std::io::{self, BufRead, BufReader, Write};
+use std::net::IpAddr;
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use crate::{
-    DecodeError, InvalidObject, PeerStatus, Request, Response, RibEntry,
-    decode_line, encode_line,
+    DecodeError, InvalidObject, PeerStatus, RejectedRoute, Request, Response,
+    RibEntry, decode_line, encode_line,
 };
 
 /// How long to wait for bgpd; it answers from memory, so a slow answer
@@ -122,12 +123,25 @@ pub fn invalid(path: &Path) -> Result<Vec<InvalidObject>, SocketError> {
     }
 }
 
+/// The routes import refused whose prefix holds `address` (all with
+/// `None`).
+pub fn rejected(
+    path: &Path,
+    address: Option<IpAddr>,
+) -> Result<Vec<RejectedRoute>, SocketError> {
+    match query(path, &Request::Rejected { address })? {
+        Response::Rejected { routes } => Ok(routes),
+        other => Err(unexpected("rejected", &other)),
+    }
+}
+
 fn unexpected(asked: &'static str, got: &Response) -> SocketError {
     let got = match got {
         Response::Peers { .. } => "peers",
         Response::Rib { .. } => "rib",
         Response::Done { .. } => "done",
         Response::Invalid { .. } => "invalid",
+        Response::Rejected { .. } => "rejected",
         Response::Error { .. } => "error",
     };
     SocketError::Unexpected { asked, got }

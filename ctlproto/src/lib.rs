@@ -50,6 +50,12 @@ pub enum Request {
     ResetPeer { peer: String },
     /// The datastore objects bgpd left out because they are bad.
     Invalid,
+    /// The routes peers sent that import refused (BGPFilter, outside every
+    /// IPPool, loops): all of them, or those whose prefix holds `address`.
+    Rejected {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        address: Option<IpAddr>,
+    },
 }
 
 /// bgpd's answer to a [`Request`] other than `SubscribeRib`.
@@ -68,6 +74,9 @@ pub enum Response {
     },
     Invalid {
         objects: Vec<InvalidObject>,
+    },
+    Rejected {
+        routes: Vec<RejectedRoute>,
     },
     Error {
         message: String,
@@ -126,6 +135,20 @@ impl PeerType {
     }
 }
 
+/// A route a peer announced and import refused: BIRD keeps these with
+/// `import keep filtered`, FRR with `soft-reconfiguration inbound`; margay
+/// keeps the prefix and the reason only, so an operator (and `margayctl
+/// diagnose`) can see that a route arrived and why it was dropped.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RejectedRoute {
+    /// The peer's Calico-style name.
+    pub peer: String,
+    pub address: IpAddr,
+    pub prefix: IpNetwork,
+    /// Why import refused it, in words.
+    pub reason: String,
+}
+
 /// One row of the peer table.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct PeerStatus {
@@ -141,6 +164,7 @@ pub struct PeerStatus {
     pub state: String,
     /// Unix seconds of the last state change.
     pub since_unix: u64,
+    /// Prefixes the peer announces now: accepted plus rejected at import.
     pub prefixes_received: u64,
     pub prefixes_accepted: u64,
     pub prefixes_advertised: u64,

@@ -371,7 +371,11 @@ async fn diagnose_names_each_broken_hop() {
     );
     let r = comes_to_name(&state, "bgp", "the filter").await;
     let detail = r.json["hops"][4]["detail"].as_str().unwrap();
-    assert!(detail.contains("import filter"), "{:#}", r.json);
+    assert!(
+        detail.contains(&format!("sent {block}, refused at import: rejected by a BGPFilter import rule")),
+        "{:#}",
+        r.json
+    );
     apply(&state, &node1_peer(&n2.address, 64512, &[]));
     whole(&state, "the filter taken off the peer").await;
 }

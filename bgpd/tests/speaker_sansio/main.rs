@@ -20,6 +20,8 @@ mod as_zero;
 mod ext_next_hop;
 /// Max-prefix back-off: held Idle until the restart interval or a reset.
 mod max_prefix;
+/// Routes refused at import: counted and shown until withdrawn.
+mod rejected;
 /// RFC 4724 4.1: the restarting speaker defers its advertisements.
 mod restarting;
 /// Shutdown: Cease / Administrative Shutdown to every peer.

@@ -1,13 +1,13 @@
 //! Hop 5: bgpd's view, through its control socket (what `node status`
 //! and `routes` read): the best path to the destination, the peer it came
-//! from and why it won; else the session that is down, or the peer whose
-//! routes an import filter rejected.
+//! from and why it won; else the route a peer sent that import refused
+//! (and why), or the session that is down.
 
 use std::net::IpAddr;
 use std::path::Path;
 
 use margay_ctlproto::client as socket;
-use margay_ctlproto::{PeerStatus, RibEntry};
+use margay_ctlproto::{PeerStatus, RejectedRoute, RibEntry};
 
 use super::{DiagnoseError, Verdict};
 
@@ -15,9 +15,11 @@ use super::{DiagnoseError, Verdict};
 pub struct Facts {
     pub rib: Vec<RibEntry>,
     pub peers: Vec<PeerStatus>,
+    /// Routes refused at import whose prefix holds the destination.
+    pub rejected: Vec<RejectedRoute>,
 }
 
-pub fn facts(path: &Path) -> Result<Facts, DiagnoseError> {
+pub fn facts(path: &Path, dst: IpAddr) -> Result<Facts, DiagnoseError> {
     let fail = |e: socket::SocketError| DiagnoseError::Command {
         command: format!("bgpd control socket {}", path.display()),
         reason: e.to_string(),
@@ -25,6 +27,7 @@ pub fn facts(path: &Path) -> Result<Facts, DiagnoseError> {
     Ok(Facts {
         rib: socket::rib(path).map_err(fail)?,
         peers: socket::peers(path).map_err(fail)?,
+        rejected: socket::rejected(path, Some(dst)).map_err(fail)?,
     })
 }
 
@@ -59,6 +62,24 @@ pub fn judge(dst: IpAddr, f: &Facts) -> Verdict {
             p.reason
         ));
     }
+    if !f.rejected.is_empty() {
+        let refused: Vec<String> = f
+            .rejected
+            .iter()
+            .map(|r| {
+                format!(
+                    "{} ({}) sent {}, refused at import: {}",
+                    r.peer, r.address, r.prefix, r.reason
+                )
+            })
+            .collect();
+        return Verdict::broken(
+            format!("no path to {dst}; {}", refused.join("; ")),
+            "check that peer's BGPFilter import rules (importV4/importV6); \
+             a prefix outside every enabled IPPool needs a pool, or a \
+             BGPFilter rule that accepts it",
+        );
+    }
     let down: Vec<String> = f
         .peers
         .iter()
@@ -77,27 +98,6 @@ pub fn judge(dst: IpAddr, f: &Facts) -> Verdict {
             "bring the session up: check the peer is reachable and its \
              BGPPeer/AS config; `margayctl node reset PEER` restarts one \
              held Idle",
-        );
-    }
-    let filtered: Vec<String> = f
-        .peers
-        .iter()
-        .filter(|p| p.prefixes_received > p.prefixes_accepted)
-        .map(|p| {
-            format!(
-                "{} sent {} prefixes, {} accepted",
-                p.name, p.prefixes_received, p.prefixes_accepted
-            )
-        })
-        .collect();
-    if !filtered.is_empty() {
-        return Verdict::broken(
-            format!(
-                "no path to {dst}; an import filter rejected routes: {}",
-                filtered.join("; ")
-            ),
-            "check the BGPFilters of these peers (importV4/importV6 rules \
-             that reject the destination's block)",
         );
     }
     Verdict::broken(

@@ -2,7 +2,7 @@
 //! node to a destination, hop by hop, and stops at the first broken hop,
 //! naming it and saying what to do. One exception: when this node's FIB
 //! (hop 4) lacks the route, bgpd (hop 5) is judged too, and a broken hop
-//! 5 is named as the cause (no path, a session down, an import filter).
+//! 5 is named as the cause (no path, a route refused at import, a session down).
 //!
 //! Each hop is split in two: an IO function gathers its *facts* (the
 //! `ip` command, `/proc/sys`, the datastore, bgpd's control socket) and
@@ -233,7 +233,7 @@ pub async fn diagnose(
         let f = fib::facts(dst, opts)?;
         let mut v = fib::judge(dst, opts.fib_protocol, &f);
         if f.lacks_route() {
-            let b = bgp::judge(dst, &bgp::facts(&opts.bgpd_socket)?);
+            let b = bgp::judge(dst, &bgp::facts(&opts.bgpd_socket, dst)?);
             v = fib::missing_route_cause(v, &b);
             bgp_early = Some(b);
         }
@@ -249,7 +249,7 @@ pub async fn diagnose(
                     "the destination is on this node: no BGP hop",
                 ));
             }
-            Ok(bgp::judge(dst, &bgp::facts(&opts.bgpd_socket)?))
+            Ok(bgp::judge(dst, &bgp::facts(&opts.bgpd_socket, dst)?))
         })?,
     }
     walk.push(Hop::Remote, || {

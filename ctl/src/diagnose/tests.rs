@@ -3,7 +3,7 @@
 
 use std::net::IpAddr;
 
-use margay_ctlproto::{PeerStatus, PeerType, RibEntry, RibPath};
+use margay_ctlproto::{PeerStatus, PeerType, RejectedRoute, RibEntry, RibPath};
 use margay_ipam::block::Allocation;
 
 use super::pod::{AddrInfo, HostFacts, Link, PodFacts, Route};
@@ -283,6 +283,7 @@ fn bgp_hop() {
     let good = bgp::Facts {
         rib: vec![entry],
         peers: vec![peer("10.0.0.2", "Established", 1, 1)],
+        rejected: vec![],
     };
     let v = bgp::judge(dst, &good);
     assert_eq!(v.status, Status::Ok);
@@ -290,6 +291,7 @@ fn bgp_hop() {
     let down = bgp::Facts {
         rib: vec![],
         peers: vec![peer("10.0.0.2", "Active", 0, 0)],
+        rejected: vec![],
     };
     let v = bgp::judge(dst, &down);
     assert_eq!(v.status, Status::Broken);
@@ -301,11 +303,28 @@ fn bgp_hop() {
     let filtered = bgp::Facts {
         rib: vec![],
         peers: vec![peer("10.0.0.2", "Established", 2, 1)],
+        rejected: vec![RejectedRoute {
+            peer: "Mesh_10.0.0.2".into(),
+            address: "10.0.0.2".parse().unwrap(),
+            prefix: "10.244.1.0/26".parse().unwrap(),
+            reason: "rejected by a BGPFilter import rule".into(),
+        }],
     };
-    assert!(bgp::judge(dst, &filtered).detail.contains("import filter"));
+    let v = bgp::judge(dst, &filtered);
+    assert_eq!(v.status, Status::Broken);
+    assert!(
+        v.detail.contains(
+            "Mesh_10.0.0.2 (10.0.0.2) sent 10.244.1.0/26, refused at import: \
+             rejected by a BGPFilter import rule"
+        ),
+        "{v:?}"
+    );
+    // Routes refused at import that do not hold the destination (Service
+    // routes a mesh peer sends, say) are not the cause.
     let silent = bgp::Facts {
         rib: vec![],
-        peers: vec![peer("10.0.0.2", "Established", 0, 0)],
+        peers: vec![peer("10.0.0.2", "Established", 3, 0)],
+        rejected: vec![],
     };
     assert!(
         bgp::judge(dst, &silent)
@@ -391,6 +410,7 @@ fn a_missing_route_names_bgpd_when_it_has_no_path() {
     let down = bgp::Facts {
         rib: vec![],
         peers: vec![peer("10.0.0.2", "Active", 0, 0)],
+        rejected: vec![],
     };
     let bgp_v = bgp::judge(dst, &down);
     let fib_v = fib::missing_route_cause(fib_v, &bgp_v);

@@ -229,10 +229,11 @@ struct Samples {
 /// `rounds` ADD+DEL per case over `par` threads. The cases take turns
 /// wave by wave (each thread one ADD then one DEL), so that a change in
 /// the machine's speed during the run (a VM's neighbours) falls on every
-/// case alike and the ratios stay fair.
+/// case alike and the ratios stay fair. Each ADD gets a new namespace
+/// `<ns_prefix>-...`, deleted after its DEL, as a runtime does (untimed).
 fn run(
     cases: &[(&Path, &Value, &str)],
-    nss: &[String],
+    ns_prefix: &str,
     rounds: usize,
     par: usize,
 ) -> anyhow::Result<Vec<Samples>> {
@@ -246,7 +247,11 @@ fn run(
                         .map(|t| {
                             s.spawn(move || {
                                 let id = format!("{prefix}-{t}-{w}");
-                                let ns = &nss[t];
+                                let nss = Namespaces::create(
+                                    &format!("{ns_prefix}-{id}"),
+                                    1,
+                                )?;
+                                let ns = &nss.0[0];
                                 let add = invoke(plugin, "ADD", &id, ns, conf)?;
                                 let del = invoke(plugin, "DEL", &id, ns, conf)?;
                                 Ok((add, del))
@@ -283,7 +288,10 @@ fn main() -> anyhow::Result<()> {
             .unwrap_or(default))
     };
     match arg.as_deref() {
-        Some("live") => return live::main(rounds_arg(60)?),
+        Some("live") if std::env::args().nth(2).as_deref() == Some("trace") => {
+            return live::main(0, true);
+        }
+        Some("live") => return live::main(rounds_arg(60)?, false),
         Some("first-packet") => return first_packet::main(rounds_arg(20)?),
         _ => {}
     }
@@ -386,7 +394,12 @@ fn main() -> anyhow::Result<()> {
             (&margay, &agent_conf, "a"),
             (&ptp, &ptp_conf, "p"),
         ];
-        let samples = run(&cases, &nss.0, rounds, par)?;
+        let samples = run(
+            &cases,
+            &format!("mgbench-{}", std::process::id()),
+            rounds,
+            par,
+        )?;
         let mut rows = Vec::new();
         for (name, mut s) in names.into_iter().zip(samples) {
             let q = [

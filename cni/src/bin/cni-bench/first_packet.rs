@@ -61,6 +61,17 @@ pub fn main(rounds: usize) -> anyhow::Result<()> {
     })?;
     println!("load after: {}", crate::loadavg());
     for (label, mut v) in [("existing block", existing), ("new block", new)] {
+        let each: Vec<String> = v
+            .iter()
+            .map(|(a, t)| {
+                format!(
+                    "{:.1}/{:.1}",
+                    a.as_secs_f64() * 1e3,
+                    t.as_secs_f64() * 1e3
+                )
+            })
+            .collect();
+        println!("{label}, ADD/first reply (ms) in order: {}", each.join(" "));
         let mut add: Vec<Duration> = v.iter().map(|s| s.0).collect();
         let mut total: Vec<Duration> = v.iter_mut().map(|s| s.1).collect();
         println!(

@@ -235,16 +235,25 @@ pub async fn del<I: IpamBackend>(
     env: &Env,
     conf: &NetConf,
     ipam: &I,
+    removal: veth::Removal,
 ) -> Result<String> {
     let ctx = attach_ctx(env, conf);
     let host_ifname =
         endpoint::read(&conf.endpoint_dir, &ctx.container_id, &ctx.ifname)
             .map(|ep| ep.host_iface)
             .unwrap_or_else(|| veth::host_ifname(&identity(env), env.ifname()));
-    // A removal blocks its netlink thread for an RCU grace period.
-    let dataplane = match netns::removal_handle().await {
-        Ok(h) => veth::teardown(&h, &host_ifname).await.map(drop),
-        Err(e) => Err(CniError::dataplane("opening a netlink socket", e)),
+    // The host end (and with it the pod's routes) goes before the
+    // address is released. A removal blocks its netlink thread for an RCU
+    // grace period: the agent answers once the link is down instead.
+    let dataplane = match removal {
+        veth::Removal::Wait => match netns::removal_handle().await {
+            Ok(h) => veth::teardown(&h, &host_ifname).await.map(drop),
+            Err(e) => Err(CniError::dataplane("opening a netlink socket", e)),
+        },
+        veth::Removal::Defer => match host_handle() {
+            Ok(h) => veth::retire(&h, &host_ifname).await.map(drop),
+            Err(e) => Err(e),
+        },
     };
     let released = ipam.del(&ctx).await;
     let record =

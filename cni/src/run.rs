@@ -25,6 +25,7 @@ use crate::ipam_plugin;
 use crate::plugin;
 use crate::spec::{Command, Env};
 use crate::version::{self, Version};
+use crate::veth::Removal;
 
 /// Which binary is running.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -202,17 +203,23 @@ async fn execute(
     for warning in &conf.warnings {
         tracing::warn!("{warning}");
     }
+    // Only the agent outlives the invocation, to delete a link later.
+    let removal = if datastores.is_some() {
+        Removal::Defer
+    } else {
+        Removal::Wait
+    };
     match &conf.ipam {
         IpamConf::Margay(ic) => {
             let ipam = match datastores {
                 Some(kept) => kept.ipam(conf, ic).await?,
                 None => MargayIpam::connect(conf, ic).await?,
             };
-            dispatch(role, env, conf, &ipam).await
+            dispatch(role, env, conf, &ipam, removal).await
         }
         IpamConf::Delegated { plugin } => {
             let ipam = Delegate::find(plugin, env, stdin)?;
-            dispatch(role, env, conf, &ipam).await
+            dispatch(role, env, conf, &ipam, removal).await
         }
     }
 }
@@ -239,6 +246,7 @@ async fn dispatch<I: IpamBackend>(
     env: &Env,
     conf: &NetConf,
     ipam: &I,
+    removal: Removal,
 ) -> Result<String> {
     match (role, env.command) {
         (_, Command::Version) => {
@@ -247,7 +255,9 @@ async fn dispatch<I: IpamBackend>(
         (_, Command::Status) => plugin::status(ipam).await,
         (role, Command::Gc) => plugin::gc(conf, ipam, role == Role::Main).await,
         (Role::Main, Command::Add) => plugin::add(env, conf, ipam).await,
-        (Role::Main, Command::Del) => plugin::del(env, conf, ipam).await,
+        (Role::Main, Command::Del) => {
+            plugin::del(env, conf, ipam, removal).await
+        }
         (Role::Main, Command::Check) => plugin::check(env, conf, ipam).await,
         (Role::Ipam, Command::Add) => ipam_plugin::add(env, conf, ipam).await,
         (Role::Ipam, Command::Del) => ipam_plugin::del(env, conf, ipam).await,

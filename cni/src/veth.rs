@@ -14,6 +14,7 @@
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, OnceLock};
 
 use ipnetwork::IpNetwork;
 use rtnetlink::packet_route::address::{AddressAttribute, AddressFlags};
@@ -23,7 +24,7 @@ use rtnetlink::packet_route::link::{
 use rtnetlink::packet_route::route::RouteScope;
 use rtnetlink::{Handle, LinkUnspec, LinkVeth, RouteMessageBuilder};
 use sha2::{Digest, Sha256};
-use tokio::sync::oneshot;
+use tokio::sync::{RwLock, oneshot};
 use tokio::task::JoinHandle;
 
 use crate::error::{CniError, Result};
@@ -158,7 +159,11 @@ pub async fn create(host: &Handle, plan: &Plan) -> Result<ContainerSide> {
         if stale {
             tracing::info!(host_ifname = %plan.host_ifname, "deleted stale host veth");
         }
-        if !stale || !create_pair(host, plan, &ns).await? {
+        // The container may still hold the peer of a host end retired by
+        // a DEL of an earlier attachment in this namespace (a runtime that
+        // reuses it): once the pending deletions are done, try again.
+        let retried = stale || wait_for_retired().await;
+        if !retried || !create_pair(host, plan, &ns).await? {
             return Err(CniError::dataplane(
                 format!("creating {} in {}", plan.ifname, plan.netns.display()),
                 "an interface with that name already exists in the container",
@@ -444,6 +449,95 @@ pub async fn teardown(host: &Handle, host_ifname: &str) -> Result<bool> {
         .map_err(nl_err(format!("deleting {host_ifname}")))
 }
 
+/// How DEL removes the host end of the pair.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Removal {
+    /// Deleted before DEL answers (the plugin process, which exits).
+    Wait,
+    /// Taken down before DEL answers, deleted after (the node agent,
+    /// which outlives the invocation); see [`retire`].
+    Defer,
+}
+
+/// Held (shared) by every deletion [`retire`] has left pending.
+fn retiring() -> Arc<RwLock<()>> {
+    static LOCK: OnceLock<Arc<RwLock<()>>> = OnceLock::new();
+    LOCK.get_or_init(Arc::default).clone()
+}
+
+/// Waits until the deletions pending now are done; true if there were any.
+async fn wait_for_retired() -> bool {
+    let lock = retiring();
+    let pending = lock.try_write().is_err();
+    if pending {
+        drop(lock.write().await);
+    }
+    pending
+}
+
+/// Takes the host end down now and deletes it in the background; Ok(false)
+/// when it was already gone.
+///
+/// Deleting a link makes the kernel wait for an RCU grace period (~15-25
+/// ms, most of DEL) before `sendmsg` returns; taking it down costs ~0.2
+/// ms (an expedited grace period under the RTNL lock) and is all DEL
+/// needs before the address is released: the kernel drops every route
+/// through a link that goes down and refuses new ones on it (ENETDOWN), so
+/// no traffic for the address can reach the old pod once it is reused,
+/// which is the order the missing `ipCooldownSeconds` relies on (README).
+/// The deletion is by interface index, never by name: an ADD of the same
+/// pod identity may have made a new host end of the same name meanwhile
+/// (it replaces the old one itself). If the agent dies first, the runtime
+/// deleting the pod's namespace destroys the pair with it.
+pub async fn retire(host: &Handle, host_ifname: &str) -> Result<bool> {
+    let Some(link) = nl::link_by_name(host, host_ifname)
+        .await
+        .map_err(nl_err(format!("looking up {host_ifname}")))?
+    else {
+        return Ok(false);
+    };
+    match host
+        .link()
+        .set(LinkUnspec::new_with_index(link.index).down().build())
+        .execute()
+        .await
+    {
+        Ok(()) => {}
+        Err(e) if nl::errno(&e) == Some(nix::errno::Errno::ENODEV) => {
+            return Ok(false);
+        }
+        Err(e) => {
+            return Err(CniError::dataplane(
+                format!("taking {host_ifname} down"),
+                e,
+            ));
+        }
+    }
+    let (index, name) = (link.index, host_ifname.to_string());
+    let pending = retiring().read_owned().await;
+    tokio::spawn(async move {
+        let _pending = pending;
+        let deleted = match netns::removal_handle().await {
+            Ok(h) => match h.link().del(index).execute().await {
+                Ok(()) => Ok(()),
+                Err(e) if nl::errno(&e) == Some(nix::errno::Errno::ENODEV) => {
+                    Ok(())
+                }
+                Err(e) => Err(e.to_string()),
+            },
+            Err(e) => Err(e.to_string()),
+        };
+        match deleted {
+            Ok(()) => {
+                tracing::debug!(host_ifname = %name, index, "retired host veth deleted")
+            }
+            Err(e) => tracing::warn!(host_ifname = %name, index, error = %e,
+                "deleting a retired host veth failed; the pod's namespace removal deletes it"),
+        }
+    });
+    Ok(true)
+}
+
 /// Deletes CNI_IFNAME inside the container when the host end is already
 /// gone (a half-removed attachment); a missing netns or link is fine.
 pub async fn teardown_container(netns_path: &Path, ifname: &str) -> Result<()> {
@@ -475,6 +569,26 @@ mod tests {
         // sha256("ns/pod.eth0") starts with these 11 hex digits.
         let d = hex::encode(Sha256::digest(b"ns/pod.eth0"));
         assert_eq!(&a[2..], &d[..11]);
+    }
+
+    /// An ADD that finds CNI_IFNAME taken in the container waits for the
+    /// deletions [`retire`] left pending, and only then (never when none
+    /// are pending) tries again.
+    #[tokio::test]
+    async fn a_clash_waits_for_pending_retirements() {
+        assert!(!wait_for_retired().await, "nothing was pending");
+        let pending = retiring().read_owned().await;
+        let (tx, rx) = oneshot::channel();
+        let waiter = tokio::spawn(async move {
+            let waited = wait_for_retired().await;
+            let _ = tx.send(());
+            waited
+        });
+        tokio::task::yield_now().await;
+        assert!(!waiter.is_finished(), "returned with a deletion pending");
+        drop(pending);
+        rx.await.unwrap();
+        assert!(waiter.await.unwrap(), "did not report the wait");
     }
 
     #[test]

@@ -89,10 +89,136 @@ fn relayed_add_check_del_work_as_in_process() {
         let out = invoke("DEL", "ctr-r", Some(&a.path()), "eth0", &conf);
         assert!(out.ok, "DEL: {}", out.stdout);
     }
-    assert!(!link_exists(&host_ifname(&r)));
+    // The agent deletes the host end after answering (see the next test).
+    wait_link_gone(&host_ifname(&r));
     let out = invoke("CHECK", "ctr-r", Some(&a.path()), "eth0", &check);
     assert!(!out.ok, "CHECK after DEL passed");
     assert!(out.stdout.contains("no longer holds"), "{}", out.stdout);
+}
+
+/// The index of host link `name`, if it exists.
+fn link_index(name: &str) -> Option<u32> {
+    let out = Command::new("ip")
+        .args(["-o", "link", "show", name])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    text.split(':').next()?.trim().parse().ok()
+}
+
+/// Whether host link `index` exists and is administratively up.
+fn index_up(index: u32) -> Option<bool> {
+    let out = Command::new("ip")
+        .args(["-o", "link", "show"])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    let line = text
+        .lines()
+        .find(|l| l.split(':').next() == Some(&index.to_string()))?;
+    let flags = line.split('<').nth(1)?.split('>').next()?;
+    Some(flags.split(',').any(|f| f == "UP"))
+}
+
+/// The host routes to `ip`.
+fn routes_to(ip: &str) -> String {
+    let out = Command::new("ip")
+        .args(["-4", "route", "show", &format!("{ip}/32")])
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+/// Waits (up to 10 s, a liveness bound, not a timing check) until `gone`.
+fn wait_until(what: &str, gone: impl Fn() -> bool) {
+    let start = std::time::Instant::now();
+    while !gone() {
+        assert!(
+            start.elapsed() < std::time::Duration::from_secs(10),
+            "{what} still there after 10 s"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+}
+
+fn wait_link_gone(name: &str) {
+    wait_until(&format!("host link {name}"), || !link_exists(name));
+}
+
+/// The agent answers DEL once the host end is down (its routes gone) and
+/// the address released, and deletes the link afterwards, by index: an
+/// ADD of the same identity right after DEL reuses the host end's name
+/// and must survive the deferred deletion of the old one; an ADD of another
+/// identity into the same namespace waits for the old pair to go.
+#[ignore = "needs root (network namespaces): scripts/test runs it as root"]
+#[test]
+fn a_relayed_del_takes_the_link_down_and_deletes_it_after() {
+    if !require_root("a_relayed_del_takes_the_link_down_and_deletes_it_after") {
+        return;
+    }
+    let f = fixture("10.250.0.0/24");
+    let socket = f.dir.path().join("agent.sock");
+    server::spawn(server::bind(&socket).unwrap()).unwrap();
+    let mut conf = f.conf.clone();
+    conf["agent_socket"] = socket.display().to_string().into();
+    let a = Netns::new("cnid").unwrap();
+    let mut links = HostLinks(Vec::new());
+    for round in 0..5 {
+        // Two rounds per identity: the second ADD reuses the host end's
+        // name, the next identity's first ADD the container's CNI_IFNAME
+        // (the runtime reusing a namespace), while the deferred deletion
+        // of the previous pair may be pending.
+        let id = format!("ctr-d{}", round / 2);
+        let out = invoke("ADD", &id, Some(&a.path()), "eth0", &conf);
+        assert!(out.ok, "ADD {round}: {}", out.stdout);
+        let r: Value = serde_json::from_str(&out.stdout).unwrap();
+        let (name, ip) = (host_ifname(&r), pod_ip(&r));
+        links.0.push(name.clone());
+        let index = link_index(&name).expect("host end exists");
+        assert_eq!(index_up(index), Some(true));
+        assert!(routes_to(&ip).contains(&name), "{}", routes_to(&ip));
+        let out = invoke("DEL", &id, Some(&a.path()), "eth0", &conf);
+        assert!(out.ok, "DEL {round}: {}", out.stdout);
+        // At the answer: no route to the pod, its host end gone or down
+        // (the kernel refuses routes on a down link), the address free.
+        assert_eq!(routes_to(&ip), "", "a route to the deleted pod is left");
+        assert_ne!(index_up(index), Some(true), "host end still up");
+        if round % 2 == 1 {
+            // Straight on to the next identity's ADD in this namespace,
+            // while the old pair's deletion is most likely pending.
+            continue;
+        }
+        let mut check = conf.clone();
+        check["prevResult"] = r.clone();
+        let out = invoke("CHECK", &id, Some(&a.path()), "eth0", &check);
+        assert!(out.stdout.contains("no longer holds"), "{}", out.stdout);
+        if round < 4 {
+            // Re-ADD at once (the next round); the old link's deletion,
+            // maybe still pending, must not take the new one.
+            continue;
+        }
+        wait_until("the last host end", || index_up(index).is_none());
+    }
+    // Every deferred deletion is done; an ADD now has a working pod.
+    let out = invoke("ADD", "ctr-d", Some(&a.path()), "eth0", &conf);
+    assert!(out.ok, "ADD: {}", out.stdout);
+    let r: Value = serde_json::from_str(&out.stdout).unwrap();
+    let index = link_index(&host_ifname(&r)).expect("host end exists");
+    std::thread::sleep(std::time::Duration::from_millis(200));
+    assert_eq!(
+        link_index(&host_ifname(&r)),
+        Some(index),
+        "new host end deleted"
+    );
+    assert_eq!(index_up(index), Some(true));
+    let ping = Command::new("ping")
+        .args(["-c1", "-W2", &pod_ip(&r)])
+        .output()
+        .unwrap();
+    assert!(ping.status.success(), "host -> pod: {ping:?}");
+    let out = invoke("DEL", "ctr-d", Some(&a.path()), "eth0", &conf);
+    assert!(out.ok, "DEL: {}", out.stdout);
+    wait_link_gone(&host_ifname(&r));
 }
 
 #[ignore = "needs root (network namespaces): scripts/test runs it as root"]

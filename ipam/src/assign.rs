@@ -10,7 +10,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
 
 use ipnetwork::IpNetwork;
-use margay_crds::{AffinityState, IPAMBlock};
+use margay_crds::{AffinityState, IPAMBlock, IPAMHandle};
 
 use crate::addr::{self, Family};
 use crate::block::{ATTR_NODE, ATTR_TIMESTAMP};
@@ -65,7 +65,7 @@ impl Ipam {
     /// retrying that release while the datastore is unavailable.
     #[tracing::instrument(level = "debug", skip_all, fields(handle = %args.handle))]
     pub async fn auto_assign(&self, args: &AssignArgs) -> Result<Assigned> {
-        handle_name(&args.handle)?;
+        let name = handle_name(&args.handle)?;
         if args.num_v4 == 0 && args.num_v6 == 0 {
             return Err(IpamError::BadRequest(
                 "nothing to assign: both num_v4 and num_v6 are 0".into(),
@@ -85,7 +85,22 @@ impl Ipam {
         };
         // A repeated request for one handle gets what it already holds.
         // Outside the undo below: those addresses are another request's.
-        if let Some(existing) = self.existing_assignment(args, &ctx).await? {
+        // With transactions the handle is not read first unless this
+        // instance wrote it (a retry through the same agent): the commit
+        // creates it on condition that it is absent, so a handle written
+        // elsewhere fails the first commit whole (HandleHolds, nothing
+        // taken) and is read then. That saves a datastore round trip on
+        // the critical path of every new attachment.
+        let unread =
+            self.ds.has_transactions() && self.handle_hint(&name).is_none();
+        if unread {
+            self.assumed_new
+                .lock()
+                .expect("not poisoned")
+                .insert(name.clone());
+        } else if let Some(existing) =
+            self.existing_assignment(args, &ctx).await?
+        {
             return Ok(existing);
         }
         let mut attrs = args.attrs.clone();
@@ -121,6 +136,16 @@ impl Ipam {
             Ok::<_, IpamError>(())
         }
         .await;
+        if unread {
+            self.assumed_new.lock().expect("not poisoned").remove(&name);
+        }
+        if let Err(IpamError::HandleHolds { .. }) = res {
+            return match self.existing_assignment(args, &ctx).await? {
+                Some(existing) => Ok(existing),
+                // Emptied or deleted in between: ask again.
+                None => Err(retries_exhausted::<IPAMHandle>("create", &name)),
+            };
+        }
         if let Err(e) = res {
             // Both or neither: undo whatever this request took. Release by
             // handle also frees a partial allocation of the failed family.

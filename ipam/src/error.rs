@@ -58,6 +58,11 @@ pub enum IpamError {
     /// malformed handle, ...).
     #[error("bad IPAM request: {0}")]
     BadRequest(String),
+    /// The handle an allocation took to be new holds addresses already (a
+    /// repeated request): internal to `auto_assign`, which answers with
+    /// them instead.
+    #[error("IPAM handle {handle} already holds addresses")]
+    HandleHolds { handle: String },
 
     /// A specific address requested with `assign_ip` is taken.
     #[error("{ip} is already allocated to handle {handle}")]

@@ -10,7 +10,7 @@ use margay_crds::{IPAMBlock, IPAMHandle, IPAMHandleSpec};
 use margay_datastore::WriteBatch;
 
 use crate::convert::{SoftDelete, handle_name, meta, rv};
-use crate::error::Result;
+use crate::error::{IpamError, Result};
 use crate::ipam::Ipam;
 use crate::store::{
     Created, DATASTORE_RETRIES, create_or_get, delete_shared, get_live,
@@ -55,6 +55,7 @@ impl Ipam {
         // this instance wrote it.
         let mut current = self.handle_hint(&name);
         for _ in 0..DATASTORE_RETRIES {
+            let creating = current.is_none();
             let mut h = current.clone().unwrap_or_else(|| IPAMHandle {
                 metadata: meta(name.clone()),
                 spec: IPAMHandleSpec {
@@ -73,6 +74,12 @@ impl Ipam {
             batch.update(block)?;
             let err = match self.ds.commit(&batch).await {
                 Ok(rev) => {
+                    // The request's handle exists now: from here on an
+                    // existing one is its own (e.g. its other family's).
+                    self.assumed_new
+                        .lock()
+                        .expect("not poisoned")
+                        .remove(&name);
                     self.block_written(block, &rev);
                     h.metadata.resource_version = Some(rev);
                     self.remember_handle(h);
@@ -100,13 +107,27 @@ impl Ipam {
                     .await?;
                 current = None;
             }
+            // A handle auto_assign did not read (taking it to be new)
+            // holds addresses: a repeated request, answered with those.
+            // The whole transaction failed, so this one took nothing.
+            if creating
+                && current.as_ref().is_some_and(|h| !h.spec.block.is_empty())
+                && self
+                    .assumed_new
+                    .lock()
+                    .expect("not poisoned")
+                    .contains(&name)
+            {
+                self.forget_handle(&name);
+                return Err(IpamError::HandleHolds { handle: name });
+            }
         }
         self.forget_handle(&name);
         Err(retries_exhausted::<IPAMHandle>("update", &name))
     }
 
     /// The handle as this instance last wrote it, if it did.
-    fn handle_hint(&self, name: &str) -> Option<IPAMHandle> {
+    pub(crate) fn handle_hint(&self, name: &str) -> Option<IPAMHandle> {
         let hints = self.handle_hints.lock().expect("not poisoned");
         hints.get(name).cloned()
     }

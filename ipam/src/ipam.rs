@@ -2,7 +2,7 @@
 //! node. The decisions live in the pure modules (block, search, pools, gc,
 //! check, show); this file holds the shared state and the read paths.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -64,6 +64,10 @@ pub struct Ipam {
     /// Handles as this instance last wrote them: the first guess of a
     /// transactional allocation (a wrong guess only costs a re-read).
     pub(crate) handle_hints: Mutex<HashMap<String, IPAMHandle>>,
+    /// Handles an `auto_assign` in progress took to be new without reading
+    /// them (see `assign.rs`): their creation finding one that holds
+    /// addresses stops with [`IpamError::HandleHolds`].
+    pub(crate) assumed_new: Mutex<HashSet<String>>,
     /// The blocks this node last allocated from, as last read from or
     /// written to the hint file (or only kept here without a lock path).
     pub(crate) block_hints: Mutex<BlockHints>,
@@ -119,6 +123,7 @@ impl Ipam {
             gc_tracker: Mutex::new(GcTracker::new()),
             empty_since: Mutex::new(BTreeMap::new()),
             handle_hints: Mutex::new(HashMap::new()),
+            assumed_new: Mutex::new(HashSet::new()),
             block_hints: Mutex::new(BlockHints::default()),
             ctx_cache: None,
         }

@@ -164,6 +164,39 @@ async fn repeated_assignment_for_one_handle_takes_no_second_address() {
     assert!(report.is_clean(), "{report}");
 }
 
+/// The same when the first assignment was made by another process of the
+/// node (the plugin on its own, then the agent): the second instance has
+/// not written the handle, so it does not read it before allocating; its
+/// commit's "handle absent" condition fails and it answers with what the
+/// handle holds, taking nothing.
+#[tokio::test]
+async fn a_repeat_through_another_instance_takes_no_second_address() {
+    let Some(e) =
+        env("a_repeat_through_another_instance_takes_no_second_address").await
+    else {
+        return;
+    };
+    e.pool("p", "10.61.0.0/24", 28).await;
+    let first = e.ipam("n1").auto_assign(&v4("net.c1")).await.unwrap();
+    let again = e.ipam("n1").auto_assign(&v4("net.c1")).await.unwrap();
+    assert_eq!(first, again);
+    assert_eq!(allocated(&e).await.len(), 1);
+    let dual = AssignArgs {
+        num_v6: 1,
+        ..v4("net.c1")
+    };
+    let err = e.ipam("n1").auto_assign(&dual).await.unwrap_err();
+    assert!(err.to_string().contains("already holds"), "{err}");
+    assert_eq!(ip_of(&e, "net.c1").await, Some(first.ipv4[0].ip));
+    // A new handle after that is served as usual.
+    let n1 = e.ipam("n1");
+    let other = n1.auto_assign(&v4("net.c2")).await.unwrap();
+    assert_ne!(other.ipv4[0].ip, first.ipv4[0].ip);
+    assert_eq!(allocated(&e).await.len(), 2);
+    let report = n1.check().await.unwrap();
+    assert!(report.is_clean(), "{report}");
+}
+
 /// n1's block, as stored.
 async fn own_block(e: &Env) -> IPAMBlock {
     let blocks = e.ds.list::<IPAMBlock>().await.unwrap().items;

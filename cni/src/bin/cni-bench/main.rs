@@ -8,6 +8,14 @@
 //! agent, at log level debug, printing each invocation's log (every
 //! datastore request, IPAM phase and netlink step with its duration) to
 //! find where time goes.
+//!
+//! `cni-bench live [ROUNDS]` and `cni-bench first-packet [ROUNDS]` do it
+//! on a live node of a lab they bring up and take down (see `live.rs` and
+//! `first_packet.rs`); run them under `flock` on the lab lock.
+
+mod first_packet;
+mod lab;
+mod live;
 
 use std::io::Write;
 use std::net::TcpStream;
@@ -71,6 +79,44 @@ fn start_etcd(dir: &Path) -> anyhow::Result<(Etcd, String)> {
 
 /// Network namespaces named mgbench-N, deleted on drop.
 struct Namespaces(Vec<String>);
+impl Namespaces {
+    /// `count` namespaces `<prefix>-<i>` with `lo` up.
+    fn create(prefix: &str, count: usize) -> anyhow::Result<Namespaces> {
+        let mut nss = Namespaces(Vec::new());
+        for i in 0..count {
+            let n = format!("{prefix}-{i}");
+            let st = Command::new("ip").args(["netns", "add", &n]).status()?;
+            if !st.success() {
+                bail!("ip netns add {n} failed (root needed)");
+            }
+            nss.0.push(n.clone());
+            Command::new("ip")
+                .args(["netns", "exec", &n, "ip", "link", "set", "lo", "up"])
+                .status()?;
+        }
+        Ok(nss)
+    }
+}
+
+/// The 1, 5 and 15 minute load averages and the running/total tasks.
+fn loadavg() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .unwrap_or_default()
+        .trim()
+        .to_string()
+}
+
+/// "pid (command)" for each pid.
+fn describe_pids(pids: &[String]) -> String {
+    pids.iter()
+        .map(|p| {
+            let comm = std::fs::read_to_string(format!("/proc/{p}/comm"))
+                .unwrap_or_default();
+            format!("{p} ({})", comm.trim())
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
+}
 impl Drop for Namespaces {
     fn drop(&mut self) {
         for n in &self.0 {
@@ -89,6 +135,25 @@ fn invoke(
     invoke_logged(plugin, cmd, id, ns, conf, false)
 }
 
+/// One invocation that must succeed: its duration and stdout.
+fn invoke_output(
+    plugin: &Path,
+    cmd: &str,
+    id: &str,
+    ns: &str,
+    conf: &Value,
+) -> anyhow::Result<(Duration, String)> {
+    let (took, out) = spawn_and_wait(plugin, cmd, id, ns, conf, false)?;
+    if !out.status.success() {
+        bail!(
+            "{} {cmd} {id}: {}",
+            plugin.display(),
+            String::from_utf8_lossy(&out.stdout)
+        );
+    }
+    Ok((took, String::from_utf8_lossy(&out.stdout).into_owned()))
+}
+
 /// One invocation; with `show_log`, its stderr is printed.
 fn invoke_logged(
     plugin: &Path,
@@ -98,6 +163,30 @@ fn invoke_logged(
     conf: &Value,
     show_log: bool,
 ) -> anyhow::Result<Duration> {
+    let (took, out) = spawn_and_wait(plugin, cmd, id, ns, conf, show_log)?;
+    if show_log {
+        println!("----- {cmd} {id}: {took:?} wall");
+        print!("{}", String::from_utf8_lossy(&out.stderr));
+    }
+    if !out.status.success() {
+        bail!(
+            "{} {cmd} {id}: {}",
+            plugin.display(),
+            String::from_utf8_lossy(&out.stdout)
+        );
+    }
+    Ok(took)
+}
+
+/// Runs the plugin as a runtime does (environment, config on stdin).
+fn spawn_and_wait(
+    plugin: &Path,
+    cmd: &str,
+    id: &str,
+    ns: &str,
+    conf: &Value,
+    show_log: bool,
+) -> anyhow::Result<(Duration, std::process::Output)> {
     let start = Instant::now();
     let mut child = Command::new(plugin)
         .env_clear()
@@ -114,25 +203,20 @@ fn invoke_logged(
             Stdio::null()
         })
         .spawn()?;
-    child
+    let written = child
         .stdin
         .take()
         .expect("piped")
-        .write_all(conf.to_string().as_bytes())?;
+        .write_all(conf.to_string().as_bytes());
     let out = child.wait_with_output()?;
-    let took = start.elapsed();
-    if show_log {
-        println!("----- {cmd} {id}: {took:?} wall");
-        print!("{}", String::from_utf8_lossy(&out.stderr));
+    // A program that does not read its stdin (the harness's /bin/true)
+    // may exit first: a broken pipe is not the plugin's failure.
+    if let Err(e) = written
+        && e.kind() != std::io::ErrorKind::BrokenPipe
+    {
+        return Err(e.into());
     }
-    if !out.status.success() {
-        bail!(
-            "{} {cmd} {id}: {}",
-            plugin.display(),
-            String::from_utf8_lossy(&out.stdout)
-        );
-    }
-    Ok(took)
+    Ok((start.elapsed(), out))
 }
 
 /// ADD and DEL latencies of one case.
@@ -145,10 +229,11 @@ struct Samples {
 /// `rounds` ADD+DEL per case over `par` threads. The cases take turns
 /// wave by wave (each thread one ADD then one DEL), so that a change in
 /// the machine's speed during the run (a VM's neighbours) falls on every
-/// case alike and the ratios stay fair.
+/// case alike and the ratios stay fair. Each ADD gets a new namespace
+/// `<ns_prefix>-...`, deleted after its DEL, as a runtime does (untimed).
 fn run(
     cases: &[(&Path, &Value, &str)],
-    nss: &[String],
+    ns_prefix: &str,
     rounds: usize,
     par: usize,
 ) -> anyhow::Result<Vec<Samples>> {
@@ -162,7 +247,11 @@ fn run(
                         .map(|t| {
                             s.spawn(move || {
                                 let id = format!("{prefix}-{t}-{w}");
-                                let ns = &nss[t];
+                                let nss = Namespaces::create(
+                                    &format!("{ns_prefix}-{id}"),
+                                    1,
+                                )?;
+                                let ns = &nss.0[0];
                                 let add = invoke(plugin, "ADD", &id, ns, conf)?;
                                 let del = invoke(plugin, "DEL", &id, ns, conf)?;
                                 Ok((add, del))
@@ -191,6 +280,21 @@ fn pct(v: &mut [Duration], p: f64) -> f64 {
 
 fn main() -> anyhow::Result<()> {
     let arg = std::env::args().nth(1);
+    let rounds_arg = |default| -> anyhow::Result<usize> {
+        Ok(std::env::args()
+            .nth(2)
+            .map(|s| s.parse())
+            .transpose()?
+            .unwrap_or(default))
+    };
+    match arg.as_deref() {
+        Some("live") if std::env::args().nth(2).as_deref() == Some("trace") => {
+            return live::main(0, true);
+        }
+        Some("live") => return live::main(rounds_arg(60)?, false),
+        Some("first-packet") => return first_packet::main(rounds_arg(20)?),
+        _ => {}
+    }
     let trace = arg.as_deref() == Some("trace");
     let rounds: usize = arg
         .filter(|_| !trace)
@@ -290,7 +394,12 @@ fn main() -> anyhow::Result<()> {
             (&margay, &agent_conf, "a"),
             (&ptp, &ptp_conf, "p"),
         ];
-        let samples = run(&cases, &nss.0, rounds, par)?;
+        let samples = run(
+            &cases,
+            &format!("mgbench-{}", std::process::id()),
+            rounds,
+            par,
+        )?;
         let mut rows = Vec::new();
         for (name, mut s) in names.into_iter().zip(samples) {
             let q = [

@@ -40,8 +40,8 @@ use margay_crds::{
     Node,
 };
 use margay_datastore::{
-    Cache, Change, DatastoreError, InvalidObject, ListWatchEvent, Object,
-    Result as DsResult,
+    Cache, CacheItem, Change, DatastoreError, Feed, InvalidObject,
+    ListWatchEvent, Object,
 };
 
 use crate::config::daemon_opts::{self, DaemonOpts};
@@ -50,13 +50,26 @@ use crate::config::{self, ConfigError, Desired, Resources};
 /// One informer item of one of the seven kinds bgpd watches.
 #[derive(Debug)]
 pub enum Update {
-    Node(DsResult<ListWatchEvent<Node>>),
-    BgpConfig(DsResult<ListWatchEvent<BGPConfiguration>>),
-    Peer(DsResult<ListWatchEvent<BGPPeer>>),
-    Filter(DsResult<ListWatchEvent<BGPFilter>>),
-    Pool(DsResult<ListWatchEvent<IPPool>>),
-    Affinity(DsResult<ListWatchEvent<BlockAffinity>>),
-    Block(DsResult<ListWatchEvent<IPAMBlock>>),
+    Node(CacheItem<Node>),
+    BgpConfig(CacheItem<BGPConfiguration>),
+    Peer(CacheItem<BGPPeer>),
+    Filter(CacheItem<BGPFilter>),
+    Pool(CacheItem<IPPool>),
+    Affinity(CacheItem<BlockAffinity, Option<BlockAffinity>>),
+    Block(CacheItem<IPAMBlock, Origin>),
+}
+
+/// What each kind's watch lists with: what [`ConfigCache`] keeps of each
+/// object, projected as the list is decoded (of 20,000 blocks, the
+/// addresses lent to this node; of other nodes' affinities, nothing).
+pub struct Feeds {
+    pub nodes: Feed<Node>,
+    pub bgp_configs: Feed<BGPConfiguration>,
+    pub peers: Feed<BGPPeer>,
+    pub filters: Feed<BGPFilter>,
+    pub pools: Feed<IPPool>,
+    pub affinities: Feed<BlockAffinity, Option<BlockAffinity>>,
+    pub blocks: Feed<IPAMBlock, Origin>,
 }
 
 /// What one IPAMBlock contributes to this node's originated routes: the
@@ -144,6 +157,20 @@ impl ConfigCache {
             last_good: BTreeMap::new(),
             base_stale: true,
             changed: true,
+        }
+    }
+
+    /// What each kind's watch must list with
+    /// ([`margay_datastore::Datastore::list_and_watch_with`]).
+    pub fn feeds(&self) -> Feeds {
+        Feeds {
+            nodes: self.nodes.projection(),
+            bgp_configs: self.bgp_configs.projection(),
+            peers: self.peers.projection(),
+            filters: self.filters.projection(),
+            pools: self.pools.projection(),
+            affinities: self.affinities.projection(),
+            blocks: self.blocks.projection(),
         }
     }
 
@@ -263,7 +290,7 @@ impl ConfigCache {
     /// An affinity changes the base only if it is, or was, this node's.
     fn apply_affinity(
         &mut self,
-        item: DsResult<ListWatchEvent<BlockAffinity>>,
+        item: CacheItem<BlockAffinity, Option<BlockAffinity>>,
     ) -> Result<(), DatastoreError> {
         let was_mine = subject(&item).is_some_and(|n| {
             self.affinities.get(&n).is_some_and(Option::is_some)
@@ -290,7 +317,7 @@ impl ConfigCache {
     /// A block changes its own share of the routes, if any.
     fn apply_block(
         &mut self,
-        item: DsResult<ListWatchEvent<IPAMBlock>>,
+        item: CacheItem<IPAMBlock, Origin>,
     ) -> Result<(), DatastoreError> {
         let name = subject(&item);
         let before = name.as_ref().map(|n| self.block_state(n));
@@ -334,7 +361,7 @@ impl ConfigCache {
 }
 
 /// The name of the object an informer item is about, if one.
-fn subject<K: Object>(item: &DsResult<ListWatchEvent<K>>) -> Option<String> {
+fn subject<K: Object, V>(item: &CacheItem<K, V>) -> Option<String> {
     match item {
         Ok(ListWatchEvent::Listed(_)) => None,
         Ok(ListWatchEvent::Event(ev)) => Some(ev.name().to_string()),

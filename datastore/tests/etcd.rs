@@ -487,7 +487,10 @@ async fn list_with_keeps_the_projection_of_each_object() {
             .await
             .unwrap();
     }
-    client.put("/margay/v1/gadgets/bad", "{", None).await.unwrap();
+    client
+        .put("/margay/v1/gadgets/bad", "{", None)
+        .await
+        .unwrap();
     let list = ds
         .list_with(&|g: Gadget| g.spec.label.len())
         .await

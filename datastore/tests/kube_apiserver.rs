@@ -606,7 +606,8 @@ async fn crd_rules_refuse_what_margay_refuses() {
 /// projected as it is decoded.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn list_in_pages_sees_every_object_once() {
-    let Some(server) = server("list_in_pages_sees_every_object_once", &[]).await
+    let Some(server) =
+        server("list_in_pages_sees_every_object_once", &[]).await
     else {
         return;
     };

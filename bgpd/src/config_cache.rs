@@ -55,7 +55,7 @@ pub enum Update {
     Peer(CacheItem<BGPPeer>),
     Filter(CacheItem<BGPFilter>),
     Pool(CacheItem<IPPool>),
-    Affinity(CacheItem<BlockAffinity, Option<BlockAffinity>>),
+    Affinity(CacheItem<BlockAffinity, Option<Box<BlockAffinity>>>),
     Block(CacheItem<IPAMBlock, Origin>),
 }
 
@@ -68,7 +68,7 @@ pub struct Feeds {
     pub peers: Feed<BGPPeer>,
     pub filters: Feed<BGPFilter>,
     pub pools: Feed<IPPool>,
-    pub affinities: Feed<BlockAffinity, Option<BlockAffinity>>,
+    pub affinities: Feed<BlockAffinity, Option<Box<BlockAffinity>>>,
     pub blocks: Feed<IPAMBlock, Origin>,
 }
 
@@ -119,8 +119,10 @@ pub struct ConfigCache {
     peers: Cache<BGPPeer>,
     filters: Cache<BGPFilter>,
     pools: Cache<IPPool>,
-    /// This node's affinities (`None` for another node's).
-    affinities: Cache<BlockAffinity, Option<BlockAffinity>>,
+    /// This node's affinities (`None` for another node's: boxed, so that
+    /// each of the cluster's other affinities costs a pointer, not the
+    /// inline size of an object, some 600 bytes).
+    affinities: Cache<BlockAffinity, Option<Box<BlockAffinity>>>,
     /// Each block's share of this node's routes.
     blocks: Cache<IPAMBlock, Origin>,
     /// Names of the blocks whose [`Origin`] is not empty.
@@ -149,7 +151,7 @@ impl ConfigCache {
             filters: Cache::new(),
             pools: Cache::new(),
             affinities: Cache::projected(move |a: BlockAffinity| {
-                (a.spec.node == mine).then_some(a)
+                (a.spec.node == mine).then(|| Box::new(a))
             }),
             blocks: Cache::projected(move |b| Origin::of(b, &borrower)),
             lending: BTreeSet::new(),
@@ -227,7 +229,12 @@ impl ConfigCache {
             peers: self.peers.items().cloned().collect(),
             filters: self.filters.items().cloned().collect(),
             pools: self.pools.items().cloned().collect(),
-            affinities: self.affinities.items().flatten().cloned().collect(),
+            affinities: self
+                .affinities
+                .items()
+                .flatten()
+                .map(|a| (**a).clone())
+                .collect(),
             blocks: Vec::new(),
             secrets: None,
         }
@@ -290,7 +297,7 @@ impl ConfigCache {
     /// An affinity changes the base only if it is, or was, this node's.
     fn apply_affinity(
         &mut self,
-        item: CacheItem<BlockAffinity, Option<BlockAffinity>>,
+        item: CacheItem<BlockAffinity, Option<Box<BlockAffinity>>>,
     ) -> Result<(), DatastoreError> {
         let was_mine = subject(&item).is_some_and(|n| {
             self.affinities.get(&n).is_some_and(Option::is_some)

@@ -43,6 +43,8 @@ use margay_datastore::{Datastore, DatastoreSpec};
 
 #[path = "control_plane/fabric.rs"]
 mod fabric;
+#[path = "control_plane/kube.rs"]
+mod kube;
 use fabric::{Fabric, FibWatch, NODE0, NODE1, rss_breakdown, usage};
 
 const BLOCKS_PER_NODE: usize = 4;
@@ -53,6 +55,8 @@ struct Args {
     rate: f64,
     bgpd: PathBuf,
     felix: PathBuf,
+    /// On a real kube-apiserver instead of etcd.
+    kube: bool,
 }
 
 fn args() -> Args {
@@ -62,6 +66,7 @@ fn args() -> Args {
         rate: 50.0,
         bgpd: margay_tests::bin_dir().join("bgpd"),
         felix: margay_tests::bin_dir().join("felix-lite"),
+        kube: false,
     };
     let mut it = std::env::args().skip(1);
     while let Some(arg) = it.next() {
@@ -77,6 +82,7 @@ fn args() -> Args {
             "--rate" => a.rate = val().parse().expect("--rate R"),
             "--bgpd" => a.bgpd = PathBuf::from(val()),
             "--felix-lite" => a.felix = PathBuf::from(val()),
+            "--kube" => a.kube = true,
             // cargo bench passes --bench.
             _ => {}
         }
@@ -416,8 +422,9 @@ fn main() {
     let a = args();
     let rt = tokio::runtime::Runtime::new().unwrap();
     println!(
-        "bgpd {}, felix-lite {}: {} events at {}/s; every 10th lends \
+        "{}: bgpd {}, felix-lite {}: {} events at {}/s; every 10th lends \
          node-0 an address, every 10th (offset 5) claims a block for node-1",
+        if a.kube { "kube-apiserver" } else { "etcd" },
         a.bgpd.display(),
         a.felix.display(),
         a.events,
@@ -434,7 +441,11 @@ fn main() {
     let ms = |d: Duration| d.as_secs_f64() * 1e3;
     let mut notes = Vec::new();
     for &n in &a.nodes {
-        let r = rt.block_on(run(&a, n));
+        let r = if a.kube {
+            rt.block_on(kube::run(&a, n))
+        } else {
+            rt.block_on(run(&a, n))
+        };
         notes.push(format!(
             "{n} nodes: bgpd RSS: {}; felix-lite RSS: {}",
             r.breakdown.0, r.breakdown.1
@@ -456,6 +467,13 @@ fn main() {
             quantile(&r.lend, 0.99),
             quantile(&r.fib, 0.5),
             quantile(&r.fib, 0.99),
+        );
+    }
+    if a.kube {
+        notes.push(
+            "kube-apiserver: the reads column is LIST / GET requests the \
+             apiserver served during the churn; no node-1 (claim-to-FIB)"
+                .into(),
         );
     }
     for n in notes {

@@ -45,8 +45,8 @@ use margay_crds::{
     Node,
 };
 use margay_datastore::{
-    Cache, Change, DatastoreError, InvalidObject, ListWatchEvent, Object,
-    Result as DsResult,
+    Cache, CacheItem, Change, DatastoreError, Feed, InvalidObject,
+    ListWatchEvent, Object,
 };
 
 use crate::config::daemon_opts::{self, DaemonOpts};
@@ -56,15 +56,28 @@ use crate::services::{ServiceCfg, ServiceEvent, ServiceRoutes};
 /// One informer item of one of the seven kinds bgpd watches.
 #[derive(Debug)]
 pub enum Update {
-    Node(DsResult<ListWatchEvent<Node>>),
-    BgpConfig(DsResult<ListWatchEvent<BGPConfiguration>>),
-    Peer(DsResult<ListWatchEvent<BGPPeer>>),
-    Filter(DsResult<ListWatchEvent<BGPFilter>>),
-    Pool(DsResult<ListWatchEvent<IPPool>>),
-    Affinity(DsResult<ListWatchEvent<BlockAffinity>>),
-    Block(DsResult<ListWatchEvent<IPAMBlock>>),
+    Node(CacheItem<Node>),
+    BgpConfig(CacheItem<BGPConfiguration>),
+    Peer(CacheItem<BGPPeer>),
+    Filter(CacheItem<BGPFilter>),
+    Pool(CacheItem<IPPool>),
+    Affinity(CacheItem<BlockAffinity, Option<Box<BlockAffinity>>>),
+    Block(CacheItem<IPAMBlock, Origin>),
     /// A Service or EndpointSlice item (kubernetes datastore).
     Services(ServiceEvent),
+}
+
+/// What each kind's watch lists with: what [`ConfigCache`] keeps of each
+/// object, projected as the list is decoded (of 20,000 blocks, the
+/// addresses lent to this node; of other nodes' affinities, nothing).
+pub struct Feeds {
+    pub nodes: Feed<Node>,
+    pub bgp_configs: Feed<BGPConfiguration>,
+    pub peers: Feed<BGPPeer>,
+    pub filters: Feed<BGPFilter>,
+    pub pools: Feed<IPPool>,
+    pub affinities: Feed<BlockAffinity, Option<Box<BlockAffinity>>>,
+    pub blocks: Feed<IPAMBlock, Origin>,
 }
 
 /// What one IPAMBlock contributes to this node's originated routes: the
@@ -115,8 +128,10 @@ pub struct ConfigCache {
     peers: Cache<BGPPeer>,
     filters: Cache<BGPFilter>,
     pools: Cache<IPPool>,
-    /// This node's affinities (`None` for another node's).
-    affinities: Cache<BlockAffinity, Option<BlockAffinity>>,
+    /// This node's affinities (`None` for another node's: boxed, so that
+    /// each of the cluster's other affinities costs a pointer, not the
+    /// inline size of an object, some 600 bytes).
+    affinities: Cache<BlockAffinity, Option<Box<BlockAffinity>>>,
     /// Each block's share of this node's routes.
     blocks: Cache<IPAMBlock, Origin>,
     /// Names of the blocks whose [`Origin`] is not empty.
@@ -147,7 +162,7 @@ impl ConfigCache {
             filters: Cache::new(),
             pools: Cache::new(),
             affinities: Cache::projected(move |a: BlockAffinity| {
-                (a.spec.node == mine).then_some(a)
+                (a.spec.node == mine).then(|| Box::new(a))
             }),
             blocks: Cache::projected(move |b| Origin::of(b, &borrower)),
             lending: BTreeSet::new(),
@@ -166,6 +181,20 @@ impl ConfigCache {
     pub fn watching_services(mut self, kube_node: &str) -> ConfigCache {
         self.services = Some(ServiceRoutes::new(kube_node));
         self
+    }
+
+    /// What each kind's watch must list with
+    /// ([`margay_datastore::Datastore::list_and_watch_with`]).
+    pub fn feeds(&self) -> Feeds {
+        Feeds {
+            nodes: self.nodes.projection(),
+            bgp_configs: self.bgp_configs.projection(),
+            peers: self.peers.projection(),
+            filters: self.filters.projection(),
+            pools: self.pools.projection(),
+            affinities: self.affinities.projection(),
+            blocks: self.blocks.projection(),
+        }
     }
 
     /// Applies one informer item. `Err` is an error about no object (the
@@ -229,7 +258,12 @@ impl ConfigCache {
             peers: self.peers.items().cloned().collect(),
             filters: self.filters.items().cloned().collect(),
             pools: self.pools.items().cloned().collect(),
-            affinities: self.affinities.items().flatten().cloned().collect(),
+            affinities: self
+                .affinities
+                .items()
+                .flatten()
+                .map(|a| (**a).clone())
+                .collect(),
             blocks: Vec::new(),
             secrets: None,
         }
@@ -312,7 +346,7 @@ impl ConfigCache {
     /// An affinity changes the base only if it is, or was, this node's.
     fn apply_affinity(
         &mut self,
-        item: DsResult<ListWatchEvent<BlockAffinity>>,
+        item: CacheItem<BlockAffinity, Option<Box<BlockAffinity>>>,
     ) -> Result<(), DatastoreError> {
         let was_mine = subject(&item).is_some_and(|n| {
             self.affinities.get(&n).is_some_and(Option::is_some)
@@ -339,7 +373,7 @@ impl ConfigCache {
     /// A block changes its own share of the routes, if any.
     fn apply_block(
         &mut self,
-        item: DsResult<ListWatchEvent<IPAMBlock>>,
+        item: CacheItem<IPAMBlock, Origin>,
     ) -> Result<(), DatastoreError> {
         let name = subject(&item);
         let before = name.as_ref().map(|n| self.block_state(n));
@@ -383,7 +417,7 @@ impl ConfigCache {
 }
 
 /// The name of the object an informer item is about, if one.
-fn subject<K: Object>(item: &DsResult<ListWatchEvent<K>>) -> Option<String> {
+fn subject<K: Object, V>(item: &CacheItem<K, V>) -> Option<String> {
     match item {
         Ok(ListWatchEvent::Listed(_)) => None,
         Ok(ListWatchEvent::Event(ev)) => Some(ev.name().to_string()),

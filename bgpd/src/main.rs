@@ -12,15 +12,11 @@ use kube::Api;
 use kube::runtime::{WatchStreamExt, watcher};
 use margay_bgpd::config::Desired;
 use margay_bgpd::config::daemon_opts::{self, DaemonOpts};
-use margay_bgpd::config_cache::{ConfigCache, Update};
+use margay_bgpd::config_cache::{ConfigCache, Feeds, Update};
 use margay_bgpd::speaker::{Speaker, SpeakerCfg};
 use margay_bgpd::tasks::{Daemon, Input};
 use margay_bgpd::{control, metrics, network, secrets};
-use margay_crds::{
-    BGPConfiguration, BGPFilter, BGPPeer, BlockAffinity, IPAMBlock, IPPool,
-    Node,
-};
-use margay_datastore::{Datastore, DatastoreSpec, ListWatchEvent};
+use margay_datastore::{CacheItem, Datastore, DatastoreSpec, Feed};
 use tokio::sync::mpsc;
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
@@ -101,8 +97,8 @@ async fn run(args: Args, log: LogHandle) -> Result<()> {
     // One watch per kind feeds the cache; the first configuration waits
     // until every kind has been listed once.
     let (updates_tx, mut updates) = mpsc::unbounded_channel();
-    watch_all(&ds, &updates_tx);
     let mut cache = ConfigCache::new(args.node.clone());
+    watch_all(&ds, &updates_tx, cache.feeds());
     // Only the kubernetes datastore has Services to advertise.
     if let Datastore::Kubernetes(k) = &ds {
         watch_services(k.client().clone(), &updates_tx);
@@ -298,24 +294,25 @@ async fn signals(tx: mpsc::UnboundedSender<Input>) -> Result<()> {
 
 /// Starts the watch of each kind bgpd derives its configuration from;
 /// their items go to `tx` as [`Update`]s.
-fn watch_all(ds: &Datastore, tx: &mpsc::UnboundedSender<Update>) {
-    watch::<Node>(ds, tx, Update::Node);
-    watch::<BGPConfiguration>(ds, tx, Update::BgpConfig);
-    watch::<BGPPeer>(ds, tx, Update::Peer);
-    watch::<BGPFilter>(ds, tx, Update::Filter);
-    watch::<IPPool>(ds, tx, Update::Pool);
-    watch::<BlockAffinity>(ds, tx, Update::Affinity);
-    watch::<IPAMBlock>(ds, tx, Update::Block);
+fn watch_all(ds: &Datastore, tx: &mpsc::UnboundedSender<Update>, f: Feeds) {
+    watch(ds, tx, f.nodes, Update::Node);
+    watch(ds, tx, f.bgp_configs, Update::BgpConfig);
+    watch(ds, tx, f.peers, Update::Peer);
+    watch(ds, tx, f.filters, Update::Filter);
+    watch(ds, tx, f.pools, Update::Pool);
+    watch(ds, tx, f.affinities, Update::Affinity);
+    watch(ds, tx, f.blocks, Update::Block);
 }
 
 /// Forwards the informer items of kind `K` (a list, then each change;
 /// a list again only after a compaction) until the receiver goes away.
-fn watch<K: margay_datastore::Object>(
+fn watch<K: margay_datastore::Object, V: Send + 'static>(
     ds: &Datastore,
     tx: &mpsc::UnboundedSender<Update>,
-    wrap: fn(margay_datastore::Result<ListWatchEvent<K>>) -> Update,
+    feed: Feed<K, V>,
+    wrap: fn(CacheItem<K, V>) -> Update,
 ) {
-    let mut events = ds.list_and_watch::<K>();
+    let mut events = ds.list_and_watch_with(feed);
     let tx = tx.clone();
     tokio::spawn(async move {
         while let Some(item) = events.next().await {

@@ -9,7 +9,10 @@
 //!
 //! A reader that needs only a few facts of each object keeps those
 //! instead ([`Cache::projected`]): a node's bgpd needs, of each of the
-//! cluster's blocks, only the addresses borrowed by that node.
+//! cluster's blocks, only the addresses borrowed by that node. Such a
+//! cache is fed by [`list_and_watch_with`] its [`Cache::projection`], so
+//! that a list is projected object by object as it is decoded, never
+//! held whole.
 //!
 //! Objects that do not decode are kept apart, per object ([`invalid`]):
 //! one that becomes valid again, or is deleted, leaves that set, so a
@@ -23,15 +26,26 @@
 //! to the combination of the latest content once the events stop.
 //!
 //! [`list_and_watch`]: crate::Datastore::list_and_watch
+//! [`list_and_watch_with`]: crate::Datastore::list_and_watch_with
 //! [`invalid`]: Cache::invalid
 //! [`revision`]: Cache::revision
 
 use std::collections::BTreeMap;
 use std::fmt::{self, Debug};
+use std::sync::Arc;
 
 use crate::error::Result;
-use crate::informer::ListWatchEvent;
+use crate::informer::{ListWatchEvent, Projection};
 use crate::object::{InvalidObject, Object, WatchEvent};
+
+/// What [`Cache::projection`] makes of each listed object: its name and
+/// what the cache keeps of it.
+pub type Feed<K, V = K> = Projection<K, (String, V)>;
+
+/// An item for [`Cache::apply`]: of
+/// [`list_and_watch_with`](crate::Datastore::list_and_watch_with) the
+/// cache's [`Feed`].
+pub type CacheItem<K, V = K> = Result<ListWatchEvent<K, (String, V)>>;
 
 /// What one applied item changed.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -52,7 +66,7 @@ pub struct Cache<K, V = K> {
     /// The revision of the last list or event applied; `None` before the
     /// first list.
     revision: Option<String>,
-    project: Box<dyn Fn(K) -> V + Send + Sync>,
+    project: Projection<K, V>,
 }
 
 impl<K, V: Debug> Debug for Cache<K, V> {
@@ -85,25 +99,32 @@ impl<K: Object, V> Cache<K, V> {
             items: BTreeMap::new(),
             invalid: BTreeMap::new(),
             revision: None,
-            project: Box::new(project),
+            project: Arc::new(project),
         }
     }
 
-    /// Applies one item of a [`list_and_watch`](crate::Datastore::list_and_watch)
-    /// stream. `Ok(Some(change))` when the content changed, `Ok(None)`
+    /// What the cache keeps of each object: give it to
+    /// [`list_and_watch_with`](crate::Datastore::list_and_watch_with)
+    /// to feed the cache.
+    pub fn projection(&self) -> Feed<K, V>
+    where
+        K: 'static,
+        V: 'static,
+    {
+        let project = self.project.clone();
+        Arc::new(move |o: K| (name(&o).to_string(), project(o)))
+    }
+
+    /// Applies one item of a [`list_and_watch_with`](crate::Datastore::list_and_watch_with)
+    /// stream of [`Cache::projection`] (of
+    /// [`list_and_watch`](crate::Datastore::list_and_watch) for a cache
+    /// of whole objects). `Ok(Some(change))` when the content changed, `Ok(None)`
     /// when it did not, and `Err` for an error that is about no object
     /// (the informer retries those itself; the caller logs them).
-    pub fn apply(
-        &mut self,
-        item: Result<ListWatchEvent<K>>,
-    ) -> Result<Option<Change>> {
+    pub fn apply(&mut self, item: CacheItem<K, V>) -> Result<Option<Change>> {
         match item {
             Ok(ListWatchEvent::Listed(list)) => {
-                self.items = list
-                    .items
-                    .into_iter()
-                    .map(|o| (name(&o).to_string(), (self.project)(o)))
-                    .collect();
+                self.items = list.items.into_iter().collect();
                 self.invalid = list
                     .invalid
                     .into_iter()

@@ -75,6 +75,27 @@ impl Datastore {
         }
     }
 
+    /// [`Datastore::list`], keeping `project(object)` of each object as
+    /// it is decoded, a page at a time (etcd, Kubernetes): the peak memory
+    /// of a list is one page decoded plus what is kept, not the kind.
+    pub async fn list_with<K: Object, V>(
+        &self,
+        project: &(dyn Fn(K) -> V + Send + Sync),
+    ) -> Result<List<V>> {
+        match self {
+            Datastore::Etcd(s) => s.list_with(project).await,
+            Datastore::Kubernetes(s) => s.list_with(project).await,
+            Datastore::File(s) => {
+                let l = s.list::<K>()?;
+                Ok(List {
+                    items: l.items.into_iter().map(project).collect(),
+                    resource_version: l.resource_version,
+                    invalid: l.invalid,
+                })
+            }
+        }
+    }
+
     /// Runs every read of `batch` in one round trip where the backend
     /// can (etcd: one transaction, so all at one revision), else
     /// concurrently.

@@ -46,6 +46,10 @@ enum Op {
     Other,
 }
 
+/// Objects per page of a list (the apiserver's own default chunk size,
+/// as kubectl and client-go's pager use).
+const LIST_PAGE: u32 = 500;
+
 impl KubeStore {
     /// Connects with the kubeconfig at `path`, or when `None` with the
     /// usual search (KUBECONFIG, ~/.kube/config, then in-cluster).
@@ -119,21 +123,47 @@ impl KubeStore {
     /// Lists all objects of type `K`; those that do not decode are
     /// reported in `invalid`.
     pub async fn list<K: Object>(&self) -> Result<List<K>> {
-        let list = self
-            .dyn_api::<K>()
-            .list(&ListParams::default())
-            .await
-            .map_err(|e| map_err::<K>(e, Op::Other, ""))?;
-        let (items, invalid) =
-            object::partition(list.items.into_iter().map(typed::<K>))?;
-        Ok(List {
-            resource_version: list
-                .metadata
-                .resource_version
-                .unwrap_or_default(),
-            items,
-            invalid,
-        })
+        self.list_with(&|k| k).await
+    }
+
+    /// [`KubeStore::list`] in pages of [`LIST_PAGE`] (the apiserver
+    /// serves every page from the first one's snapshot, through the
+    /// continue token), keeping `project(object)` of each object as it is
+    /// decoded: a kind is never held whole, decoded.
+    pub async fn list_with<K: Object, V>(
+        &self,
+        project: &(dyn Fn(K) -> V + Send + Sync),
+    ) -> Result<List<V>> {
+        let api = self.dyn_api::<K>();
+        let (mut items, mut invalid) = (Vec::new(), Vec::new());
+        let mut params = ListParams::default().limit(LIST_PAGE);
+        loop {
+            let page = api
+                .list(&params)
+                .await
+                .map_err(|e| map_err::<K>(e, Op::Other, ""))?;
+            for o in page.items {
+                object::sort_decoded(
+                    typed::<K>(o),
+                    project,
+                    &mut items,
+                    &mut invalid,
+                )?;
+            }
+            match page.metadata.continue_.filter(|c| !c.is_empty()) {
+                Some(token) => params = params.continue_token(&token),
+                None => {
+                    return Ok(List {
+                        resource_version: page
+                            .metadata
+                            .resource_version
+                            .unwrap_or_default(),
+                        items,
+                        invalid,
+                    });
+                }
+            }
+        }
     }
 
     /// Creates an object; the apiserver sets uid, creationTimestamp and

@@ -37,12 +37,12 @@ mod object;
 mod spec;
 
 pub use crate::batch::{ReadBatch, ReadResults, Slot, WriteBatch};
-pub use crate::cache::{Cache, Change};
+pub use crate::cache::{Cache, CacheItem, Change, Feed};
 pub use crate::datastore::Datastore;
 pub use crate::error::{BoxError, DatastoreError, Result};
 pub use crate::etcd::EtcdStore;
 pub use crate::file::FileStore;
-pub use crate::informer::ListWatchEvent;
+pub use crate::informer::{ListWatchEvent, Projection};
 pub use crate::kubernetes::KubeStore;
 pub use crate::object::{InvalidObject, List, Object, WatchEvent};
 pub use crate::spec::{

@@ -210,22 +210,34 @@ pub(crate) fn partition<K>(
     let mut items = Vec::new();
     let mut invalid = Vec::new();
     for r in results {
-        match r {
-            Ok(o) => items.push(o),
-            Err(e) => match e.invalid_object() {
-                Some(bad) => {
-                    tracing::warn!(
-                        kind = %bad.kind, name = %bad.name,
-                        field = %bad.field, error = %bad.error,
-                        "skipping an object that does not decode"
-                    );
-                    invalid.push(bad);
-                }
-                None => return Err(e),
-            },
-        }
+        sort_decoded(r, &|k| k, &mut items, &mut invalid)?;
     }
     Ok((items, invalid))
+}
+
+/// One decoded object of a list: `project(object)` into `items`, or into
+/// `invalid` (logged) if it does not decode; other errors fail the list.
+pub(crate) fn sort_decoded<K, V>(
+    r: Result<K>,
+    project: &(dyn Fn(K) -> V + Send + Sync),
+    items: &mut Vec<V>,
+    invalid: &mut Vec<InvalidObject>,
+) -> Result<()> {
+    match r {
+        Ok(o) => items.push(project(o)),
+        Err(e) => match e.invalid_object() {
+            Some(bad) => {
+                tracing::warn!(
+                    kind = %bad.kind, name = %bad.name,
+                    field = %bad.field, error = %bad.error,
+                    "skipping an object that does not decode"
+                );
+                invalid.push(bad);
+            }
+            None => return Err(e),
+        },
+    }
+    Ok(())
 }
 
 /// Sets what an apiserver sets on create: a fresh uid and the creation

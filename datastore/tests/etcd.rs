@@ -393,7 +393,7 @@ async fn deleting_an_undecodable_object_says_it_is_gone() {
         .await
         .unwrap();
     let mut cache = margay_datastore::Cache::<Widget>::new();
-    let mut informer = ds.list_and_watch::<Widget>();
+    let mut informer = ds.list_and_watch_with(cache.projection());
     let first = informer.next().await.unwrap();
     cache.apply(first).unwrap();
     assert_eq!(cache.invalid().count(), 1);
@@ -458,4 +458,46 @@ async fn list_larger_than_one_message() {
         .unwrap()
         .unwrap();
     assert_eq!(ev.name(), "late");
+}
+
+/// A projected list keeps what the projection makes of each object, in
+/// pages, at one revision; an object that does not decode is reported,
+/// not projected.
+#[tokio::test]
+async fn list_with_keeps_the_projection_of_each_object() {
+    let Some((server, ds)) = etcd().await else {
+        return;
+    };
+    let mut client = etcd_client::Client::connect([server.endpoint()], None)
+        .await
+        .unwrap();
+    for i in 0..300 {
+        let g = Gadget::new(
+            &format!("g{i:03}"),
+            GadgetSpec {
+                label: "x".repeat(i),
+            },
+        );
+        client
+            .put(
+                format!("/margay/v1/gadgets/g{i:03}"),
+                serde_json::to_string(&g).unwrap(),
+                None,
+            )
+            .await
+            .unwrap();
+    }
+    client
+        .put("/margay/v1/gadgets/bad", "{", None)
+        .await
+        .unwrap();
+    let list = ds
+        .list_with(&|g: Gadget| g.spec.label.len())
+        .await
+        .expect("listed");
+    assert_eq!(list.items, (0..300).collect::<Vec<_>>());
+    assert_eq!(list.invalid.len(), 1);
+    assert_eq!(list.invalid[0].name, "bad");
+    let whole = ds.list::<Gadget>().await.unwrap();
+    assert_eq!(list.resource_version, whole.resource_version);
 }

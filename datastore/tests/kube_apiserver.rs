@@ -600,3 +600,31 @@ async fn crd_rules_refuse_what_margay_refuses() {
         .expect_err("interface is refused");
     assert!(err.to_string().contains("interface"), "{err}");
 }
+
+/// A list longer than one page (500) is read in pages through the
+/// continue token, every object once, at the first page's snapshot, each
+/// projected as it is decoded.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn list_in_pages_sees_every_object_once() {
+    let Some(server) =
+        server("list_in_pages_sees_every_object_once", &[]).await
+    else {
+        return;
+    };
+    let ds = datastore_as(&server, "margay-node").await;
+    futures::stream::iter(0..1100u64)
+        .for_each_concurrent(16, |i| {
+            let ds = ds.clone();
+            async move {
+                ds.create(&widget(&format!("w{i:04}"), i)).await.unwrap();
+            }
+        })
+        .await;
+    let list = ds.list_with(&|w: Widget| w.spec.value).await.unwrap();
+    let mut values = list.items.clone();
+    values.sort();
+    assert_eq!(values, (0..1100).collect::<Vec<_>>(), "each once");
+    let whole = ds.list::<Widget>().await.unwrap();
+    assert_eq!(whole.items.len(), 1100);
+    assert!(!list.resource_version.is_empty());
+}

@@ -53,7 +53,14 @@ impl Ipam {
     /// Claims the block at `cidr` for this node.
     #[tracing::instrument(level = "debug", skip_all, fields(%cidr))]
     pub(crate) async fn claim_block(&self, cidr: IpNetwork) -> Result<Claim> {
-        self.affinities_changing();
+        let res = self.claim_block_steps(cidr).await;
+        if res.is_err() {
+            self.affinities_unknown();
+        }
+        res
+    }
+
+    async fn claim_block_steps(&self, cidr: IpNetwork) -> Result<Claim> {
         let aff_name = affinity_name(&self.node, &cidr);
         self.set_affinity_pending(&aff_name, cidr).await?;
 
@@ -93,7 +100,10 @@ impl Ipam {
             },
         };
         match create_or_get(&self.ds, &obj).await? {
-            Created::New(_) => Ok(()),
+            Created::New(stored) => {
+                self.affinity_written(&stored);
+                Ok(())
+            }
             Created::Exists(a) if a.spec.state == AffinityState::Confirmed => {
                 Ok(())
             }
@@ -122,7 +132,10 @@ impl Ipam {
             }
             a.spec.state = state;
             match self.ds.update(&a).await {
-                Ok(_) => return Ok(()),
+                Ok(stored) => {
+                    self.affinity_written(&stored);
+                    return Ok(());
+                }
                 Err(e) if e.is_conflict() => continue,
                 Err(e) => return Err(e.into()),
             }
@@ -138,7 +151,12 @@ impl Ipam {
                 return Ok(());
             };
             match delete_shared(&self.ds, &a).await {
-                Ok(()) => return Ok(()),
+                Ok(marked) => {
+                    if let Some(marked) = marked {
+                        self.affinity_written(&marked);
+                    }
+                    return Ok(());
+                }
                 Err(e) if e.is_conflict() => continue,
                 Err(e) => return Err(e.into()),
             }
@@ -162,9 +180,19 @@ impl Ipam {
         cidr: IpNetwork,
         cond: ReleaseCond,
     ) -> Result<AffinityRelease> {
-        if node == self.node {
-            self.affinities_changing();
+        let res = self.release_affinity_steps(node, cidr, cond).await;
+        if res.is_err() && node == self.node {
+            self.affinities_unknown();
         }
+        res
+    }
+
+    async fn release_affinity_steps(
+        &self,
+        node: &str,
+        cidr: IpNetwork,
+        cond: ReleaseCond,
+    ) -> Result<AffinityRelease> {
         self.block_unknown(&cidr);
         let aff_name = affinity_name(node, &cidr);
         let have_affinity = get_live::<BlockAffinity>(&self.ds, &aff_name)
@@ -205,7 +233,7 @@ impl Ipam {
             let written = if b.is_empty() {
                 delete_shared(&self.ds, &obj)
                     .await
-                    .map(|()| AffinityRelease::BlockDeleted)
+                    .map(|_| AffinityRelease::BlockDeleted)
             } else {
                 // The CAS on the block read orders this against every
                 // allocation and release in it: none is lost.

@@ -194,7 +194,7 @@ impl Ipam {
             };
             take_from(&mut h.spec, &key, n);
             let res = if h.spec.block.is_empty() {
-                delete_shared(&self.ds, &h).await
+                delete_shared(&self.ds, &h).await.map(drop)
             } else {
                 self.ds.update(&h).await.map(|_| ())
             };

@@ -9,9 +9,9 @@ use std::time::Duration;
 
 use ipnetwork::IpNetwork;
 use margay_crds::{
-    AffinityState as CrdAffinityState, AllowedUse, AssignmentMode,
-    BlockAffinity, IPAM_CONFIG_NAME, IPAMBlock, IPAMConfig, IPAMConfigSpec,
-    IPAMHandle, IPPool, IPReservation, Node, Selector,
+    AffinityState as CrdAffinityState, BlockAffinity, IPAM_CONFIG_NAME,
+    IPAMBlock, IPAMConfig, IPAMConfigSpec, IPAMHandle, IPPool, IPReservation,
+    Node,
 };
 use margay_datastore::{Datastore, ReadBatch};
 
@@ -19,6 +19,7 @@ use crate::addr::Family;
 use crate::check::{self, Liveness, Report};
 use crate::convert::{self, SoftDelete, affinity_view, handle_view};
 use crate::ctx_cache::ContextCache;
+use crate::ctx_view::{own_affinity, pool_facts, reserved};
 use crate::error::{IpamError, Result};
 use crate::gc::GcTracker;
 use crate::hint::{self, BlockHints};
@@ -207,14 +208,12 @@ impl Ipam {
         cache: &Arc<ContextCache>,
         hints: &BlockHints,
     ) -> Result<Ctx> {
-        let ticket = match cache.get(hints) {
+        let ticket = match cache.get(&self.ds, hints).await {
             Ok(ctx) => return Ok(ctx),
             Err(ticket) => ticket,
         };
-        let (revision, ctx) = self.read_ctx(hints).await?;
-        if let Some(rev) = revision {
-            cache.store(&self.ds, ticket, &rev, &ctx);
-        }
+        let (_, ctx) = self.read_ctx(hints).await?;
+        cache.read_done(ticket, &ctx);
         Ok(ctx)
     }
 
@@ -257,38 +256,8 @@ impl Ipam {
             .collect();
         let affinities = self.own_affinities(got.take(affs));
         let labels = node.and_then(|n| n.metadata.labels).unwrap_or_default();
-        let mut facts = Vec::new();
-        for p in pools {
-            let Some(view) = pool_view(&p) else { continue };
-            // A pool with a bad selector is left out, not every pool.
-            let selector = match Selector::parse(p.spec.node_selector()) {
-                Ok(s) => s,
-                Err(e) => {
-                    tracing::warn!(
-                        kind = "IPPool", name = %view.name,
-                        field = "spec.nodeSelector", error = %e,
-                        "IPAM: left out an invalid IP pool"
-                    );
-                    continue;
-                }
-            };
-            let selects_node = selector.matches(&labels);
-            facts.push(PoolFacts {
-                selects_node,
-                allows_workload: p.spec.allows(AllowedUse::Workload),
-                automatic: p.spec.assignment_mode()
-                    == AssignmentMode::Automatic,
-                namespace_selector:
-                    !margay_crds::validate::unsupported::ip_pool(&p.spec)
-                        .is_empty(),
-                view,
-            });
-        }
-        let reserved = reservations
-            .iter()
-            .flat_map(|r| r.spec.reserved_cidrs.iter())
-            .filter_map(|c| parse_addr_or_net(c))
-            .collect();
+        let facts = pool_facts(&pools, &labels);
+        let reserved = reserved(&reservations);
         let ctx = Ctx {
             cfg: cfg.map(|c| c.spec).unwrap_or_default(),
             pools: facts,
@@ -343,11 +312,22 @@ impl Ipam {
         }
     }
 
-    /// This process is about to change this node's affinities: a kept
-    /// context is no longer current.
-    pub(crate) fn affinities_changing(&self) {
+    /// This process stored `a` (or its soft deletion): when it is this
+    /// node's, a kept context must show it to the next allocation.
+    pub(crate) fn affinity_written(&self, a: &BlockAffinity) {
+        if let Some(cache) = &self.ctx_cache
+            && a.spec.node == self.node
+        {
+            cache.affinity_written(a.metadata.resource_version.as_deref());
+        }
+    }
+
+    /// A change to this node's affinities failed midway: whether each of
+    /// its writes was stored is unknown, so the next allocation reads
+    /// the context from the datastore.
+    pub(crate) fn affinities_unknown(&self) {
         if let Some(cache) = &self.ctx_cache {
-            cache.invalidate();
+            cache.affinity_unknown();
         }
     }
 
@@ -371,10 +351,9 @@ impl Ipam {
         &self,
         affs: Vec<BlockAffinity>,
     ) -> Vec<(IpNetwork, CrdAffinityState)> {
-        let mut mine: Vec<(IpNetwork, CrdAffinityState)> = affs
+        let mut mine: Vec<_> = affs
             .iter()
-            .filter(|a| !a.is_deleted() && a.spec.node == self.node)
-            .filter_map(|a| Some((a.spec.cidr.parse().ok()?, a.spec.state)))
+            .filter_map(|a| own_affinity(&self.node, a))
             .collect();
         mine.sort_by_key(|(c, _)| *c);
         mine

@@ -27,6 +27,7 @@ pub mod check;
 mod claim;
 mod convert;
 mod ctx_cache;
+mod ctx_view;
 mod departed;
 pub mod error;
 mod existing;

@@ -84,7 +84,7 @@ impl Ipam {
                 freed.extend(self.release_handle_in_block(handle, cidr).await?);
             }
             match delete_shared(&self.ds, &h).await {
-                Ok(()) => return Ok(freed),
+                Ok(_) => return Ok(freed),
                 // The handle gained a block meanwhile: go round again.
                 Err(e) if e.is_conflict() => continue,
                 Err(e) => return Err(e.into()),

@@ -71,25 +71,26 @@ pub async fn create_or_get<K: Object + SoftDelete>(
 }
 
 /// Soft-deletes `obj` (as read, with its resourceVersion) and then removes
-/// it. Returns `Conflict` (as `Err(DatastoreError)`) when `obj` changed
+/// it; returns the soft-deleted copy as stored (None when `obj` was
+/// already gone), whose revision is the deletion's point. Returns `Conflict` (as `Err(DatastoreError)`) when `obj` changed
 /// since it was read, so the caller can re-read and decide again.
 pub async fn delete_shared<K: Object + SoftDelete>(
     ds: &Datastore,
     obj: &K,
-) -> Result<(), DatastoreError> {
+) -> Result<Option<K>, DatastoreError> {
     let name = obj.meta().name.clone().unwrap_or_default();
     let mut marked = obj.clone();
     marked.mark_deleted();
     let stored = match ds.update(&marked).await {
         Ok(s) => s,
-        Err(e) if e.is_not_found() => return Ok(()),
+        Err(e) if e.is_not_found() => return Ok(None),
         Err(e) => return Err(e),
     };
     match ds.delete::<K>(&name, rv(stored.meta())).await {
         // Someone else finished the deletion, or already removed the
         // soft-deleted object to re-create it: either way it is gone.
-        Ok(()) => Ok(()),
-        Err(e) if e.is_not_found() || e.is_conflict() => Ok(()),
+        Ok(()) => Ok(Some(stored)),
+        Err(e) if e.is_not_found() || e.is_conflict() => Ok(Some(stored)),
         Err(e) => Err(e),
     }
 }

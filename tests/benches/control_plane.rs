@@ -1,40 +1,51 @@
-//! Control-plane scale benchmark (issue 14, section 2), bgpd part: N
+//! Control-plane scale benchmark (issue 14, section 2), root: N
 //! simulated nodes (a Node, 4 BlockAffinities and 4 IPAMBlocks each) in a
-//! real etcd, one real bgpd acting as node-0 and watching them, and a
-//! generator of pod churn (an allocation added to a random other node's
-//! block, R per second). Every 10th event lends node-0 an address in
-//! another node's block (a borrowed /32), and its latency is timed from
-//! the etcd write to the route in bgpd's RIB.
+//! real etcd; the tested node-0 runs a real bgpd and a real felix-lite in
+//! a network namespace, watching them; node-1 runs one more real bgpd in
+//! another namespace, peered explicitly with node-0 (BGPPeers, mesh off);
+//! a generator of pod churn adds an allocation to a random other node's
+//! block, R per second (module `fabric` draws the namespaces).
 //!
-//! Measured: bgpd's RSS after the initial sync and after the churn, its
-//! CPU time per event (/proc), and the Range and Txn requests etcd
-//! handled during the churn (its /metrics; the generator writes with
-//! plain Puts, so every one counted is bgpd's).
+//! Timed: every 10th event lends node-0 an address in another node's
+//! block (a borrowed /32): from the etcd write to the route in node-0's
+//! bgpd RIB. Every 10th event (offset 5) claims a new block for node-1
+//! (its confirmed BlockAffinity): from that etcd write to the block's
+//! route in node-0's kernel FIB (`ip monitor route`), through node-1's
+//! bgpd, BGP, node-0's bgpd and felix-lite.
+//!
+//! Measured besides: RSS of node-0's bgpd and felix-lite after the
+//! initial sync and after the churn, their CPU time per event (/proc),
+//! and the Range and Txn requests etcd handled during the churn (its
+//! /metrics; the generator writes with plain Puts, so every one counted
+//! is a reader's).
 //!
 //! ```sh
-//! cargo build --release -p margay-bgpd --bins
-//! cargo bench -p margay-tests --bench control_plane -- --nodes 100,1000,5000
-//! # another bgpd binary (e.g. an older build) for a before/after row:
-//! cargo bench -p margay-tests --bench control_plane -- --bgpd /tmp/bgpd-old
+//! cargo build -p margay-bgpd -p felix-lite --bins
+//! cargo test -p margay-tests --bench control_plane --no-run   # debug
+//! target/debug/deps/control_plane-* --nodes 100,1000,5000
+//! # other binaries (e.g. an older build) for a before/after row:
+//! target/debug/deps/control_plane-* --bgpd /tmp/bgpd-old --felix-lite /tmp/felix-old
 //! ```
-//!
-//! Not measured here yet: felix-lite, and a remote block reaching the FIB
-//! through BGP (the node-0 route is bgpd's own origination).
 
 use std::io::{Read as _, Write as _};
 use std::net::{Ipv4Addr, TcpStream};
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use futures::StreamExt;
 use margay_crds::{
     AffinityState, AllocationAttribute, BGPConfiguration, BGPConfigurationSpec,
-    BlockAffinity, BlockAffinitySpec, IPAMBlock, IPAMBlockSpec, IPPool,
-    IPPoolSpec, Node, NodeBGPSpec, NodeSpec,
+    BGPPeer, BGPPeerSpec, BlockAffinity, BlockAffinitySpec, IPAMBlock,
+    IPAMBlockSpec, IPPool, IPPoolSpec, Node, NodeBGPSpec, NodeSpec,
 };
 use margay_datastore::{Datastore, DatastoreSpec};
-use margay_testkit::EtcdServer;
+
+#[path = "control_plane/fabric.rs"]
+mod fabric;
+#[path = "control_plane/kube.rs"]
+mod kube;
+use fabric::{Fabric, FibWatch, NODE0, NODE1, rss_breakdown, usage};
 
 const BLOCKS_PER_NODE: usize = 4;
 
@@ -43,6 +54,9 @@ struct Args {
     events: usize,
     rate: f64,
     bgpd: PathBuf,
+    felix: PathBuf,
+    /// On a real kube-apiserver instead of etcd.
+    kube: bool,
 }
 
 fn args() -> Args {
@@ -51,6 +65,8 @@ fn args() -> Args {
         events: 200,
         rate: 50.0,
         bgpd: margay_tests::bin_dir().join("bgpd"),
+        felix: margay_tests::bin_dir().join("felix-lite"),
+        kube: false,
     };
     let mut it = std::env::args().skip(1);
     while let Some(arg) = it.next() {
@@ -65,6 +81,8 @@ fn args() -> Args {
             "--events" => a.events = val().parse().expect("--events N"),
             "--rate" => a.rate = val().parse().expect("--rate R"),
             "--bgpd" => a.bgpd = PathBuf::from(val()),
+            "--felix-lite" => a.felix = PathBuf::from(val()),
+            "--kube" => a.kube = true,
             // cargo bench passes --bench.
             _ => {}
         }
@@ -104,12 +122,28 @@ async fn seed(ds: &Datastore, n: usize, port: u16) -> Vec<IPAMBlock> {
         },
     );
     ds.create(&pool).await.unwrap();
+    // node-0 and node-1 peer with each other only (mesh off), on the
+    // cluster's listen port.
+    for (name, node, peer) in
+        [("n0-n1", "node-0", NODE1), ("n1-n0", "node-1", NODE0)]
+    {
+        let p = BGPPeer::new(
+            name,
+            BGPPeerSpec {
+                node: Some(node.into()),
+                peer_ip: Some(format!("{peer}:{port}")),
+                as_number: Some(64512),
+                ..Default::default()
+            },
+        );
+        ds.create(&p).await.unwrap();
+    }
     let nodes: Vec<Node> = (0..n)
         .map(|i| {
-            let addr = if i == 0 {
-                "127.0.0.1/8".to_string()
-            } else {
-                format!("10.{}.{}.1/8", i >> 8, i & 255)
+            let addr = match i {
+                0 => format!("{NODE0}/24"),
+                1 => format!("{NODE1}/24"),
+                _ => format!("10.{}.{}.1/8", i >> 8, i & 255),
             };
             Node::new(
                 &node_name(i),
@@ -185,68 +219,96 @@ fn etcd_requests(endpoint: &str) -> (u64, u64) {
     (count("Range"), count("Txn"))
 }
 
-/// Resident set size in KiB and CPU time (user + system) of `pid`.
-fn usage(pid: u32) -> (u64, Duration) {
-    let status =
-        std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
-    let rss = status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.split_whitespace().next()?.parse().ok())
-        .unwrap_or(0);
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
-    let after_comm = &stat[stat.rfind(')').unwrap() + 2..];
-    let f: Vec<&str> = after_comm.split_whitespace().collect();
-    // Fields 14 and 15 of stat (utime, stime), in clock ticks (100 Hz).
-    let ticks: u64 =
-        f[11].parse::<u64>().unwrap() + f[12].parse::<u64>().unwrap();
-    (rss, Duration::from_millis(ticks * 10))
-}
-
-/// Whether bgpd's RIB holds `prefix` as its own route.
-fn originates(socket: &std::path::Path, prefix: &str) -> bool {
+/// Whether bgpd's RIB holds `prefix`.
+fn in_rib(socket: &std::path::Path, prefix: &str) -> bool {
     margay_ctlproto::client::rib(socket)
         .is_ok_and(|rib| rib.iter().any(|r| r.prefix.to_string() == prefix))
 }
 
+/// Whether netns `ns`'s FIB routes `prefix`.
+fn in_fib(ns: &str, prefix: &str) -> bool {
+    Command::new("ip")
+        .args(["-n", ns, "route", "show", prefix])
+        .output()
+        .is_ok_and(|o| !o.stdout.is_empty())
+}
+
+/// p-quantile of sorted durations.
+fn quantile(v: &[Duration], q: f64) -> String {
+    v.get(((v.len() as f64 - 1.0) * q).round() as usize)
+        .map_or("-".into(), |d| format!("{:.1} ms", d.as_secs_f64() * 1e3))
+}
+
 struct Row {
     nodes: usize,
-    rss_synced: u64,
-    rss_churned: u64,
-    cpu_per_event: Duration,
+    bgpd: (u64, u64, Duration),
+    felix: (u64, u64, Duration),
     reads: (u64, u64),
-    lat: Vec<Duration>,
+    lend: Vec<Duration>,
+    fib: Vec<Duration>,
+    /// Where bgpd's and felix-lite's RSS is, after the churn.
+    breakdown: (String, String),
+}
+
+/// Raw Put of `obj` under its etcd key (no Range, no Txn).
+async fn put<K: margay_datastore::Object>(
+    c: &mut etcd_client::Client,
+    obj: &K,
+) {
+    let key =
+        margay_datastore::etcd::key::<K>(obj.meta().name.as_deref().unwrap());
+    c.put(key, serde_json::to_string(obj).unwrap(), None)
+        .await
+        .unwrap();
 }
 
 async fn run(a: &Args, n: usize) -> Row {
-    let etcd = EtcdServer::start().expect("etcd (scripts/deps installs it)");
+    let fabric = Fabric::new();
     let spec: DatastoreSpec =
-        format!("etcd:{}", etcd.endpoint()).parse().unwrap();
+        format!("etcd:{}", fabric.etcd_local()).parse().unwrap();
+    let remote = format!("etcd:{}", fabric.etcd_remote());
     let ds = Datastore::connect(&spec).await.unwrap();
     let port = margay_testkit::free_port();
     let mut blocks = seed(&ds, n, port).await;
     let dir = tempfile::tempdir().unwrap();
-    let socket = dir.path().join("bgpd.ctl");
-    let mut bgpd: Child = Command::new(&a.bgpd)
-        .args(["--datastore", &spec.to_string(), "--node", "node-0"])
-        .args(["--listen-addr", "127.0.0.1", "--log-level", "warn"])
-        .arg("--control-socket")
-        .arg(&socket)
-        .stdout(Stdio::null())
-        .spawn()
-        .expect("bgpd binary (cargo build -p margay-bgpd --bins)");
-    let pid = bgpd.id();
-    // Synced: node-0's first block is in its RIB.
-    let first = block_cidr(0).1;
+    let sock0 = dir.path().join("bgpd0.ctl");
+    let sock1 = dir.path().join("bgpd1.ctl");
+    let bgpd = |node: &str, addr: &str, sock: &std::path::Path| {
+        let mut c = Command::new(&a.bgpd);
+        c.args(["--datastore", &remote, "--node", node])
+            .args(["--listen-addr", addr, "--log-level", "warn"])
+            .arg("--control-socket")
+            .arg(sock);
+        c
+    };
+    let bgpd0 = fabric.a.spawn(bgpd("node-0", NODE0, &sock0)).unwrap();
+    let _bgpd1 = fabric.b.spawn(bgpd("node-1", NODE1, &sock1)).unwrap();
+    let mut felix = Command::new(&a.felix);
+    felix
+        .args(["--datastore", &remote, "--node", "node-0", "--no-nat"])
+        .arg("--bgpd-socket")
+        .arg(&sock0)
+        .arg("--endpoint-dir")
+        .arg(dir.path().join("endpoints"));
+    let felix = fabric.a.spawn(felix).unwrap();
+    // Synced: node-0 originates its first block, and node-1's first block
+    // is in node-0's FIB (the session is up, felix-lite programs).
+    let (own, remote_block) = (block_cidr(0).1, block_cidr(BLOCKS_PER_NODE).1);
+    let ns = fabric.a.name().to_string();
+    let synced = margay_testkit::wait_until(Duration::from_secs(120), || {
+        in_rib(&sock0, &own) && in_fib(&ns, &remote_block)
+    });
     assert!(
-        margay_testkit::wait_until(Duration::from_secs(60), || {
-            originates(&socket, &first)
-        }),
-        "bgpd never originated {first}"
+        synced,
+        "not synced: bgpd {}\nfelix-lite {}",
+        fabric.a.log(bgpd0),
+        fabric.a.log(felix)
     );
     tokio::time::sleep(Duration::from_secs(1)).await;
-    let (rss_synced, cpu0) = usage(pid);
-    let reads0 = etcd_requests(&etcd.endpoint());
+    let fib = FibWatch::start(&ns);
+    let (b_rss0, b_cpu0) = usage(bgpd0);
+    let (f_rss0, f_cpu0) = usage(felix);
+    let reads0 = etcd_requests(&fabric.etcd_local());
     let mut seed_rng: u64 = 0x9e37_79b9_7f4a_7c15;
     let mut rand = move |m: usize| {
         seed_rng ^= seed_rng << 13;
@@ -255,107 +317,166 @@ async fn run(a: &Args, n: usize) -> Row {
         (seed_rng % m as u64) as usize
     };
     let period = Duration::from_secs_f64(1.0 / a.rate);
-    let mut lat = Vec::new();
+    let (mut lend_lat, mut fib_lat) = (Vec::new(), Vec::new());
     // Raw puts: the generator itself makes no Range or Txn request.
-    let mut etcd_client = etcd_client::Client::connect([etcd.endpoint()], None)
+    let mut etcd = etcd_client::Client::connect([fabric.etcd_local()], None)
         .await
         .unwrap();
+    let mut next_block = n * BLOCKS_PER_NODE;
     for e in 0..a.events {
         let start = Instant::now();
-        // A block of another node (never node-0's).
-        let b = BLOCKS_PER_NODE + rand(blocks.len() - BLOCKS_PER_NODE);
-        let owner = node_name(b / BLOCKS_PER_NODE);
-        let lend = e % 10 == 9;
-        let blk = &mut blocks[b];
-        let Some(slot) = blk.spec.unallocated.pop() else {
-            continue;
-        };
-        blk.spec.allocations[slot] = Some(blk.spec.attributes.len());
-        blk.spec.attributes.push(AllocationAttribute {
-            handle_id: Some(format!("h{e}")),
-            secondary: [(
-                "node".to_string(),
-                if lend { "node-0".to_string() } else { owner },
-            )]
-            .into(),
-            ..Default::default()
-        });
-        let key = format!(
-            "/margay/v1/ipamblocks/{}",
-            blk.metadata.name.as_deref().unwrap()
-        );
-        etcd_client
-            .put(key, serde_json::to_string(&*blk).unwrap(), None)
-            .await
-            .unwrap();
-        if lend {
-            let ip = Ipv4Addr::from(u32::from(block_cidr(b).0) + slot as u32);
-            let prefix = format!("{ip}/32");
-            let sock = socket.clone();
-            let ok = tokio::task::spawn_blocking(move || {
-                margay_testkit::wait_until(Duration::from_secs(10), || {
-                    originates(&sock, &prefix)
+        if e % 10 == 5 {
+            // node-1 claims a new block: the block, then its confirmed
+            // affinity (what makes node-1 originate it).
+            let (_, cidr) = block_cidr(next_block);
+            next_block += 1;
+            let name = cidr.replace(['.', '/'], "-");
+            let block = IPAMBlock::new(
+                &name,
+                IPAMBlockSpec {
+                    cidr: cidr.clone(),
+                    affinity: Some("host:node-1".into()),
+                    allocations: vec![None; 64],
+                    unallocated: (0..64).collect(),
+                    ..Default::default()
+                },
+            );
+            put(&mut etcd, &block).await;
+            let aff = BlockAffinity::new(
+                &format!("node-1-{name}"),
+                BlockAffinitySpec {
+                    state: AffinityState::Confirmed,
+                    node: "node-1".into(),
+                    type_: "host".into(),
+                    cidr: cidr.clone(),
+                    deleted: false,
+                },
+            );
+            let claimed = Instant::now();
+            put(&mut etcd, &aff).await;
+            let at = fib.added(&cidr, Duration::from_secs(10));
+            let at =
+                at.unwrap_or_else(|| panic!("{cidr} never reached the FIB"));
+            fib_lat.push(at.saturating_duration_since(claimed));
+        } else {
+            // A pod event in a block of another node (never node-0's).
+            let b = BLOCKS_PER_NODE + rand(blocks.len() - BLOCKS_PER_NODE);
+            let owner = node_name(b / BLOCKS_PER_NODE);
+            let lend = e % 10 == 9;
+            let blk = &mut blocks[b];
+            let Some(slot) = blk.spec.unallocated.pop() else {
+                continue;
+            };
+            blk.spec.allocations[slot] = Some(blk.spec.attributes.len());
+            blk.spec.attributes.push(AllocationAttribute {
+                handle_id: Some(format!("h{e}")),
+                secondary: [(
+                    "node".to_string(),
+                    if lend { "node-0".to_string() } else { owner },
+                )]
+                .into(),
+                ..Default::default()
+            });
+            put(&mut etcd, &*blk).await;
+            if lend {
+                let ip =
+                    Ipv4Addr::from(u32::from(block_cidr(b).0) + slot as u32);
+                let prefix = format!("{ip}/32");
+                let sock = sock0.clone();
+                let ok = tokio::task::spawn_blocking(move || {
+                    margay_testkit::wait_until(Duration::from_secs(10), || {
+                        in_rib(&sock, &prefix)
+                    })
                 })
-            })
-            .await
-            .unwrap();
-            assert!(ok, "bgpd never originated {ip}/32");
-            lat.push(start.elapsed());
+                .await
+                .unwrap();
+                assert!(ok, "bgpd never originated {ip}/32");
+                lend_lat.push(start.elapsed());
+            }
         }
         if let Some(rest) = period.checked_sub(start.elapsed()) {
             tokio::time::sleep(rest).await;
         }
     }
     tokio::time::sleep(Duration::from_secs(1)).await;
-    let (rss_churned, cpu1) = usage(pid);
-    let reads1 = etcd_requests(&etcd.endpoint());
-    let _ = bgpd.kill();
-    let _ = bgpd.wait();
-    lat.sort();
+    let (b_rss1, b_cpu1) = usage(bgpd0);
+    let (f_rss1, f_cpu1) = usage(felix);
+    let reads1 = etcd_requests(&fabric.etcd_local());
+    let breakdown = (rss_breakdown(bgpd0), rss_breakdown(felix));
+    lend_lat.sort();
+    fib_lat.sort();
+    let per_event = |d: Duration| d / a.events as u32;
     Row {
         nodes: n,
-        rss_synced,
-        rss_churned,
-        cpu_per_event: (cpu1 - cpu0) / a.events as u32,
+        bgpd: (b_rss0, b_rss1, per_event(b_cpu1 - b_cpu0)),
+        felix: (f_rss0, f_rss1, per_event(f_cpu1 - f_cpu0)),
         reads: (reads1.0 - reads0.0, reads1.1 - reads0.1),
-        lat,
+        lend: lend_lat,
+        fib: fib_lat,
+        breakdown,
     }
 }
 
 fn main() {
+    margay_testkit::require_root("control_plane bench");
     let a = args();
     let rt = tokio::runtime::Runtime::new().unwrap();
     println!(
-        "bgpd {}: {} events at {}/s, every 10th lends node-0 an address",
+        "{}: bgpd {}, felix-lite {}: {} events at {}/s; every 10th lends \
+         node-0 an address, every 10th (offset 5) claims a block for node-1",
+        if a.kube { "kube-apiserver" } else { "etcd" },
         a.bgpd.display(),
+        a.felix.display(),
         a.events,
         a.rate
     );
     println!(
-        "| nodes | blocks | bgpd RSS synced | after churn | CPU/event | \
-         Range/Txn reads during churn | lend-to-RIB p50 | p99 |"
+        "| nodes | blocks | bgpd RSS synced / after | bgpd CPU/event | \
+         felix-lite RSS synced / after | felix-lite CPU/event | \
+         Range/Txn during churn | lend-to-RIB p50 / p99 | \
+         claim-to-FIB p50 / p99 |"
     );
-    println!("|---|---|---|---|---|---|---|---|");
+    println!("|---|---|---|---|---|---|---|---|---|");
+    let mib = |k: u64| k as f64 / 1024.0;
+    let ms = |d: Duration| d.as_secs_f64() * 1e3;
+    let mut notes = Vec::new();
     for &n in &a.nodes {
-        let r = rt.block_on(run(&a, n));
-        let p = |q: f64| {
-            r.lat
-                .get(((r.lat.len() as f64 - 1.0) * q).round() as usize)
-                .map_or("-".into(), |d| {
-                    format!("{:.1} ms", d.as_secs_f64() * 1e3)
-                })
+        let r = if a.kube {
+            rt.block_on(kube::run(&a, n))
+        } else {
+            rt.block_on(run(&a, n))
         };
+        notes.push(format!(
+            "{n} nodes: bgpd RSS: {}; felix-lite RSS: {}",
+            r.breakdown.0, r.breakdown.1
+        ));
         println!(
-            "| {} | {} | {:.1} MiB | {:.1} MiB | {:.2} ms | {} / {} | {} | {} |",
+            "| {} | {} | {:.1} / {:.1} MiB | {:.2} ms | {:.1} / {:.1} MiB | \
+             {:.2} ms | {} / {} | {} / {} | {} / {} |",
             r.nodes,
             r.nodes * BLOCKS_PER_NODE,
-            r.rss_synced as f64 / 1024.0,
-            r.rss_churned as f64 / 1024.0,
-            r.cpu_per_event.as_secs_f64() * 1e3,
+            mib(r.bgpd.0),
+            mib(r.bgpd.1),
+            ms(r.bgpd.2),
+            mib(r.felix.0),
+            mib(r.felix.1),
+            ms(r.felix.2),
             r.reads.0,
             r.reads.1,
-            p(0.5),
-            p(0.99),
+            quantile(&r.lend, 0.5),
+            quantile(&r.lend, 0.99),
+            quantile(&r.fib, 0.5),
+            quantile(&r.fib, 0.99),
         );
+    }
+    if a.kube {
+        notes.push(
+            "kube-apiserver: the reads column is LIST / GET requests the \
+             apiserver served during the churn; no node-1 (claim-to-FIB)"
+                .into(),
+        );
+    }
+    for n in notes {
+        println!("{n}");
     }
 }

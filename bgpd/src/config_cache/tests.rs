@@ -55,15 +55,16 @@ fn one<K: Clone>(v: &[K]) -> K {
     v[0].clone()
 }
 
-fn list<K>(items: Vec<K>) -> DsResult<ListWatchEvent<K>> {
+/// A list of `items` as the watch with `feed` delivers it.
+fn list<K, V>(feed: &Feed<K, V>, items: Vec<K>) -> CacheItem<K, V> {
     Ok(ListWatchEvent::Listed(List {
-        items,
+        items: items.into_iter().map(|o| feed(o)).collect(),
         resource_version: "1".into(),
         invalid: Vec::new(),
     }))
 }
 
-fn ev<K>(e: WatchEvent<K>) -> DsResult<ListWatchEvent<K>> {
+fn ev<K, V>(e: WatchEvent<K>) -> CacheItem<K, V> {
     Ok(ListWatchEvent::Event(e))
 }
 
@@ -71,13 +72,13 @@ fn ev<K>(e: WatchEvent<K>) -> DsResult<ListWatchEvent<K>> {
 fn synced(r: Resources) -> ConfigCache {
     let mut c = ConfigCache::new("a");
     for u in [
-        Update::Node(list(r.nodes)),
-        Update::BgpConfig(list(r.bgp_configs)),
-        Update::Peer(list(r.peers)),
-        Update::Filter(list(r.filters)),
-        Update::Pool(list(r.pools)),
-        Update::Affinity(list(r.affinities)),
-        Update::Block(list(r.blocks)),
+        Update::Node(list(&c.feeds().nodes, r.nodes)),
+        Update::BgpConfig(list(&c.feeds().bgp_configs, r.bgp_configs)),
+        Update::Peer(list(&c.feeds().peers, r.peers)),
+        Update::Filter(list(&c.feeds().filters, r.filters)),
+        Update::Pool(list(&c.feeds().pools, r.pools)),
+        Update::Affinity(list(&c.feeds().affinities, r.affinities)),
+        Update::Block(list(&c.feeds().blocks, r.blocks)),
     ] {
         c.apply(u).unwrap();
     }
@@ -115,15 +116,25 @@ fn same_as_deriving_from_a_full_list() {
 fn nothing_is_derived_before_every_kind_is_listed() {
     let r = res(CLUSTER);
     let mut c = ConfigCache::new("a");
-    c.apply(Update::Node(list(r.nodes))).unwrap();
-    c.apply(Update::BgpConfig(list(r.bgp_configs))).unwrap();
-    c.apply(Update::Peer(list(r.peers))).unwrap();
-    c.apply(Update::Filter(list(r.filters))).unwrap();
-    c.apply(Update::Pool(list(r.pools))).unwrap();
-    c.apply(Update::Affinity(list(r.affinities))).unwrap();
+    c.apply(Update::Node(list(&c.feeds().nodes, r.nodes)))
+        .unwrap();
+    c.apply(Update::BgpConfig(list(
+        &c.feeds().bgp_configs,
+        r.bgp_configs,
+    )))
+    .unwrap();
+    c.apply(Update::Peer(list(&c.feeds().peers, r.peers)))
+        .unwrap();
+    c.apply(Update::Filter(list(&c.feeds().filters, r.filters)))
+        .unwrap();
+    c.apply(Update::Pool(list(&c.feeds().pools, r.pools)))
+        .unwrap();
+    c.apply(Update::Affinity(list(&c.feeds().affinities, r.affinities)))
+        .unwrap();
     assert!(!c.synced());
     assert!(take(&mut c).is_none());
-    c.apply(Update::Block(list(r.blocks))).unwrap();
+    c.apply(Update::Block(list(&c.feeds().blocks, r.blocks)))
+        .unwrap();
     assert!(take(&mut c).is_some());
 }
 
@@ -246,7 +257,8 @@ fn relist_replaces_what_the_watch_missed() {
     let r = res(CLUSTER);
     let mut c = synced(r.clone());
     take(&mut c).unwrap();
-    c.apply(Update::Block(list(Vec::new()))).unwrap();
+    c.apply(Update::Block(list(&c.feeds().blocks, Vec::new())))
+        .unwrap();
     assert_eq!(routes(&take(&mut c).unwrap()), ["10.244.1.0/26"]);
 }
 

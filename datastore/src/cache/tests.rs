@@ -42,9 +42,10 @@ fn listed(
     items: Vec<BlockAffinity>,
     invalid: Vec<InvalidObject>,
     rv: &str,
-) -> Result<ListWatchEvent<BlockAffinity>> {
+) -> Result<ListWatchEvent<BlockAffinity, (String, BlockAffinity)>> {
+    let project = Cache::<BlockAffinity>::new().projection();
     Ok(ListWatchEvent::Listed(List {
-        items,
+        items: items.into_iter().map(|a| project(a)).collect(),
         resource_version: rv.into(),
         invalid,
     }))
@@ -52,7 +53,7 @@ fn listed(
 
 fn event(
     ev: WatchEvent<BlockAffinity>,
-) -> Result<ListWatchEvent<BlockAffinity>> {
+) -> Result<ListWatchEvent<BlockAffinity, (String, BlockAffinity)>> {
     Ok(ListWatchEvent::Event(ev))
 }
 
@@ -156,10 +157,18 @@ fn other_errors_change_nothing() {
 fn projection_keeps_the_facts_only() {
     let mut c: Cache<BlockAffinity, String> =
         Cache::projected(|a: BlockAffinity| a.spec.node);
-    c.apply(listed(vec![aff("a", "n1", "1")], vec![], "2"))
-        .unwrap();
-    c.apply(event(WatchEvent::Modified(aff("a", "n2", "3"))))
-        .unwrap();
+    // The list arrives projected, as list_and_watch_with delivers it.
+    let project = c.projection();
+    let list = List {
+        items: vec![project(aff("a", "n1", "1"))],
+        resource_version: "2".into(),
+        invalid: vec![],
+    };
+    c.apply(Ok(ListWatchEvent::Listed(list))).unwrap();
+    c.apply(Ok(ListWatchEvent::Event(WatchEvent::Modified(aff(
+        "a", "n2", "3",
+    )))))
+    .unwrap();
     assert_eq!(c.get("a").map(String::as_str), Some("n2"));
     assert_eq!(c.len(), 1);
 }

@@ -123,6 +123,15 @@ impl EtcdStore {
     #[tracing::instrument(level = "debug", name = "etcd_list", skip_all,
         fields(prefix = %prefix::<K>()))]
     pub async fn list<K: Object>(&self) -> Result<List<K>> {
+        self.list_with(&|k| k).await
+    }
+
+    /// [`EtcdStore::list`], keeping `project(object)` of each object as
+    /// it is decoded.
+    pub async fn list_with<K: Object, V>(
+        &self,
+        project: &(dyn Fn(K) -> V + Send + Sync),
+    ) -> Result<List<V>> {
         let mut kv = self
             .client
             .kv_client()
@@ -132,11 +141,12 @@ impl EtcdStore {
         let end = format!("{}0", pfx.trim_end_matches('/'));
         let mut from = pfx.clone().into_bytes();
         let mut revision = 0;
-        let mut decoded = Vec::new();
+        let (mut items, mut invalid) = (Vec::new(), Vec::new());
         // In pages at the first page's revision: a whole kind in one
         // response passes the client's 4 MiB message limit (20,000
-        // IPAMBlocks are 18 MB), and one page at a time keeps the peak
-        // memory of a list small.
+        // IPAMBlocks are 18 MB), and one page at a time, each object
+        // projected as it is decoded, keeps the peak memory of a list
+        // small.
         loop {
             let mut opts = GetOptions::new()
                 .with_range(end.as_str())
@@ -152,12 +162,9 @@ impl EtcdStore {
             }
             for kv in resp.kvs() {
                 let key = String::from_utf8_lossy(kv.key());
-                decoded.push(
-                    self.decode::<K>(
-                        kv,
-                        key.strip_prefix(&pfx).unwrap_or(&key),
-                    ),
-                );
+                let name = key.strip_prefix(&pfx).unwrap_or(&key);
+                let obj = self.decode::<K>(kv, name);
+                object::sort_decoded(obj, project, &mut items, &mut invalid)?;
             }
             match resp.kvs().last() {
                 Some(last) if resp.more() => {
@@ -168,7 +175,6 @@ impl EtcdStore {
                 _ => break,
             }
         }
-        let (items, invalid) = object::partition(decoded)?;
         Ok(List {
             items,
             resource_version: revision.to_string(),

@@ -352,9 +352,9 @@ async fn changes_elsewhere_cost_no_read() {
     }
     // Round 0 claims n1's block (reads of the claim protocol); every later
     // ADD, right after changes elsewhere and after n1's own claim, is one
-    // Range (its handle) and one Txn (the commit).
+    // Txn (the commit, which also checks the handle is new: no read first).
     assert!(
-        costs[1..].iter().all(|&c| c == (1, 1)),
+        costs[1..].iter().all(|&c| c == (0, 1)),
         "(Range, Txn) per ADD: {costs:?}"
     );
     assert_eq!(cache.stats().misses, 0);

@@ -1,10 +1,11 @@
 //! From Loc-RIB changes to outgoing UPDATEs and RIB-stream events.
 //!
 //! The RIB queues changed prefixes; [`Speaker::flush`] runs export
-//! policy per update group of established peers, queues announcements and withdrawals, and
-//! packs every queue into as few UPDATEs as possible: prefixes sharing
-//! one exported attribute set go into the same messages. Peers that
-//! would get the same bytes share that work (update groups, `groups.rs`).
+//! policy per update group of established peers (peers that would get
+//! the same bytes share that work, `groups.rs`), queues announcements
+//! and withdrawals, and packs every queue into as few UPDATEs as
+//! possible: prefixes sharing one exported attribute set go into the
+//! same messages.
 
 mod groups;
 

@@ -87,6 +87,10 @@ enum Outcome {
         withdraw: Phase,
         idle_kib: u64,
         loaded_kib: u64,
+        /// CPU time (user + system) the DUT spent in the announce phase:
+        /// its own cost, apart from the monitors' decoding on the same
+        /// cores.
+        announce_cpu: f64,
         peak_kib: u64,
     },
 }
@@ -228,8 +232,10 @@ fn run(
     let idle_kib = proc_status(pid, "VmRSS:")?;
     let inj = Injector { writer, timeout };
 
+    let cpu0 = proc_cpu(pid)?;
     let announce = phase(&inj, &ann, &rx, timeout, true, &present)
         .map_err(|e| fail(format!("announce: {e:#}")))?;
+    let announce_cpu = proc_cpu(pid)? - cpu0;
     let loaded_kib = proc_status(pid, "VmRSS:")?;
     let withdraw = match announce {
         Phase::Done(_) => phase(&inj, &wd, &rx, timeout, false, &present)
@@ -242,8 +248,31 @@ fn run(
         withdraw,
         idle_kib,
         loaded_kib,
+        announce_cpu,
         peak_kib,
     })
+}
+
+/// The CPU seconds (user + system) process `pid` has used
+/// (`/proc/PID/stat` fields 14 and 15, in clock ticks).
+fn proc_cpu(pid: u32) -> Result<f64> {
+    let s = std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .with_context(|| format!("DUT process {pid} is gone"))?;
+    // Fields after the command name, which is in parentheses and may
+    // hold spaces: state is field 3, utime 14, stime 15.
+    let rest = s.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let tick =
+        |i: usize| -> Result<f64> {
+            Ok(f.get(i).and_then(|v| v.parse::<u64>().ok()).with_context(
+                || format!("no field {} in /proc/{pid}/stat", i + 3),
+            )? as f64)
+        };
+    let hz = nix::unistd::sysconf(nix::unistd::SysconfVar::CLK_TCK)
+        .ok()
+        .flatten()
+        .unwrap_or(100) as f64;
+    Ok((tick(11)? + tick(12)?) / hz)
 }
 
 /// The injector's sending side.
@@ -368,9 +397,21 @@ fn announce_secs(o: &Outcome) -> Option<f64> {
     }
 }
 
+fn announce_cpu(o: &Outcome) -> Option<f64> {
+    match o {
+        Outcome::Ran {
+            announce: Phase::Done(_),
+            announce_cpu,
+            ..
+        } => Some(*announce_cpu),
+        _ => None,
+    }
+}
+
 /// Fan-out: per device, the announce time with M monitors against the
 /// same device's with the fewest monitors run (M = 1 when given), and
-/// against BIRD's with M monitors.
+/// against BIRD's with M monitors; then the DUT's own CPU time in the
+/// announce phase, against the same device's with the fewest monitors.
 fn print_fanout(runs: &Runs) {
     let mut keys: Vec<(usize, usize)> =
         runs.iter().map(|((n, k, _), _)| (*n, *k)).collect();
@@ -403,6 +444,13 @@ fn print_fanout(runs: &Runs) {
                     .find(|(d2, _)| *d2 == Device::Bird)
                     .and_then(|(_, o)| announce_secs(o))
             };
+            let cpu = |i: usize| {
+                of[i]
+                    .1
+                    .iter()
+                    .find(|(d2, _)| *d2 == d)
+                    .and_then(|(_, o)| announce_cpu(o))
+            };
             let cells: Vec<String> = (0..of.len())
                 .map(|i| {
                     format!(
@@ -415,6 +463,17 @@ fn print_fanout(runs: &Runs) {
                 })
                 .collect();
             println!("{:<8} {}", d.name(), cells.join("  "));
+            let cells: Vec<String> = (0..of.len())
+                .map(|i| {
+                    format!(
+                        "M={}: {} (x{})",
+                        of[i].0.2,
+                        cpu(i).map_or("-".into(), |s| format!("{s:.2} s")),
+                        ratio(cpu(i), cpu(0)),
+                    )
+                })
+                .collect();
+            println!("{:<8} DUT CPU: {}", "", cells.join("  "));
         }
     }
 }
@@ -462,6 +521,7 @@ fn print_table(n: usize, k: usize, m: usize, rows: &[(Device, Outcome)]) {
                 idle_kib,
                 loaded_kib,
                 peak_kib,
+                ..
             } => {
                 let mib = |k: u64| k as f64 / 1024.0;
                 let (ba, bw, bm) = match bird {

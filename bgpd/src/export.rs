@@ -1,16 +1,20 @@
 //! From Loc-RIB changes to outgoing UPDATEs and RIB-stream events.
 //!
 //! The RIB queues changed prefixes; [`Speaker::flush`] runs export
-//! policy per established peer, queues announcements and withdrawals, and
-//! packs every queue into as few UPDATEs as possible: prefixes sharing
-//! one exported attribute set go into the same messages.
+//! policy per update group of established peers (peers that would get
+//! the same bytes share that work, `groups.rs`), queues announcements
+//! and withdrawals, and packs every queue into as few UPDATEs as
+//! possible: prefixes sharing one exported attribute set go into the
+//! same messages.
+
+mod groups;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::net::IpAddr;
 use std::sync::Arc;
 
 use bgp_wire::{Message, Nlri, UpdateMsg};
-use bytes::BytesMut;
+use bytes::{Bytes, BytesMut};
 use foldhash::fast::RandomState;
 use ipnetwork::IpNetwork;
 use margay_ctlproto::{RibEntry, RibEvent, RibPath};
@@ -40,12 +44,9 @@ impl Speaker {
     /// Export up to `max` changed prefixes, oldest first, and pack the
     /// UPDATEs; true when more changes wait.
     pub fn flush_some(&mut self, max: usize) -> bool {
-        let ids: Vec<PeerId> = self
-            .peers
-            .values()
-            .filter(|p| p.session.is_some())
-            .map(|p| p.id)
-            .collect();
+        // While selection is deferred every queue is held and packed on
+        // its own later (`end_deferral`): no sharing then.
+        let mut groups = groups::form(&self.peers, self.deferral.is_none());
         let mut cache = ExportCache::default();
         let Speaker {
             rib,
@@ -59,23 +60,62 @@ impl Speaker {
             if *rib_stream {
                 out.push(rib_event(prefix, entry));
             }
-            for id in &ids {
-                let ex = Exporter {
-                    peers: &*peers,
-                    global,
-                    sources,
-                };
-                let d = ex.decide(*id, prefix, entry, &mut cache);
-                queue(peers, *id, prefix, entry, d);
+            for g in &mut groups {
+                g.export(peers, global, sources, prefix, entry, &mut cache);
             }
         });
-        for id in ids {
-            self.pack(id);
-        }
+        self.pack_groups(groups);
         if n > 0 {
             self.rib.gc_interned();
         }
         self.rib.has_changes()
+    }
+
+    /// Encode each shared queue once and send the same bytes to every
+    /// member, then pack each peer's own queue; in peer order, as
+    /// without groups.
+    fn pack_groups(&mut self, groups: Vec<groups::Group>) {
+        let mut shared: BTreeMap<PeerId, (Bytes, usize)> = BTreeMap::new();
+        for mut g in groups {
+            for (id, d) in g.members.iter().zip(&g.advertised) {
+                if let Some(p) = self.peers.get_mut(id) {
+                    p.advertised = p.advertised.saturating_add_signed(*d);
+                }
+            }
+            let lead = g.members[0];
+            if g.pending.is_empty() {
+                for id in g.members {
+                    shared.insert(id, (Bytes::new(), 0));
+                }
+                continue;
+            }
+            let Some(p) = self.peers.get(&lead) else {
+                continue;
+            };
+            let Some(s) = p.session.as_ref() else {
+                continue;
+            };
+            let mut buf = BytesMut::new();
+            let msgs = encode(&mut g.pending, s, &p.cfg.name, &mut buf);
+            let bytes = buf.freeze();
+            for id in g.members {
+                shared.insert(id, (bytes.clone(), msgs));
+            }
+        }
+        for (id, (bytes, msgs)) in shared {
+            if !bytes.is_empty()
+                && let Some(s) =
+                    self.peers.get(&id).and_then(|p| p.session.as_ref())
+            {
+                self.counters.updates_out += msgs as u64;
+                self.out.push(Output::Send {
+                    peer: id,
+                    conn: s.conn,
+                    bytes,
+                });
+            }
+            self.pack(id);
+        }
     }
 
     /// Whether RIB-stream events are produced: the IO layer turns them
@@ -178,54 +218,8 @@ impl Speaker {
         if p.pending.is_empty() && !s.send_eor {
             return;
         }
-        let mut withdraw: [Vec<Nlri>; 2] = Default::default();
-        let mut groups: HashMap<usize, (Arc<Attrs>, Vec<Nlri>), RandomState> =
-            HashMap::default();
-        for (prefix, a) in p.pending.drain(..) {
-            match a {
-                None => withdraw[usize::from(!prefix.is_ipv4())]
-                    .push(Nlri::new(prefix)),
-                Some(a) => {
-                    let k = Arc::as_ptr(&a) as usize * 2
-                        + usize::from(!prefix.is_ipv4());
-                    groups
-                        .entry(k)
-                        .or_insert_with(|| (a, Vec::new()))
-                        .1
-                        .push(Nlri::new(prefix));
-                }
-            }
-        }
-        if p.pending.capacity() > 65536 {
-            p.pending.shrink_to(1024);
-        }
         let mut out = BytesMut::new();
-        let mut msgs = 0;
-        for (i, w) in withdraw.iter().enumerate() {
-            if !w.is_empty() {
-                let f = if i == 0 {
-                    bgp_wire::Family::IPV4_UNICAST
-                } else {
-                    bgp_wire::Family::IPV6_UNICAST
-                };
-                msgs +=
-                    bgp_wire::pack_unreach(f, w, &s.tx, &mut out).unwrap_or(0);
-            }
-        }
-        for (_, (a, nlri)) in groups {
-            let f = if nlri[0].prefix.is_ipv4() {
-                bgp_wire::Family::IPV4_UNICAST
-            } else {
-                bgp_wire::Family::IPV6_UNICAST
-            };
-            let Some(nh) = a.next_hop else { continue };
-            match bgp_wire::pack_reach(f, &a.path, nh, &nlri, &s.tx, &mut out) {
-                Ok(n) => msgs += n,
-                Err(e) => {
-                    tracing::warn!(peer = %p.cfg.name, "cannot encode UPDATE: {e}")
-                }
-            }
-        }
+        let mut msgs = encode(&mut p.pending, s, &p.cfg.name, &mut out);
         if s.send_eor {
             // RFC 4724 4.1: End-of-RIB after the initial update.
             s.send_eor = false;
@@ -340,6 +334,65 @@ impl Speaker {
     }
 }
 
+/// Pack `pending` (drained) into UPDATE messages for session `s`,
+/// withdrawals first, prefixes sharing an attribute set together;
+/// returns the number of messages. `name` is the peer's, for the log.
+fn encode(
+    pending: &mut Vec<(IpNetwork, Option<Arc<Attrs>>)>,
+    s: &Session,
+    name: &str,
+    out: &mut BytesMut,
+) -> usize {
+    let mut withdraw: [Vec<Nlri>; 2] = Default::default();
+    let mut groups: HashMap<usize, (Arc<Attrs>, Vec<Nlri>), RandomState> =
+        HashMap::default();
+    for (prefix, a) in pending.drain(..) {
+        match a {
+            None => {
+                withdraw[usize::from(!prefix.is_ipv4())].push(Nlri::new(prefix))
+            }
+            Some(a) => {
+                let k = Arc::as_ptr(&a) as usize * 2
+                    + usize::from(!prefix.is_ipv4());
+                groups
+                    .entry(k)
+                    .or_insert_with(|| (a, Vec::new()))
+                    .1
+                    .push(Nlri::new(prefix));
+            }
+        }
+    }
+    if pending.capacity() > 65536 {
+        pending.shrink_to(1024);
+    }
+    let mut msgs = 0;
+    for (i, w) in withdraw.iter().enumerate() {
+        if !w.is_empty() {
+            let f = if i == 0 {
+                bgp_wire::Family::IPV4_UNICAST
+            } else {
+                bgp_wire::Family::IPV6_UNICAST
+            };
+            msgs += bgp_wire::pack_unreach(f, w, &s.tx, out).unwrap_or(0);
+        }
+    }
+    for (_, (a, nlri)) in groups {
+        let f = if nlri[0].prefix.is_ipv4() {
+            bgp_wire::Family::IPV4_UNICAST
+        } else {
+            bgp_wire::Family::IPV6_UNICAST
+        };
+        let Some(nh) = a.next_hop else { continue };
+        match bgp_wire::pack_reach(f, &a.path, nh, &nlri, &s.tx, out) {
+            Ok(n) => msgs += n,
+            Err(e) => {
+                tracing::warn!(peer = %name, "cannot encode UPDATE: {e}")
+            }
+        }
+    }
+    msgs
+}
+
 /// What export decided for one prefix and peer.
 enum Decision {
     /// The peer has no session or does not carry the family.
@@ -371,17 +424,35 @@ impl Exporter<'_> {
         else {
             return Decision::Skip;
         };
-        let fam = if prefix.is_ipv4() {
-            Family::IPV4_UNICAST
-        } else {
-            Family::IPV6_UNICAST
-        };
-        if !s.neg.has(fam) {
+        if !s.neg.has(family_of(prefix)) {
             return Decision::Skip;
         }
         entry
             .best()
             .filter(|b| b.peer != id)
+            .and_then(|b| self.attrs(id, s, prefix, b, cache))
+            .map_or(Decision::Withhold, Decision::Announce)
+    }
+
+    /// [`Exporter::decide`] for an update group led by `id`: the same
+    /// but without split horizon (the route may have come from `id`),
+    /// which the group applies per member.
+    fn decide_shared(
+        &self,
+        id: PeerId,
+        prefix: &IpNetwork,
+        entry: &Entry,
+        cache: &mut ExportCache,
+    ) -> Decision {
+        let Some(s) = self.peers.get(&id).and_then(|p| p.session.as_ref())
+        else {
+            return Decision::Skip;
+        };
+        if !s.neg.has(family_of(prefix)) {
+            return Decision::Skip;
+        }
+        entry
+            .best()
             .and_then(|b| self.attrs(id, s, prefix, b, cache))
             .map_or(Decision::Withhold, Decision::Announce)
     }
@@ -463,6 +534,14 @@ impl Exporter<'_> {
         let a = Arc::new(a);
         cache.insert(key, a.clone());
         Some(a)
+    }
+}
+
+fn family_of(prefix: &IpNetwork) -> Family {
+    if prefix.is_ipv4() {
+        Family::IPV4_UNICAST
+    } else {
+        Family::IPV6_UNICAST
     }
 }
 

@@ -1,7 +1,8 @@
 //! The devices under test and how to start each one as a transit router:
 //! AS 65000 at 10.0.0.1, accepting everything from the injector
-//! (10.0.0.2, AS 65001) and re-advertising it to the monitor (10.0.0.3,
-//! AS 65002). Every DUT is passive towards both (where it can be), the
+//! (10.0.0.2, AS 65001) and re-advertising it to M monitors (10.0.0.3
+//! and up, all AS 65002, all with the same export policy: what update
+//! groups share). Every DUT is passive towards both (where it can be), the
 //! tester connects; nothing listens on the tester side, so a DUT that
 //! connects out anyway gets a reset and no connection collision.
 
@@ -14,10 +15,17 @@ use margay_testkit::{Netns, have_program};
 
 pub const DUT: &str = "10.0.0.1";
 pub const INJECTOR: &str = "10.0.0.2";
-pub const MONITOR: &str = "10.0.0.3";
+/// Monitors: at most this many (10.0.0.3 to 10.0.0.252).
+pub const MAX_MONITORS: usize = 250;
 pub const DUT_AS: u32 = 65000;
 pub const INJECTOR_AS: u32 = 65001;
 pub const MONITOR_AS: u32 = 65002;
+
+/// The address of monitor `i` (0-based).
+pub fn monitor_addr(i: usize) -> String {
+    assert!(i < MAX_MONITORS, "at most {MAX_MONITORS} monitors");
+    format!("10.0.0.{}", 3 + i)
+}
 
 const FRR_BGPD: &str = "/usr/lib/frr/bgpd";
 
@@ -62,26 +70,36 @@ impl Device {
         (!ok).then(|| format!("{prog} not installed"))
     }
 
-    /// Writes the configuration into `dir` and starts the daemon inside
-    /// `ns`; returns its pid (the daemon itself: `ip netns exec` execs it).
-    pub fn start(self, ns: &Netns, dir: &Path) -> Result<u32> {
+    /// Writes the configuration (with `monitors` monitor peers) into
+    /// `dir` and starts the daemon inside `ns`; returns its pid (the
+    /// daemon itself: `ip netns exec` execs it).
+    pub fn start(self, ns: &Netns, dir: &Path, monitors: usize) -> Result<u32> {
         let cmd = match self {
-            Device::Margay => margay(dir)?,
-            Device::Bird => bird(dir)?,
-            Device::Frr => frr(dir)?,
-            Device::Gobgp => gobgp(dir)?,
+            Device::Margay => margay(dir, monitors)?,
+            Device::Bird => bird(dir, monitors)?,
+            Device::Frr => frr(dir, monitors)?,
+            Device::Gobgp => gobgp(dir, monitors)?,
         };
         ns.spawn(cmd)
             .with_context(|| format!("starting {}", self.name()))
     }
 }
 
-/// Where cargo put the bgpd binary of this (bench-profile) build.
+/// The bgpd binary given with `--bgpd` (another build, e.g. the one
+/// before a change, to compare in the same run).
+pub static MARGAY_BIN: std::sync::OnceLock<PathBuf> =
+    std::sync::OnceLock::new();
+
+/// The bgpd to run: `--bgpd`, else the one cargo built with this
+/// (bench-profile) build.
 fn margay_bin() -> PathBuf {
-    PathBuf::from(env!("CARGO_BIN_EXE_bgpd"))
+    MARGAY_BIN
+        .get()
+        .cloned()
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_bgpd")))
 }
 
-fn margay(dir: &Path) -> Result<Command> {
+fn margay(dir: &Path, monitors: usize) -> Result<Command> {
     let peer = |name: &str, ip: &str, asn: u32| {
         format!(
             "---\napiVersion: margay.io/v1\nkind: BGPPeer\nmetadata: {{name: {name}}}\n\
@@ -107,7 +125,9 @@ spec:
   exportV4: [{{action: Accept}}]
 {}{}"#,
         peer("injector", INJECTOR, INJECTOR_AS),
-        peer("monitor", MONITOR, MONITOR_AS)
+        (0..monitors)
+            .map(|i| peer(&format!("monitor{i}"), &monitor_addr(i), MONITOR_AS))
+            .collect::<String>()
     );
     let store = dir.join("store.yaml");
     std::fs::write(&store, yaml)?;
@@ -120,8 +140,20 @@ spec:
     Ok(c)
 }
 
-fn bird(dir: &Path) -> Result<Command> {
-    let conf = format!(
+fn bird(dir: &Path, monitors: usize) -> Result<Command> {
+    let monitor = |i: usize| {
+        format!(
+            r#"protocol bgp monitor{i} {{
+  local {DUT} as {DUT_AS};
+  neighbor {} as {MONITOR_AS};
+  passive on;
+  ipv4 {{ import none; export all; }};
+}}
+"#,
+            monitor_addr(i)
+        )
+    };
+    let mut conf = format!(
         r#"router id {DUT};
 protocol device {{}}
 protocol bgp injector {{
@@ -130,14 +162,9 @@ protocol bgp injector {{
   passive on;
   ipv4 {{ import all; export none; }};
 }}
-protocol bgp monitor {{
-  local {DUT} as {DUT_AS};
-  neighbor {MONITOR} as {MONITOR_AS};
-  passive on;
-  ipv4 {{ import none; export all; }};
-}}
 "#
     );
+    conf.extend((0..monitors).map(monitor));
     let path = dir.join("bird.conf");
     std::fs::write(&path, conf)?;
     let mut c = Command::new("bird");
@@ -149,18 +176,22 @@ protocol bgp monitor {{
     Ok(c)
 }
 
-fn frr(dir: &Path) -> Result<Command> {
-    let conf = format!(
+fn frr(dir: &Path, monitors: usize) -> Result<Command> {
+    let mut conf = format!(
         r#"hostname dut
 router bgp {DUT_AS}
  bgp router-id {DUT}
  no bgp ebgp-requires-policy
  neighbor {INJECTOR} remote-as {INJECTOR_AS}
  neighbor {INJECTOR} passive
- neighbor {MONITOR} remote-as {MONITOR_AS}
- neighbor {MONITOR} passive
 "#
     );
+    for i in 0..monitors {
+        let m = monitor_addr(i);
+        conf.push_str(&format!(
+            " neighbor {m} remote-as {MONITOR_AS}\n neighbor {m} passive\n"
+        ));
+    }
     let path = dir.join("frr.conf");
     std::fs::write(&path, conf)?;
     let vty = dir.join("frrvty");
@@ -185,7 +216,7 @@ router bgp {DUT_AS}
     Ok(c)
 }
 
-fn gobgp(dir: &Path) -> Result<Command> {
+fn gobgp(dir: &Path, monitors: usize) -> Result<Command> {
     let neighbor = |ip: &str, asn: u32| {
         format!(
             r#"[[neighbors]]
@@ -201,7 +232,9 @@ fn gobgp(dir: &Path) -> Result<Command> {
         "[global.config]\n  as = {DUT_AS}\n  router-id = \"{DUT}\"\n  port = 179\n  \
          local-address-list = [\"{DUT}\"]\n{}{}",
         neighbor(INJECTOR, INJECTOR_AS),
-        neighbor(MONITOR, MONITOR_AS)
+        (0..monitors)
+            .map(|i| neighbor(&monitor_addr(i), MONITOR_AS))
+            .collect::<String>()
     );
     let path = dir.join("gobgp.toml");
     std::fs::write(&path, conf)?;

@@ -58,29 +58,53 @@ pub fn prefixes(n: usize) -> Vec<Nlri> {
         .collect()
 }
 
-/// The injector's UPDATEs, packed into 4096-octet messages with one
-/// attribute set: (announcements, withdrawals).
+/// The attribute set of prefix `i` when a run has `k` of them: set
+/// `i % k`. Set `j` has an AS path of 2 to 6 hops, first the injector's
+/// `asn` (RFC 4271 9.1.2: an eBGP peer's own AS leads the path), then
+/// AS numbers of 1000 and up (never the DUT's or the monitors'), and one
+/// community that alone tells the sets apart, so `k` sets are `k`
+/// distinct attribute sets.
+fn attr_set(j: usize, asn: u32) -> PathAttrs {
+    let hops = 2 + j % 5;
+    let mut path = vec![asn];
+    path.extend((1..hops).map(|h| 1000 + ((j * 7 + h * 131) % 50_000) as u32));
+    PathAttrs {
+        origin: Some(bgp_wire::Origin::Igp),
+        as_path: Some(bgp_wire::AsPath::from_sequence(&path)),
+        communities: vec![bgp_wire::Community(
+            ((100 + (j >> 16) as u32) << 16) | (j as u32 & 0xFFFF),
+        )],
+        ..Default::default()
+    }
+}
+
+/// The injector's UPDATEs, packed into 4096-octet messages, prefix `i`
+/// with attribute set `i % k` (see [`attr_set`]): (announcements,
+/// withdrawals).
 pub fn encode_updates(
     n: usize,
+    k: usize,
     asn: u32,
     next_hop: Ipv4Addr,
 ) -> Result<(BytesMut, BytesMut)> {
     let nlri = prefixes(n);
-    let attrs = PathAttrs {
-        origin: Some(bgp_wire::Origin::Igp),
-        as_path: Some(bgp_wire::AsPath::from_sequence(&[asn])),
-        ..Default::default()
-    };
+    let k = k.clamp(1, n.max(1));
+    let mut by_set: Vec<Vec<Nlri>> = vec![Vec::new(); k];
+    for (i, p) in nlri.iter().enumerate() {
+        by_set[i % k].push(*p);
+    }
     let cxt = DecodeCxt::four_octet();
     let mut ann = BytesMut::new();
-    bgp_wire::pack_reach(
-        Family::IPV4_UNICAST,
-        &attrs,
-        NextHop::V4(next_hop),
-        &nlri,
-        &cxt,
-        &mut ann,
-    )?;
+    for (j, set) in by_set.iter().enumerate() {
+        bgp_wire::pack_reach(
+            Family::IPV4_UNICAST,
+            &attr_set(j, asn),
+            NextHop::V4(next_hop),
+            set,
+            &cxt,
+            &mut ann,
+        )?;
+    }
     let mut wd = BytesMut::new();
     bgp_wire::pack_unreach(Family::IPV4_UNICAST, &nlri, &cxt, &mut wd)?;
     Ok((ann, wd))

@@ -26,6 +26,8 @@ mod rejected;
 mod restarting;
 /// Shutdown: Cease / Administrative Shutdown to every peer.
 mod shutdown;
+/// Update groups: one export and encoding shared by peers alike.
+mod update_groups;
 
 fn peer(addr: [u8; 4], asn: u32) -> PeerCfg {
     let accept = RuleSet {

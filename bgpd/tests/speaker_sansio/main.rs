@@ -22,6 +22,8 @@ mod ext_next_hop;
 mod max_prefix;
 /// RFC 4724 4.1: the restarting speaker defers its advertisements.
 mod restarting;
+/// RFC 4456: two reflectors of one cluster ID and their clients.
+mod route_reflection;
 /// Shutdown: Cease / Administrative Shutdown to every peer.
 mod shutdown;
 

@@ -203,6 +203,16 @@ fn a_client_keeps_its_route_through_the_second_reflector() {
     });
     assert!(outs.contains(&route), "{outs:?}");
     assert_eq!(in_rib(&s, pfx).len(), 2);
+    // Our own route reflected back to us: RFC 4456 8, ORIGINATOR_ID is our
+    // BGP Identifier, ignored (the client has no cluster ID to check).
+    let own = "10.244.8.0/26";
+    s.on_frame(
+        rr1.0,
+        rr1.1,
+        &ibgp_update(own, [10, 0, 0, 1], Some(US), &[CLUSTER]),
+    );
+    s.flush();
+    assert!(in_rib(&s, own).is_empty(), "{:?}", s.rib_dump());
     let withdraw = Output::Rib(RibEvent::Withdraw {
         prefix: pfx.parse().unwrap(),
     });

@@ -382,7 +382,7 @@ impl Speaker {
         let mut policy = p.cfg.policy.clone();
         policy.local_addr = local;
         policy.ext_next_hop = neg.ipv4_over_ipv6_nh;
-        tracing::info!(peer = %p.cfg.name, families = ?neg.families, hold = neg.hold_time, "session established");
+        tracing::info!(peer = %p.cfg.name, families = ?neg.families, hold = neg.hold_time, cluster_id = ?policy.cluster_id, rr_client = policy.rr_client, "session established");
         self.rib.set_source(
             id,
             SourceInfo {

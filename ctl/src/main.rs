@@ -429,6 +429,35 @@ mod tests {
         assert!(err.contains("unknown datastore type"), "{err}");
     }
 
+    /// `--route-reflectors` sets the count in RR mode and is refused with
+    /// a mesh.
+    #[test]
+    fn lab_up_route_reflectors() {
+        use margay_lab::PeeringMode;
+        let mode = |args: &[&str]| {
+            let cli = Cli::try_parse_from(
+                ["margayctl", "lab", "up"].iter().chain(args),
+            )
+            .unwrap();
+            let Command::Lab(LabCmd::Up {
+                mode,
+                route_reflectors,
+                ..
+            }) = cli.command
+            else {
+                panic!("not lab up")
+            };
+            lab_mode(&mode, route_reflectors).map_err(|e| e.to_string())
+        };
+        let rr = ["--mode", "route-reflector"];
+        assert_eq!(mode(&rr), Ok((PeeringMode::RouteReflector, 1)));
+        let two = [&rr[..], &["--route-reflectors", "2"]].concat();
+        assert_eq!(mode(&two), Ok((PeeringMode::RouteReflector, 2)));
+        assert_eq!(mode(&[]), Ok((PeeringMode::Mesh, 0)));
+        let err = mode(&["--route-reflectors", "2"]).unwrap_err();
+        assert!(err.contains("--route-reflectors"), "{err}");
+    }
+
     /// `lab up --datastore kubernetes` picks the Kubernetes lab; the
     /// default picks etcd; a datastore elsewhere is refused, not ignored.
     #[test]
@@ -468,6 +497,11 @@ enum LabCmd {
         /// mesh (iBGP full mesh) or route-reflector (node1 reflects).
         #[arg(long, default_value = "mesh", value_parser = ["mesh", "route-reflector"])]
         mode: String,
+        /// With --mode route-reflector: how many reflectors (nodes 1..=N,
+        /// one cluster ID; every client peers with all). Default 1; 2 is
+        /// Calico's advice for redundancy.
+        #[arg(long)]
+        route_reflectors: Option<usize>,
         /// v4, v6 or dual.
         #[arg(long, default_value = "v4", value_parser = ["v4", "v6", "dual"])]
         family: String,
@@ -541,17 +575,36 @@ fn lab_datastore(
     }
 }
 
+/// The lab's peering mode and reflector count from `--mode` and
+/// `--route-reflectors`; a count without reflectors is refused, not
+/// ignored.
+fn lab_mode(
+    mode: &str,
+    route_reflectors: Option<usize>,
+) -> anyhow::Result<(margay_lab::PeeringMode, usize)> {
+    use margay_lab::PeeringMode;
+    match (mode, route_reflectors) {
+        ("mesh", None) => Ok((PeeringMode::Mesh, 0)),
+        ("mesh", Some(_)) => anyhow::bail!(
+            "lab up --route-reflectors: only with --mode route-reflector \
+             (a mesh has no reflectors)"
+        ),
+        (_, k) => Ok((PeeringMode::RouteReflector, k.unwrap_or(1))),
+    }
+}
+
 async fn run_lab(
     cmd: LabCmd,
     datastore: &DatastoreSpec,
 ) -> anyhow::Result<std::process::ExitCode> {
-    use margay_lab::{Family, PeeringMode};
+    use margay_lab::Family;
     use std::process::ExitCode;
     match cmd {
         LabCmd::Up {
             nodes,
             pods_per_node,
             mode,
+            route_reflectors,
             family,
             deploy_dir,
             common,
@@ -559,11 +612,8 @@ async fn run_lab(
             let mut opts = common.options()?;
             opts.nodes = nodes;
             opts.pods_per_node = pods_per_node;
-            opts.mode = if mode == "mesh" {
-                PeeringMode::Mesh
-            } else {
-                PeeringMode::RouteReflector
-            };
+            (opts.mode, opts.route_reflectors) =
+                lab_mode(&mode, route_reflectors)?;
             opts.family = match family.as_str() {
                 "v6" => Family::V6,
                 "dual" => Family::Dual,

@@ -36,6 +36,7 @@ use std::path::PathBuf;
 pub use down::down;
 pub use etcd::{start_etcd_again, stop_etcd};
 pub use kube::KubeState;
+pub use node::{start_node_again, stop_node};
 pub use pods::{add_extra_pod, add_extra_pod_in_pool};
 pub use probe::tcp_via;
 pub use state::LabState;
@@ -49,6 +50,9 @@ pub struct LabOptions {
     pub nodes: usize,
     pub pods_per_node: usize,
     pub mode: PeeringMode,
+    /// How many route reflectors (nodes 1..=k, one cluster ID) in
+    /// [`PeeringMode::RouteReflector`]; 2 is Calico's advice.
+    pub route_reflectors: usize,
     pub family: Family,
     /// Where bgpd, felix-lite, margay-node, margay and margay-ipam are.
     pub bin_dir: PathBuf,
@@ -82,6 +86,7 @@ impl Default for LabOptions {
             nodes: 3,
             pods_per_node: 2,
             mode: PeeringMode::Mesh,
+            route_reflectors: 1,
             family: Family::V4,
             bin_dir: PathBuf::from("target/release"),
             state_dir: PathBuf::from("/var/run/margay-lab"),
@@ -141,4 +146,6 @@ pub enum LabError {
     Cni { pod: String, detail: String },
     #[error("lab state: {0}")]
     State(String),
+    #[error("lab options: {0}")]
+    Options(String),
 }

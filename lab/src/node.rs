@@ -52,6 +52,26 @@ pub(crate) fn start(
     }
     let run_dir = opts.state_dir.join(&n.name);
     mkdir(&run_dir.join("endpoints"))?;
+    let pid = spawn_agent(opts, topo, n, state)?;
+    Ok(NodeState {
+        name: n.name.clone(),
+        netns: n.netns.clone(),
+        address: n.v4.to_string(),
+        address_v6: topo.family.v6().then(|| n.v6.to_string()),
+        agent_pid: pid,
+        run_dir,
+        route_reflector: n.route_reflector,
+    })
+}
+
+/// Starts node `n`'s agent in its (existing) namespace; its pid.
+fn spawn_agent(
+    opts: &LabOptions,
+    topo: &Topology,
+    n: &topology::NodePlan,
+    state: &LabState,
+) -> Result<u32, LabError> {
+    let run_dir = opts.state_dir.join(&n.name);
     let mut args = vec![
         format!("--datastore={}", state.agent_datastore()),
         format!("--node={}", n.name),
@@ -83,16 +103,54 @@ pub(crate) fn start(
     }
     let log = opts.state_dir.join(format!("logs/{}.log", n.name));
     let agent = opts.bin_dir.join("margay-node");
-    let pid = spawn_detached(Some(&n.netns), &agent, &args, &log)?;
-    Ok(NodeState {
-        name: n.name.clone(),
-        netns: n.netns.clone(),
-        address: n.v4.to_string(),
-        address_v6: topo.family.v6().then(|| n.v6.to_string()),
-        agent_pid: pid,
-        run_dir,
-        route_reflector: n.route_reflector,
-    })
+    spawn_detached(Some(&n.netns), &agent, &args, &log)
+}
+
+/// Stops node `name`'s agent as an operator would (SIGTERM: bgpd sends
+/// its peers Cease / Administrative Shutdown, so they drop its routes at
+/// once) and waits until it has exited. The namespace and pods stay.
+pub fn stop_node(opts: &LabOptions, name: &str) -> Result<(), LabError> {
+    let state = LabState::load(&opts.state_dir)?
+        .ok_or_else(|| LabError::State("no lab is running".into()))?;
+    let n =
+        state.nodes.iter().find(|n| n.name == name).ok_or_else(|| {
+            LabError::State(format!("no node {name} in the lab"))
+        })?;
+    let pid = n.agent_pid;
+    if crate::sys::alive(pid) {
+        run("kill", &["-TERM", &pid.to_string()])?;
+    }
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while crate::sys::alive(pid) {
+        if Instant::now() > deadline {
+            return Err(LabError::Timeout {
+                what: format!("{name}'s agent (pid {pid}) to stop"),
+                detail: "it ignored SIGTERM for 30 s".into(),
+            });
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    Ok(())
+}
+
+/// Starts node `name`'s agent again after [`stop_node`] and waits until
+/// every node has all its sessions Established again.
+pub async fn start_node_again(
+    opts: &LabOptions,
+    name: &str,
+) -> Result<(), LabError> {
+    let mut state = LabState::load(&opts.state_dir)?
+        .ok_or_else(|| LabError::State("no lab is running".into()))?;
+    let topo = crate::up::topology(opts, 0)?;
+    let (i, plan) = topo
+        .nodes
+        .iter()
+        .enumerate()
+        .find(|(_, n)| n.name == name)
+        .ok_or_else(|| LabError::State(format!("no node {name} in the lab")))?;
+    state.nodes[i].agent_pid = spawn_agent(opts, &topo, plan, &state)?;
+    state.save()?;
+    wait_sessions(&state, &topo).await
 }
 
 /// bgpd's peer table through its control socket.
@@ -109,8 +167,10 @@ fn expected_sessions(topo: &Topology, n: &topology::NodePlan) -> usize {
     let others = topo.nodes.len() - 1;
     let node_peers = match topo.mode {
         topology::PeeringMode::Mesh => others,
+        // A reflector peers with every other node (its clients and the
+        // other reflectors); a client with every reflector.
         topology::PeeringMode::RouteReflector if n.route_reflector => others,
-        topology::PeeringMode::RouteReflector => 1,
+        topology::PeeringMode::RouteReflector => topo.route_reflectors,
     };
     // Plus the ToR; a dual-stack node has every session once per family.
     let families =

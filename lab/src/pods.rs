@@ -30,7 +30,8 @@ pub fn add_extra_pod_in_pool(
 ) -> Result<PodState, LabError> {
     let mut state = LabState::load(&opts.state_dir)?
         .ok_or_else(|| LabError::State("no lab is running".into()))?;
-    let topo = Topology::new(state.nodes.len(), 0, opts.mode, opts.family);
+    let topo = Topology::new(state.nodes.len(), 0, opts.mode, opts.family)
+        .with_route_reflectors(opts.route_reflectors);
     let plan = topology::PodPlan {
         name: pod.to_string(),
         node: node.to_string(),

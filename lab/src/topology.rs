@@ -11,7 +11,9 @@ use std::path::Path;
 pub enum PeeringMode {
     /// iBGP full mesh between all nodes (Calico's default).
     Mesh,
-    /// Node 1 is a route reflector; the others are its clients; no mesh.
+    /// Nodes 1..=k (the topology's `route_reflectors`) are route
+    /// reflectors of one cluster ID; the others are clients of every
+    /// reflector; no mesh.
     RouteReflector,
 }
 
@@ -101,6 +103,8 @@ pub struct Topology {
     pub pods: Vec<PodPlan>,
     pub mode: PeeringMode,
     pub family: Family,
+    /// How many reflectors (nodes 1..=k) in RR mode.
+    pub route_reflectors: usize,
 }
 
 impl Topology {
@@ -135,7 +139,22 @@ impl Topology {
             pods,
             mode,
             family,
+            route_reflectors: usize::from(mode == PeeringMode::RouteReflector),
         }
+    }
+
+    /// Makes nodes 1..=`k` reflectors of the one cluster ID
+    /// ([`RR_CLUSTER_ID`]): Calico's docs advise two per cluster ID, so
+    /// that the clients, peering with every reflector, keep their routes
+    /// while one is down. Only meaningful in RR mode.
+    pub fn with_route_reflectors(mut self, k: usize) -> Topology {
+        if self.mode == PeeringMode::RouteReflector {
+            self.route_reflectors = k;
+            for (i, n) in self.nodes.iter_mut().enumerate() {
+                n.route_reflector = i < k;
+            }
+        }
+        self
     }
 
     pub fn etcd_endpoint(&self) -> String {
@@ -387,5 +406,23 @@ mod tests {
         let y = t.resources_yaml();
         assert!(y.contains("nodeToNodeMeshEnabled: false"));
         assert!(y.contains("peerSelector: route-reflector == 'true'"));
+    }
+
+    #[test]
+    fn two_route_reflectors_are_nodes_1_and_2() {
+        let t = Topology::new(5, 1, PeeringMode::RouteReflector, Family::V4)
+            .with_route_reflectors(2);
+        let rrs: Vec<&str> = t
+            .nodes
+            .iter()
+            .filter(|n| n.route_reflector)
+            .map(|n| n.name.as_str())
+            .collect();
+        assert_eq!(rrs, ["node1", "node2"]);
+        assert_eq!(t.route_reflectors, 2);
+        // Mesh mode has no reflectors, whatever is asked.
+        let m = Topology::new(3, 1, PeeringMode::Mesh, Family::V4)
+            .with_route_reflectors(2);
+        assert!(m.nodes.iter().all(|n| !n.route_reflector));
     }
 }

@@ -47,8 +47,7 @@ pub async fn up(opts: &LabOptions) -> Result<LabSummary, LabError> {
         step("removing a previous lab");
         down(opts)?;
     }
-    let topo =
-        Topology::new(opts.nodes, opts.pods_per_node, opts.mode, opts.family);
+    let topo = topology(opts, opts.pods_per_node)?;
     let dir = &opts.state_dir;
     mkdir(&dir.join("logs"))?;
     let mut state = LabState {
@@ -118,6 +117,28 @@ pub async fn up(opts: &LabOptions) -> Result<LabSummary, LabError> {
     let summary = crate::prove::prove(&ds, &state).await?;
     println!("{}", summary.report);
     Ok(summary)
+}
+
+/// The lab's shape from its options; a reflector count the mode cannot
+/// have is refused, naming the option.
+pub(crate) fn topology(
+    opts: &LabOptions,
+    pods_per_node: usize,
+) -> Result<Topology, LabError> {
+    let rr = opts.mode == crate::PeeringMode::RouteReflector;
+    let k = opts.route_reflectors;
+    if rr && !(1..opts.nodes).contains(&k) {
+        return Err(LabError::Options(format!(
+            "route reflectors: {k} of {} nodes; allowed: 1 to {} (at \
+             least one node must be a client)",
+            opts.nodes,
+            opts.nodes.saturating_sub(1)
+        )));
+    }
+    Ok(
+        Topology::new(opts.nodes, pods_per_node, opts.mode, opts.family)
+            .with_route_reflectors(k),
+    )
 }
 
 /// Starts kube-apiserver on the lab's etcd, applies deploy/ with kubectl,
@@ -210,4 +231,34 @@ fn is_root() -> bool {
                 .and_then(|l| l.split_whitespace().nth(2).map(|u| u == "0"))
         })
         .unwrap_or(false)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::PeeringMode;
+
+    #[test]
+    fn reflector_count_must_leave_a_client() {
+        let opts = |mode, k| LabOptions {
+            nodes: 3,
+            mode,
+            route_reflectors: k,
+            ..Default::default()
+        };
+        let t = topology(&opts(PeeringMode::RouteReflector, 2), 0).unwrap();
+        assert_eq!(t.nodes.iter().filter(|n| n.route_reflector).count(), 2);
+        for k in [0, 3] {
+            let e = topology(&opts(PeeringMode::RouteReflector, k), 0)
+                .unwrap_err()
+                .to_string();
+            assert!(
+                e.contains("route reflectors") && e.contains("1 to 2"),
+                "{e}"
+            );
+        }
+        // A mesh has none, whatever the count says.
+        let t = topology(&opts(PeeringMode::Mesh, 1), 0).unwrap();
+        assert!(t.nodes.iter().all(|n| !n.route_reflector));
+    }
 }

@@ -17,6 +17,8 @@
 //! cargo build --release --bins
 //! cargo bench -p margay-tests --bench mesh_scale -- --nodes 20 --claims 10
 //! cargo bench -p margay-tests --bench mesh_scale -- --nodes 50 --mode rr
+//! cargo bench -p margay-tests --bench mesh_scale -- --nodes 50 --mode rr \
+//!     --route-reflectors 2
 //! ```
 
 use std::collections::BTreeMap;
@@ -40,6 +42,8 @@ const POOL_CIDR: &str = "10.250.0.0/16";
 struct Args {
     nodes: usize,
     mode: PeeringMode,
+    /// Reflectors of one cluster ID in RR mode (nodes 1..=k).
+    route_reflectors: usize,
     claims: usize,
     idle_secs: u64,
 }
@@ -48,6 +52,7 @@ fn args() -> Args {
     let mut a = Args {
         nodes: 20,
         mode: PeeringMode::Mesh,
+        route_reflectors: 1,
         claims: 10,
         idle_secs: 10,
     };
@@ -57,6 +62,10 @@ fn args() -> Args {
         match arg.as_str() {
             "--nodes" => a.nodes = val().parse().expect("--nodes N"),
             "--claims" => a.claims = val().parse().expect("--claims N"),
+            "--route-reflectors" => {
+                a.route_reflectors =
+                    val().parse().expect("--route-reflectors N")
+            }
             "--idle-secs" => {
                 a.idle_secs = val().parse().expect("--idle-secs N")
             }
@@ -159,17 +168,24 @@ async fn main() {
         nodes: a.nodes,
         pods_per_node: 1,
         mode: a.mode,
+        route_reflectors: a.route_reflectors,
         family: Family::V4,
         bin_dir: release_dir(),
         state_dir: state.path().to_path_buf(),
         ..Default::default()
     };
+    let shape = match a.mode {
+        PeeringMode::RouteReflector => {
+            format!("{} route reflector(s)", a.route_reflectors)
+        }
+        PeeringMode::Mesh => "mesh".to_string(),
+    };
     let started = Instant::now();
     let (_down, _state) = lab_up(&opts).await;
     println!(
-        "lab of {} nodes ({:?}) up and proven in {:.1} s",
+        "lab of {} nodes ({}) up and proven in {:.1} s",
         a.nodes,
-        a.mode,
+        shape,
         started.elapsed().as_secs_f64()
     );
     let topo = Topology::new(a.nodes, 1, a.mode, Family::V4);
@@ -332,8 +348,8 @@ async fn main() {
     println!();
     println!(
         "## convergence: block claim -> route in the other nodes' FIBs \
-         ({} claims, {} nodes, {:?})",
-        a.claims, a.nodes, a.mode
+         ({} claims, {} nodes, {})",
+        a.claims, a.nodes, shape
     );
     println!("| metric | p50 | p90 | max |");
     println!("|---|---|---|---|");

@@ -19,6 +19,7 @@ fn options(state: &Path, nodes: usize, deploy: &Path) -> LabOptions {
         nodes,
         pods_per_node: 2,
         mode: PeeringMode::Mesh,
+        route_reflectors: 1,
         family: Family::V4,
         bin_dir: margay_tests::bin_dir(),
         state_dir: state.join("lab"),

@@ -655,3 +655,21 @@ fn max_prefixes_restart_annotation_is_parsed_and_checked() {
         );
     }
 }
+
+/// Calico's redundant pair: two reflectors with one cluster ID peer with
+/// each other as non-clients (RFC 4456 6: a non-client's routes go to
+/// clients only), each with its cluster ID for the loop check.
+#[test]
+fn twin_reflectors_of_one_cluster_peer_as_non_clients() {
+    let two = format!(
+        "{RR}---\napiVersion: margay.io/v1\nkind: Node\nmetadata: {{name: rr2, labels: {{route-reflector: \"true\"}}}}\nspec: {{bgp: {{ipv4Address: 10.0.0.8/24, routeReflectorClusterID: 244.0.0.1}}}}\n"
+    );
+    let d = derive(&res(&two), "rr", None).unwrap();
+    let twin = d
+        .peers
+        .iter()
+        .find(|p| p.addr.to_string() == "10.0.0.8")
+        .unwrap();
+    assert_eq!(twin.policy.cluster_id, Some(Ipv4Addr::new(244, 0, 0, 1)));
+    assert!(!twin.policy.rr_client);
+}

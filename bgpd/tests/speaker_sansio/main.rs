@@ -24,6 +24,8 @@ mod max_prefix;
 mod rejected;
 /// RFC 4724 4.1: the restarting speaker defers its advertisements.
 mod restarting;
+/// RFC 4456: two reflectors of one cluster ID and their clients.
+mod route_reflection;
 /// Shutdown: Cease / Administrative Shutdown to every peer.
 mod shutdown;
 /// Update groups: one export and encoding shared by peers alike.

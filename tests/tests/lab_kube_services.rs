@@ -172,6 +172,7 @@ async fn kubernetes_lab_advertises_service_addresses() {
         nodes: 3,
         pods_per_node: 1,
         mode: PeeringMode::Mesh,
+        route_reflectors: 1,
         family: Family::V4,
         bin_dir: margay_tests::bin_dir(),
         state_dir: state.path().join("lab"),

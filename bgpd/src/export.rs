@@ -183,7 +183,7 @@ impl Speaker {
                 global,
                 sources,
             };
-            let d = ex.decide(id, prefix, e, &mut cache);
+            let d = ex.decide(id, prefix, e, &mut cache, true);
             queue(peers, id, prefix, e, d);
         });
         self.pack(id);
@@ -413,12 +413,16 @@ struct Exporter<'a> {
 
 impl Exporter<'_> {
     /// The export decision for `prefix` (whose entry is `entry`) to `id`.
+    /// `split_horizon`: never back to the peer the route came from; an
+    /// update group led by `id` decides without it and applies it per
+    /// member.
     fn decide(
         &self,
         id: PeerId,
         prefix: &IpNetwork,
         entry: &Entry,
         cache: &mut ExportCache,
+        split_horizon: bool,
     ) -> Decision {
         let Some(s) = self.peers.get(&id).and_then(|p| p.session.as_ref())
         else {
@@ -429,30 +433,7 @@ impl Exporter<'_> {
         }
         entry
             .best()
-            .filter(|b| b.peer != id)
-            .and_then(|b| self.attrs(id, s, prefix, b, cache))
-            .map_or(Decision::Withhold, Decision::Announce)
-    }
-
-    /// [`Exporter::decide`] for an update group led by `id`: the same
-    /// but without split horizon (the route may have come from `id`),
-    /// which the group applies per member.
-    fn decide_shared(
-        &self,
-        id: PeerId,
-        prefix: &IpNetwork,
-        entry: &Entry,
-        cache: &mut ExportCache,
-    ) -> Decision {
-        let Some(s) = self.peers.get(&id).and_then(|p| p.session.as_ref())
-        else {
-            return Decision::Skip;
-        };
-        if !s.neg.has(family_of(prefix)) {
-            return Decision::Skip;
-        }
-        entry
-            .best()
+            .filter(|b| !split_horizon || b.peer != id)
             .and_then(|b| self.attrs(id, s, prefix, b, cache))
             .map_or(Decision::Withhold, Decision::Announce)
     }

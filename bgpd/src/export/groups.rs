@@ -133,11 +133,11 @@ impl Group {
             sources,
         };
         if self.members.len() == 1 {
-            let d = ex.decide(lead, prefix, entry, cache);
+            let d = ex.decide(lead, prefix, entry, cache, true);
             queue(peers, lead, prefix, entry, d);
             return;
         }
-        let shared = ex.decide_shared(lead, prefix, entry, cache);
+        let shared = ex.decide(lead, prefix, entry, cache, false);
         let from = entry.best().map(|b| b.peer);
         // Split horizon is the one per-member part of the decision.
         let announced = matches!(shared, Decision::Announce(_));

@@ -299,20 +299,13 @@ impl Walk {
             )),
             None => judge()?,
         };
-        if verdict.status == Status::Broken {
-            self.broken = Some(hop);
-        }
-        self.hops.push(HopReport {
-            number: hop.number(),
-            hop,
-            verdict,
-        });
+        self.push_cause(hop, verdict);
         Ok(())
     }
 
-    /// Records `verdict` for `hop`, judged although an earlier hop is
-    /// broken because it is that hop's cause: broken, it becomes the hop
-    /// the report names (the deepest real cause).
+    /// Records `verdict` for `hop`; also used for a hop judged although
+    /// an earlier hop is broken, because it is that hop's cause: broken,
+    /// it becomes the hop the report names (the deepest real cause).
     fn push_cause(&mut self, hop: Hop, verdict: Verdict) {
         if verdict.status == Status::Broken {
             self.broken = Some(hop);

@@ -69,6 +69,10 @@ enum Command {
         /// Output format: wide, yaml or json (default: a table).
         #[arg(short, long, value_enum)]
         output: Option<Format>,
+        /// Show instead the routes peers sent that import refused (a
+        /// BGPFilter, outside every IPPool, a loop), with the reason.
+        #[arg(long)]
+        rejected: bool,
     },
     /// Convert Calico YAML (projectcalico.org/v3 IPPool, BGPPeer,
     /// BGPConfiguration, BGPFilter, Node, IPReservation,
@@ -215,13 +219,19 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             fib_protocol,
             netns,
             output,
+            rejected,
         } => {
-            let text = routes::show(
-                &cli.bgpd_socket,
-                fib_protocol,
-                netns.as_deref(),
-                output.unwrap_or_default(),
-            )?;
+            let format = output.unwrap_or_default();
+            let text = if rejected {
+                routes::show_rejected(&cli.bgpd_socket, format)?
+            } else {
+                routes::show(
+                    &cli.bgpd_socket,
+                    fib_protocol,
+                    netns.as_deref(),
+                    format,
+                )?
+            };
             print!("{text}");
         }
         Command::ImportCalico { file, output } => {

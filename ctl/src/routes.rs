@@ -8,7 +8,7 @@ use std::path::Path;
 use std::process::Command;
 
 use ipnetwork::IpNetwork;
-use margay_ctlproto::{RibEntry, RibPath};
+use margay_ctlproto::{RejectedRoute, RibEntry, RibPath};
 use serde::{Deserialize, Serialize};
 
 use crate::output::{self, Format, OutputError, Table};
@@ -283,6 +283,38 @@ pub fn show(
             render(&views, proto, format == Format::Wide)
         }
     })
+}
+
+/// The routes peers sent that bgpd's import refused, with the reason
+/// (BIRD's `show route filtered`), in `format`.
+pub fn show_rejected(
+    socket_path: &Path,
+    format: Format,
+) -> Result<String, RoutesError> {
+    let routes = socket::rejected(socket_path, None)?;
+    Ok(match format {
+        Format::Yaml => output::to_yaml_documents(&[&routes])?,
+        Format::Json => output::to_json(&[&routes])?,
+        Format::Table | Format::Wide => render_rejected(&routes),
+    })
+}
+
+pub fn render_rejected(routes: &[RejectedRoute]) -> String {
+    let mut t = Table::new(vec!["PREFIX", "FROM", "PEER", "REASON"]);
+    for r in routes {
+        t.push([
+            r.prefix.to_string(),
+            r.address.to_string(),
+            r.peer.clone(),
+            r.reason.clone(),
+        ]);
+    }
+    let mut out = t.render_plain();
+    out.push_str(&format!(
+        "\n{} routes refused at import (they are in no RIB and no FIB)\n",
+        routes.len()
+    ));
+    out
 }
 
 /// One row per candidate path; the FIB and verdict on the prefix's row.

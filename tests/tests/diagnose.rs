@@ -376,6 +376,28 @@ async fn diagnose_names_each_broken_hop() {
         "{:#}",
         r.json
     );
+    // The operator's view of the same: `margayctl routes --rejected`.
+    let n1 = &state.nodes[0];
+    let out = Command::new(margay_tests::bin_dir().join("margayctl"))
+        .arg("--bgpd-socket")
+        .arg(n1.run_dir.join("bgpd.ctl"))
+        .args(["routes", "--rejected", "-o", "json"])
+        .output()
+        .expect("run margayctl routes --rejected");
+    let rejected: serde_json::Value = serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| {
+            panic!(
+                "routes --rejected: {e}: {}",
+                String::from_utf8_lossy(&out.stderr)
+            )
+        });
+    assert!(
+        rejected
+            .as_array()
+            .is_some_and(|a| a.iter().any(|r| r["prefix"] == block.as_str()
+                && r["reason"] == "rejected by a BGPFilter import rule")),
+        "{rejected:#}"
+    );
     apply(&state, &node1_peer(&n2.address, 64512, &[]));
     whole(&state, "the filter taken off the peer").await;
 }

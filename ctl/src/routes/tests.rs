@@ -150,3 +150,28 @@ PREFIX        BEST   NEXT HOP    FROM        AS PATH   LOCAL PREF   REASON      
 ";
     assert_eq!(text, want);
 }
+
+#[test]
+fn renders_rejected_routes_with_peer_and_reason() {
+    let routes = vec![RejectedRoute {
+        peer: "Mesh_10.77.0.12".into(),
+        address: "10.77.0.12".parse().unwrap(),
+        prefix: "10.96.0.0/12".parse().unwrap(),
+        reason: "outside every enabled IPPool (and no BGPFilter accepts it)"
+            .into(),
+    }];
+    let text = render_rejected(&routes);
+    assert!(text.starts_with("PREFIX"), "{text}");
+    let row = text.lines().nth(1).unwrap();
+    for want in [
+        "10.96.0.0/12",
+        "10.77.0.12",
+        "Mesh_10.77.0.12",
+        "outside every enabled IPPool",
+    ] {
+        assert!(row.contains(want), "{want} in {row}");
+    }
+    assert!(text.ends_with(
+        "1 routes refused at import (they are in no RIB and no FIB)\n"
+    ));
+}

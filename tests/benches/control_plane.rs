@@ -225,6 +225,21 @@ fn in_rib(socket: &std::path::Path, prefix: &str) -> bool {
         .is_ok_and(|rib| rib.iter().any(|r| r.prefix.to_string() == prefix))
 }
 
+/// Waits (up to 10 s) until the bgpd behind `socket` originates the
+/// address of `slot` in `block`, lent to node-0; panics if it never does.
+async fn wait_originated(socket: PathBuf, block: usize, slot: usize) {
+    let ip = Ipv4Addr::from(u32::from(block_cidr(block).0) + slot as u32);
+    let prefix = format!("{ip}/32");
+    let ok = tokio::task::spawn_blocking(move || {
+        margay_testkit::wait_until(Duration::from_secs(10), || {
+            in_rib(&socket, &prefix)
+        })
+    })
+    .await
+    .unwrap();
+    assert!(ok, "bgpd never originated {ip}/32");
+}
+
 /// Whether netns `ns`'s FIB routes `prefix`.
 fn in_fib(ns: &str, prefix: &str) -> bool {
     Command::new("ip")
@@ -379,18 +394,7 @@ async fn run(a: &Args, n: usize) -> Row {
             });
             put(&mut etcd, &*blk).await;
             if lend {
-                let ip =
-                    Ipv4Addr::from(u32::from(block_cidr(b).0) + slot as u32);
-                let prefix = format!("{ip}/32");
-                let sock = sock0.clone();
-                let ok = tokio::task::spawn_blocking(move || {
-                    margay_testkit::wait_until(Duration::from_secs(10), || {
-                        in_rib(&sock, &prefix)
-                    })
-                })
-                .await
-                .unwrap();
-                assert!(ok, "bgpd never originated {ip}/32");
+                wait_originated(sock0.clone(), b, slot).await;
                 lend_lat.push(start.elapsed());
             }
         }

@@ -105,10 +105,7 @@ fn main() -> Result<()> {
         .iter()
         .map(|d| Device::parse(d))
         .collect::<Result<Vec<_>>>()?;
-    if !nix::unistd::geteuid().is_root() {
-        eprintln!("SKIP bgperf: needs root (network namespaces)");
-        return Ok(());
-    }
+    margay_testkit::require_root("bgperf");
     if let Some(m) = args
         .monitors
         .iter()

@@ -16,6 +16,7 @@ use margay_testkit::{KubeApiServer, Netns};
 
 use super::{
     Args, BLOCKS_PER_NODE, Row, block_cidr, in_fib, in_rib, node_name, seed,
+    wait_originated,
 };
 use crate::fabric::{rss_breakdown, usage};
 
@@ -125,19 +126,7 @@ pub async fn run(a: &Args, n: usize) -> Row {
         *blk = ds.update(&*blk).await.expect("block update");
         writes += 1;
         if lend {
-            let ip = std::net::Ipv4Addr::from(
-                u32::from(block_cidr(b).0) + slot as u32,
-            );
-            let prefix = format!("{ip}/32");
-            let sock = sock0.clone();
-            let ok = tokio::task::spawn_blocking(move || {
-                margay_testkit::wait_until(Duration::from_secs(10), || {
-                    in_rib(&sock, &prefix)
-                })
-            })
-            .await
-            .unwrap();
-            assert!(ok, "bgpd never originated {ip}/32");
+            wait_originated(sock0.clone(), b, slot).await;
             lend_lat.push(start.elapsed());
         }
         if let Some(rest) = period.checked_sub(start.elapsed()) {

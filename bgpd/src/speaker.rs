@@ -544,7 +544,8 @@ impl Speaker {
     pub fn peer_status(&self) -> Vec<PeerStatus> {
         self.peers
             .values()
-            .map(|p| PeerStatus {
+            .map(|p| (p, self.rib.count_from(p.id)))
+            .map(|(p, accepted)| PeerStatus {
                 name: p.cfg.name.clone(),
                 peer_type: p.cfg.peer_type,
                 address: p.cfg.addr,
@@ -556,10 +557,8 @@ impl Speaker {
                     .since
                     .duration_since(UNIX_EPOCH)
                     .map_or(0, |d| d.as_secs()),
-                prefixes_received: (self.rib.count_from(p.id)
-                    + p.rejected.len())
-                    as u64,
-                prefixes_accepted: self.rib.count_from(p.id) as u64,
+                prefixes_received: (accepted + p.rejected.len()) as u64,
+                prefixes_accepted: accepted as u64,
                 prefixes_advertised: p.advertised,
                 last_error: p.last_error.clone(),
                 bfd_state: self

@@ -280,7 +280,12 @@ impl KubeStore {
 
 /// Decodes an untyped object into `K`; `Decode` (naming the object and
 /// the field) when it does not fit.
-fn typed<K: Object>(o: DynamicObject) -> Result<K> {
+fn typed<K: Object>(mut o: DynamicObject) -> Result<K> {
+    // managedFields is the apiserver's record of field ownership (server-
+    // side apply): margay never reads it, an update that omits it keeps
+    // the server's, and it is often larger than the spec: a watch cache of
+    // 20,000 blocks would hold it 20,000 times.
+    o.metadata.managed_fields = None;
     let name = o.metadata.name.clone().unwrap_or_default();
     let value =
         serde_json::to_value(&o).map_err(|source| DatastoreError::Decode {

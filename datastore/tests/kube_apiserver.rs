@@ -628,3 +628,39 @@ async fn list_in_pages_sees_every_object_once() {
     assert_eq!(whole.items.len(), 1100);
     assert!(!list.resource_version.is_empty());
 }
+
+/// The backend drops `metadata.managedFields` from what it reads (a cache
+/// of thousands of objects would otherwise hold the apiserver's
+/// field-ownership record once per object), and an update written from
+/// such an object leaves the server's record in place.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn managed_fields_are_not_held_and_survive_updates() {
+    let Some(server) =
+        server("managed_fields_are_not_held_and_survive_updates", &[]).await
+    else {
+        return;
+    };
+    let ds = datastore_as(&server, "margay-node").await;
+    let created = ds.create(&widget("m", 1)).await.unwrap();
+    let mut watch = ds.watch::<Widget>(&rv(&created));
+    let mut got = ds.get::<Widget>("m").await.unwrap().unwrap();
+    assert_eq!(got.metadata.managed_fields, None, "get");
+    let listed = ds.list::<Widget>().await.unwrap();
+    assert_eq!(listed.items[0].metadata.managed_fields, None, "list");
+    got.spec.value = 2;
+    ds.update(&got).await.unwrap();
+    match watch.next().await.expect("an event").expect("decodes") {
+        WatchEvent::Modified(w) => {
+            assert_eq!(w.metadata.managed_fields, None, "watch")
+        }
+        other => panic!("expected Modified, got {other:?}"),
+    }
+    let raw: Api<Widget> = Api::all(server.admin());
+    let kept = raw.get("m").await.unwrap();
+    assert_eq!(kept.spec.value, 2);
+    let managers = kept.metadata.managed_fields.unwrap_or_default();
+    assert!(
+        !managers.is_empty(),
+        "the server's managedFields survive an update that omits them"
+    );
+}

@@ -463,4 +463,12 @@ fn a_peer_that_is_not_root_is_refused() {
         std::thread::sleep(std::time::Duration::from_millis(10));
     }
     assert_eq!(server::refused_peers(), before + 1);
+    let text = server::metrics();
+    assert!(
+        text.contains(&format!(
+            "margay_cni_server_refused_peers_total {}\n",
+            before + 1
+        )),
+        "{text}"
+    );
 }

@@ -115,6 +115,11 @@ struct Args {
     /// Where felix-lite serves its metrics, merged likewise; "none" for off.
     #[arg(long, default_value = "127.0.0.1:9098")]
     felix_metrics_addr: String,
+    /// Where a `margay-node cni-server` of this node serves its metrics
+    /// (its --metrics-addr; the DaemonSet's margay-cni container shares
+    /// the host network), merged likewise; "none" for none.
+    #[arg(long, default_value = "none")]
+    cni_server_metrics_addr: String,
     /// Log filter (tracing env-filter syntax).
     #[arg(long, env = "MARGAY_LOG", default_value = "info")]
     log_level: String,
@@ -138,6 +143,11 @@ struct CniServerArgs {
     /// is created mode 0700 if missing, and must be writable by root alone.
     #[arg(long)]
     socket: PathBuf,
+    /// Serve /metrics here (the socket's refused peers and the
+    /// invocations in flight), e.g. for the agent's --health-addr to merge
+    /// (its --cni-server-metrics-addr).
+    #[arg(long)]
+    metrics_addr: Option<SocketAddr>,
     /// Log filter (tracing env-filter syntax).
     #[arg(long, env = "MARGAY_LOG", default_value = "info")]
     log_level: String,
@@ -342,6 +352,12 @@ async fn main() -> anyhow::Result<()> {
                 metrics_targets.push((name, a));
             }
         }
+        if let Some(a) = metrics_addr(
+            "--cni-server-metrics-addr",
+            &args.cni_server_metrics_addr,
+        )? {
+            metrics_targets.push(("cni-server", a));
+        }
     }
     let child_metrics = |name: &str| {
         metrics_targets
@@ -444,6 +460,19 @@ async fn cni_server(a: &CniServerArgs) -> anyhow::Result<()> {
     margay_cni::agent::server::spawn(listener)
         .context("starting the CNI service")?;
     info!(socket = %a.socket.display(), "serving CNI invocations (CNI server only)");
+    if let Some(addr) = a.metrics_addr {
+        let listener = tokio::net::TcpListener::bind(addr)
+            .await
+            .with_context(|| format!("binding --metrics-addr {addr}"))?;
+        let router = margay_httpd::metrics_router(|| async {
+            margay_cni::agent::server::metrics()
+        });
+        tokio::spawn(async move {
+            if let Err(e) = margay_httpd::serve(listener, router).await {
+                warn!(%addr, error = %e, "CNI server metrics stopped");
+            }
+        });
+    }
     let how = wait_for_signal().await?;
     info!(?how, "stopping: no new CNI invocations");
     if let Err(e) = std::fs::remove_file(&a.socket) {

@@ -46,6 +46,22 @@ pub fn refused_peers() -> u64 {
     REFUSED_PEERS.load(Ordering::Relaxed)
 }
 
+/// This process's CNI server metrics as an OpenMetrics exposition
+/// (`margay-node cni-server --metrics-addr`).
+pub fn metrics() -> String {
+    format!(
+        "# HELP margay_cni_server_refused_peers Connections to the CNI socket refused because the peer was not root.\n\
+         # TYPE margay_cni_server_refused_peers counter\n\
+         margay_cni_server_refused_peers_total {}\n\
+         # HELP margay_cni_server_in_flight CNI invocations being answered.\n\
+         # TYPE margay_cni_server_in_flight gauge\n\
+         margay_cni_server_in_flight {}\n\
+         # EOF\n",
+        refused_peers(),
+        in_flight()
+    )
+}
+
 /// Binds the agent's socket at `path`, replacing a stale one left by an
 /// earlier agent. Only root may connect: the socket's directory is made
 /// root's alone (mode 0700, created if missing), the socket is mode 0600,

@@ -719,8 +719,23 @@ fn cni_server_is_the_default_path(
     );
     let args = cni.args.clone().unwrap_or_default();
     assert_eq!(
-        args,
+        args[..2],
         ["cni-server".to_string(), format!("--socket={socket}")]
+    );
+    // Its metrics address is the one the agent merges.
+    let metrics = args
+        .iter()
+        .find_map(|a| a.strip_prefix("--metrics-addr="))
+        .expect("the CNI server's --metrics-addr");
+    let agent = pod
+        .containers
+        .iter()
+        .find(|c| c.name == "margay-node")
+        .and_then(|c| c.args.clone())
+        .unwrap_or_default();
+    assert!(
+        agent.contains(&format!("--cni-server-metrics-addr={metrics}")),
+        "{agent:?}"
     );
     let sc = cni.security_context.as_ref().expect("securityContext");
     assert_eq!(sc.privileged, Some(true), "setns and /proc/sys need it");

@@ -90,6 +90,10 @@ impl ApiServerFiles {
             format!("--client-ca-file={}", p("ca.crt")),
             format!("--token-auth-file={}", p("tokens.csv")),
             "--authorization-mode=RBAC".into(),
+            // As every cluster that runs a CNI (kubeadm sets it too): the
+            // DaemonSet's margay-cni container is privileged, and without
+            // this the apiserver refuses to store it.
+            "--allow-privileged=true".into(),
             format!("--service-account-issuer={ISSUER}"),
             format!("--service-account-key-file={}", p("sa.pub")),
             format!("--service-account-signing-key-file={}", p("sa.key")),

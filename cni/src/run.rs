@@ -182,6 +182,17 @@ pub async fn execute_relayed(
     datastores: &DatastoreCache,
 ) -> Result<String> {
     let mut env = Env::from_lookup(var)?;
+    // The path is the runtime's, in the host's mount and PID namespaces:
+    // in the agent's container it may name nothing, or another namespace
+    // (cri-dockerd's /proc/PID/ns/net, PID taken in the agent's own PID
+    // namespace, could be the host's). Only the plugin's handle is used.
+    if env.netns.is_some() && netns_handle.is_none() {
+        return Err(CniError::env(
+            "CNI_NETNS",
+            "relayed without a handle of the namespace: the agent does not \
+             open runtime paths itself",
+        ));
+    }
     env.netns_handle = netns_handle;
     match parse_call(Role::Main, &env, stdin)? {
         Parsed::Version(text) => Ok(text),

@@ -9,7 +9,7 @@ use std::os::unix::net::UnixListener;
 use std::path::Path;
 use std::process::Command;
 
-use margay_cni::agent::server;
+use margay_cni::agent::{client, server};
 use margay_testkit::{Netns, require_root};
 use serde_json::Value;
 
@@ -285,5 +285,190 @@ fn an_add_whose_answer_is_lost_is_try_again_later() {
     assert!(
         err["msg"].as_str().unwrap().contains("did not answer"),
         "{err}"
+    );
+}
+
+/// The relayed invocation `env` with `conf` on stdin, through
+/// [`client::relay`] with the namespace handle of `netns`.
+fn relay_raw(
+    socket: &Path,
+    env: &[(&str, &str)],
+    conf: &Value,
+    netns: Option<&Path>,
+) -> margay_cni::agent::Reply {
+    let env = env
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+    match client::relay(socket, env, conf.to_string().as_bytes(), netns) {
+        client::Relay::Reply(r) => r,
+        other => panic!("the agent did not answer: {other:?}"),
+    }
+}
+
+/// CNI_NETNS is a path in the runtime's mount (and PID) namespaces, which
+/// the agent's container may not share: the agent enters the namespace
+/// only through the handle the plugin passes, and refuses a relayed
+/// CNI_NETNS without one rather than opening the path itself.
+#[ignore = "needs root (network namespaces): scripts/test runs it as root"]
+#[test]
+fn the_agent_enters_the_namespace_through_the_handle_only() {
+    if !require_root("the_agent_enters_the_namespace_through_the_handle_only") {
+        return;
+    }
+    let f = fixture("10.251.0.0/24");
+    let socket = f.dir.path().join("run/agent.sock");
+    server::spawn(server::bind(&socket).unwrap()).unwrap();
+    let a = Netns::new("cnih").unwrap();
+    let mut links = HostLinks(Vec::new());
+    // A path that exists only for the runtime (here: for nobody).
+    let runtime_path = "/var/run/netns/cni-only-the-runtime-sees-this";
+    let env = [
+        ("CNI_COMMAND", "ADD"),
+        ("CNI_CONTAINERID", "ctr-h"),
+        ("CNI_NETNS", runtime_path),
+        ("CNI_IFNAME", "eth0"),
+        ("CNI_PATH", "/usr/lib/cni"),
+    ];
+    let reply = relay_raw(&socket, &env, &f.conf, Some(&a.path()));
+    assert_eq!(reply.exit, 0, "ADD: {}", reply.stdout);
+    let r: Value = serde_json::from_str(&reply.stdout).unwrap();
+    links.0.push(host_ifname(&r));
+    assert_eq!(r["interfaces"][1]["sandbox"], runtime_path);
+    let got = a.exec(&["ip", "-4", "-o", "addr", "show", "eth0"]).unwrap();
+    assert!(got.contains(&pod_ip(&r)), "{got}");
+
+    // No handle, and a path the agent could open: refused, not opened.
+    let path = a.path().display().to_string();
+    let mut env2 = env;
+    env2[1] = ("CNI_CONTAINERID", "ctr-h2");
+    env2[2] = ("CNI_NETNS", &path);
+    let reply = relay_raw(&socket, &env2, &f.conf, None);
+    assert_eq!(reply.exit, 1, "{}", reply.stdout);
+    let err: Value = serde_json::from_str(&reply.stdout).unwrap();
+    assert_eq!(err["code"], 4, "{err}");
+    assert!(
+        err["msg"].as_str().unwrap().contains("CNI_NETNS")
+            && err["msg"].as_str().unwrap().contains("handle"),
+        "{err}"
+    );
+    let got = a.exec(&["ip", "-o", "link", "show"]).unwrap();
+    assert_eq!(got.matches("eth0").count(), 1, "a second interface: {got}");
+
+    let mut del = env;
+    del[0] = ("CNI_COMMAND", "DEL");
+    let reply = relay_raw(&socket, &del, &f.conf, Some(&a.path()));
+    assert_eq!(reply.exit, 0, "DEL: {}", reply.stdout);
+}
+
+/// Set in the child that [`a_peer_that_is_not_root_is_refused`] runs as
+/// nobody: the socket to ask.
+const PEER_SOCKET_VAR: &str = "MARGAY_TEST_PEER_SOCKET";
+
+/// Not a test: the client half of [`a_peer_that_is_not_root_is_refused`],
+/// which runs this test binary again as nobody with only this one.
+#[ignore = "helper process of a_peer_that_is_not_root_is_refused"]
+#[test]
+fn peer_cred_client_helper() {
+    let Ok(socket) = std::env::var(PEER_SOCKET_VAR) else {
+        return;
+    };
+    let env = [("CNI_COMMAND".to_string(), "VERSION".to_string())];
+    let stdin = br#"{"cniVersion":"1.0.0"}"#;
+    // The server answers a refused peer without reading its request, so
+    // the request may meet a closed socket (EPIPE: not taken).
+    let reply = match client::relay(Path::new(&socket), env.into(), stdin, None)
+    {
+        client::Relay::Reply(r) => r,
+        other => margay_cni::agent::Reply {
+            exit: -1,
+            stdout: format!("not served: {other:?}"),
+        },
+    };
+    println!("\nREPLY {}", serde_json::to_string(&reply).unwrap());
+}
+
+/// The relay of `PEER_SOCKET_VAR`'s child, run as `uid`: the agent's
+/// reply, or exit -1 when the request was not taken or answered.
+fn ask_as(uid: u32, socket: &Path) -> margay_cni::agent::Reply {
+    use std::os::unix::process::CommandExt;
+    let out = Command::new(std::env::current_exe().unwrap())
+        .args([
+            "--exact",
+            "peer_cred_client_helper",
+            "--include-ignored",
+            "--nocapture",
+            "--test-threads=1",
+        ])
+        .env(PEER_SOCKET_VAR, socket)
+        .uid(uid)
+        .gid(uid)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    let line = text
+        .lines()
+        .find_map(|l| l.split_once("REPLY ").map(|(_, r)| r))
+        .unwrap_or_else(|| {
+            panic!(
+                "no reply from the helper as uid {uid}: {text} {}",
+                String::from_utf8_lossy(&out.stderr)
+            )
+        });
+    serde_json::from_str(line).unwrap()
+}
+
+/// Defence in depth behind the modes (directory 0700, socket 0600): with
+/// both loosened, as a careless host change might, a peer that is not
+/// root still gets nothing done, and the refusal is counted.
+#[ignore = "needs root (setuid to nobody): scripts/test runs it as root"]
+#[test]
+fn a_peer_that_is_not_root_is_refused() {
+    use std::os::unix::fs::PermissionsExt;
+    if !require_root("a_peer_that_is_not_root_is_refused") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let socket = dir.path().join("run/agent.sock");
+    server::spawn(server::bind(&socket).unwrap()).unwrap();
+    let open = |p: &Path, mode| {
+        std::fs::set_permissions(p, std::fs::Permissions::from_mode(mode))
+            .unwrap()
+    };
+    open(dir.path(), 0o755);
+    open(&dir.path().join("run"), 0o755);
+    open(&socket, 0o666);
+
+    let root = ask_as(0, &socket);
+    assert_eq!(root.exit, 0, "root is served: {}", root.stdout);
+    assert!(root.stdout.contains("supportedVersions"), "{}", root.stdout);
+
+    let before = server::refused_peers();
+    const NOBODY: u32 = 65534;
+    let nobody = ask_as(NOBODY, &socket);
+    assert_ne!(nobody.exit, 0, "nobody was served: {}", nobody.stdout);
+    assert!(
+        nobody.exit == -1
+            || nobody
+                .stdout
+                .contains("uid 65534 may not use the CNI socket"),
+        "{}",
+        nobody.stdout
+    );
+    assert!(!nobody.stdout.contains("supportedVersions"));
+    // Counted once the server's task has run (a liveness bound only).
+    let start = std::time::Instant::now();
+    while server::refused_peers() == before {
+        assert!(start.elapsed() < std::time::Duration::from_secs(10));
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    assert_eq!(server::refused_peers(), before + 1);
+    let text = server::metrics();
+    assert!(
+        text.contains(&format!(
+            "margay_cni_server_refused_peers_total {}\n",
+            before + 1
+        )),
+        "{text}"
     );
 }

@@ -262,6 +262,7 @@ mod tests {
             address: addr.into(),
             address_v6: None,
             agent_pid: 1,
+            cni_server_pid: None,
             run_dir: "/x".into(),
             route_reflector: false,
         }

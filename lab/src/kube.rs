@@ -198,12 +198,22 @@ pub(crate) fn start_controllers(
 }
 
 /// Makes a CNI network config (see [`Topology::cni_config`]) use the
-/// Kubernetes datastore with margay-cni's kubeconfig, and run its IPAM
-/// itself, as the deploy/ conflist does (no agent socket).
-pub(crate) fn cni_datastore(config: &mut serde_json::Value, kube: &KubeState) {
+/// Kubernetes datastore with margay-cni's kubeconfig, relaying to the
+/// node's CNI server (not its agent), as the deploy/ conflist does.
+pub(crate) fn cni_datastore(
+    config: &mut serde_json::Value,
+    kube: &KubeState,
+    run_dir: &Path,
+) {
     if let Some(obj) = config.as_object_mut() {
         obj.remove("etcd_endpoints");
-        obj.remove("agent_socket");
+        obj.insert(
+            "agent_socket".into(),
+            crate::node::cni_server_socket(run_dir)
+                .display()
+                .to_string()
+                .into(),
+        );
         obj.insert("datastore_type".into(), "kubernetes".into());
         obj.insert(
             "kubernetes".into(),

@@ -53,12 +53,17 @@ pub(crate) fn start(
     let run_dir = opts.state_dir.join(&n.name);
     mkdir(&run_dir.join("endpoints"))?;
     let pid = spawn_agent(opts, topo, n, state)?;
+    let cni_server_pid = match state.kube {
+        Some(_) => Some(spawn_cni_server(opts, n)?),
+        None => None,
+    };
     Ok(NodeState {
         name: n.name.clone(),
         netns: n.netns.clone(),
         address: n.v4.to_string(),
         address_v6: topo.family.v6().then(|| n.v6.to_string()),
         agent_pid: pid,
+        cni_server_pid,
         run_dir,
         route_reflector: n.route_reflector,
     })
@@ -84,8 +89,8 @@ fn spawn_agent(
         ),
     ];
     if state.kube.is_some() {
-        // As deploy/30-daemonset.yaml runs it: the CNI plugin does its
-        // work itself, with its own (margay-cni) identity.
+        // As deploy/30-daemonset.yaml runs it: the CNI verbs are served
+        // by a CNI server of their own (spawn_cni_server), not the agent.
         args.push("--cni-socket=none".into());
     }
     if topo.family.v6() {
@@ -104,6 +109,49 @@ fn spawn_agent(
     let log = opts.state_dir.join(format!("logs/{}.log", n.name));
     let agent = opts.bin_dir.join("margay-node");
     spawn_detached(Some(&n.netns), &agent, &args, &log)
+}
+
+/// Where node `n`'s CNI server listens in a Kubernetes lab (its own
+/// directory, created mode 0700, as deploy/'s /var/run/margay/cni).
+pub(crate) fn cni_server_socket(run_dir: &Path) -> std::path::PathBuf {
+    run_dir.join("cni").join("cni.sock")
+}
+
+/// Starts node `n`'s CNI server as deploy/30-daemonset.yaml's margay-cni
+/// container runs it (`margay-node cni-server`), in the node's namespace,
+/// and waits for its socket; its pid. It has no credentials of its own:
+/// each relayed config names the margay-cni kubeconfig
+/// (kube::cni_datastore), so it acts with margay-cni's RBAC.
+fn spawn_cni_server(
+    opts: &LabOptions,
+    n: &topology::NodePlan,
+) -> Result<u32, LabError> {
+    let socket = cni_server_socket(&opts.state_dir.join(&n.name));
+    let args = vec![
+        "cni-server".to_string(),
+        format!("--socket={}", socket.display()),
+        // The relayed invocations in its log (the lab test reads them).
+        "--log-level=info,margay_cni::agent=debug".to_string(),
+    ];
+    let log = opts.state_dir.join(format!("logs/{}-cni.log", n.name));
+    let agent = opts.bin_dir.join("margay-node");
+    let pid = spawn_detached(Some(&n.netns), &agent, &args, &log)?;
+    // A liveness bound, not a timing check: the server binds at once.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !socket.exists() {
+        if !crate::sys::alive(pid) || Instant::now() > deadline {
+            return Err(LabError::Timeout {
+                what: format!(
+                    "{}'s CNI server socket {}",
+                    n.name,
+                    socket.display()
+                ),
+                detail: std::fs::read_to_string(&log).unwrap_or_default(),
+            });
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    Ok(pid)
 }
 
 /// Stops node `name`'s agent as an operator would (SIGTERM: bgpd sends

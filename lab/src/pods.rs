@@ -70,7 +70,7 @@ pub(crate) fn add_pod(
         .expect("pod's node is in the topology");
     let mut config = topo.cni_config(&p.node, &dir.join(&p.node), ipv4_pools);
     if let Some(kube) = &state.kube {
-        crate::kube::cni_datastore(&mut config, kube);
+        crate::kube::cni_datastore(&mut config, kube, &dir.join(&p.node));
     }
     let plugin: PathBuf = opts.bin_dir.join("margay");
     let mut child = Command::new("ip")

@@ -40,6 +40,9 @@ pub struct NodeState {
     #[serde(default)]
     pub address_v6: Option<String>,
     pub agent_pid: u32,
+    /// The CNI server (`margay-node cni-server`) of a Kubernetes lab.
+    #[serde(default)]
+    pub cni_server_pid: Option<u32>,
     pub run_dir: PathBuf,
     pub route_reflector: bool,
 }

@@ -25,14 +25,22 @@ use tokio::sync::watch;
 use tracing::{info, warn};
 
 #[derive(Debug, Parser)]
-#[command(name = "margay-node", version, about = "margay's node agent")]
+#[command(
+    name = "margay-node",
+    version,
+    about = "margay's node agent",
+    subcommand_negates_reqs = true,
+    args_conflicts_with_subcommands = true
+)]
 struct Args {
+    #[command(subcommand)]
+    mode: Option<Mode>,
     /// Datastore: etcd:URL[,URL..] | kubernetes[:KUBECONFIG] | file:PATH.
-    #[arg(long, env = "MARGAY_DATASTORE")]
-    datastore: DatastoreSpec,
+    #[arg(long, env = "MARGAY_DATASTORE", required = true)]
+    datastore: Option<DatastoreSpec>,
     /// This node's name (the Node resource and the CNI nodename).
-    #[arg(long, env = "NODE_NAME")]
-    node: String,
+    #[arg(long, env = "NODE_NAME", required = true)]
+    node: Option<String>,
     /// BGP IPv4 address in CIDR form; "autodetect" picks one with
     /// --ipv4-autodetection-method; "none" registers no IPv4 address.
     #[arg(long, default_value = "autodetect")]
@@ -107,6 +115,39 @@ struct Args {
     /// Where felix-lite serves its metrics, merged likewise; "none" for off.
     #[arg(long, default_value = "127.0.0.1:9098")]
     felix_metrics_addr: String,
+    /// Where a `margay-node cni-server` of this node serves its metrics
+    /// (its --metrics-addr; the DaemonSet's margay-cni container shares
+    /// the host network), merged likewise; "none" for none.
+    #[arg(long, default_value = "none")]
+    cni_server_metrics_addr: String,
+    /// Log filter (tracing env-filter syntax).
+    #[arg(long, env = "MARGAY_LOG", default_value = "info")]
+    log_level: String,
+}
+
+/// Modes other than the agent.
+#[derive(Debug, clap::Subcommand)]
+enum Mode {
+    /// Serve only the CNI verbs the plugin relays (no bgpd, no
+    /// felix-lite, no Node registration): the DaemonSet's privileged
+    /// margay-cni container runs this, so the agent itself keeps its
+    /// least privilege. Each request's network config names the datastore
+    /// and credentials (the plugin's kubeconfig, hence margay-cni's
+    /// identity), as when the plugin works alone.
+    CniServer(CniServerArgs),
+}
+
+#[derive(Debug, clap::Args)]
+struct CniServerArgs {
+    /// The socket to serve (the conflist's agent_socket). Its directory
+    /// is created mode 0700 if missing, and must be writable by root alone.
+    #[arg(long)]
+    socket: PathBuf,
+    /// Serve /metrics here (the socket's refused peers and the
+    /// invocations in flight), e.g. for the agent's --health-addr to merge
+    /// (its --cni-server-metrics-addr).
+    #[arg(long)]
+    metrics_addr: Option<SocketAddr>,
     /// Log filter (tracing env-filter syntax).
     #[arg(long, env = "MARGAY_LOG", default_value = "info")]
     log_level: String,
@@ -166,10 +207,23 @@ fn address(
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
+    let log_level = match &args.mode {
+        Some(Mode::CniServer(a)) => &a.log_level,
+        None => &args.log_level,
+    };
     tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::new(&args.log_level))
+        .with_env_filter(tracing_subscriber::EnvFilter::new(log_level))
         .with_writer(std::io::stderr)
         .init();
+    if let Some(Mode::CniServer(a)) = &args.mode {
+        return cni_server(a).await;
+    }
+    // Required by clap unless a subcommand is given.
+    let (Some(datastore), Some(node_name)) =
+        (args.datastore.clone(), args.node.clone())
+    else {
+        bail!("--datastore and --node are required");
+    };
 
     let bin_dir = match &args.bin_dir {
         Some(d) => d.clone(),
@@ -199,7 +253,7 @@ async fn main() -> anyhow::Result<()> {
     default_pool::unknown_vars(std::env::vars().map(|(k, _)| k))?;
     let default_pools = default_pool::from_env(|k| std::env::var(k).ok())?;
 
-    let ds = connect(&args.datastore).await?;
+    let ds = connect(&datastore).await?;
     if !ds.is_read_only() {
         ensure_default_pools(&ds, &default_pools).await?;
     }
@@ -208,11 +262,11 @@ async fn main() -> anyhow::Result<()> {
     let kube_node = match &ds {
         Datastore::Kubernetes(k) => {
             let node =
-                kube_node::get(k.client(), &args.node).await.with_context(
-                    || format!("reading the Kubernetes Node {:?}", args.node),
+                kube_node::get(k.client(), &node_name).await.with_context(
+                    || format!("reading the Kubernetes Node {node_name:?}"),
                 )?;
             if node.is_none() {
-                warn!(node = %args.node, "no Kubernetes Node of this name (yet): its labels are copied once it exists");
+                warn!(node = %node_name, "no Kubernetes Node of this name (yet): its labels are copied once it exists");
             }
             Some(node)
         }
@@ -222,7 +276,7 @@ async fn main() -> anyhow::Result<()> {
         .as_ref()
         .map(|n| n.as_ref().map(kube_node::internal_ips).unwrap_or_default());
     let reg = Registration {
-        name: args.node.clone(),
+        name: node_name.clone(),
         ipv4: address(
             &args.ipv4_address,
             false,
@@ -267,8 +321,8 @@ async fn main() -> anyhow::Result<()> {
             conf_dir: args.cni_conf_dir.clone(),
         }
         .install(&conflist(
-            &args.node,
-            &args.datastore,
+            &node_name,
+            &datastore,
             args.mtu,
             cni_socket.as_deref(),
         ))
@@ -298,6 +352,12 @@ async fn main() -> anyhow::Result<()> {
                 metrics_targets.push((name, a));
             }
         }
+        if let Some(a) = metrics_addr(
+            "--cni-server-metrics-addr",
+            &args.cni_server_metrics_addr,
+        )? {
+            metrics_targets.push(("cni-server", a));
+        }
     }
     let child_metrics = |name: &str| {
         metrics_targets
@@ -310,9 +370,9 @@ async fn main() -> anyhow::Result<()> {
     let socket = args.run_dir.join("bgpd.ctl");
     let common = vec![
         "--datastore".to_string(),
-        args.datastore.to_string(),
+        datastore.to_string(),
         "--node".to_string(),
-        args.node.clone(),
+        node_name.clone(),
     ];
     let mut bgpd_args = common.clone();
     // The previous agent stopped for a planned restart (SIGUSR1): the
@@ -387,6 +447,42 @@ async fn main() -> anyhow::Result<()> {
     let _ = stop_tx.send(how);
     for t in tasks {
         let _ = t.await;
+    }
+    Ok(())
+}
+
+/// `margay-node cni-server`: serves the CNI socket until SIGTERM/SIGINT,
+/// then unlinks it (the plugin does the work itself from then on) and
+/// lets the invocations in flight finish.
+async fn cni_server(a: &CniServerArgs) -> anyhow::Result<()> {
+    let listener = margay_cni::agent::server::bind(&a.socket)
+        .with_context(|| format!("--socket {}", a.socket.display()))?;
+    margay_cni::agent::server::spawn(listener)
+        .context("starting the CNI service")?;
+    info!(socket = %a.socket.display(), "serving CNI invocations (CNI server only)");
+    if let Some(addr) = a.metrics_addr {
+        let listener = tokio::net::TcpListener::bind(addr)
+            .await
+            .with_context(|| format!("binding --metrics-addr {addr}"))?;
+        let router = margay_httpd::metrics_router(|| async {
+            margay_cni::agent::server::metrics()
+        });
+        tokio::spawn(async move {
+            if let Err(e) = margay_httpd::serve(listener, router).await {
+                warn!(%addr, error = %e, "CNI server metrics stopped");
+            }
+        });
+    }
+    let how = wait_for_signal().await?;
+    info!(?how, "stopping: no new CNI invocations");
+    if let Err(e) = std::fs::remove_file(&a.socket) {
+        warn!(error = %e, socket = %a.socket.display(), "removing the CNI socket");
+    }
+    // Bounded by the pod's termination grace period: kubelet kills us
+    // then, and an ADD whose answer is lost is reported "try again later"
+    // by the plugin, never repeated.
+    while margay_cni::agent::server::in_flight() > 0 {
+        tokio::time::sleep(Duration::from_millis(20)).await;
     }
     Ok(())
 }

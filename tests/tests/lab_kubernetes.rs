@@ -129,6 +129,22 @@ async fn kubernetes_lab_proves_the_fabric_with_deploy_identities() {
     // identity, the pods' addresses claimed through margay-cni's.
     let status = margay_lab::status(&opts).await.unwrap();
     assert!(status.contains("kube   https://"), "{status}");
+    // As deploy/ runs it, the pods' ADDs went through each node's CNI
+    // server (`margay-node cni-server`, the margay-cni container), which
+    // used the conflist's margay-cni kubeconfig, while the agents serve
+    // no CNI socket.
+    for n in &lab.nodes {
+        let log = opts.state_dir.join(format!("logs/{}-cni.log", n.name));
+        let text = std::fs::read_to_string(&log).unwrap_or_default();
+        assert!(
+            text.matches("CNI reply sent").count() >= 2,
+            "{}: the pods' ADDs were not served there:\n{text}",
+            log.display()
+        );
+        assert!(!text.contains("CNI request failed"), "{text}");
+        assert!(n.cni_server_pid.is_some(), "{}", n.name);
+        assert!(!n.run_dir.join("cni.sock").exists(), "the agent serves CNI");
+    }
 
     // margay-cni holds a working token but may not write BGPPeers.
     let cni = Datastore::connect(&DatastoreSpec::Kubernetes {
@@ -263,9 +279,9 @@ async fn kubernetes_lab_fails_when_rbac_misses_a_verb() {
     copy_dir(&margay_testkit::deploy_dir(), &deploy);
     let rbac = deploy.join("20-rbac.yaml");
     let text = std::fs::read_to_string(&rbac).unwrap();
-    let granted = "resources: [\"ipamblocks\", \"blockaffinities\", \
-                   \"ipamhandles\"]\n    verbs: [\"get\", \"list\", \
-                   \"create\", \"update\", \"delete\"]";
+    let granted = "resources: [\"ipamblocks\", \"ipamhandles\"]\n    \
+                   verbs: [\"get\", \"list\", \"create\", \"update\", \
+                   \"delete\"]";
     assert!(text.contains(granted), "the CNI's IPAM rule moved:\n{text}");
     let without = granted.replace("\"create\", ", "");
     std::fs::write(&rbac, text.replace(granted, &without)).unwrap();

@@ -41,7 +41,11 @@ pub fn process_env() -> BTreeMap<String, String> {
 }
 
 /// Sends `env` and `stdin` to the agent at `socket`, with a handle of the
-/// namespace at `netns` when it can be opened (DEL may have none).
+/// namespace at `netns`. The agent never opens CNI_NETNS by path (its
+/// mount and PID namespaces may give the path another meaning, e.g.
+/// cri-dockerd's `/proc/PID/ns/net`), so a namespace this process cannot
+/// open is not relayed: the plugin then does the work (or reports the
+/// error) itself, where the path means what the runtime meant.
 pub fn relay(
     socket: &Path,
     env: BTreeMap<String, String>,
@@ -56,11 +60,14 @@ pub fn relay(
         Ok(b) => b,
         Err(e) => return Relay::NotTaken(io::Error::other(e)),
     };
+    let ns = match netns.map(File::open).transpose() {
+        Ok(ns) => ns,
+        Err(e) => return Relay::NotTaken(e),
+    };
     let mut stream = match UnixStream::connect(socket) {
         Ok(s) => s,
         Err(e) => return Relay::NotTaken(e),
     };
-    let ns = netns.and_then(|p| File::open(p).ok());
     if let Err(e) = send(&mut stream, &bytes, ns.as_ref()) {
         // The agent acts only on a complete request.
         return Relay::NotTaken(e);

@@ -2,9 +2,12 @@
 
 use std::io::{self, IoSliceMut};
 use std::os::fd::{AsRawFd, RawFd};
-use std::os::unix::fs::{FileTypeExt, PermissionsExt};
+use std::os::unix::fs::{
+    DirBuilderExt, FileTypeExt, MetadataExt, PermissionsExt,
+};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use nix::sys::socket::{ControlMessageOwned, MsgFlags, recvmsg};
 use tokio::io::{AsyncWriteExt, Interest};
@@ -25,10 +28,49 @@ use crate::run;
 /// (`netns::run_in`).
 const WORKERS: usize = 4;
 
+/// Connections refused because the peer was not root (see [`handle`]).
+static REFUSED_PEERS: AtomicU64 = AtomicU64::new(0);
+
+/// Connections being answered.
+static IN_FLIGHT: AtomicU64 = AtomicU64::new(0);
+
+/// How many connections are being answered now (a server that stops
+/// waits for none).
+pub fn in_flight() -> u64 {
+    IN_FLIGHT.load(Ordering::Relaxed)
+}
+
+/// How many connections this process refused because the peer was not
+/// root, since it started.
+pub fn refused_peers() -> u64 {
+    REFUSED_PEERS.load(Ordering::Relaxed)
+}
+
+/// This process's CNI server metrics as an OpenMetrics exposition
+/// (`margay-node cni-server --metrics-addr`).
+pub fn metrics() -> String {
+    format!(
+        "# HELP margay_cni_server_refused_peers Connections to the CNI socket refused because the peer was not root.\n\
+         # TYPE margay_cni_server_refused_peers counter\n\
+         margay_cni_server_refused_peers_total {}\n\
+         # HELP margay_cni_server_in_flight CNI invocations being answered.\n\
+         # TYPE margay_cni_server_in_flight gauge\n\
+         margay_cni_server_in_flight {}\n\
+         # EOF\n",
+        refused_peers(),
+        in_flight()
+    )
+}
+
 /// Binds the agent's socket at `path`, replacing a stale one left by an
-/// earlier agent; only root may connect (mode 0600). Fails if another
-/// agent answers there.
+/// earlier agent. Only root may connect: the socket's directory is made
+/// root's alone (mode 0700, created if missing), the socket is mode 0600,
+/// and [`handle`] checks each peer's credentials as well. Fails if
+/// another agent answers there.
 pub fn bind(path: &Path) -> io::Result<std::os::unix::net::UnixListener> {
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        private_dir(dir)?;
+    }
     if let Ok(meta) = std::fs::symlink_metadata(path) {
         if !meta.file_type().is_socket() {
             return Err(io::Error::new(
@@ -44,13 +86,37 @@ pub fn bind(path: &Path) -> io::Result<std::os::unix::net::UnixListener> {
         }
         std::fs::remove_file(path)?;
     }
-    if let Some(dir) = path.parent() {
-        std::fs::create_dir_all(dir)?;
-    }
     let listener = std::os::unix::net::UnixListener::bind(path)?;
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))?;
     listener.set_nonblocking(true)?;
     Ok(listener)
+}
+
+/// Creates `dir` (and its parents) mode 0700 if missing. An existing
+/// directory must be the agent's and writable by nobody else: whoever may
+/// write the socket's directory could replace the socket. (A directory
+/// is never chmod-ed here: it may be shared, e.g. /run.)
+fn private_dir(dir: &Path) -> io::Result<()> {
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)?;
+    let meta = std::fs::metadata(dir)?;
+    let me = nix::unistd::geteuid().as_raw();
+    let mode = meta.permissions().mode() & 0o7777;
+    if meta.uid() != me || mode & 0o022 != 0 {
+        return Err(io::Error::new(
+            io::ErrorKind::PermissionDenied,
+            format!(
+                "{} (uid {}, mode {mode:04o}) is not private to the agent's \
+                 uid {me}: put the socket in a directory only it may write \
+                 (one that does not exist yet is created with mode 0700)",
+                dir.display(),
+                meta.uid()
+            ),
+        ));
+    }
+    Ok(())
 }
 
 /// Serves `listener` on a runtime of its own (see [`WORKERS`]), on a
@@ -88,21 +154,34 @@ async fn serve(listener: UnixListener, datastores: Arc<DatastoreCache>) {
             }
         };
         let ds = datastores.clone();
+        IN_FLIGHT.fetch_add(1, Ordering::Relaxed);
         tokio::spawn(async move {
             if let Err(e) = handle(stream, &ds).await {
                 tracing::warn!(error = %e, "CNI request failed");
             }
+            IN_FLIGHT.fetch_sub(1, Ordering::Relaxed);
         });
     }
 }
 
+/// Answers one connection. Only root may use the socket (the runtime
+/// runs the plugin as root): the directory and socket modes already keep
+/// others out, and SO_PEERCRED checks it again, in case a mode was
+/// loosened on the host.
 async fn handle(mut stream: UnixStream, ds: &DatastoreCache) -> io::Result<()> {
     let cred = stream.peer_cred()?;
-    let reply = if cred.uid() != nix::unistd::geteuid().as_raw() {
+    let reply = if cred.uid() != 0 {
+        REFUSED_PEERS.fetch_add(1, Ordering::Relaxed);
+        tracing::warn!(
+            uid = cred.uid(),
+            pid = ?cred.pid(),
+            refused = refused_peers(),
+            "CNI socket: refused a peer that is not root"
+        );
         refused(
             Code::Io,
             format!(
-                "permission denied: uid {} may not use the CNI socket",
+                "permission denied: uid {} may not use the CNI socket (root only)",
                 cred.uid()
             ),
         )
@@ -239,10 +318,26 @@ mod tests {
         let first = bind(&path).unwrap();
         let mode = std::fs::metadata(&path).unwrap().permissions().mode();
         assert_eq!(mode & 0o777, 0o600);
+        let mode = |p: &Path| {
+            std::fs::metadata(p).unwrap().permissions().mode() & 0o777
+        };
+        assert_eq!(mode(&dir.path().join("run")), 0o700, "created 0700");
         let err = bind(&path).unwrap_err();
         assert_eq!(err.kind(), io::ErrorKind::AddrInUse, "{err}");
         drop(first);
         bind(&path).expect("a stale socket is replaced");
+        // A directory others may write is refused, never chmod-ed.
+        let open = dir.path().join("open");
+        std::fs::create_dir(&open).unwrap();
+        std::fs::set_permissions(
+            &open,
+            std::fs::Permissions::from_mode(0o1777),
+        )
+        .unwrap();
+        let err = bind(&open.join("cni.sock")).unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::PermissionDenied, "{err}");
+        assert!(err.to_string().contains("not private"), "{err}");
+        assert_eq!(mode(&open), 0o777, "left as it was");
         let file = dir.path().join("file");
         std::fs::write(&file, "x").unwrap();
         let err = bind(&file).unwrap_err();

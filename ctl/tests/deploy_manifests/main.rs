@@ -92,10 +92,29 @@ const REQUIRED: &[(Identity, &str, &str, &[&str])] = &[
     ("margay-node", "", "secrets", &["get"]),
     // ipam/src/ipam.rs load_ctx: get IPAMConfig and this Node, list pools
     // and reservations; snapshot (release_empty_blocks, gc) lists Nodes.
-    ("margay-cni", "margay.io", "ipamconfigs", &["get"]),
-    ("margay-cni", "margay.io", "ippools", &["list"]),
-    ("margay-cni", "margay.io", "ipreservations", &["list"]),
-    ("margay-cni", "margay.io", "nodes", &["get", "list"]),
+    // ipam/src/ctx_cache.rs watch(), in the CNI server (the DaemonSet's
+    // margay-cni container, with the plugin's kubeconfig):
+    // list_and_watch_with (list + watch) of IPAMConfig, pools,
+    // reservations, Nodes and affinities.
+    (
+        "margay-cni",
+        "margay.io",
+        "ipamconfigs",
+        &["get", "list", "watch"],
+    ),
+    ("margay-cni", "margay.io", "ippools", &["list", "watch"]),
+    (
+        "margay-cni",
+        "margay.io",
+        "ipreservations",
+        &["list", "watch"],
+    ),
+    (
+        "margay-cni",
+        "margay.io",
+        "nodes",
+        &["get", "list", "watch"],
+    ),
     // ipam/src/{assign,claim,handle,release,store}.rs: the two-phase
     // claim, CAS updates, soft delete (update) then delete.
     (
@@ -108,7 +127,7 @@ const REQUIRED: &[(Identity, &str, &str, &[&str])] = &[
         "margay-cni",
         "margay.io",
         "blockaffinities",
-        &["get", "list", "create", "update", "delete"],
+        &["get", "list", "watch", "create", "update", "delete"],
     ),
     (
         "margay-cni",
@@ -443,12 +462,22 @@ fn table_covers_typed_datastore_calls_in_the_sources() {
         rs_files(&src, &mut files);
         for file in files {
             let text = std::fs::read_to_string(&file).expect("reading source");
-            for (call, verbs) in calls {
-                for kind in typed_calls(&text, call) {
+            // A `Feed<K..>` feeds a cache from list_and_watch_with.
+            let feeds = feed_kinds(&text);
+            let found = calls
+                .iter()
+                .map(|(call, verbs)| (typed_calls(&text, call), *call, *verbs))
+                .chain(std::iter::once((
+                    feeds,
+                    "Feed",
+                    &["list", "watch"][..],
+                )));
+            for (kinds, call, verbs) in found {
+                for kind in kinds {
                     let Some(plural) = plurals.get(kind.as_str()) else {
                         continue;
                     };
-                    for verb in *verbs {
+                    for verb in verbs {
                         checked += 1;
                         let key = (
                             "margay.io".to_string(),
@@ -511,6 +540,36 @@ fn typed_calls(text: &str, call: &str) -> Vec<String> {
     out
 }
 
+/// Kinds `K` in `Feed<K>` / `Feed<K, V>` occurrences in `text` (a cache
+/// fed by `list_and_watch_with`).
+fn feed_kinds(text: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut rest = text;
+    while let Some(pos) = rest.find("Feed<") {
+        let before = rest[..pos].chars().next_back();
+        let after = &rest[pos + "Feed<".len()..];
+        rest = after;
+        if before.is_some_and(|c| c.is_alphanumeric() || c == '_') {
+            continue;
+        }
+        let kind: String = after
+            .chars()
+            .take_while(|c| c.is_alphanumeric() || *c == '_')
+            .collect();
+        if after[kind.len()..].starts_with([',', '>']) {
+            out.push(kind);
+        }
+    }
+    out
+}
+
+#[test]
+fn feed_scanner_finds_the_watched_kinds() {
+    let text = "pub config: Feed<IPAMConfig>,\n nodes: Feed<Node, Option<L>>,\n \
+                MyFeed<IPPool> x; feed: Feed<K, V>";
+    assert_eq!(feed_kinds(text), vec!["IPAMConfig", "Node", "K"]);
+}
+
 #[test]
 fn typed_call_scanner_finds_whole_calls_only() {
     let text = "ds.get::<IPPool>(n); get_live::<IPAMBlock>(&ds, n); \
@@ -551,7 +610,11 @@ fn daemonset_is_host_network_with_minimal_capabilities_and_probes() {
         mounts.contains("/host/opt/cni/bin")
             && mounts.contains("/host/etc/cni/net.d")
     );
-    let main = &pod.containers[0];
+    let main = pod
+        .containers
+        .iter()
+        .find(|c| c.name == "margay-node")
+        .expect("the margay-node container");
     let caps = main
         .security_context
         .as_ref()
@@ -571,7 +634,12 @@ fn daemonset_is_host_network_with_minimal_capabilities_and_probes() {
         Some(true)
     );
     let args = main.args.clone().unwrap_or_default().join(" ");
-    for flag in ["--node=$(NODE_NAME)", "--health-addr=0.0.0.0:9099"] {
+    for flag in [
+        "--node=$(NODE_NAME)",
+        "--health-addr=0.0.0.0:9099",
+        // The CNI verbs are the margay-cni container's, not the agent's.
+        "--cni-socket=none",
+    ] {
         assert!(args.contains(flag), "{args}");
     }
     let probe_path = |p: &Option<k8s_openapi::api::core::v1::Probe>| {
@@ -626,6 +694,100 @@ fn daemonset_is_host_network_with_minimal_capabilities_and_probes() {
         .replace("__MTU__", "1500");
     let conf: Value = serde_json::from_str(&conf).expect("conflist is JSON");
     assert_eq!(conf["plugins"][0]["type"], "margay");
+    cni_server_is_the_default_path(pod, &conf);
+}
+
+/// The CNI fast path by default: the conflist names the socket the
+/// privileged margay-cni container serves (and nothing else), in a
+/// hostPath directory the plugin on the host sees at the same path; the
+/// server reads the plugin's kubeconfig (margay-cni's identity).
+fn cni_server_is_the_default_path(
+    pod: &k8s_openapi::api::core::v1::PodSpec,
+    conf: &Value,
+) {
+    let socket = conf["plugins"][0]["agent_socket"]
+        .as_str()
+        .expect("the conflist names agent_socket");
+    let cni = pod
+        .containers
+        .iter()
+        .find(|c| c.name == "margay-cni")
+        .expect("a margay-cni container");
+    assert_eq!(
+        cni.command.as_deref(),
+        Some(&["margay-node".to_string()][..])
+    );
+    let args = cni.args.clone().unwrap_or_default();
+    assert_eq!(
+        args[..2],
+        ["cni-server".to_string(), format!("--socket={socket}")]
+    );
+    // Its metrics address is the one the agent merges.
+    let metrics = args
+        .iter()
+        .find_map(|a| a.strip_prefix("--metrics-addr="))
+        .expect("the CNI server's --metrics-addr");
+    let agent = pod
+        .containers
+        .iter()
+        .find(|c| c.name == "margay-node")
+        .and_then(|c| c.args.clone())
+        .unwrap_or_default();
+    assert!(
+        agent.contains(&format!("--cni-server-metrics-addr={metrics}")),
+        "{agent:?}"
+    );
+    let sc = cni.security_context.as_ref().expect("securityContext");
+    assert_eq!(sc.privileged, Some(true), "setns and /proc/sys need it");
+    assert_eq!(sc.run_as_user, Some(0));
+    // The socket's directory is a host directory mounted at the same
+    // path (the plugin connects on the host).
+    let mount = |c: &k8s_openapi::api::core::v1::Container, path: &str| {
+        c.volume_mounts
+            .iter()
+            .flatten()
+            .filter(|m| Path::new(path).starts_with(&m.mount_path))
+            .max_by_key(|m| m.mount_path.len())
+            .cloned()
+            .unwrap_or_else(|| panic!("{}: nothing mounted at {path}", c.name))
+    };
+    let host_path = |name: &str| {
+        pod.volumes
+            .iter()
+            .flatten()
+            .find(|v| v.name == name)
+            .and_then(|v| v.host_path.as_ref())
+            .map(|h| h.path.clone())
+            .unwrap_or_else(|| panic!("volume {name} is not a hostPath"))
+    };
+    let m = mount(cni, socket);
+    assert_eq!(host_path(&m.name), m.mount_path, "{socket}: same path");
+    assert_ne!(m.read_only, Some(true));
+    // The kubeconfig the conflist names, read-only, at the same path.
+    let kubeconfig = conf["plugins"][0]["kubernetes"]["kubeconfig"]
+        .as_str()
+        .expect("kubernetes.kubeconfig");
+    let m = mount(cni, kubeconfig);
+    assert_eq!(host_path(&m.name), m.mount_path);
+    assert_eq!(m.read_only, Some(true));
+    // The server's datastore is the one the conflist names, with the
+    // kubeconfig above: margay-cni's identity, not the pod's margay-node.
+    assert_eq!(conf["plugins"][0]["datastore_type"], "kubernetes");
+    // No other container is privileged.
+    for c in pod
+        .containers
+        .iter()
+        .chain(pod.init_containers.iter().flatten())
+    {
+        if c.name != "margay-cni" {
+            assert_ne!(
+                c.security_context.as_ref().and_then(|s| s.privileged),
+                Some(true),
+                "{} is privileged",
+                c.name
+            );
+        }
+    }
 }
 
 #[test]

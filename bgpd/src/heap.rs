@@ -5,9 +5,10 @@
 //! for the writers) allocated between the long-lived ones (RIB entries,
 //! interned attribute sets). glibc's `free` returns memory to the system
 //! only from the top of its heap, so once the burst is over the freed
-//! buffers between live data stay resident: at a million prefixes with
-//! 200,000 attribute sets that was about 20 MB of bgpd's RSS
-//! (`bgpd/benches/bgperf`, heaptrack's peak heap against VmRSS).
+//! buffers between live data stay resident: at a million prefixes,
+//! trimming takes about 7 MiB off bgpd's loaded RSS with one attribute
+//! set as with 200,000 (`bgpd/benches/bgperf`: 15 MiB less in all, of
+//! which 8 MiB are the smaller prefix index).
 //! `malloc_trim` hands the free pages anywhere in the heap back
 //! (`madvise`), which costs a walk of the free lists. It runs when part
 //! of bgpd goes idle (the main loop with no input queued, or a socket

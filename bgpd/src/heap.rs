@@ -10,42 +10,74 @@
 //! set as with 200,000 (`bgpd/benches/bgperf`: 15 MiB less in all, of
 //! which 8 MiB are the smaller prefix index).
 //! `malloc_trim` hands the free pages anywhere in the heap back
-//! (`madvise`), which costs a walk of the free lists. It runs when part
-//! of bgpd goes idle (the main loop with no input queued, or a socket
-//! writer with nothing left to write: the encoded UPDATEs are freed
-//! only once written, after the main loop is done with a burst) and at
-//! least [`TRIM_AFTER`] octets were read or written since the last
-//! trim, so it stays a small fraction of the work that freed the
-//! memory, and a quiet bgpd never runs it.
+//! (`madvise`), which costs a walk of the whole heap: at a million
+//! prefixes, tens of milliseconds. So it runs once a burst is over, not
+//! during it: after at least [`TRIM_AFTER`] octets were read or written,
+//! once [`QUIET`] has passed with no socket traffic at all (the main
+//! loop's reads and the writers' writes both count, since the encoded
+//! UPDATEs are freed only once written). A quiet bgpd never runs it, and
+//! a trim per burst stays a small fraction of the work that freed the
+//! memory (a trim whenever a queue drained, tried first, ran dozens of
+//! times per full table and slowed fan-out to ten monitors).
 
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::time::Duration;
 
-/// Octets read and written after which an idle main loop trims.
+use tokio::sync::Notify;
+
+/// Octets read and written after which a quiet bgpd trims.
 pub const TRIM_AFTER: usize = 1 << 20;
 
-/// Counts traffic and trims the heap when a task goes idle; shared by
-/// the main loop and the socket writers (one thread: the atomics only
-/// make it shareable).
+/// How long the sockets must be quiet before a trim.
+pub const QUIET: Duration = Duration::from_millis(250);
+
+/// Counts socket traffic and trims the heap once it stops; shared by the
+/// main loop and the socket writers (one thread: the atomics only make
+/// it shareable).
 #[derive(Debug, Default)]
 pub struct Trimmer {
     since: AtomicUsize,
     trims: AtomicU64,
+    armed: Notify,
 }
 
 impl Trimmer {
     /// `octets` were read from or written to a socket.
     pub fn moved(&self, octets: usize) {
-        self.since.fetch_add(octets, Ordering::Relaxed);
+        let before = self.since.fetch_add(octets, Ordering::Relaxed);
+        if before < TRIM_AFTER && before + octets >= TRIM_AFTER {
+            self.armed.notify_one();
+        }
     }
 
-    /// A task has nothing to do: trim if enough went through since the
-    /// last time.
-    pub fn idle(&self) {
-        if self.since.load(Ordering::Relaxed) >= TRIM_AFTER {
-            self.since.store(0, Ordering::Relaxed);
-            self.trims.fetch_add(1, Ordering::Relaxed);
+    /// Trims once per burst: waits for [`TRIM_AFTER`] octets, then for a
+    /// [`QUIET`] period without traffic. Runs until bgpd stops.
+    pub async fn run(self: std::sync::Arc<Self>) {
+        loop {
+            self.armed.notified().await;
+            let mut seen = self.since.load(Ordering::Relaxed);
+            loop {
+                tokio::time::sleep(QUIET).await;
+                match self.settle(seen) {
+                    Some(now) => seen = now,
+                    None => break,
+                }
+            }
             trim();
         }
+    }
+
+    /// After a quiet period that began at count `seen`: `None` if nothing
+    /// moved since (a trim is due, counted, and the count starts again),
+    /// else the count to wait from.
+    fn settle(&self, seen: usize) -> Option<usize> {
+        let now = self.since.load(Ordering::Relaxed);
+        if now != seen {
+            return Some(now);
+        }
+        self.since.store(0, Ordering::Relaxed);
+        self.trims.fetch_add(1, Ordering::Relaxed);
+        None
     }
 
     /// How many times the heap was trimmed.
@@ -72,26 +104,41 @@ fn trim() {}
 
 #[cfg(test)]
 mod tests {
+    use std::sync::Arc;
+
     use super::*;
 
-    /// Idle moments trim only once enough traffic went through, and
-    /// each trim starts the count again.
+    /// A trim is due only after a whole quiet period, and the count
+    /// starts again after it.
     #[test]
-    fn trims_after_traffic_when_idle() {
+    fn a_trim_waits_for_a_quiet_period() {
         let t = Trimmer::default();
-        t.idle();
-        t.moved(TRIM_AFTER - 1);
-        t.idle();
+        t.moved(TRIM_AFTER);
+        let seen = t.since.load(Ordering::Relaxed);
+        t.moved(100);
+        assert_eq!(t.settle(seen), Some(TRIM_AFTER + 100), "traffic: wait");
         assert_eq!(t.trims(), 0);
-        t.moved(1);
-        t.idle();
-        assert_eq!(t.trims(), 1);
-        t.idle();
-        assert_eq!(t.trims(), 1, "no traffic since: no second trim");
-        t.moved(TRIM_AFTER);
-        t.moved(TRIM_AFTER);
-        t.idle();
-        t.idle();
-        assert_eq!(t.trims(), 2);
+        assert_eq!(t.settle(TRIM_AFTER + 100), None, "quiet: trim");
+        assert_eq!((t.trims(), t.since.load(Ordering::Relaxed)), (1, 0));
+    }
+
+    /// One trim per burst: a burst over the threshold trims once after
+    /// it stops; traffic under the threshold afterwards trims nothing.
+    #[tokio::test]
+    async fn one_trim_per_burst() {
+        let t = Arc::new(Trimmer::default());
+        tokio::spawn(t.clone().run());
+        for _ in 0..4 {
+            t.moved(TRIM_AFTER / 2);
+            tokio::time::sleep(QUIET / 5).await;
+        }
+        let waited = std::time::Instant::now();
+        while t.trims() == 0 {
+            assert!(waited.elapsed() < 20 * QUIET, "no trim after the burst");
+            tokio::time::sleep(QUIET / 5).await;
+        }
+        t.moved(TRIM_AFTER / 2);
+        tokio::time::sleep(3 * QUIET).await;
+        assert_eq!(t.trims(), 1, "under the threshold: no second trim");
     }
 }

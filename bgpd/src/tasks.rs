@@ -156,6 +156,7 @@ impl Daemon {
         for l in &self.listeners {
             tokio::spawn(tcp_listener(l.clone(), self.inputs.clone()));
         }
+        tokio::spawn(self.trimmer.clone().run());
         loop {
             if self.speaker.has_changes() {
                 // Still exporting a burst: take what arrived meanwhile
@@ -171,9 +172,6 @@ impl Daemon {
                 self.fire_due_timers();
                 tokio::task::yield_now().await;
             } else {
-                if rx.is_empty() {
-                    self.trimmer.idle();
-                }
                 let next = self.timers.values().min().copied();
                 tokio::select! {
                     inp = rx.recv() => {
@@ -643,11 +641,6 @@ async fn nbr_tx(
             return;
         }
         trimmer.moved(b.len());
-        drop(b);
-        if rx.is_empty() {
-            // What this writer held is freed: the end of a burst.
-            trimmer.idle();
-        }
     }
     let _ = wr.shutdown().await;
 }

@@ -10,6 +10,7 @@ mod events;
 mod export;
 pub mod filter;
 pub mod fsm;
+pub mod heap;
 pub mod metrics;
 pub mod neighbor;
 pub mod network;

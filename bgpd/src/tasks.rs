@@ -35,6 +35,7 @@ use crate::bfd::io::{BfdIo, Received};
 use crate::config::Desired;
 use crate::export::FLUSH_CHUNK;
 use crate::fsm::ConnId;
+use crate::heap::Trimmer;
 use crate::metrics::Metrics;
 use crate::network;
 use crate::rib::PeerId;
@@ -113,6 +114,8 @@ pub struct Daemon {
     stopping: Option<bool>,
     /// The datastore objects the last configuration left out as bad.
     invalid: Vec<margay_ctlproto::InvalidObject>,
+    /// Gives the memory of a burst back once it is over (`heap.rs`).
+    trimmer: Arc<Trimmer>,
 }
 
 impl Daemon {
@@ -144,6 +147,7 @@ impl Daemon {
             draining: Vec::new(),
             stopping: None,
             invalid: Vec::new(),
+            trimmer: Arc::default(),
         }
     }
 
@@ -152,6 +156,7 @@ impl Daemon {
         for l in &self.listeners {
             tokio::spawn(tcp_listener(l.clone(), self.inputs.clone()));
         }
+        tokio::spawn(self.trimmer.clone().run());
         loop {
             if self.speaker.has_changes() {
                 // Still exporting a burst: take what arrived meanwhile
@@ -300,6 +305,7 @@ impl Daemon {
                 }
             },
             Input::Frames { peer, conn, frames } => {
+                self.trimmer.moved(frames.iter().map(Bytes::len).sum());
                 for f in frames {
                     if !self.conns.contains_key(&(peer, conn)) {
                         break;
@@ -424,7 +430,9 @@ impl Daemon {
         let (rd, wr) = stream.into_split();
         let (tx, txrx) = mpsc::unbounded_channel();
         let span = tracing::debug_span!("neighbor", addr = ?remote, conn);
-        let tx_task = tokio::spawn(nbr_tx(wr, txrx).instrument(span.clone()));
+        let tx_task = tokio::spawn(
+            nbr_tx(wr, txrx, self.trimmer.clone()).instrument(span.clone()),
+        );
         let rx_task = tokio::spawn(
             nbr_rx(peer, conn, rd, self.inputs.clone()).instrument(span),
         );
@@ -626,11 +634,13 @@ async fn nbr_rx(
 async fn nbr_tx(
     mut wr: OwnedWriteHalf,
     mut rx: mpsc::UnboundedReceiver<Bytes>,
+    trimmer: Arc<Trimmer>,
 ) {
     while let Some(b) = rx.recv().await {
         if wr.write_all(&b).await.is_err() {
             return;
         }
+        trimmer.moved(b.len());
     }
     let _ = wr.shutdown().await;
 }

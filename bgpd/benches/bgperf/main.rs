@@ -4,7 +4,7 @@
 //! hops plus a community) to the DUT, which re-advertises them to M
 //! monitor peers (fan-out: what update groups are for). Measured: the
 //! time from the first UPDATE written until every monitor has all N, the
-//! same for withdrawing them, and the DUT's RSS once loaded (VmRSS) and
+//! same for withdrawing them, and the DUT's RSS once loaded (VmRSS, a settling second later) and
 //! at its peak (VmHWM). Ratios are to BIRD in the same run, and, per
 //! device, to the same run with one monitor.
 //!
@@ -232,6 +232,11 @@ fn run(
     let cpu0 = proc_cpu(pid)?;
     let announce = phase(&inj, &ann, &rx, timeout, true, &present)
         .map_err(|e| fail(format!("announce: {e:#}")))?;
+    // The loaded RSS is the table at rest, as the idle one is: sampled
+    // after the same settling second (bgpd hands a burst's freed heap
+    // back once its sockets are quiet: bgpd/src/heap.rs); the CPU time
+    // includes that second, so the work of settling is counted too.
+    std::thread::sleep(Duration::from_secs(1));
     let announce_cpu = proc_cpu(pid)? - cpu0;
     let loaded_kib = proc_status(pid, "VmRSS:")?;
     let withdraw = match announce {

@@ -171,6 +171,21 @@ fn entry_fits_in_56_octets() {
     );
 }
 
+/// An attribute set's memory: every distinct set is one `Arc<Attrs>`
+/// (256 octets with the reference counts: glibc hands out 272) plus its
+/// AS path and community lists (three more chunks of 32-48). At 200,000
+/// sets that is 75 MiB, more than the prefix table of a million
+/// prefixes (bgperf); a field added to `PathAttrs` inline costs every
+/// set its size, and 16 octets more cost a glibc size class.
+#[test]
+fn attribute_set_stays_within_240_octets() {
+    assert!(
+        std::mem::size_of::<Attrs>() <= 240,
+        "{}",
+        std::mem::size_of::<Attrs>()
+    );
+}
+
 #[test]
 fn paths_move_between_inline_and_heap() {
     let mut r = rib();

@@ -6,8 +6,8 @@
 //! interned attribute sets). glibc's `free` returns memory to the system
 //! only from the top of its heap, so once the burst is over the freed
 //! buffers between live data stay resident: at a million prefixes,
-//! trimming takes about 7 MiB off bgpd's loaded RSS with one attribute
-//! set as with 200,000 (`bgpd/benches/bgperf`: 15 MiB less in all, of
+//! trimming takes about 10 MiB off bgpd's loaded RSS with one attribute
+//! set as with 200,000 (`bgpd/benches/bgperf`: 18 MiB less in all, of
 //! which 8 MiB are the smaller prefix index).
 //! `malloc_trim` hands the free pages anywhere in the heap back
 //! (`madvise`), which costs a walk of the whole heap: at a million

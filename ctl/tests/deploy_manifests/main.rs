@@ -518,36 +518,23 @@ fn rs_files(dir: &Path, out: &mut Vec<PathBuf>) {
 /// skipping `#[cfg(test)]` modules' bodies is not attempted: tests use
 /// the same calls.
 fn typed_calls(text: &str, call: &str) -> Vec<String> {
-    let pat = format!("{call}::<");
-    let mut out = Vec::new();
-    let mut rest = text;
-    while let Some(pos) = rest.find(&pat) {
-        let before = rest[..pos].chars().next_back();
-        let after = &rest[pos + pat.len()..];
-        rest = after;
-        // A whole identifier: not the tail of e.g. `my_get::<`.
-        if before.is_some_and(|c| c.is_alphanumeric() || c == '_') {
-            continue;
-        }
-        let kind: String = after
-            .chars()
-            .take_while(|c| c.is_alphanumeric() || *c == '_')
-            .collect();
-        if after[kind.len()..].starts_with(">(") {
-            out.push(kind);
-        }
-    }
-    out
+    kinds_after(text, &format!("{call}::<"), &[">("])
 }
 
 /// Kinds `K` in `Feed<K>` / `Feed<K, V>` occurrences in `text` (a cache
 /// fed by `list_and_watch_with`).
 fn feed_kinds(text: &str) -> Vec<String> {
+    kinds_after(text, "Feed<", &[",", ">"])
+}
+
+/// The identifier after each whole-word `pat` in `text` that one of
+/// `then` follows (`pat` not the tail of e.g. `my_get::<`).
+fn kinds_after(text: &str, pat: &str, then: &[&str]) -> Vec<String> {
     let mut out = Vec::new();
     let mut rest = text;
-    while let Some(pos) = rest.find("Feed<") {
+    while let Some(pos) = rest.find(pat) {
         let before = rest[..pos].chars().next_back();
-        let after = &rest[pos + "Feed<".len()..];
+        let after = &rest[pos + pat.len()..];
         rest = after;
         if before.is_some_and(|c| c.is_alphanumeric() || c == '_') {
             continue;
@@ -556,7 +543,7 @@ fn feed_kinds(text: &str) -> Vec<String> {
             .chars()
             .take_while(|c| c.is_alphanumeric() || *c == '_')
             .collect();
-        if after[kind.len()..].starts_with([',', '>']) {
+        if then.iter().any(|t| after[kind.len()..].starts_with(t)) {
             out.push(kind);
         }
     }

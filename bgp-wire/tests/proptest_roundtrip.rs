@@ -66,7 +66,6 @@ fn attrs() -> impl Strategy<Value = PathAttrs> {
                     ..RareAttrs::default()
                 }
                 .into(),
-                ..PathAttrs::default()
             }
         })
 }

@@ -73,7 +73,6 @@ pub fn cases() -> Vec<(&'static str, DecodeCxt, Message)> {
             ..RareAttrs::default()
         }
         .into(),
-        ..PathAttrs::default()
     };
     let open_full = OpenMsg::new(
         4_200_000_001,

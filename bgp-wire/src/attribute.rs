@@ -92,6 +92,11 @@ pub struct RawAttr {
 
 /// The set of path attributes of one UPDATE (except MP_(UN)REACH_NLRI).
 /// An absent attribute is `None` / `false` / an empty list.
+///
+/// The attributes most routes carry are fields; the rare ones are in
+/// [`RareAttrs`] behind one pointer ([`PathAttrs::rare`]), so that a set
+/// without them (nearly every set a speaker holds, a million routes may
+/// mean hundreds of thousands of sets) is 80 octets instead of 200.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Hash)]
 pub struct PathAttrs {
     pub origin: Option<Origin>,
@@ -100,8 +105,18 @@ pub struct PathAttrs {
     pub med: Option<u32>,
     pub local_pref: Option<u32>,
     pub atomic_aggregate: bool,
-    pub aggregator: Option<Aggregator>,
     pub communities: Vec<Community>,
+    /// AGGREGATOR, ORIGINATOR_ID, CLUSTER_LIST, AS4_*, large communities
+    /// and unrecognized attributes. Read through `Deref`
+    /// (`attrs.rare.cluster_list`), write through
+    /// [`PathAttrs::rare_mut`].
+    pub rare: Rare,
+}
+
+/// The attributes few routes carry; see [`PathAttrs::rare`].
+#[derive(Clone, Debug, Default, PartialEq, Eq, Hash)]
+pub struct RareAttrs {
+    pub aggregator: Option<Aggregator>,
     pub originator_id: Option<Ipv4Addr>,
     pub cluster_list: Vec<Ipv4Addr>,
     /// RFC 6793 AS4_PATH, only meaningful on a 2-octet session; see
@@ -112,6 +127,26 @@ pub struct PathAttrs {
     /// Unrecognized attributes, sorted by type code.
     pub unknown: Vec<RawAttr>,
 }
+
+/// [`RareAttrs`] allocated only when one of them is present.
+///
+/// No box and a box holding no attribute are the same value: equality
+/// and hashing look through to the attributes (an empty set when there
+/// is no box), so two equal attribute sets still intern to one however
+/// they were built.
+#[derive(Clone, Debug, Default)]
+pub struct Rare(Option<Box<RareAttrs>>);
+
+/// What a [`Rare`] without a box reads as.
+static NO_RARE: RareAttrs = RareAttrs {
+    aggregator: None,
+    originator_id: None,
+    cluster_list: Vec::new(),
+    as4_path: None,
+    as4_aggregator: None,
+    large_communities: Vec::new(),
+    unknown: Vec::new(),
+};
 
 /// Next hop carried in MP_REACH_NLRI (RFC 4760 3, RFC 2545 3, RFC 8950).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -318,9 +353,65 @@ impl AsPath {
     }
 }
 
+// ===== impl Rare =====
+
+impl Rare {
+    /// Drops the box if it holds no attribute, so a set that lost its
+    /// rare attributes (e.g. CLUSTER_LIST cleared on export) does not
+    /// keep an empty allocation.
+    pub fn shrink(&mut self) {
+        if self.0.as_deref().is_some_and(|r| *r == NO_RARE) {
+            self.0 = None;
+        }
+    }
+
+    /// The attributes, if any box is allocated (for clearing fields
+    /// without allocating one).
+    pub fn get_mut(&mut self) -> Option<&mut RareAttrs> {
+        self.0.as_deref_mut()
+    }
+}
+
+impl From<RareAttrs> for Rare {
+    fn from(r: RareAttrs) -> Rare {
+        let mut rare = Rare(Some(Box::new(r)));
+        rare.shrink();
+        rare
+    }
+}
+
+impl std::ops::Deref for Rare {
+    type Target = RareAttrs;
+
+    fn deref(&self) -> &RareAttrs {
+        self.0.as_deref().unwrap_or(&NO_RARE)
+    }
+}
+
+impl PartialEq for Rare {
+    fn eq(&self, other: &Rare) -> bool {
+        **self == **other
+    }
+}
+
+impl Eq for Rare {}
+
+impl std::hash::Hash for Rare {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        (**self).hash(state)
+    }
+}
+
 // ===== impl PathAttrs =====
 
 impl PathAttrs {
+    /// The rare attributes for writing, allocating their box if there is
+    /// none yet. To clear one, use `rare.get_mut()` instead, which does
+    /// not allocate.
+    pub fn rare_mut(&mut self) -> &mut RareAttrs {
+        self.rare.0.get_or_insert_with(Default::default)
+    }
+
     /// RFC 6793 4.2.3, for a session without the 4-octet AS capability:
     /// replaces AS_PATH and AGGREGATOR by their reconstruction from
     /// AS4_PATH / AS4_AGGREGATOR and clears the AS4_* attributes.
@@ -329,14 +420,19 @@ impl PathAttrs {
     /// AS_TRANS, then ... the AS4_AGGREGATOR attribute and the AS4_PATH
     /// attribute SHALL be ignored"; otherwise AS4_AGGREGATOR replaces it.
     pub fn merge_as4(&mut self) {
-        let as4_path = self.as4_path.take();
-        let as4_agg = self.as4_aggregator.take();
-        if let Some(agg) = self.aggregator {
+        let Some(rare) = self.rare.get_mut() else {
+            return;
+        };
+        let as4_path = rare.as4_path.take();
+        let as4_agg = rare.as4_aggregator.take();
+        let aggregator = rare.aggregator;
+        self.rare.shrink();
+        if let Some(agg) = aggregator {
             if agg.asn != u32::from(AS_TRANS) {
                 return;
             }
             if let Some(a4) = as4_agg {
-                self.aggregator = Some(a4);
+                self.rare_mut().aggregator = Some(a4);
             }
         }
         if let (Some(p), Some(p4)) = (&self.as_path, as4_path) {
@@ -348,10 +444,53 @@ impl PathAttrs {
     /// non-transitive ones are dropped, transitive ones get the Partial
     /// bit ("If ... not recognized ... the Partial bit MUST be set to 1").
     pub fn pass_on_unknown(&mut self) {
-        self.unknown
+        let Some(rare) = self.rare.get_mut() else {
+            return;
+        };
+        rare.unknown
             .retain(|a| a.flags & attr_flags::TRANSITIVE != 0);
-        for a in &mut self.unknown {
+        for a in &mut rare.unknown {
             a.flags |= attr_flags::PARTIAL;
         }
+        self.rare.shrink();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A speaker keeps one `PathAttrs` per distinct attribute set, and a
+    /// full table means hundreds of thousands of them: the rare
+    /// attributes stay behind `Rare`'s one pointer so a set is 80 octets
+    /// (it was 200 with them inline).
+    #[test]
+    fn path_attrs_stay_within_80_octets() {
+        assert!(
+            std::mem::size_of::<PathAttrs>() <= 80,
+            "{}",
+            std::mem::size_of::<PathAttrs>()
+        );
+    }
+
+    /// No box and an empty box are one value, so two equal sets intern
+    /// to one however they were built.
+    #[test]
+    fn empty_rare_box_equals_none_and_hashes_alike() {
+        use std::hash::BuildHasher;
+        let plain = PathAttrs::default();
+        let mut boxed = PathAttrs::default();
+        boxed.rare_mut();
+        assert!(boxed.rare.0.is_some());
+        assert_eq!(plain, boxed);
+        let h = std::collections::hash_map::RandomState::new();
+        assert_eq!(h.hash_one(&plain), h.hash_one(&boxed));
+        boxed.rare.shrink();
+        assert!(boxed.rare.0.is_none());
+        let mut with = PathAttrs::default();
+        with.rare_mut().originator_id = Some(Ipv4Addr::LOCALHOST);
+        assert_ne!(plain, with);
+        with.rare_mut().originator_id = None;
+        assert_eq!(plain, with);
     }
 }

@@ -34,7 +34,8 @@ pub mod update;
 
 pub use attribute::{
     Aggregator, AsPath, AsSegment, Community, LargeCommunity, MpReach,
-    MpUnreach, NextHop, Origin, PathAttrs, RawAttr, SegmentType,
+    MpUnreach, NextHop, Origin, PathAttrs, Rare, RareAttrs, RawAttr,
+    SegmentType,
 };
 pub use error::{
     AttrError, AttrErrorKind, DecodeError, EncodeError, ErrorAction,

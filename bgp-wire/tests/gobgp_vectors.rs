@@ -97,7 +97,7 @@ fn gobgp_update_ipv4_with_communities() {
         vec![Community::new(65000, 1), Community::NO_EXPORT]
     );
     assert_eq!(
-        a.large_communities,
+        a.rare.large_communities,
         vec![LargeCommunity {
             global_admin: 65001,
             local_data1: 2,
@@ -114,7 +114,7 @@ fn gobgp_update_4_octet_aggregator() {
     assert_eq!(u.nlri, vec![pfx("10.2.0.0/16")]);
     assert_eq!(u.attrs.origin, Some(Origin::Incomplete));
     assert_eq!(
-        u.attrs.aggregator,
+        u.attrs.rare.aggregator,
         Some(Aggregator {
             asn: 4_200_000_002,
             addr: Ipv4Addr::new(192, 0, 2, 9)

@@ -47,22 +47,25 @@ fn attrs() -> impl Strategy<Value = PathAttrs> {
                 local_pref: lp,
                 atomic_aggregate: atomic,
                 communities: comms.into_iter().map(Community).collect(),
-                large_communities: {
-                    let mut v: Vec<LargeCommunity> = large
-                        .into_iter()
-                        .map(|(a, b, c)| LargeCommunity {
-                            global_admin: a,
-                            local_data1: b,
-                            local_data2: c,
-                        })
-                        .collect();
-                    v.dedup();
-                    v.sort();
-                    v.dedup();
-                    v
-                },
-                cluster_list: cl.into_iter().map(Ipv4Addr::from).collect(),
-                ..PathAttrs::default()
+                rare: RareAttrs {
+                    large_communities: {
+                        let mut v: Vec<LargeCommunity> = large
+                            .into_iter()
+                            .map(|(a, b, c)| LargeCommunity {
+                                global_admin: a,
+                                local_data1: b,
+                                local_data2: c,
+                            })
+                            .collect();
+                        v.dedup();
+                        v.sort();
+                        v.dedup();
+                        v
+                    },
+                    cluster_list: cl.into_iter().map(Ipv4Addr::from).collect(),
+                    ..RareAttrs::default()
+                }
+                .into(),
             }
         })
 }
@@ -106,7 +109,9 @@ proptest! {
         let b = msg.to_bytes(&cxt).unwrap();
         let Message::Update(mut u) = Message::decode(&b, &cxt).unwrap() else { panic!() };
         u.attrs.merge_as4();
-        a.as4_path = None;
+        if let Some(r) = a.rare.get_mut() {
+            r.as4_path = None;
+        }
         prop_assert_eq!(u.attrs, a);
     }
 
@@ -139,7 +144,11 @@ fn raw_attribute_extended_length_flag_is_not_kept() {
     let bgp_wire::Message::Update(u) = &m else {
         panic!("not an UPDATE: {m:?}");
     };
-    assert_eq!(u.attrs.unknown[0].flags, 0xc0, "{:?}", u.attrs.unknown);
+    assert_eq!(
+        u.attrs.rare.unknown[0].flags, 0xc0,
+        "{:?}",
+        u.attrs.rare.unknown
+    );
     let again =
         bgp_wire::Message::decode(&m.to_bytes(&cxt).unwrap(), &cxt).unwrap();
     assert_eq!(again, m);

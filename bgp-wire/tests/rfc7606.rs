@@ -151,7 +151,7 @@ fn as_zero_in_as4_path_is_treat_as_withdraw() {
         (u.errors[0].type_code, u.errors[0].kind),
         (17, AttrErrorKind::AsZero)
     );
-    assert_eq!(u.attrs.as4_path, None);
+    assert_eq!(u.attrs.rare.as4_path, None);
     assert_eq!(u.withdrawn_all().count(), 1);
 }
 
@@ -165,7 +165,7 @@ fn as_zero_in_aggregator_is_discarded() {
         AttrErrorKind::AsZero,
         Verdict::AttributeDiscard,
     );
-    assert_eq!(m.attrs.aggregator, None);
+    assert_eq!(m.attrs.rare.aggregator, None);
     assert_eq!(m.announced().count(), 1);
 }
 
@@ -235,7 +235,7 @@ fn bad_atomic_aggregate_and_aggregator_are_discarded() {
         NLRI,
     );
     let m = expect(&u, 7, AttrErrorKind::Length, Verdict::AttributeDiscard);
-    assert_eq!(m.attrs.aggregator, None);
+    assert_eq!(m.attrs.rare.aggregator, None);
 }
 
 #[test]
@@ -429,12 +429,12 @@ fn as4_attributes() {
     let a = [ORIGIN, as_path, NEXT_HOP, bad4].concat();
     let u = decode_cxt(&update(&[], &a, NLRI), &two).unwrap();
     assert_eq!(u.verdict(), Verdict::AttributeDiscard);
-    assert_eq!(u.attrs.as4_path, None);
+    assert_eq!(u.attrs.rare.as4_path, None);
     // AS4_PATH between 4-octet speakers is silently discarded (RFC 6793 4.1).
     let a = attrs_with(&[as4]);
     let u = decode(&update(&[], &a, NLRI)).unwrap();
     assert_eq!(
-        (u.verdict(), u.attrs.as4_path.clone()),
+        (u.verdict(), u.attrs.rare.as4_path.clone()),
         (Verdict::Accept, None)
     );
 }
@@ -457,10 +457,10 @@ fn unknown_attributes() {
     );
     let mut m = decode(&u).unwrap();
     assert_eq!(m.verdict(), Verdict::Accept);
-    assert_eq!(m.attrs.unknown.len(), 2);
+    assert_eq!(m.attrs.rare.unknown.len(), 2);
     m.attrs.pass_on_unknown();
     assert_eq!(
-        m.attrs.unknown,
+        m.attrs.rare.unknown,
         vec![RawAttr {
             flags: 0xe0,
             type_code: 99,

@@ -110,7 +110,7 @@ pub fn compare(a: &Candidate<'_>, b: &Candidate<'_>) -> RouteCmp {
     let rid = |c: &Candidate<'_>| match c.source {
         Source::Local => 0,
         Source::Peer { router_id, .. } => {
-            u32::from(c.attrs.originator_id.unwrap_or(router_id))
+            u32::from(c.attrs.rare.originator_id.unwrap_or(router_id))
         }
     };
     if let Some(r) = lower(rid(a), rid(b), Reason::RouterId) {
@@ -118,7 +118,7 @@ pub fn compare(a: &Candidate<'_>, b: &Candidate<'_>) -> RouteCmp {
     }
     // RFC 4456 9: "a BGP Speaker SHOULD prefer a route with the shorter
     // CLUSTER_LIST length", inserted between steps f) and g).
-    let cl = |c: &Candidate<'_>| c.attrs.cluster_list.len();
+    let cl = |c: &Candidate<'_>| c.attrs.rare.cluster_list.len();
     if let Some(r) = lower(cl(a), cl(b), Reason::ClusterListLength) {
         return r;
     }

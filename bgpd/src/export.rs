@@ -319,7 +319,7 @@ impl Speaker {
                 .communities
                 .iter()
                 .map(|c| c.to_string())
-                .chain(a.large_communities.iter().map(|l| {
+                .chain(a.rare.large_communities.iter().map(|l| {
                     format!(
                         "{}:{}:{}",
                         l.global_admin, l.local_data1, l.local_data2

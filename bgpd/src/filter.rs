@@ -52,7 +52,7 @@ impl AnyCommunity {
     fn carried_by(&self, attrs: &PathAttrs) -> bool {
         match self {
             AnyCommunity::Standard(c) => attrs.communities.contains(c),
-            AnyCommunity::Large(c) => attrs.large_communities.contains(c),
+            AnyCommunity::Large(c) => attrs.rare.large_communities.contains(c),
         }
     }
 
@@ -63,7 +63,9 @@ impl AnyCommunity {
         }
         match self {
             AnyCommunity::Standard(c) => attrs.communities.push(*c),
-            AnyCommunity::Large(c) => attrs.large_communities.push(*c),
+            AnyCommunity::Large(c) => {
+                attrs.rare_mut().large_communities.push(*c)
+            }
         }
     }
 }

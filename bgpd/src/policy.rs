@@ -133,13 +133,13 @@ pub fn import_loop_check(
         // RFC 4456 8: "A router that recognizes the ORIGINATOR_ID attribute
         // SHOULD ignore a route received with its BGP Identifier as the
         // ORIGINATOR_ID."
-        if attrs.originator_id == Some(sess.router_id) {
+        if attrs.rare.originator_id == Some(sess.router_id) {
             return Err(ImportReject::OriginatorIsUs);
         }
         // RFC 4456 8: "If the local CLUSTER_ID is found in the
         // CLUSTER_LIST, the advertisement received SHOULD be ignored."
         if let Some(c) = sess.cluster_id
-            && attrs.cluster_list.contains(&c)
+            && attrs.rare.cluster_list.contains(&c)
         {
             return Err(ImportReject::ClusterLoop);
         }
@@ -262,8 +262,10 @@ pub fn export_attrs(
     for op in ops {
         op.apply(a);
     }
-    a.as4_path = None;
-    a.as4_aggregator = None;
+    if let Some(rare) = a.rare.get_mut() {
+        rare.as4_path = None;
+        rare.as4_aggregator = None;
+    }
     let mut path = a.as_path.take().unwrap_or_default();
     let next_hop_self;
     if sess.ibgp() {
@@ -274,11 +276,11 @@ pub fn export_attrs(
         if let Origin::Ibgp { .. } = origin {
             // RFC 4456 8: the reflector sets ORIGINATOR_ID if absent and
             // prepends its CLUSTER_ID to the CLUSTER_LIST.
-            if a.originator_id.is_none() {
-                a.originator_id = source_id;
+            if a.rare.originator_id.is_none() && source_id.is_some() {
+                a.rare_mut().originator_id = source_id;
             }
             if let Some(c) = sess.cluster_id {
-                a.cluster_list.insert(0, c);
+                a.rare_mut().cluster_list.insert(0, c);
             }
         }
         next_hop_self = match sess.next_hop_mode {
@@ -296,11 +298,16 @@ pub fn export_attrs(
             a.med = None;
         }
         // ORIGINATOR_ID and CLUSTER_LIST are non-transitive and internal.
-        a.originator_id = None;
-        a.cluster_list.clear();
+        if let Some(rare) = a.rare.get_mut() {
+            rare.originator_id = None;
+            rare.cluster_list.clear();
+        }
         next_hop_self =
             sess.next_hop_mode != NextHopMode::Keep || origin == Origin::Local;
     }
+    // An empty box left by the clearing above would cost an allocation
+    // per exported set.
+    a.rare.shrink();
     a.as_path = Some(path);
     for pc in &global.prefix_communities {
         if pc.cidr.is_ipv4() == prefix.is_ipv4() && contains(&pc.cidr, prefix) {

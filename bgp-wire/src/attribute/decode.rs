@@ -148,7 +148,9 @@ pub fn decode_path_attrs(
     }
     // Encoding emits attributes in type code order; keep the decoded list
     // in that order too so that decode(encode(m)) == m.
-    sec.attrs.unknown.sort_by_key(|r| r.type_code);
+    if let Some(rare) = sec.attrs.rare.get_mut() {
+        rare.unknown.sort_by_key(|r| r.type_code);
+    }
     Ok(sec)
 }
 
@@ -188,7 +190,7 @@ fn decode_one(
         if r.flags & F::OPTIONAL == 0 {
             return Err(r.err(K::UnrecognizedWellKnown, A::TreatAsWithdraw));
         }
-        sec.attrs.unknown.push(RawAttr {
+        sec.attrs.rare_mut().unknown.push(RawAttr {
             flags: r.flags & !F::EXTENDED_LENGTH,
             type_code: r.code,
             value: r.value.to_vec(),
@@ -254,7 +256,7 @@ fn decode_one(
             if g.asn == 0 {
                 return Err(r.err(K::AsZero, action));
             }
-            a.aggregator = Some(g)
+            a.rare_mut().aggregator = Some(g)
         }
         // RFC 7606 7.8: length 0 or not a multiple of 4 -> withdraw.
         T::COMMUNITIES => {
@@ -266,14 +268,14 @@ fn decode_one(
         }
         // RFC 7606 7.9.
         T::ORIGINATOR_ID => {
-            a.originator_id = Some(ipv4(v).ok_or_else(len_err)?)
+            a.rare_mut().originator_id = Some(ipv4(v).ok_or_else(len_err)?)
         }
         // RFC 7606 7.10.
         T::CLUSTER_LIST => {
             if v.is_empty() || !v.len().is_multiple_of(4) {
                 return Err(len_err());
             }
-            a.cluster_list =
+            a.rare_mut().cluster_list =
                 v.chunks_exact(4).map(|c| Ipv4Addr::from(be32(c))).collect();
         }
         T::MP_REACH_NLRI => {
@@ -307,14 +309,14 @@ fn decode_one(
             if p.has_as_zero() {
                 return Err(r.err(K::AsZero, A::TreatAsWithdraw));
             }
-            a.as4_path = Some(p);
+            a.rare_mut().as4_path = Some(p);
         }
         T::AS4_AGGREGATOR => {
             let g = decode_aggregator(v, true).ok_or_else(len_err)?;
             if g.asn == 0 {
                 return Err(r.err(K::AsZero, action));
             }
-            a.as4_aggregator = Some(g)
+            a.rare_mut().as4_aggregator = Some(g)
         }
         // RFC 8092 6: length 0 or not a multiple of 12 -> withdraw.
         T::LARGE_COMMUNITY => {
@@ -328,8 +330,8 @@ fn decode_one(
                     local_data2: be32(&c[8..12]),
                 };
                 // RFC 8092 5: duplicates MUST be ignored on receipt.
-                if !a.large_communities.contains(&lc) {
-                    a.large_communities.push(lc);
+                if !a.rare.large_communities.contains(&lc) {
+                    a.rare_mut().large_communities.push(lc);
                 }
             }
         }
@@ -356,7 +358,7 @@ fn decode_mp_reach(
     if !decodable(family) {
         // RFC 4760 7: AFI/SAFI we did not negotiate are ignored; keep the
         // attribute raw (it is non-transitive, so never passed on).
-        sec.attrs.unknown.push(RawAttr {
+        sec.attrs.rare_mut().unknown.push(RawAttr {
             flags: r.flags & !F::EXTENDED_LENGTH,
             type_code: r.code,
             value: v.to_vec(),
@@ -411,7 +413,7 @@ fn decode_mp_unreach(
     let family =
         Family::new(u16::from_be_bytes([v[0], v[1]]).into(), v[2].into());
     if !decodable(family) {
-        sec.attrs.unknown.push(RawAttr {
+        sec.attrs.rare_mut().unknown.push(RawAttr {
             flags: r.flags & !F::EXTENDED_LENGTH,
             type_code: r.code,
             value: v.to_vec(),

@@ -60,7 +60,8 @@ pub(crate) fn encode_attrs(
     out: &mut BytesMut,
 ) -> Result<(), EncodeError> {
     // Unknown attributes are merged in by type code.
-    let mut unknown: Vec<&RawAttr> = a.unknown.iter().collect();
+    let rare = &*a.rare;
+    let mut unknown: Vec<&RawAttr> = rare.unknown.iter().collect();
     unknown.sort_by_key(|r| r.type_code);
     let mut unk = unknown.into_iter().peekable();
     let mut flush = |out: &mut BytesMut,
@@ -99,7 +100,7 @@ pub(crate) fn encode_attrs(
         attr(out, WK, T::ATOMIC_AGGREGATE, 0, |_| {})?;
     }
     flush(out, u16::from(T::AGGREGATOR))?;
-    if let Some(g) = a.aggregator {
+    if let Some(g) = rare.aggregator {
         let len = if four { 8 } else { 6 };
         attr(out, OT, T::AGGREGATOR, len, |o| put_aggregator(o, g, four))?;
     }
@@ -111,12 +112,12 @@ pub(crate) fn encode_attrs(
         })?;
     }
     flush(out, u16::from(T::ORIGINATOR_ID))?;
-    if let Some(id) = a.originator_id {
+    if let Some(id) = rare.originator_id {
         attr(out, ON, T::ORIGINATOR_ID, 4, |o| o.put_slice(&id.octets()))?;
     }
     flush(out, u16::from(T::CLUSTER_LIST))?;
-    if !a.cluster_list.is_empty() {
-        let c = &a.cluster_list;
+    if !rare.cluster_list.is_empty() {
+        let c = &rare.cluster_list;
         attr(out, ON, T::CLUSTER_LIST, c.len() * 4, |o| {
             c.iter().for_each(|c| o.put_slice(&c.octets()))
         })?;
@@ -126,7 +127,7 @@ pub(crate) fn encode_attrs(
     // AS4_PATH carries the real path when it has 4-octet ASes, without
     // confederation segments.
     if !four {
-        let as4 = a.as4_path.clone().or_else(|| {
+        let as4 = rare.as4_path.clone().or_else(|| {
             a.as_path
                 .as_ref()
                 .filter(|p| p.has_4_octet())
@@ -151,9 +152,9 @@ pub(crate) fn encode_attrs(
     }
     flush(out, u16::from(T::AS4_AGGREGATOR))?;
     if !four {
-        let as4 = a
-            .as4_aggregator
-            .or_else(|| a.aggregator.filter(|g| g.asn > u32::from(u16::MAX)));
+        let as4 = rare.as4_aggregator.or_else(|| {
+            rare.aggregator.filter(|g| g.asn > u32::from(u16::MAX))
+        });
         if let Some(g) = as4 {
             attr(out, OT, T::AS4_AGGREGATOR, 8, |o| {
                 put_aggregator(o, g, true)
@@ -161,8 +162,8 @@ pub(crate) fn encode_attrs(
         }
     }
     flush(out, u16::from(T::LARGE_COMMUNITY))?;
-    if !a.large_communities.is_empty() {
-        let c = &a.large_communities;
+    if !rare.large_communities.is_empty() {
+        let c = &rare.large_communities;
         attr(out, OT, T::LARGE_COMMUNITY, c.len() * 12, |o| {
             for l in c {
                 o.put_u32(l.global_admin);

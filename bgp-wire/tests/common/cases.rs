@@ -51,25 +51,28 @@ pub fn cases() -> Vec<(&'static str, DecodeCxt, Message)> {
         med: Some(100),
         local_pref: Some(200),
         atomic_aggregate: true,
-        aggregator: Some(Aggregator {
-            asn: 65001,
-            addr: ip("192.0.2.7"),
-        }),
         communities: vec![Community::new(65001, 7), Community::NO_ADVERTISE],
-        originator_id: Some(ip("192.0.2.30")),
-        cluster_list: vec![ip("192.0.2.40"), ip("192.0.2.41")],
-        large_communities: vec![LargeCommunity {
-            global_admin: 4_200_000_001,
-            local_data1: 1,
-            local_data2: 2,
-        }],
-        // An unknown optional transitive attribute, passed on raw.
-        unknown: vec![RawAttr {
-            flags: 0xE0,
-            type_code: 99,
-            value: vec![1, 2, 3],
-        }],
-        ..PathAttrs::default()
+        rare: RareAttrs {
+            aggregator: Some(Aggregator {
+                asn: 65001,
+                addr: ip("192.0.2.7"),
+            }),
+            originator_id: Some(ip("192.0.2.30")),
+            cluster_list: vec![ip("192.0.2.40"), ip("192.0.2.41")],
+            large_communities: vec![LargeCommunity {
+                global_admin: 4_200_000_001,
+                local_data1: 1,
+                local_data2: 2,
+            }],
+            // An unknown optional transitive attribute, passed on raw.
+            unknown: vec![RawAttr {
+                flags: 0xE0,
+                type_code: 99,
+                value: vec![1, 2, 3],
+            }],
+            ..RareAttrs::default()
+        }
+        .into(),
     };
     let open_full = OpenMsg::new(
         4_200_000_001,
@@ -187,19 +190,23 @@ pub fn cases() -> Vec<(&'static str, DecodeCxt, Message)> {
             upd(UpdateMsg {
                 attrs: PathAttrs {
                     next_hop: Some(ip("192.0.2.1")),
-                    as4_path: Some(AsPath::from_sequence(&[
-                        65001,
-                        4_200_000_001,
-                    ])),
                     as_path: Some(AsPath::from_sequence(&[65001, 23456])),
-                    aggregator: Some(Aggregator {
-                        asn: 23456,
-                        addr: ip("192.0.2.7"),
-                    }),
-                    as4_aggregator: Some(Aggregator {
-                        asn: 4_200_000_001,
-                        addr: ip("192.0.2.7"),
-                    }),
+                    rare: RareAttrs {
+                        as4_path: Some(AsPath::from_sequence(&[
+                            65001,
+                            4_200_000_001,
+                        ])),
+                        aggregator: Some(Aggregator {
+                            asn: 23456,
+                            addr: ip("192.0.2.7"),
+                        }),
+                        as4_aggregator: Some(Aggregator {
+                            asn: 4_200_000_001,
+                            addr: ip("192.0.2.7"),
+                        }),
+                        ..RareAttrs::default()
+                    }
+                    .into(),
                     ..base()
                 },
                 nlri: vec![pfx("10.1.0.0/24")],

@@ -134,7 +134,7 @@ fn ebgp_over_ibgp() {
 #[test]
 fn originator_id_replaces_router_id_then_cluster_list_then_address() {
     let mut a = attrs(&[]);
-    a.originator_id = Some(Ipv4Addr::new(10, 0, 0, 50));
+    a.rare_mut().originator_id = Some(Ipv4Addr::new(10, 0, 0, 50));
     let b = attrs(&[]);
     // a's peer has the lower router ID, but its ORIGINATOR_ID is higher.
     assert_eq!(
@@ -142,7 +142,7 @@ fn originator_id_replaces_router_id_then_cluster_list_then_address() {
         RouteCmp::LessPreferred(Reason::RouterId)
     );
     let mut c = attrs(&[]);
-    c.cluster_list = vec![Ipv4Addr::new(1, 1, 1, 1)];
+    c.rare_mut().cluster_list = vec![Ipv4Addr::new(1, 1, 1, 1)];
     assert_eq!(
         cmp(&c, peer(false, 1, 1), &b, peer(false, 1, 2)),
         RouteCmp::LessPreferred(Reason::ClusterListLength)

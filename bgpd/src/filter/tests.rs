@@ -79,7 +79,7 @@ fn community_match_standard_and_large() {
     };
     r.community = Some(AnyCommunity::Large(big));
     assert!(!r.matches(&pfx, &facts(&attrs)));
-    attrs.large_communities.push(big);
+    attrs.rare_mut().large_communities.push(big);
     assert!(r.matches(&pfx, &facts(&attrs)));
 }
 

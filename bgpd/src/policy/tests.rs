@@ -137,10 +137,11 @@ fn loop_checks() {
     let mut s = sess(65000, 65000);
     s.cluster_id = Some(Ipv4Addr::new(1, 1, 1, 1));
     let mut p = path(&[]);
-    p.originator_id = Some(Ipv4Addr::new(10, 0, 0, 1));
+    p.rare_mut().originator_id = Some(Ipv4Addr::new(10, 0, 0, 1));
     assert_eq!(import_loop_check(&s, &p), Err(ImportReject::OriginatorIsUs));
     let mut p = path(&[]);
-    p.cluster_list = vec![Ipv4Addr::new(2, 2, 2, 2), Ipv4Addr::new(1, 1, 1, 1)];
+    p.rare_mut().cluster_list =
+        vec![Ipv4Addr::new(2, 2, 2, 2), Ipv4Addr::new(1, 1, 1, 1)];
     assert_eq!(import_loop_check(&s, &p), Err(ImportReject::ClusterLoop));
 }
 
@@ -249,8 +250,8 @@ fn export_attribute_rewriting() {
     let src = Some(Ipv4Addr::new(10, 0, 0, 7));
     let out = rewrite(&rr, &g, &pfx, Origin::Ibgp { client: true }, src, &a);
     assert_eq!(out.next_hop, a.next_hop);
-    assert_eq!(out.path.originator_id, src);
-    assert_eq!(out.path.cluster_list, vec![Ipv4Addr::new(1, 1, 1, 1)]);
+    assert_eq!(out.path.rare.originator_id, src);
+    assert_eq!(out.path.rare.cluster_list, vec![Ipv4Addr::new(1, 1, 1, 1)]);
     assert_eq!(out.path.local_pref, Some(200));
     assert_eq!(
         out.path.as_path.as_ref().unwrap().segments[0].asns,

@@ -34,8 +34,12 @@ fn ibgp_update(
         origin: Some(bgp_wire::Origin::Igp),
         as_path: Some(bgp_wire::AsPath::default()),
         local_pref: Some(100),
-        originator_id: originator,
-        cluster_list: cluster_list.to_vec(),
+        rare: bgp_wire::RareAttrs {
+            originator_id: originator,
+            cluster_list: cluster_list.to_vec(),
+            ..Default::default()
+        }
+        .into(),
         ..Default::default()
     };
     let mut out = BytesMut::new();
@@ -101,8 +105,8 @@ fn a_client_route_goes_to_the_other_client_and_the_twin_reflector() {
         let ups = announced(&outs, to, pfx);
         assert_eq!(ups.len(), 1, "to {to:?}: {outs:?}");
         let a = &ups[0].attrs;
-        assert_eq!(a.originator_id, Some(Ipv4Addr::new(10, 0, 0, 2)));
-        assert_eq!(a.cluster_list, [CLUSTER]);
+        assert_eq!(a.rare.originator_id, Some(Ipv4Addr::new(10, 0, 0, 2)));
+        assert_eq!(a.rare.cluster_list, [CLUSTER]);
         assert_eq!(a.next_hop, Some(Ipv4Addr::new(10, 0, 0, 2)));
     }
     // RFC 4456 6: to the clients "other than the originator".
@@ -122,10 +126,10 @@ fn the_twins_route_goes_to_clients_only() {
         let ups = announced(&outs, to, pfx);
         assert_eq!(ups.len(), 1, "to {to:?}");
         assert_eq!(
-            ups[0].attrs.originator_id,
+            ups[0].attrs.rare.originator_id,
             Some(Ipv4Addr::new(10, 0, 0, 4))
         );
-        assert_eq!(ups[0].attrs.cluster_list, [CLUSTER]);
+        assert_eq!(ups[0].attrs.rare.cluster_list, [CLUSTER]);
     }
     assert!(announced(&outs, twin, pfx).is_empty());
 }
@@ -174,7 +178,7 @@ fn routes_looping_through_our_cluster_or_back_to_us_are_dropped() {
     let outs = s.take_outputs();
     let ups = announced(&outs, c1, other);
     assert_eq!(ups.len(), 1);
-    assert_eq!(ups[0].attrs.cluster_list, [CLUSTER, list[0]]);
+    assert_eq!(ups[0].attrs.rare.cluster_list, [CLUSTER, list[0]]);
 }
 
 #[test]

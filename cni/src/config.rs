@@ -23,6 +23,8 @@ pub const MARGAY_IPAM: &str = "margay-ipam";
 pub const DEFAULT_ENDPOINT_DIR: &str = "/var/run/margay/endpoints";
 /// Calico's default pod MTU when none is configured.
 pub const DEFAULT_MTU: u32 = 1500;
+/// The most TX/RX queues the kernel gives a device (`rtnl_create_link`).
+pub const MAX_QUEUES: u32 = 4096;
 /// Where Calico (and margay) read the node name from if not configured.
 pub const DEFAULT_NODENAME_FILE: &str = "/var/lib/margay/nodename";
 
@@ -46,6 +48,7 @@ const TOP_KEYS: &[&str] = &[
     "datastore_file",
     "kubernetes",
     "mtu",
+    "num_queues",
     "log_level",
     "log_file_path",
     "ipam",
@@ -153,6 +156,9 @@ pub struct NetConf {
     /// the same type (and checks) as the daemons' `--datastore`.
     pub datastore: DatastoreSpec,
     pub mtu: u32,
+    /// `num_queues`: TX and RX queues of both veth ends (Calico's field;
+    /// default 1).
+    pub num_queues: u32,
     pub log_level: LogLevel,
     pub log_file_path: Option<PathBuf>,
     pub ipam: IpamConf,
@@ -193,6 +199,7 @@ struct RawConf {
     datastore_file: Option<PathBuf>,
     kubernetes: Option<RawKubernetes>,
     mtu: Option<u32>,
+    num_queues: Option<u32>,
     log_level: Option<String>,
     log_file_path: Option<PathBuf>,
     ipam: Option<Map<String, Value>>,
@@ -283,6 +290,13 @@ pub fn parse(stdin: &[u8], strictness: Strictness) -> Result<NetConf> {
             format!("{mtu} is out of range (1280-65535)"),
         ));
     }
+    let num_queues = raw.num_queues.unwrap_or(1);
+    if !(1..=MAX_QUEUES).contains(&num_queues) {
+        return Err(CniError::config(
+            "num_queues",
+            format!("{num_queues} is out of range (1-{MAX_QUEUES})"),
+        ));
+    }
     let log_level = match raw.log_level.as_deref() {
         None => LogLevel::Info,
         Some(l) => parse_log_level(l)?,
@@ -308,6 +322,7 @@ pub fn parse(stdin: &[u8], strictness: Strictness) -> Result<NetConf> {
         nodename_file: raw.nodename_file,
         datastore,
         mtu,
+        num_queues,
         log_level,
         log_file_path: raw.log_file_path,
         ipam,

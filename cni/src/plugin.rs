@@ -77,6 +77,7 @@ pub async fn add<I: IpamBackend>(
         netns: netns_path,
         ips: Vec::new(),
         mtu: conf.mtu,
+        queues: conf.num_queues,
         allow_ip_forwarding: conf.allow_ip_forwarding,
         ipv4_only: ipam.ipv4_only(),
     };
@@ -112,12 +113,6 @@ pub async fn add<I: IpamBackend>(
         }
     };
     plan.ips = ips.clone();
-    let created = match veth::configure(&host, &plan, side).await {
-        Ok(c) => c,
-        Err(e) => {
-            return Err(rollback(Some(&host), &plan, conf, &ctx, ipam, e).await);
-        }
-    };
     let ep = Endpoint {
         container_id: ctx.container_id.clone(),
         ifname: plan.ifname.clone(),
@@ -125,16 +120,27 @@ pub async fn add<I: IpamBackend>(
         ips: ips.clone(),
         network: Some(conf.name.clone()),
     };
-    if let Err(e) = endpoint::write(&conf.endpoint_dir, &ep) {
-        let e = CniError::new(
-            Code::Io,
-            format!(
-                "writing the endpoint record in {}: {e}",
-                conf.endpoint_dir.display()
-            ),
-        );
-        return Err(rollback(Some(&host), &plan, conf, &ctx, ipam, e).await);
-    }
+    // The record is written while the kernel and the container's thread
+    // configure the addresses and routes (configure is polled first and
+    // waits on them); a failure of either undoes both.
+    let (created, recorded) =
+        tokio::join!(veth::configure(&host, &plan, side), async {
+            endpoint::write(&conf.endpoint_dir, &ep).map_err(|e| {
+                CniError::new(
+                    Code::Io,
+                    format!(
+                        "writing the endpoint record in {}: {e}",
+                        conf.endpoint_dir.display()
+                    ),
+                )
+            })
+        });
+    let created = match (created, recorded) {
+        (Ok(c), Ok(())) => c,
+        (Err(e), _) | (_, Err(e)) => {
+            return Err(rollback(Some(&host), &plan, conf, &ctx, ipam, e).await);
+        }
+    };
     tracing::info!(container = %ctx.container_id, host_ifname = %plan.host_ifname, ?ips, "added");
     let sandbox = env.netns.as_deref().unwrap_or(Path::new(""));
     append_to_result(&mut result, &plan, conf, sandbox, created.container_mac);

@@ -79,6 +79,8 @@ pub struct Plan {
     /// The pod's addresses as /32 or /128.
     pub ips: Vec<IpNetwork>,
     pub mtu: u32,
+    /// TX and RX queues of each end (`num_queues`).
+    pub queues: u32,
     pub allow_ip_forwarding: bool,
     /// IPAM will assign IPv4 and no IPv6 (known from its config before
     /// it answers): the container end can then come up, with its gateway
@@ -222,15 +224,25 @@ async fn create_pair(
     plan: &Plan,
     ns: &std::fs::File,
 ) -> Result<bool> {
-    let peer = LinkUnspec::new_with_name(&plan.ifname)
+    // The queue counts are always given: without them the kernel makes
+    // one queue per possible CPU and then cuts each end down to one
+    // (veth_init_queues), and every cut waits for an RCU grace period
+    // under the RTNL lock, the longest step of ADD on a busy node.
+    let queues = [
+        LinkAttribute::NumTxQueues(plan.queues),
+        LinkAttribute::NumRxQueues(plan.queues),
+    ];
+    let mut peer = LinkUnspec::new_with_name(&plan.ifname)
         .mtu(plan.mtu)
         .setns_by_fd(ns.as_raw_fd())
         .build();
+    peer.attributes.extend(queues.clone());
     let mut msg = LinkVeth::new(&plan.host_ifname, &plan.ifname)
         .mtu(plan.mtu)
         .address(HOST_MAC.to_vec())
         .up()
         .build();
+    msg.attributes.extend(queues);
     // Swap the builder's plain peer for one carrying MTU and netns.
     for attr in &mut msg.attributes {
         if let LinkAttribute::LinkInfo(infos) = attr {

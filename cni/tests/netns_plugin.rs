@@ -122,6 +122,45 @@ fn add_ping_check_del() {
     );
 }
 
+/// `num_queues` (Calico's) sets the TX and RX queues of both ends; left
+/// out, both get one, as in Calico, and not one per CPU.
+#[ignore = "needs root (network namespaces): scripts/test runs it as root"]
+#[test]
+fn num_queues_sets_both_ends() {
+    if !require_root("num_queues_sets_both_ends") {
+        return;
+    }
+    let f = fixture("10.253.0.0/24");
+    let mut links = HostLinks(Vec::new());
+    for (id, queues) in [("ctr-q1", None), ("ctr-q3", Some(3))] {
+        let ns = Netns::new(&format!("cni{id}")).unwrap();
+        let mut conf = f.conf.clone();
+        if let Some(q) = queues {
+            conf["num_queues"] = json!(q);
+        }
+        let out = invoke("ADD", id, Some(&ns.path()), "eth0", &conf);
+        assert!(out.ok, "ADD {id}: {}", out.stdout);
+        let r: Value = serde_json::from_str(&out.stdout).unwrap();
+        let host = host_ifname(&r);
+        links.0.push(host.clone());
+        let shown = Command::new("ip")
+            .args(["-d", "link", "show", &host])
+            .output()
+            .unwrap();
+        let want = queues.unwrap_or(1);
+        let want = format!("numtxqueues {want} numrxqueues {want}");
+        let host_side = String::from_utf8_lossy(&shown.stdout);
+        assert!(
+            host_side.contains(&want),
+            "host end, want {want}: {host_side}"
+        );
+        let pod_side = ns.exec(&["ip", "-d", "link", "show", "eth0"]).unwrap();
+        assert!(pod_side.contains(&want), "pod end, want {want}: {pod_side}");
+        let out = invoke("DEL", id, Some(&ns.path()), "eth0", &conf);
+        assert!(out.ok, "DEL {id}: {}", out.stdout);
+    }
+}
+
 #[ignore = "needs root (network namespaces): scripts/test runs it as root"]
 #[test]
 fn failed_add_leaves_nothing_behind() {
@@ -189,7 +228,7 @@ fn bad_env_and_config_errors_on_stdout() {
     assert!(!out.ok);
     assert_eq!(
         out.stdout.trim(),
-        r#"{"cniVersion":"1.0.0","code":2,"msg":"unsupported field \"bogus\" = 1","details":"allowed here: cniVersion, name, type, nodename, nodename_file, datastore_type, etcd_endpoints, etcd_scheme, etcd_key_file, etcd_cert_file, etcd_ca_cert_file, datastore_file, kubernetes, mtu, log_level, log_file_path, ipam, ipam_lock_file, container_settings, endpoint_dir, agent_socket, dns, ipMasq, capabilities, runtimeConfig, args, prevResult, cni.dev/valid-attachments, policy"}"#
+        r#"{"cniVersion":"1.0.0","code":2,"msg":"unsupported field \"bogus\" = 1","details":"allowed here: cniVersion, name, type, nodename, nodename_file, datastore_type, etcd_endpoints, etcd_scheme, etcd_key_file, etcd_cert_file, etcd_ca_cert_file, datastore_file, kubernetes, mtu, num_queues, log_level, log_file_path, ipam, ipam_lock_file, container_settings, endpoint_dir, agent_socket, dns, ipMasq, capabilities, runtimeConfig, args, prevResult, cni.dev/valid-attachments, policy"}"#
     );
     let out = invoke("ADD", "c1", None, "eth0", &conf);
     assert_eq!(

@@ -38,6 +38,11 @@ fn calico_style_config_parses() {
     );
     assert_eq!(c.datastore.to_string(), "etcd:http://127.0.0.1:2379");
     assert_eq!(c.mtu, 1450);
+    assert_eq!(c.num_queues, 1, "Calico's default");
+    assert_eq!(
+        parse_v(&with("num_queues", json!(4))).unwrap().num_queues,
+        4
+    );
     assert_eq!(c.log_level, LogLevel::Warn);
     assert!(c.allow_ip_forwarding);
     assert_eq!(c.endpoint_dir, PathBuf::from(DEFAULT_ENDPOINT_DIR));
@@ -126,6 +131,14 @@ fn bad_values_are_code_7_naming_the_field() {
         (
             with("mtu", json!(500)),
             "invalid network config field \"mtu\": 500 is out of range (1280-65535)",
+        ),
+        (
+            with("num_queues", json!(0)),
+            "invalid network config field \"num_queues\": 0 is out of range (1-4096)",
+        ),
+        (
+            with("num_queues", json!(5000)),
+            "invalid network config field \"num_queues\": 5000 is out of range (1-4096)",
         ),
         (
             with("log_level", json!("loud")),

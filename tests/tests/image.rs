@@ -5,7 +5,7 @@
 //! that script copies out of the image, and what margay-node and
 //! felix-lite run themselves (bgpd, felix-lite, nft); each must start from
 //! the unpacked root filesystem under chroot, with only the libraries the
-//! image carries.
+//! image carries; the plugins, which run on the host, with none at all.
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
@@ -243,9 +243,29 @@ fn the_image_holds_and_starts_every_program_the_daemonset_runs() {
     margay_testkit::require_root("image");
     let tmp = tempfile::tempdir().unwrap();
     let archive = tmp.path().join("margay-node.oci.tar");
+    // The static plugins of this profile, which scripts/test builds
+    // (scripts/plugins --debug) before it runs the tests.
+    let bins = margay_tests::bin_dir();
+    let plugin_dir = bins
+        .parent()
+        .expect("target dir")
+        .join("plugins")
+        .join(bins.file_name().expect("profile dir"));
+    assert!(
+        plugin_dir.join("margay").exists(),
+        "{} has no static plugins: run scripts/plugins{} first (scripts/test does)",
+        plugin_dir.display(),
+        if cfg!(debug_assertions) {
+            " --debug"
+        } else {
+            ""
+        }
+    );
     let out = Command::new(repo().join("scripts/image"))
         .arg("--bin-dir")
-        .arg(margay_tests::bin_dir())
+        .arg(&bins)
+        .arg("--plugin-dir")
+        .arg(&plugin_dir)
         .arg("--out")
         .arg(&archive)
         .output()
@@ -383,5 +403,31 @@ fn the_image_holds_and_starts_every_program_the_daemonset_runs() {
     for p in &plugins {
         let out = start(p, &[], Some(("CNI_COMMAND", "VERSION")));
         assert!(out.contains("supportedVersions"), "{p}: {out}");
+        // install-cni copies it to the host, which has whatever C library
+        // it has: it must start with none at all (a root holding nothing
+        // but the plugin).
+        let bare = tmp.path().join("bare");
+        std::fs::create_dir_all(&bare).unwrap();
+        std::fs::copy(
+            rootfs.join(p.trim_start_matches('/')),
+            bare.join("plugin"),
+        )
+        .unwrap();
+        let out = Command::new("chroot")
+            .arg(&bare)
+            .arg("/plugin")
+            .env_clear()
+            .env("PATH", &path_env)
+            .env("CNI_COMMAND", "VERSION")
+            .output()
+            .expect("chroot");
+        assert!(
+            out.status.success()
+                && String::from_utf8_lossy(&out.stdout)
+                    .contains("supportedVersions"),
+            "{p} does not start without the image's libraries (not static?): {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
     }
 }

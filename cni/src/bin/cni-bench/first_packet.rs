@@ -94,7 +94,7 @@ fn bench(
     conf: &Value,
     sock: &OwnedFd,
 ) -> anyhow::Result<(Vec<Sample>, Vec<Sample>)> {
-    let margay = std::env::current_exe()?.with_file_name("margay");
+    let margay = crate::plugin()?;
     let nss = Namespaces::create("mglab-fp", rounds * (1 + SMALL_BLOCK))?;
     let mut free = nss.0.iter();
     let mut existing = Vec::new();

@@ -77,7 +77,7 @@ pub fn main(rounds: usize, trace: bool) -> anyhow::Result<()> {
 /// then three through the agent, whose log the lab keeps.
 fn trace_in_node(agent_conf: &Value) -> anyhow::Result<()> {
     let nss = Namespaces::create("mglab-bench", 1)?;
-    let margay = std::env::current_exe()?.with_file_name("margay");
+    let margay = crate::plugin()?;
     let mut conf = agent_conf.clone();
     conf.as_object_mut().expect("object").remove("agent_socket");
     conf["log_level"] = "debug".into();
@@ -102,7 +102,7 @@ fn bench(
     // Named like the lab's, so that `lab down` removes them if the bench
     // is killed.
     let nss = Namespaces::create("mglab-bench-harness", 1)?;
-    let margay = std::env::current_exe()?.with_file_name("margay");
+    let margay = crate::plugin()?;
     // The plugin on its own: a node name of its own, so that its
     // allocations do not make the agent's copy of node1's block stale at
     // every turn (on a node, one of the two serves every ADD).

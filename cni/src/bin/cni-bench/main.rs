@@ -9,6 +9,9 @@
 //! datastore request, IPAM phase and netlink step with its duration) to
 //! find where time goes.
 //!
+//! The plugin is the one beside this binary, or `$CNI_BENCH_PLUGIN` (see
+//! [`plugin`]).
+//!
 //! `cni-bench live [ROUNDS]` and `cni-bench first-packet [ROUNDS]` do it
 //! on a live node of a lab they bring up and take down (see `live.rs` and
 //! `first_packet.rs`); run them under `flock` on the lab lock.
@@ -33,6 +36,25 @@ use tracing_subscriber::fmt::format::FmtSpan;
 use tracing_subscriber::prelude::*;
 
 const CONCURRENCY: usize = 16;
+
+/// The margay plugin the benches run: `$CNI_BENCH_PLUGIN` when set (the
+/// static build the image ships: `scripts/plugins`, then
+/// `CNI_BENCH_PLUGIN=target/plugins/release/margay`), else the one beside
+/// this binary. Printed, since the two differ in start-up time.
+fn plugin() -> anyhow::Result<PathBuf> {
+    let path = match std::env::var_os("CNI_BENCH_PLUGIN") {
+        Some(p) => PathBuf::from(p),
+        None => std::env::current_exe()?.with_file_name("margay"),
+    };
+    // ldd fails on an executable the dynamic loader does not run.
+    let linked = match Command::new("ldd").arg(&path).output() {
+        Ok(out) if out.status.success() => "dynamically linked",
+        Ok(_) => "static",
+        Err(_) => "linking unknown: no ldd",
+    };
+    println!("plugin: {} ({linked})", path.display());
+    Ok(path)
+}
 
 struct Etcd(Child, PathBuf);
 impl Drop for Etcd {
@@ -329,7 +351,7 @@ fn main() -> anyhow::Result<()> {
         }
         nss.0.push(n);
     }
-    let margay = std::env::current_exe()?.with_file_name("margay");
+    let margay = plugin()?;
     let margay_conf = json!({
         "cniVersion": "1.0.0", "name": "bench", "type": "margay",
         "nodename": "bench-node", "etcd_endpoints": endpoint, "log_level": "error",

@@ -176,13 +176,16 @@ pub async fn create(host: &Handle, plan: &Plan) -> Result<ContainerSide> {
     // return, it sees the sender dropped and goes).
     let _ = paired_tx.send(());
     configure_host_sysctls(&plan.host_ifname, false)?;
-    let host_index = nl::link_by_name(host, &plan.host_ifname)
-        .await
-        .map_err(nl_err(format!("looking up {}", plan.host_ifname)))?
-        .ok_or_else(|| {
-            CniError::dataplane(&plan.host_ifname, "vanished after creation")
-        })?
-        .index;
+    // The index by ioctl (SIOCGIFINDEX), not RTM_GETLINK: a GETLINK first
+    // runs the link's pending link-watch event, which for an end that is
+    // up without carrier (its peer is still down) deactivates its queues
+    // and waits for an RCU grace period holding the RTNL lock. Left
+    // alone, the event is run once the container end is up, with carrier,
+    // and costs nothing.
+    let host_index = nix::net::if_::if_nametoindex(plan.host_ifname.as_str())
+        .map_err(|e| {
+            CniError::dataplane(format!("looking up {}", plan.host_ifname), e)
+        })?;
     Ok(ContainerSide {
         plan: tx,
         done,

@@ -184,8 +184,8 @@ pub async fn create(host: &Handle, plan: &Plan) -> Result<ContainerSide> {
     // and costs nothing.
     let host_index = nix::net::if_::if_nametoindex(plan.host_ifname.as_str())
         .map_err(|e| {
-            CniError::dataplane(format!("looking up {}", plan.host_ifname), e)
-        })?;
+        CniError::dataplane(format!("looking up {}", plan.host_ifname), e)
+    })?;
     Ok(ContainerSide {
         plan: tx,
         done,

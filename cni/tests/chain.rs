@@ -23,7 +23,7 @@ fn try_invoke(
     conf: &Value,
 ) -> Out {
     let path = if plugin == "margay" {
-        common::PLUGIN.to_string()
+        common::plugin_bin()
     } else {
         format!("/usr/lib/cni/{plugin}")
     };

@@ -18,7 +18,7 @@ fn ipam_add(id: &str, conf: &Value) -> Out {
         ("CNI_NETNS", "/run/netns/whatever"),
         ("CNI_IFNAME", "eth0"),
     ];
-    run_plugin(IPAM_PLUGIN, "ADD", &env, conf)
+    run_plugin(&ipam_plugin_bin(), "ADD", &env, conf)
 }
 
 #[test]

@@ -20,7 +20,7 @@ fn ipam_plugin(cmd: &str, id: &str, conf: &Value) -> Out {
         ("CNI_NETNS", "/run/netns/whatever"),
         ("CNI_IFNAME", "eth0"),
     ];
-    run_plugin(IPAM_PLUGIN, cmd, &env, conf)
+    run_plugin(&ipam_plugin_bin(), cmd, &env, conf)
 }
 
 #[ignore = "needs root (network namespaces): scripts/test runs it as root"]
@@ -411,7 +411,7 @@ fn gc_releases_only_attachments_missing_from_valid_attachments() {
     ]);
     let path = [("CNI_PATH", "/usr/lib/cni")];
     // Both binaries serve GC; the main plugin is what a runtime calls.
-    let out = run_plugin(PLUGIN, "GC", &path, &gc);
+    let out = run_plugin(&plugin_bin(), "GC", &path, &gc);
     assert!(out.ok, "GC: {}", out.stdout);
     assert_eq!(out.stdout, "", "GC prints nothing on success");
     for (id, check) in &results {
@@ -424,12 +424,12 @@ fn gc_releases_only_attachments_missing_from_valid_attachments() {
         }
     }
     // Nothing more to free: a second GC is a no-op and succeeds.
-    let out = run_plugin(IPAM_PLUGIN, "GC", &path, &gc);
+    let out = run_plugin(&ipam_plugin_bin(), "GC", &path, &gc);
     assert!(out.ok, "second GC: {}", out.stdout);
     assert!(run("CHECK", "keep-1", &results[0].1).0);
 
     // GC needs the list (code 7 naming it), and exists from 1.1.0 only.
-    let out = run_plugin(PLUGIN, "GC", &path, &f.conf);
+    let out = run_plugin(&plugin_bin(), "GC", &path, &f.conf);
     assert!(!out.ok);
     let err: Value = serde_json::from_str(&out.stdout).unwrap();
     assert_eq!(err["code"], 7, "{err}");
@@ -437,7 +437,7 @@ fn gc_releases_only_attachments_missing_from_valid_attachments() {
     assert!(msg.contains("cni.dev/valid-attachments"), "{err}");
     let mut old = gc.clone();
     old["cniVersion"] = json!("1.0.0");
-    let out = run_plugin(PLUGIN, "GC", &path, &old);
+    let out = run_plugin(&plugin_bin(), "GC", &path, &old);
     assert!(!out.ok);
     let err: Value = serde_json::from_str(&out.stdout).unwrap();
     assert_eq!(err["code"], 1, "{err}");

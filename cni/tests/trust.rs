@@ -22,7 +22,7 @@ fn ipam_plugin(cmd: &str, id: &str, conf: &Value) -> Out {
         ("CNI_NETNS", "/run/netns/whatever"),
         ("CNI_IFNAME", "eth0"),
     ];
-    run_plugin(IPAM_PLUGIN, cmd, &env, conf)
+    run_plugin(&ipam_plugin_bin(), cmd, &env, conf)
 }
 
 /// `conf` with its valid-attachments list (ifname eth0).
@@ -69,8 +69,11 @@ fn gc_on_one_node_leaves_the_other_nodes_pods() {
     let path = [("CNI_PATH", "/usr/lib/cni")];
     // n1's runtime lists n1's live pod; then nothing at all. Through
     // both binaries.
-    for (bin, live) in [(PLUGIN, &["n1-live"][..]), (IPAM_PLUGIN, &[][..])] {
-        let out = run_plugin(bin, "GC", &path, &gc_conf(&f.conf, live));
+    for (bin, live) in [
+        (plugin_bin(), &["n1-live"][..]),
+        (ipam_plugin_bin(), &[][..]),
+    ] {
+        let out = run_plugin(&bin, "GC", &path, &gc_conf(&f.conf, live));
         assert!(out.ok, "GC: {}", out.stdout);
         let (_, n2_check) = &checks[2];
         let out = ipam_plugin("CHECK", "n2-pod", n2_check);
@@ -118,7 +121,8 @@ fn gc_removes_the_veth_and_record_of_a_stale_attachment() {
     )
     .unwrap();
     let path = [("CNI_PATH", "/usr/lib/cni")];
-    let out = run_plugin(PLUGIN, "GC", &path, &gc_conf(&f.conf, &["keep"]));
+    let out =
+        run_plugin(&plugin_bin(), "GC", &path, &gc_conf(&f.conf, &["keep"]));
     assert!(out.ok, "GC: {}", out.stdout);
     let records = f.dir.path().join("endpoints");
     assert!(records.join("keep-eth0.json").exists());

@@ -12,8 +12,24 @@ use margay_datastore::{Datastore, DatastoreSpec};
 use margay_testkit::EtcdServer;
 use serde_json::{Value, json};
 
-pub const PLUGIN: &str = env!("CARGO_BIN_EXE_margay");
-pub const IPAM_PLUGIN: &str = env!("CARGO_BIN_EXE_margay-ipam");
+/// The `margay` binary under test: this build's, or the one in
+/// `$MARGAY_CNI_PLUGIN_DIR` (scripts/test runs these tests again on the
+/// static plugins the image ships, `scripts/plugins --debug`).
+pub fn plugin_bin() -> String {
+    bin("margay", env!("CARGO_BIN_EXE_margay"))
+}
+
+/// The `margay-ipam` binary under test (see [`plugin_bin`]).
+pub fn ipam_plugin_bin() -> String {
+    bin("margay-ipam", env!("CARGO_BIN_EXE_margay-ipam"))
+}
+
+fn bin(name: &str, built: &str) -> String {
+    match std::env::var_os("MARGAY_CNI_PLUGIN_DIR") {
+        Some(dir) => Path::new(&dir).join(name).display().to_string(),
+        None => built.to_string(),
+    }
+}
 
 /// A CNI invocation's outcome.
 pub struct Out {
@@ -37,7 +53,7 @@ pub fn invoke(
     if let Some(ns) = &netns {
         env.push(("CNI_NETNS", ns));
     }
-    run_plugin(PLUGIN, cmd, &env, conf)
+    run_plugin(&plugin_bin(), cmd, &env, conf)
 }
 
 /// Runs `bin` with `CNI_COMMAND=cmd` and only the variables in `env` (a

@@ -388,11 +388,12 @@ fn peer_cred_client_helper() {
     println!("\nREPLY {}", serde_json::to_string(&reply).unwrap());
 }
 
-/// The relay of `PEER_SOCKET_VAR`'s child, run as `uid`: the agent's
-/// reply, or exit -1 when the request was not taken or answered.
-fn ask_as(uid: u32, socket: &Path) -> margay_cni::agent::Reply {
+/// The relay of `PEER_SOCKET_VAR`'s child, `client` (a copy of this test
+/// binary) run as `uid`: the agent's reply, or exit -1 when the request
+/// was not taken or answered.
+fn ask_as(uid: u32, client: &Path, socket: &Path) -> margay_cni::agent::Reply {
     use std::os::unix::process::CommandExt;
-    let out = Command::new(std::env::current_exe().unwrap())
+    let out = Command::new(client)
         .args([
             "--exact",
             "peer_cred_client_helper",
@@ -438,14 +439,19 @@ fn a_peer_that_is_not_root_is_refused() {
     open(dir.path(), 0o755);
     open(&dir.path().join("run"), 0o755);
     open(&socket, 0o666);
+    // The client runs from a copy that nobody may execute: the build's own
+    // path may not be (a checkout under root's 0700 home).
+    let client = dir.path().join("client");
+    std::fs::copy(std::env::current_exe().unwrap(), &client).unwrap();
+    open(&client, 0o755);
 
-    let root = ask_as(0, &socket);
+    let root = ask_as(0, &client, &socket);
     assert_eq!(root.exit, 0, "root is served: {}", root.stdout);
     assert!(root.stdout.contains("supportedVersions"), "{}", root.stdout);
 
     let before = server::refused_peers();
     const NOBODY: u32 = 65534;
-    let nobody = ask_as(NOBODY, &socket);
+    let nobody = ask_as(NOBODY, &client, &socket);
     assert_ne!(nobody.exit, 0, "nobody was served: {}", nobody.stdout);
     assert!(
         nobody.exit == -1
